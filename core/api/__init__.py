@@ -1,0 +1,1 @@
+"""REST routers. Every error is ``{"error": {"code", "message"}}`` with the status of its ErrorCode."""

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from core.api.deps import ConvPath, NodeDep, PrincipalDep
+from core.api.schemas import ConversationOut, ConversationsOut, ErrorOut, HistoryOut, ReceiptsOut
+from core.protocol.frames import MAX_SEQ
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut},
+}
+router = APIRouter(prefix="/api/conversations", tags=["conversations"], responses=_ERRORS)
+
+
+@router.get("", response_model=ConversationsOut)
+async def list_conversations(principal: PrincipalDep, node: NodeDep) -> ConversationsOut:
+    """Your conversations, most recently active first, with the last message and the unread count."""
+    convs = await node.messaging.conversations(principal.user_id)
+    return ConversationsOut(conversations=[ConversationOut(**c) for c in convs])
+
+
+@router.get("/{conv}/messages", response_model=HistoryOut)
+async def history(
+    conv: ConvPath, principal: PrincipalDep, node: NodeDep,
+    before: Annotated[int | None, Query(ge=1, le=MAX_SEQ, description="page of messages with seq < before")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="page of messages with seq > after")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> HistoryOut:
+    """History paged by sequence number, ascending. Without ``before``/``after``: the newest page."""
+    page = await node.messaging.history(principal.user_id, conv, before=before, after=after, limit=limit)
+    return HistoryOut(**page)
+
+
+@router.get("/{conv}/receipts", response_model=ReceiptsOut)
+async def receipts(conv: ConvPath, principal: PrincipalDep, node: NodeDep) -> ReceiptsOut:
+    """Each member's delivered and read marks (a message's read count = members with read >= its seq)."""
+    return ReceiptsOut.model_validate(await node.messaging.receipts(principal.user_id, conv))

@@ -1,0 +1,53 @@
+"""Shared request dependencies: the node, and the authenticated principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from core.errors import ErrorCode, WsimError
+from core.node import Node
+from core.protocol.frames import CONV_PATTERN, ID_PATTERN
+from core.services.accounts import Principal
+
+bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
+
+
+def get_node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+NodeDep = Annotated[Node, Depends(get_node)]
+
+
+async def current_principal(
+    node: NodeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise WsimError(ErrorCode.UNAUTHORIZED, "missing bearer token")
+    return await node.accounts.verify_access(credentials.credentials)
+
+
+async def optional_principal(
+    node: NodeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal | None:
+    if credentials is None:
+        return None
+    return await node.accounts.verify_access(credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+OptionalPrincipalDep = Annotated[Principal | None, Depends(optional_principal)]
+
+UserIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="user id (decimal string)")]
+GroupIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="group id (decimal string)")]
+FileIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="file id (decimal string)")]
+RequestIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="friend request id")]
+ConvPath = Annotated[str, Path(pattern=CONV_PATTERN, description="conversation id: d:<a>:<b> or g:<group>")]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import FileResponse, StreamingResponse
+
+from core.api.deps import FileIdPath, NodeDep, OptionalPrincipalDep, PrincipalDep
+from core.api.multipart import MultipartFileStream
+from core.api.schemas import ErrorOut, FileLinkOut, FileOut
+from core.errors import ErrorCode, WsimError
+from core.models import FileMeta
+from core.node import Node
+from core.services.files import IMAGE_TYPES
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 415: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+}
+router = APIRouter(prefix="/api/files", tags=["files"], responses=_ERRORS)
+
+# User files are never rendered as pages: no scripts, no plugins, no sniffing into HTML.
+USER_FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; media-src 'self'; sandbox",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "private, max-age=3600",
+}
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}},
+        }}},
+    }
+}
+
+
+def _file_out(meta: FileMeta) -> FileOut:
+    return FileOut(**meta.public())
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=FileOut, openapi_extra=_UPLOAD_DOC)
+async def upload(request: Request, principal: PrincipalDep, node: NodeDep) -> FileOut:
+    """Upload one file (multipart field ``file``), streamed; type detected from the content; images get a
+    thumbnail. Send it in a chat with ``message.send`` ``kind: image|file`` and ``file: <id>``."""
+    limit = node.settings.limits.upload_max_bytes
+    stream = MultipartFileStream(request, "file", max_body_bytes=limit + 256 * 1024)
+    await stream.start()
+    meta = await node.files.upload(principal.user_id, stream.filename, stream.chunks())
+    return _file_out(meta)
+
+
+async def _authorized(node: Node, file_id: int, variant: str, principal: Any, exp: int | None,
+                      sig: str | None) -> FileMeta:
+    if sig is not None and exp is not None:
+        if not node.files.check_link(file_id, variant, exp, sig):
+            raise WsimError(ErrorCode.FORBIDDEN, "link expired or invalid")
+        return await node.files.get(file_id)
+    if principal is None:
+        raise WsimError(ErrorCode.UNAUTHORIZED, "missing bearer token or signed link")
+    return await node.files.authorize(principal.user_id, file_id)
+
+
+def _serve(node: Node, key: str, mime: str, name: str) -> Response:
+    disposition = "inline" if mime in IMAGE_TYPES else "attachment"
+    path = node.files.local_path(key)
+    if path is not None:
+        return FileResponse(path, media_type=mime, filename=name, content_disposition_type=disposition,
+                            headers=USER_FILE_HEADERS)
+    return StreamingResponse(node.files.open(key), media_type=mime, headers={
+        **USER_FILE_HEADERS, "Content-Disposition": f"{disposition}; filename*=UTF-8''{_quote(name)}"})
+
+
+def _quote(name: str) -> str:
+    return quote(name, safe="")
+
+
+@router.get("/{file_id}", responses={200: {"content": {"application/octet-stream": {}}}, 403: {"model": ErrorOut}})
+async def download(
+    file_id: FileIdPath, node: NodeDep, principal: OptionalPrincipalDep,
+    exp: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+    sig: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """For the uploader and members of a conversation it was sent to (bearer token), or with a signed link."""
+    meta = await _authorized(node, int(file_id), "file", principal, exp, sig)
+    return _serve(node, meta.storage_key, meta.mime, meta.name)
+
+
+@router.get("/{file_id}/thumbnail", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
+                                                403: {"model": ErrorOut}})
+async def thumbnail(
+    file_id: FileIdPath, node: NodeDep, principal: OptionalPrincipalDep,
+    exp: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+    sig: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    meta = await _authorized(node, int(file_id), "thumbnail", principal, exp, sig)
+    if meta.thumb_key is None:
+        raise WsimError(ErrorCode.NOT_FOUND, "this file has no thumbnail")
+    mime = "image/png" if meta.mime in ("image/png", "image/gif", "image/webp") else "image/jpeg"
+    return _serve(node, meta.thumb_key, mime, f"thumb-{meta.name}")
+
+
+@router.get("/{file_id}/meta", response_model=FileOut)
+async def file_meta(file_id: FileIdPath, principal: PrincipalDep, node: NodeDep) -> FileOut:
+    return _file_out(await node.files.authorize(principal.user_id, int(file_id)))
+
+
+@router.post("/{file_id}/link", response_model=FileLinkOut)
+async def file_link(file_id: FileIdPath, principal: PrincipalDep, node: NodeDep) -> FileLinkOut:
+    """Short-lived signed URLs (for ``<img src>`` and download links, which cannot carry a bearer header)."""
+    meta = await node.files.authorize(principal.user_id, int(file_id))
+    link = node.files.signed_link(meta.id, "file")
+    thumb = node.files.signed_link(meta.id, "thumbnail").url if meta.thumb_key else None
+    return FileLinkOut(url=link.url, thumbnail_url=thumb, expires=link.expires_ms)

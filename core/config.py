@@ -1,0 +1,181 @@
+"""The one settings model (pydantic-settings): defaults < YAML file < ``WSIM_*`` environment < explicit overrides.
+
+Nested keys use ``__`` in the environment: ``WSIM_STRATEGIES__BUS__KIND=redis``. Every strategy is chosen by
+``kind`` from its registry; an unknown kind or key fails at start with the key's path and the allowed values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from strategies.ack.config import AckConfig, ThreeStateAckConfig
+from strategies.bus.config import BusConfig, LocalBusConfig
+from strategies.cache.config import CacheConfig, L1CacheConfig
+from strategies.dedup.config import DedupConfig, MemoryDedupConfig
+from strategies.files.config import FilesConfig, LocalFilesConfig
+from strategies.ids.config import IdsConfig, SnowflakeConfig
+from strategies.presence.config import MemoryPresenceConfig, PresenceConfig
+from strategies.retry.config import ExponentialRetryConfig, RetryConfig
+from strategies.store.config import StoreConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    # Node name in a cluster; also shown in auth.ok. Defaults to "local".
+    node: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "local"
+    data_dir: str = "data"
+    # Allowed browser Origins for the WebSocket handshake; "*" allows any. Requests without Origin (non-browser
+    # clients) are always allowed: Origin is a browser protection, not authentication.
+    origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"])
+    # Serve the web client at "/".
+    web_client: bool = True
+    # Freeze the start-up heap out of the cyclic GC and raise its thresholds: full collections at 10k connections
+    # caused 110 ms p99 spikes (measured; see docs/architecture.md).
+    gc_tuning: bool = True
+    log_level: str = "info"
+
+
+class AuthConfig(_Section):
+    # HS256 secret. Empty: generated once and kept in <data_dir>/jwt.secret so restarts keep tokens valid.
+    jwt_secret: str = ""
+    access_ttl_s: Annotated[int, Field(ge=10, le=86400)] = 900
+    refresh_ttl_s: Annotated[int, Field(ge=60)] = 30 * 86400
+    # Usernames allowed to use /api/admin/*.
+    admins: list[str] = Field(default_factory=list)
+    # argon2id cost (argon2-cffi defaults are RFC 9106's "low memory" profile).
+    argon2_time_cost: Annotated[int, Field(ge=1)] = 3
+    argon2_memory_kib: Annotated[int, Field(ge=8)] = 65536
+    argon2_parallelism: Annotated[int, Field(ge=1)] = 4
+    # At most this many password hashes run at once (bounds memory and CPU under a login flood).
+    max_concurrent_hashes: Annotated[int, Field(ge=1)] = 2
+    # Failed logins per username and per client address before 429.
+    login_failures_per_minute: Annotated[int, Field(ge=1)] = 10
+
+
+class LimitsConfig(_Section):
+    max_frame_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    max_text_chars: Annotated[int, Field(ge=1)] = 5000
+    rate_per_s: Annotated[float, Field(gt=0)] = 20.0
+    rate_burst: Annotated[float, Field(ge=1)] = 40.0
+    rate_strikes: Annotated[int, Field(ge=1)] = 20
+    error_budget: Annotated[int, Field(ge=1)] = 10
+    max_connections_per_user: Annotated[int, Field(ge=1)] = 10
+    # Frames queued to one device before it is closed as a slow consumer (4008).
+    outbound_queue_frames: Annotated[int, Field(ge=10)] = 2000
+    # Pending (unacknowledged) deliveries tracked per device.
+    max_pending_deliveries: Annotated[int, Field(ge=10)] = 10_000
+    auth_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_group_members: Annotated[int, Field(ge=2)] = 500
+    recall_window_s: Annotated[float, Field(ge=0)] = 120.0
+    upload_max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
+    image_max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    history_page_max: Annotated[int, Field(ge=1)] = 200
+
+
+class HeartbeatConfig(_Section):
+    interval_s: Annotated[float, Field(gt=0)] = 30.0
+    missed_beats: Annotated[int, Field(ge=1)] = 2
+
+
+class SyncConfig(_Section):
+    # Messages a device that has no cursor for a conversation receives (its recent history).
+    recent_messages: Annotated[int, Field(ge=0)] = 50
+
+
+class StrategiesConfig(_Section):
+    ack: AckConfig = Field(default_factory=ThreeStateAckConfig)
+    retry: RetryConfig = Field(default_factory=ExponentialRetryConfig)
+    dedup: DedupConfig = Field(default_factory=MemoryDedupConfig)
+    cache: CacheConfig = Field(default_factory=L1CacheConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    bus: BusConfig = Field(default_factory=LocalBusConfig)
+    ids: IdsConfig = Field(default_factory=SnowflakeConfig)
+    files: FilesConfig = Field(default_factory=LocalFilesConfig)
+    presence: PresenceConfig = Field(default_factory=MemoryPresenceConfig)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WSIM_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    strategies: StrategiesConfig = Field(default_factory=StrategiesConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the YAML file merged with explicit overrides (see load_settings); env wins over YAML.
+        return (env_settings, init_settings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir).expanduser().resolve()
+
+
+class ConfigError(ValueError):
+    """Invalid configuration, with one line per problem naming the key path."""
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def format_validation_error(exc: ValidationError, source: str = "config") -> str:
+    lines = [f"invalid {source}:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        # Discriminated unions add the tag to the path ("strategies.bus.local.kind"): keep it, it says which kind.
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read YAML (optional), apply overrides, then environment; raise ConfigError naming each bad key."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must contain a mapping at the top level")
+        data = loaded
+    if overrides:
+        data = deep_merge(data, overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"config {path}" if path else "config")) from None

@@ -1,0 +1,57 @@
+"""JSON text codec for frames: orjson for speed (0.3 us vs 3 us per round trip), pydantic for validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from core.errors import ErrorCode
+from core.protocol.frames import CLIENT_FRAME_ADAPTER, ClientFrame
+
+
+class FrameError(Exception):
+    """A frame that cannot be accepted; ``ref`` is its cmid or type when those could be read."""
+
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+def _ref_of(data: str | bytes) -> tuple[str | None, Any]:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(obj, dict):
+        return None, obj
+    ref = obj.get("cmid") if isinstance(obj.get("cmid"), str) else obj.get("type")
+    return (ref[:64] if isinstance(ref, str) else None), obj
+
+
+def decode(data: str | bytes) -> ClientFrame:
+    try:
+        return CLIENT_FRAME_ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        ref, obj = _ref_of(data)
+        first = exc.errors()[0]
+        etype = first["type"]
+        if etype == "json_invalid" or obj is None:
+            raise FrameError(ErrorCode.BAD_FRAME, "frame is not valid JSON", ref) from None
+        if not isinstance(obj, dict) or etype in ("union_tag_not_found", "model_attributes_type"):
+            raise FrameError(ErrorCode.BAD_FRAME, "frame must be a JSON object with a 'type'", ref) from None
+        if etype == "union_tag_invalid":
+            raise FrameError(ErrorCode.BAD_FRAME, f"unknown frame type {obj.get('type')!r}", ref) from None
+        loc = ".".join(str(p) for p in first["loc"][1:]) or "frame"
+        raise FrameError(ErrorCode.INVALID, f"{loc}: {first['msg']}", ref) from None
+
+
+def encode(frame: BaseModel) -> str:
+    return orjson.dumps(frame.model_dump(mode="json", by_alias=True, exclude_none=True)).decode()
+
+
+def encode_obj(obj: dict[str, Any]) -> str:
+    return orjson.dumps(obj).decode()

@@ -1,0 +1,162 @@
+"""Server-side delivery bookkeeping for one device connection (sans-I/O).
+
+A pushed message stays *pending* until the device acknowledges it (``message.ack`` is cumulative per
+conversation: "I hold everything up to seq N"). When an ack does not come within the wait the retry policy gives
+for that attempt, the message is pushed again; after the last retry it is handed back as dead-lettered. The
+driver only writes frames and sleeps until :meth:`next_deadline`.
+
+Trackers never lose a message: a dead-lettered or never-acked message stays in the durable store, and the device
+gets it on its next sync. Tracking exists to repair losses *on a live connection* quickly.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from strategies.retry.base import RetryPolicy
+
+
+@dataclass(slots=True)
+class Pending:
+    msg_id: int
+    conv: str
+    seq: int
+    frame: str  # the encoded message.new frame, resent as is
+    attempt: int = 0
+    deadline: float = 0.0
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    pending: Pending
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    pending: Pending
+
+
+TrackerEvent = Resend | GiveUp
+
+
+class DeliveryTracker(Protocol):
+    def track(self, msg_id: int, conv: str, seq: int, frame: str, now: float) -> None: ...
+
+    def ack(self, conv: str, seq: int) -> int:
+        """Cumulative ack; returns how many pending deliveries it settled."""
+        ...
+
+    def due(self, now: float) -> list[TrackerEvent]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def pending_count(self) -> int: ...
+
+
+class NullTracker:
+    """Tracks nothing: the ``off`` ack policy's fire-and-forget delivery."""
+
+    def track(self, msg_id: int, conv: str, seq: int, frame: str, now: float) -> None:
+        return None
+
+    def ack(self, conv: str, seq: int) -> int:
+        return 0
+
+    def due(self, now: float) -> list[TrackerEvent]:
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def pending_count(self) -> int:
+        return 0
+
+
+@dataclass
+class RetryingTracker:
+    """Pending deliveries of one device, retried on the schedule of a :class:`RetryPolicy`.
+
+    ``max_pending`` bounds memory: beyond it the oldest pending entry is given up at once (it stays in the store;
+    the device gets it on sync). A device that never acks cannot make the server hold unbounded state.
+    """
+
+    retry: RetryPolicy
+    max_pending: int = 10_000
+    _by_conv: dict[str, dict[int, Pending]] = field(default_factory=dict)
+    _heap: list[tuple[float, int, Pending]] = field(default_factory=list)
+    _count: int = 0
+    _tie: int = 0
+    _overflow: list[Pending] = field(default_factory=list)
+
+    def track(self, msg_id: int, conv: str, seq: int, frame: str, now: float) -> None:
+        per_conv = self._by_conv.setdefault(conv, {})
+        if seq in per_conv:  # already pending (e.g. pushed again by a bus replay): keep the first schedule
+            return
+        p = Pending(msg_id, conv, seq, frame, 0, now + self.retry.wait_s(0))
+        per_conv[seq] = p
+        self._count += 1
+        self._push(p)
+        if self._count > self.max_pending:
+            self._overflow.append(self._evict_oldest())
+
+    def _push(self, p: Pending) -> None:
+        self._tie += 1
+        heapq.heappush(self._heap, (p.deadline, self._tie, p))
+
+    def _settle(self, p: Pending) -> None:
+        p.done = True
+        per_conv = self._by_conv.get(p.conv)
+        if per_conv is not None:
+            per_conv.pop(p.seq, None)
+            if not per_conv:
+                del self._by_conv[p.conv]
+        self._count -= 1
+
+    def _evict_oldest(self) -> Pending:
+        while True:
+            _, _, p = heapq.heappop(self._heap)
+            if not p.done:
+                self._settle(p)
+                return p
+
+    def ack(self, conv: str, seq: int) -> int:
+        per_conv = self._by_conv.get(conv)
+        if not per_conv:
+            return 0
+        settled = [p for s, p in per_conv.items() if s <= seq]
+        for p in settled:
+            self._settle(p)
+        return len(settled)
+
+    def due(self, now: float) -> list[TrackerEvent]:
+        events: list[TrackerEvent] = [GiveUp(p) for p in self._overflow]
+        self._overflow.clear()
+        heap = self._heap
+        while heap and (heap[0][2].done or heap[0][0] <= now):
+            _, _, p = heapq.heappop(heap)
+            if p.done:
+                continue
+            if p.attempt < self.retry.max_retries:
+                p.attempt += 1
+                p.deadline = now + self.retry.wait_s(p.attempt)
+                self._push(p)
+                events.append(Resend(p))
+            else:
+                self._settle(p)
+                events.append(GiveUp(p))
+        return events
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap and heap[0][2].done:
+            heapq.heappop(heap)
+        if self._overflow:
+            return float("-inf")
+        return heap[0][0] if heap else None
+
+    def pending_count(self) -> int:
+        return self._count

@@ -1,0 +1,225 @@
+"""Every frame of the wsim JSON protocol (docs/protocol.md is written against this module).
+
+Frames are JSON objects discriminated by ``type`` with dotted lowercase names. ``ClientFrame`` lists what a
+device may send, ``ServerFrame`` what the server sends; nothing else is accepted or emitted.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+CONV_PATTERN = r"^(d:[1-9][0-9]{0,19}:[1-9][0-9]{0,19}|g:[1-9][0-9]{0,19})$"
+ID_PATTERN = r"^[1-9][0-9]{0,19}$"
+DEVICE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CMID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+MAX_SEQ = 2**53 - 1
+
+Conv = Annotated[str, Field(pattern=CONV_PATTERN, max_length=44)]
+IdStr = Annotated[str, Field(pattern=ID_PATTERN)]
+SeqInt = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- client -> server
+
+
+class Auth(_Frame):
+    """First frame on a socket (unless the handshake carried ``Authorization: Bearer``)."""
+
+    type: Literal["auth"]
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    device: Annotated[str, Field(pattern=DEVICE_PATTERN)] | None = None
+
+
+class AuthRenew(_Frame):
+    """A fresh access token for an open socket, sent before the current one expires."""
+
+    type: Literal["auth.renew"]
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class Ping(_Frame):
+    type: Literal["ping"]
+    ts: int | None = None
+
+
+class MessageSend(_Frame):
+    type: Literal["message.send"]
+    cmid: Annotated[str, Field(pattern=CMID_PATTERN)]
+    conv: Conv
+    kind: Literal["text", "image", "file"] = "text"
+    text: str | None = None
+    file: IdStr | None = None
+
+
+class MessageAck(_Frame):
+    """Cumulative delivery ack: this device holds every message of ``conv`` up to ``seq``."""
+
+    type: Literal["message.ack"]
+    conv: Conv
+    seq: SeqInt
+
+
+class MessageRead(_Frame):
+    """The user has read ``conv`` up to ``seq`` (monotonic: a lower value is ignored)."""
+
+    type: Literal["message.read"]
+    conv: Conv
+    seq: SeqInt
+
+
+class MessageRecall(_Frame):
+    type: Literal["message.recall"]
+    id: IdStr
+
+
+class Sync(_Frame):
+    """Ask for what this device missed: everything after each cursor; a conversation without a cursor gets its
+    recent history. Answered with ``sync.batch`` frames and one ``sync.done``."""
+
+    type: Literal["sync"]
+    cursors: dict[Conv, SeqInt] = Field(default_factory=dict, max_length=5000)
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200
+
+
+class Typing(_Frame):
+    type: Literal["typing"]
+    conv: Conv
+
+
+ClientFrame = Annotated[
+    Auth | AuthRenew | Ping | MessageSend | MessageAck | MessageRead | MessageRecall | Sync | Typing,
+    Field(discriminator="type"),
+]
+CLIENT_FRAME_ADAPTER: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+CLIENT_FRAME_TYPES: tuple[str, ...] = (
+    "auth", "auth.renew", "ping", "message.send", "message.ack", "message.read", "message.recall", "sync",
+    "typing",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- server -> client
+
+
+class WireMessage(BaseModel):
+    id: str
+    conv: str
+    seq: int
+    from_: str = Field(alias="from", serialization_alias="from")
+    device: str
+    cmid: str
+    kind: str
+    body: dict[str, Any]
+    ts: int
+    recalled: bool = False
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class AuthOk(_Frame):
+    type: Literal["auth.ok"] = "auth.ok"
+    user: str
+    device: str
+    node: str
+    heartbeat_s: float
+    ack: str  # the server's ack policy: "three_state" or "off"
+    server_ts: int
+    token_expires: int  # ms since epoch: renew before this
+
+
+class Pong(_Frame):
+    type: Literal["pong"] = "pong"
+    ts: int | None = None
+    server_ts: int
+
+
+class MessageSent(_Frame):
+    """The 'sent' state: the message is durably stored with this id and seq."""
+
+    type: Literal["message.sent"] = "message.sent"
+    cmid: str
+    id: str
+    conv: str
+    seq: int
+    ts: int
+    duplicate: bool = False  # true when this answers a resend of an already stored message
+
+
+class MessageNew(_Frame):
+    type: Literal["message.new"] = "message.new"
+    msg: dict[str, Any]
+
+
+class Receipt(_Frame):
+    """``user`` has received (``delivered``) or read (``read``) ``conv`` up to the given seq."""
+
+    type: Literal["receipt"] = "receipt"
+    conv: str
+    user: str
+    delivered: int | None = None
+    read: int | None = None
+
+
+class SyncBatch(_Frame):
+    type: Literal["sync.batch"] = "sync.batch"
+    conv: str
+    messages: list[dict[str, Any]]
+    last_seq: int  # newest seq in the conversation when the batch was read
+    more: bool  # more messages after the last one in this batch: ask again with the new cursor
+    first_seq: int = 1  # the first seq this user may read (later group members start after 1)
+
+
+class SyncDone(_Frame):
+    type: Literal["sync.done"] = "sync.done"
+    more: bool  # some conversation had more than ``limit`` messages: send ``sync`` again
+
+
+class PresenceFrame(_Frame):
+    type: Literal["presence"] = "presence"
+    user: str
+    online: bool
+    devices: int
+
+
+class TypingEvent(_Frame):
+    type: Literal["typing"] = "typing"
+    conv: str
+    user: str
+
+
+class Notify(_Frame):
+    """Changes outside the message stream: friend requests, friendship, blocks, group membership/role."""
+
+    type: Literal["notify"] = "notify"
+    event: str
+    data: dict[str, Any]
+
+
+class SyncRequired(_Frame):
+    """The server may have failed to push some messages (bus gap, node failover): send ``sync`` now."""
+
+    type: Literal["sync.required"] = "sync.required"
+    reason: str
+
+
+class ErrorFrame(_Frame):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    ref: str | None = None  # the cmid (or frame type) the error answers
+    retry_after_ms: int | None = None
+
+
+ServerFrame = (
+    AuthOk | Pong | MessageSent | MessageNew | Receipt | SyncBatch | SyncDone | PresenceFrame | TypingEvent | Notify
+    | SyncRequired | ErrorFrame
+)
+SERVER_FRAME_TYPES: tuple[str, ...] = (
+    "auth.ok", "pong", "message.sent", "message.new", "receipt", "sync.batch", "sync.done", "presence", "typing",
+    "notify", "sync.required", "error",
+)  # fmt: skip

@@ -1,0 +1,119 @@
+"""Routing envelopes carried by the bus, and the router that addresses them to the nodes holding recipients.
+
+An envelope carries an already encoded frame: a group message is encoded once, not once per recipient or per
+node. The router asks the presence registry which nodes hold the recipients' devices and publishes only to those
+nodes (nobody online: nothing is published; the store keeps the message for sync).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from core.metrics import Metrics
+from strategies.bus.base import Bus
+from strategies.presence.base import PresenceRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    msg_id: int
+    conv: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    users: tuple[int, ...]
+    frame: str
+    # The device that sent the message already has it (from its ack): skip it, but not the sender's other devices.
+    exclude_user: int | None = None
+    exclude_device: str | None = None
+    track: Track | None = None
+    ts_ms: int | None = None  # when the message was stored: for the send->deliver latency histogram
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSessions:
+    user: int
+    family: str | None  # None: every session of the user
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Tell these users' devices (or every device when empty) to sync: a node may have missed envelopes."""
+
+    users: tuple[int, ...]
+    reason: str
+
+
+Envelope = Deliver | CloseSessions | Resync
+
+
+def encode_envelope(env: Envelope) -> bytes:
+    if isinstance(env, Deliver):
+        t = env.track
+        return orjson.dumps({
+            "k": "d", "u": env.users, "f": env.frame, "xu": env.exclude_user, "xd": env.exclude_device,
+            "t": None if t is None else [t.msg_id, t.conv, t.seq], "ts": env.ts_ms,
+        })
+    if isinstance(env, CloseSessions):
+        return orjson.dumps({"k": "c", "u": env.user, "fam": env.family, "code": env.code, "r": env.reason})
+    return orjson.dumps({"k": "r", "u": env.users, "r": env.reason})
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    obj = orjson.loads(data)
+    kind = obj["k"]
+    if kind == "d":
+        t = obj["t"]
+        return Deliver(
+            tuple(obj["u"]), obj["f"], obj["xu"], obj["xd"], None if t is None else Track(t[0], t[1], t[2]),
+            obj.get("ts"),
+        )
+    if kind == "c":
+        return CloseSessions(obj["u"], obj["fam"], obj["code"], obj["r"])
+    if kind == "r":
+        return Resync(tuple(obj["u"]), obj["r"])
+    raise ValueError(f"unknown envelope kind {kind!r}")
+
+
+class Router:
+    def __init__(self, bus: Bus, presence: PresenceRegistry, metrics: Metrics) -> None:
+        self._bus = bus
+        self._presence = presence
+        self._metrics = metrics
+
+    async def deliver(
+        self,
+        users: Iterable[int],
+        frame: str,
+        *,
+        exclude_user: int | None = None,
+        exclude_device: str | None = None,
+        track: Track | None = None,
+        ts_ms: int | None = None,
+    ) -> None:
+        routes = await self._presence.nodes_of(users)
+        if not routes:
+            return
+        nodes: set[str] = set()
+        for n in routes.values():
+            nodes |= n
+        env = Deliver(tuple(routes), frame, exclude_user, exclude_device, track, ts_ms)
+        await self._publish(env, nodes)
+
+    async def close_sessions(self, user: int, family: str | None, code: int, reason: str) -> None:
+        # Broadcast: a session's sockets may be on any node, including ones whose registry entry expired.
+        await self._publish(CloseSessions(user, family, code, reason), None)
+
+    async def resync(self, users: tuple[int, ...], reason: str) -> None:
+        await self._publish(Resync(users, reason), None)
+
+    async def _publish(self, env: Envelope, nodes: Collection[str] | None) -> None:
+        self._metrics.bus_published.inc()
+        await self._bus.publish(encode_envelope(env), nodes)

@@ -1,0 +1,541 @@
+"""Async wsim client: REST over httpx, the chat protocol over one WebSocket (the ``websockets`` library).
+
+Reliability on the client side mirrors the server's:
+* ``send`` returns when the server acknowledges "sent" (durably stored); unacknowledged messages are resent with
+  the same client message id after a reconnect, so a resend can never create a second message;
+* reconnects use exponential backoff with full jitter (capped), rotating over the node URLs given (failover);
+* after every (re)connect the client syncs from its per-conversation cursors, and it fills any gap in ``seq``
+  it notices with a targeted sync: messages are released to the application exactly once and in order
+  (:class:`core.protocol.ordering.OrderingBuffer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from core.errors import TERMINAL_CLOSE_CODES, CloseCode
+from core.protocol.ordering import OrderingBuffer
+
+log = logging.getLogger(__name__)
+
+
+class ClientError(Exception):
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class SendFailed(ClientError):
+    pass
+
+
+@dataclass
+class _Outgoing:
+    cmid: str
+    frame: dict[str, Any]
+    future: asyncio.Future[dict[str, Any]]
+    sent_at: float = 0.0
+    attempts: int = 0
+
+
+@dataclass
+class ClientStats:
+    connects: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    resends: int = 0
+    duplicates_dropped: int = 0
+    gaps_synced: int = 0
+    closes: dict[int, int] = field(default_factory=dict)
+
+
+def _ws_url(base: str) -> str:
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://"):].rstrip("/") + "/ws"
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://"):].rstrip("/") + "/ws"
+    return base
+
+
+class WsimClient:
+    def __init__(
+        self,
+        urls: str | list[str],
+        *,
+        device: str | None = None,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        gap_timeout_s: float = 1.0,
+        auto_ack: bool = True,
+        auto_reconnect: bool = True,
+        open_timeout_s: float = 10.0,
+        origin: str | None = None,
+    ) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self._url_index = 0
+        self.device = device or f"py-{uuid.uuid4().hex[:12]}"
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.auto_ack = auto_ack
+        self.auto_reconnect = auto_reconnect
+        self.open_timeout_s = open_timeout_s
+        self.origin = origin
+        self.http = httpx.AsyncClient(base_url=self.urls[0], timeout=30.0)
+        self.user: dict[str, Any] | None = None
+        self.access_token: str | None = None
+        self.refresh_token: str | None = None
+        self.access_expires_ms = 0
+        self.ack_mode = "three_state"
+        self.node: str | None = None
+        self.heartbeat_s = 30.0
+        self.ordering: OrderingBuffer[dict[str, Any] | None] = OrderingBuffer(gap_timeout_s)
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100_000)
+        self.errors: list[dict[str, Any]] = []
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.stats = ClientStats()
+        self.connected = asyncio.Event()
+        self.synced = asyncio.Event()
+        self.closed_for_good = False
+        self.last_close: tuple[int, str] | None = None
+        self._ws: ClientConnection | None = None
+        self._outbox: dict[str, _Outgoing] = {}
+        self._ack_dirty: set[str] = set()
+        self._ack_flush_scheduled = False
+        self._sync_more = False
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_rx = 0.0
+
+    # ================================================================ REST
+    @property
+    def user_id(self) -> str:
+        assert self.user is not None, "log in first"
+        return str(self.user["id"])
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the REST API; raise ClientError with the server's error code on failure."""
+        headers = {**self._auth_headers(), **kwargs.pop("headers", {})}
+        for attempt in range(len(self.urls)):
+            try:
+                resp = await self.http.request(method, path, headers=headers, **kwargs)
+                break
+            except httpx.TransportError:
+                if attempt == len(self.urls) - 1:
+                    raise
+                self._rotate_url()
+        if resp.status_code >= 400:
+            try:
+                err = resp.json()["error"]
+                raise ClientError(err["code"], err["message"], resp.status_code)
+            except (ValueError, KeyError, TypeError):
+                raise ClientError("http", resp.text[:200], resp.status_code) from None
+        if resp.status_code == 204 or not resp.content:
+            return None
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            return resp.json()
+        return resp.content
+
+    def _rotate_url(self) -> None:
+        self._url_index = (self._url_index + 1) % len(self.urls)
+        base = self.urls[self._url_index]
+        self.http = httpx.AsyncClient(base_url=base, timeout=30.0)
+
+    def _take_tokens(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.user = body["user"]
+        self.access_token = body["access_token"]
+        self.refresh_token = body["refresh_token"]
+        self.access_expires_ms = body["access_expires"]
+        return body
+
+    async def register(self, username: str, password: str, display_name: str | None = None) -> dict[str, Any]:
+        body = await self.request("POST", "/api/auth/register", json={
+            "username": username, "password": password, "display_name": display_name, "device": self.device})
+        return self._take_tokens(body)
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        body = await self.request("POST", "/api/auth/login", json={
+            "username": username, "password": password, "device": self.device})
+        return self._take_tokens(body)
+
+    async def refresh(self) -> None:
+        body = await self.request("POST", "/api/auth/refresh", json={"refresh_token": self.refresh_token})
+        self._take_tokens(body)
+
+    async def logout(self) -> None:
+        await self.request("POST", "/api/auth/logout")
+
+    async def befriend(self, other: WsimClient) -> None:
+        """Test/load helper: send a request to ``other`` and accept it from ``other``'s side."""
+        req = await self.request("POST", "/api/friends/requests", json={"user_id": other.user_id})
+        if req["status"] == "pending":
+            await other.request("POST", f"/api/friends/requests/{req['id']}/accept")
+
+    async def create_group(self, name: str, members: list[str]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/api/groups", json={"name": name, "members": members})
+        return result
+
+    async def history(self, conv: str, *, before: int | None = None, after: int | None = None,
+                      limit: int = 50) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        if after is not None:
+            params["after"] = after
+        result: dict[str, Any] = await self.request("GET", f"/api/conversations/{conv}/messages", params=params)
+        return result
+
+    async def upload(self, data: bytes | Path, filename: str | None = None) -> dict[str, Any]:
+        if isinstance(data, Path):
+            filename = filename or data.name
+            data = data.read_bytes()
+        result: dict[str, Any] = await self.request(
+            "POST", "/api/files", files={"file": (filename or "file", data, "application/octet-stream")})
+        return result
+
+    @staticmethod
+    def direct_conv(a: str | int, b: str | int) -> str:
+        lo, hi = sorted((int(a), int(b)))
+        return f"d:{lo}:{hi}"
+
+    # ================================================================ socket lifecycle
+    async def connect(self, wait_synced: bool = True, timeout: float = 15.0) -> None:
+        """Open the socket (and keep it open: reconnects are automatic until ``close``)."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name=f"wsim-client-{self.device}")
+        waiter = self.synced if wait_synced else self.connected
+        done, _ = await asyncio.wait(
+            [asyncio.ensure_future(waiter.wait()), self._task], timeout=timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if self._task in done:
+            exc = self._task.exception()
+            raise ClientError("connect", f"connection ended: {exc or self.last_close}")
+        if not waiter.is_set():
+            raise ClientError("connect", f"not connected within {timeout} s (last close {self.last_close})")
+
+    async def close(self) -> None:
+        self._stopping = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        for out in self._outbox.values():
+            if not out.future.done():
+                out.future.set_exception(SendFailed("closed", "client closed before the ack"))
+        self._outbox.clear()
+        await self.http.aclose()
+
+    async def drop(self) -> None:
+        """Abort the TCP connection without a close handshake (fault injection); the client reconnects."""
+        ws = self._ws
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt))
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            ws_url = _ws_url(self.urls[self._url_index])
+            try:
+                headers = {"Origin": self.origin} if self.origin else None
+                async with connect(ws_url, open_timeout=self.open_timeout_s, max_size=None, ping_interval=None,
+                                   additional_headers=headers, compression=None) as ws:
+                    self._ws = ws
+                    attempt = 0
+                    await self._session(ws)
+            except (OSError, TimeoutError, InvalidStatus, ConnectionClosed) as exc:
+                self.stats.connect_failures += 1
+                log.debug("connection to %s failed: %r", ws_url, exc)
+            finally:
+                self._ws = None
+                self.connected.clear()
+                self.synced.clear()
+            if self._stopping or not self.auto_reconnect or self.closed_for_good:
+                return
+            if len(self.urls) > 1:
+                self._url_index = (self._url_index + 1) % len(self.urls)
+            self.stats.reconnects += 1
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+    async def _session(self, ws: ClientConnection) -> None:
+        if self.access_token and self.access_expires_ms - time.time() * 1000 < 30_000 and self.refresh_token:
+            await self.refresh()
+        await ws.send(orjson.dumps({"type": "auth", "token": self.access_token, "device": self.device}).decode())
+        maintenance = asyncio.create_task(self._maintain(ws))
+        try:
+            async for raw in ws:
+                self._last_rx = time.monotonic()
+                self._on_frame(ws, orjson.loads(raw))
+        except ConnectionClosed:
+            pass
+        finally:
+            maintenance.cancel()
+            code = ws.close_code if ws.close_code is not None else 1006
+            self.last_close = (code, ws.close_reason or "")
+            self.stats.closes[code] = self.stats.closes.get(code, 0) + 1
+            if code in TERMINAL_CLOSE_CODES:
+                self.closed_for_good = code != CloseCode.REPLACED or self._stopping
+            if code == CloseCode.TOKEN_EXPIRED and self.refresh_token:
+                with contextlib.suppress(Exception):
+                    await self.refresh()
+
+    async def _maintain(self, ws: ClientConnection) -> None:
+        """Heartbeats, gap repair, token renewal and ack-timeout detection, every 250 ms."""
+        last_ping = time.monotonic()
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            if not self.connected.is_set():
+                continue
+            if now - last_ping >= self.heartbeat_s:
+                last_ping = now
+                await self._send(ws, {"type": "ping", "ts": int(time.time() * 1000)})
+            if now - self._last_rx > self.heartbeat_s * 2 + 5:
+                await ws.close(code=4002, reason="server silent")  # dead link: reconnect
+                return
+            gaps = self.ordering.gaps(now)
+            if gaps:
+                self.stats.gaps_synced += len(gaps)
+                cursors = self.ordering.cursors()
+                for conv in gaps:
+                    self.ordering.mark_syncing(conv, now)
+                await self._send(ws, {"type": "sync", "cursors": {c: cursors[c] for c in gaps if cursors[c] >= 0}})
+            if (self.access_expires_ms and self.refresh_token
+                    and self.access_expires_ms - time.time() * 1000 < 60_000):
+                try:
+                    await self.refresh()
+                    await self._send(ws, {"type": "auth.renew", "token": self.access_token})
+                except ClientError as exc:
+                    log.warning("token refresh failed: %s", exc)
+
+    async def _send(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(orjson.dumps(frame).decode())
+
+    def _send_nowait(self, frame: dict[str, Any]) -> None:
+        ws = self._ws
+        if ws is not None:
+            asyncio.ensure_future(self._send(ws, frame))
+
+    # ================================================================ inbound
+    def _on_frame(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
+        ftype = frame.get("type")
+        for listener in self.listeners:
+            listener(frame)
+        if ftype == "message.new":
+            self._on_message(frame["msg"])
+        elif ftype == "message.sent":
+            self._on_sent(frame)
+        elif ftype == "sync.batch":
+            self._on_sync_batch(frame)
+        elif ftype == "sync.done":
+            if frame["more"] or self._sync_more:
+                self._sync_more = False
+                self._send_nowait({"type": "sync", "cursors": self._known_cursors()})
+            else:
+                self.synced.set()
+                self._resend_outbox()
+        elif ftype == "auth.ok":
+            self.node = frame["node"]
+            self.ack_mode = frame["ack"]
+            self.heartbeat_s = float(frame["heartbeat_s"])
+            self.access_expires_ms = frame["token_expires"]
+            self.stats.connects += 1
+            self.connected.set()
+            self._send_nowait({"type": "sync", "cursors": self._known_cursors()})
+        elif ftype == "error":
+            self._on_error(frame)
+        elif ftype == "sync.required":
+            self._send_nowait({"type": "sync", "cursors": self._known_cursors()})
+        elif ftype != "pong":
+            self._put_event(frame)
+
+    def _known_cursors(self) -> dict[str, int]:
+        return {c: s for c, s in self.ordering.cursors().items() if s >= 0}
+
+    def _put_event(self, frame: dict[str, Any]) -> None:
+        if self.events.full():
+            self.events.get_nowait()
+        self.events.put_nowait(frame)
+
+    def _release(self, items: list[dict[str, Any] | None]) -> None:
+        for item in items:
+            if item is not None:
+                self.messages.put_nowait(item)
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        conv, seq = msg["conv"], msg["seq"]
+        offer = self.ordering.offer(conv, seq, msg, time.monotonic())
+        if offer.duplicate:
+            self.stats.duplicates_dropped += 1
+        if offer.needs_sync:
+            self._send_nowait({"type": "sync", "cursors": {}})
+        self._release(offer.ready)
+        self._mark_ack(conv)
+
+    def _on_sent(self, frame: dict[str, Any]) -> None:
+        out = self._outbox.pop(frame["cmid"], None)
+        if out is not None and not out.future.done():
+            out.future.set_result(frame)
+        conv, seq = frame["conv"], frame["seq"]
+        if self.ordering.cursor(conv) is None:
+            self._send_nowait({"type": "sync", "cursors": {}})
+            return
+        offer = self.ordering.offer(conv, seq, None, time.monotonic())  # our own message: advances the cursor
+        self._release(offer.ready)
+        self._mark_ack(conv)
+
+    def _on_sync_batch(self, frame: dict[str, Any]) -> None:
+        conv = frame["conv"]
+        msgs = frame["messages"]
+        cursor = self.ordering.cursor(conv)
+        if cursor is None or cursor < 0:
+            start = msgs[0]["seq"] - 1 if msgs else frame["last_seq"]
+            self._release(self.ordering.set_cursor(conv, start))
+        now = time.monotonic()
+        for m in msgs:
+            mine = m["from"] == (self.user or {}).get("id") and m["device"] == self.device
+            offer = self.ordering.offer(conv, m["seq"], None if mine else m, now)
+            if offer.duplicate:
+                self.stats.duplicates_dropped += 1
+            self._release(offer.ready)
+        if frame["more"]:
+            self._sync_more = True
+        self._mark_ack(conv)
+
+    def _on_error(self, frame: dict[str, Any]) -> None:
+        self.errors.append(frame)
+        out = self._outbox.get(frame.get("ref") or "")
+        if out is None:
+            self._put_event(frame)
+            return
+        if frame["code"] in ("unavailable", "rate_limited"):
+            delay = (frame.get("retry_after_ms") or 500) / 1000
+            asyncio.get_running_loop().call_later(delay, self._resend_one, out.cmid)
+            return
+        del self._outbox[out.cmid]
+        if not out.future.done():
+            out.future.set_exception(SendFailed(frame["code"], frame["message"]))
+
+    def _mark_ack(self, conv: str) -> None:
+        if not self.auto_ack or self.ack_mode == "off":
+            return
+        self._ack_dirty.add(conv)
+        if not self._ack_flush_scheduled:
+            self._ack_flush_scheduled = True
+            asyncio.get_running_loop().call_later(0.02, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_flush_scheduled = False
+        dirty, self._ack_dirty = self._ack_dirty, set()
+        for conv in dirty:
+            cursor = self.ordering.cursor(conv)
+            if cursor is not None and cursor > 0:
+                self._send_nowait({"type": "message.ack", "conv": conv, "seq": cursor})
+
+    # ================================================================ outbound
+    def _resend_outbox(self) -> None:
+        for cmid in list(self._outbox):
+            self._resend_one(cmid)
+
+    def _resend_one(self, cmid: str) -> None:
+        out = self._outbox.get(cmid)
+        if out is None or self._ws is None or not self.connected.is_set():
+            return
+        self.stats.resends += 1
+        out.attempts += 1
+        self._send_nowait(out.frame)
+
+    async def send(self, conv: str, text: str | None = None, *, kind: str = "text", file: str | None = None,
+                   cmid: str | None = None, timeout: float | None = 30.0) -> dict[str, Any] | None:
+        """Send and wait for the "sent" ack (the message is durably stored). With the server's ack policy
+        ``off`` there is no ack: returns None once the frame is written."""
+        cmid = cmid or uuid.uuid4().hex
+        frame: dict[str, Any] = {"type": "message.send", "cmid": cmid, "conv": conv, "kind": kind}
+        if text is not None:
+            frame["text"] = text
+        if file is not None:
+            frame["file"] = file
+        if self.ack_mode == "off":
+            if self._ws is not None:
+                await self._send(self._ws, frame)
+            return None
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        out = _Outgoing(cmid, frame, fut, time.monotonic())
+        self._outbox[cmid] = out
+        if self._ws is not None and self.connected.is_set():
+            out.attempts = 1
+            await self._send(self._ws, frame)
+        if timeout is None:
+            return await fut
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise SendFailed("timeout", f"no ack for {cmid} within {timeout} s") from None
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        """Send a raw frame (tests, fault injection)."""
+        if self._ws is None:
+            raise ClientError("not_connected", "no socket")
+        await self._ws.send(orjson.dumps(frame).decode())
+
+    async def read(self, conv: str, seq: int) -> None:
+        await self.send_frame({"type": "message.read", "conv": conv, "seq": seq})
+
+    async def recall(self, msg_id: str) -> None:
+        await self.send_frame({"type": "message.recall", "id": msg_id})
+
+    async def typing(self, conv: str) -> None:
+        await self.send_frame({"type": "typing", "conv": conv})
+
+    # ================================================================ receiving helpers
+    async def next_message(self, timeout: float = 10.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def next_event(self, ftype: str, timeout: float = 10.0,
+                         where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Wait for the next event frame of ``ftype`` (skipping others) matching ``where``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {ftype} event within {timeout} s")
+            ev = await asyncio.wait_for(self.events.get(), remaining)
+            if ev.get("type") == ftype and (where is None or where(ev)):
+                return ev
+
+    async def iter_messages(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            yield await self.messages.get()
+
+    @property
+    def pending_sends(self) -> int:
+        return len(self._outbox)

@@ -1,0 +1,288 @@
+"""Accounts: registration, login, token issue/rotation/revocation, profiles.
+
+Passwords are hashed with Argon2id in a worker thread, at most ``max_concurrent_hashes`` at once. Access tokens
+are short-lived HS256 JWTs (algorithm pinned, ``exp``/``iat``/``sub``/``sid``/``typ`` required, times checked
+against the injected clock). Refresh tokens are opaque random strings stored hashed; each use rotates them, and
+presenting a used one again revokes the whole login session (reuse detection: a stolen token is worth one use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cachetools import TTLCache
+
+from core.clock import Clock
+from core.config import AuthConfig
+from core.errors import CloseCode, ErrorCode, WsimError
+from core.models import RefreshToken, User
+from core.protocol.ratelimit import TokenBucket
+from core.routing import Router
+from strategies.cache.base import Cache, cached
+from strategies.ids.base import IdGenerator
+from strategies.store.base import DuplicateError, UserStore
+
+USERNAME_RE = re.compile(r"^[a-z0-9_.-]{3,32}$")
+JWT_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: int
+    family: str  # login session id ("sid" claim)
+    exp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    user: User
+    access_token: str
+    access_expires_ms: int
+    refresh_token: str
+    refresh_expires_ms: int
+    session: str
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "user": self.user.public(),
+            "access_token": self.access_token,
+            "access_expires": self.access_expires_ms,
+            "refresh_token": self.refresh_token,
+            "refresh_expires": self.refresh_expires_ms,
+            "session": self.session,
+            "token_type": "Bearer",
+        }
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalize_username(username: str) -> str:
+    return username.strip().lower()
+
+
+class AccountService:
+    def __init__(
+        self,
+        store: UserStore,
+        ids: IdGenerator,
+        clock: Clock,
+        config: AuthConfig,
+        secret: bytes,
+        cache: Cache,
+        router: Router,
+    ) -> None:
+        self._store = store
+        self._ids = ids
+        self._clock = clock
+        self._cfg = config
+        self._secret = secret
+        self._cache = cache
+        self._router = router
+        self._hasher = PasswordHasher(
+            time_cost=config.argon2_time_cost, memory_cost=config.argon2_memory_kib,
+            parallelism=config.argon2_parallelism,
+        )
+        self._hash_slots = asyncio.Semaphore(config.max_concurrent_hashes)
+        self._dummy_hash: str | None = None
+        self._failures: TTLCache[str, TokenBucket] = TTLCache(maxsize=100_000, ttl=600, timer=clock.monotonic)
+
+    # ---------------------------------------------------------------- hashing
+    async def _hash(self, password: str) -> str:
+        async with self._hash_slots:
+            return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        async with self._hash_slots:
+            try:
+                return await asyncio.to_thread(self._hasher.verify, password_hash, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False
+
+    # ---------------------------------------------------------------- tokens
+    def _access_token(self, user_id: int, family: str) -> tuple[str, int]:
+        now_s = self._clock.wall_ms() // 1000
+        exp_s = now_s + self._cfg.access_ttl_s
+        claims = {"sub": str(user_id), "sid": family, "typ": "access", "iat": now_s, "exp": exp_s,
+                  "jti": secrets.token_hex(8)}
+        return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM), exp_s * 1000
+
+    async def _issue(self, user: User, family: str, device: str | None) -> TokenPair:
+        access, access_exp = self._access_token(user.id, family)
+        refresh = secrets.token_urlsafe(32)
+        refresh_exp = self._clock.wall_ms() + self._cfg.refresh_ttl_s * 1000
+        await self._store.add_refresh_token(RefreshToken(_hash_token(refresh), user.id, family, refresh_exp,
+                                                         device=device))
+        return TokenPair(user, access, access_exp, refresh, refresh_exp, family)
+
+    async def _new_session(self, user: User, device: str | None) -> TokenPair:
+        family = secrets.token_hex(16)
+        await self._store.create_session(family, user.id, device, self._clock.wall_ms())
+        return await self._issue(user, family, device)
+
+    def decode_access(self, token: str) -> Principal:
+        """Signature, algorithm and claims; raises WsimError(UNAUTHORIZED/TOKEN_EXPIRED). No store access."""
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[JWT_ALGORITHM],
+                options={"require": ["exp", "iat", "sub", "sid", "typ"], "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise WsimError(ErrorCode.UNAUTHORIZED, f"invalid access token: {exc}") from None
+        if claims.get("typ") != "access":
+            raise WsimError(ErrorCode.UNAUTHORIZED, "not an access token")
+        try:
+            user_id = int(claims["sub"])
+            exp_ms = int(claims["exp"]) * 1000
+            iat_ms = int(claims["iat"]) * 1000
+        except (TypeError, ValueError):
+            raise WsimError(ErrorCode.UNAUTHORIZED, "malformed token claims") from None
+        now = self._clock.wall_ms()
+        if exp_ms <= now:
+            raise WsimError(ErrorCode.TOKEN_EXPIRED, "access token expired")
+        if iat_ms > now + 60_000:  # issued in the future beyond clock skew tolerance
+            raise WsimError(ErrorCode.UNAUTHORIZED, "token issued in the future")
+        return Principal(user_id, str(claims["sid"]), exp_ms)
+
+    async def verify_access(self, token: str) -> Principal:
+        principal = self.decode_access(token)
+        active = await cached(self._cache, "session", principal.family,
+                              lambda: self._store.session_active(principal.family))
+        if not active:
+            raise WsimError(ErrorCode.UNAUTHORIZED, "session has been logged out")
+        return principal
+
+    # ---------------------------------------------------------------- throttling
+    def _check_throttle(self, keys: list[str]) -> None:
+        now = self._clock.monotonic()
+        for key in keys:
+            bucket = self._failures.get(key)
+            if bucket is not None and bucket.retry_after_s(now) > 0:
+                raise WsimError(ErrorCode.RATE_LIMITED, "too many failed logins; try again later",
+                                retry_after_s=bucket.retry_after_s(now))
+
+    def _record_failure(self, keys: list[str]) -> None:
+        now = self._clock.monotonic()
+        per_min = self._cfg.login_failures_per_minute
+        for key in keys:
+            bucket = self._failures.get(key)
+            if bucket is None:
+                bucket = self._failures[key] = TokenBucket(per_min / 60.0, per_min, now)
+            bucket.take(now)
+
+    # ---------------------------------------------------------------- API
+    async def register(self, username: str, password: str, display_name: str | None,
+                       device: str | None = None) -> TokenPair:
+        name = normalize_username(username)
+        if not USERNAME_RE.match(name):
+            raise WsimError(ErrorCode.INVALID, "username: 3-32 characters of a-z, 0-9, '_', '.', '-'")
+        if not 8 <= len(password) <= 128:
+            raise WsimError(ErrorCode.INVALID, "password: 8 to 128 characters")
+        shown = (display_name or name).strip()
+        if not 1 <= len(shown) <= 64:
+            raise WsimError(ErrorCode.INVALID, "display_name: 1 to 64 characters")
+        if await self._store.get_user_by_name(name) is not None:
+            raise WsimError(ErrorCode.ALREADY_EXISTS, "username is taken")
+        user = User(self._ids.next_id(self._clock.wall_ms()), name, shown, await self._hash(password),
+                    self._clock.wall_ms())
+        try:
+            await self._store.create_user(user)
+        except DuplicateError:
+            raise WsimError(ErrorCode.ALREADY_EXISTS, "username is taken") from None
+        return await self._new_session(user, device)
+
+    async def login(self, username: str, password: str, client: str, device: str | None = None) -> TokenPair:
+        name = normalize_username(username)
+        keys = [f"u:{name}", f"a:{client}"]
+        self._check_throttle(keys)
+        user = await self._store.get_user_by_name(name)
+        if user is None:
+            # Same work and same answer as a wrong password, so usernames cannot be probed by timing.
+            if self._dummy_hash is None:
+                self._dummy_hash = await self._hash(secrets.token_hex(16))
+            await self._verify(self._dummy_hash, password)
+            ok = False
+        else:
+            ok = await self._verify(user.password_hash, password)
+        if not ok or user is None:
+            self._record_failure(keys)
+            raise WsimError(ErrorCode.BAD_CREDENTIALS, "wrong username or password")
+        return await self._new_session(user, device)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        token, first_use = await self._store.claim_refresh_token(_hash_token(refresh_token))
+        if token is None:
+            raise WsimError(ErrorCode.UNAUTHORIZED, "unknown refresh token")
+        if token.revoked:
+            raise WsimError(ErrorCode.UNAUTHORIZED, "session has been logged out")
+        if not first_use:
+            await self.logout(token.family, reason="refresh token reused")
+            raise WsimError(ErrorCode.TOKEN_REUSED, "refresh token was already used; the session is revoked")
+        if token.expires_ms <= self._clock.wall_ms():
+            raise WsimError(ErrorCode.TOKEN_EXPIRED, "refresh token expired; log in again")
+        user = await self._store.get_user(token.user_id)
+        if user is None:
+            raise WsimError(ErrorCode.UNAUTHORIZED, "user no longer exists")
+        return await self._issue(user, token.family, token.device)
+
+    async def logout(self, family: str, reason: str = "logged out") -> None:
+        user_id = await self._store.revoke_session(family)
+        await self._cache.delete("session", family)
+        if user_id is not None:
+            await self._router.close_sessions(user_id, family, CloseCode.SESSION_REVOKED, reason)
+
+    async def get_user(self, user_id: int) -> User:
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise WsimError(ErrorCode.NOT_FOUND, "no such user")
+        return user
+
+    async def profile(self, user_id: int) -> dict[str, Any]:
+        async def load() -> dict[str, Any] | None:
+            user = await self._store.get_user(user_id)
+            return None if user is None else user.public()
+
+        prof = await cached(self._cache, "profile", str(user_id), load)
+        if prof is None:
+            raise WsimError(ErrorCode.NOT_FOUND, "no such user")
+        result: dict[str, Any] = prof
+        return result
+
+    async def profiles(self, user_ids: list[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for uid in user_ids:
+            try:
+                out[uid] = await self.profile(uid)
+            except WsimError:
+                continue
+        return out
+
+    async def update_profile(self, user_id: int, *, display_name: str | None, bio: str | None,
+                             avatar_file: int | None) -> User:
+        if display_name is not None and not 1 <= len(display_name.strip()) <= 64:
+            raise WsimError(ErrorCode.INVALID, "display_name: 1 to 64 characters")
+        if bio is not None and len(bio) > 500:
+            raise WsimError(ErrorCode.INVALID, "bio: at most 500 characters")
+        user = await self._store.update_user(
+            user_id, display_name=None if display_name is None else display_name.strip(), bio=bio,
+            avatar_file=avatar_file,
+        )
+        await self._cache.delete("profile", str(user_id))
+        if user is None:
+            raise WsimError(ErrorCode.NOT_FOUND, "no such user")
+        return user
+
+    async def search(self, query: str, limit: int) -> list[User]:
+        q = query.strip()
+        if not q:
+            return []
+        return await self._store.search_users(q[:64], limit)

@@ -1,0 +1,407 @@
+"""The path of a message: authorize, de-duplicate, store (seq assigned), acknowledge "sent", fan out; and the
+other half of the protocol: delivered/read marks, recall, sync, history and the conversation list.
+
+Order of the send path matters and is the reliability argument (docs/protocol.md):
+1. nothing is acknowledged before ``MessageStore.append`` returns (durable);
+2. the dedup window remembers a message only after it is stored;
+3. fan-out happens after the ack; a crash between store and fan-out loses no message: recipients get it on sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import orjson
+
+from core.clock import Clock
+from core.config import LimitsConfig, SyncConfig
+from core.errors import ErrorCode, WsimError
+from core.hub import DeviceLink
+from core.metrics import Metrics
+from core.models import CLIENT_KINDS, DeadLetter, Message, MessageDraft, MessageKind
+from core.protocol.codec import encode
+from core.protocol.delivery import Pending
+from core.protocol.frames import (
+    MessageNew,
+    MessageSend,
+    MessageSent,
+    Receipt,
+    ServerFrame,
+    Sync,
+    SyncBatch,
+    SyncDone,
+    TypingEvent,
+)
+from core.routing import Router, Track
+from core.services.social import SocialService
+from core.types import parse_conversation
+from strategies.ack.base import AckPolicy
+from strategies.dedup.base import Deduplicator, DedupRecord
+from strategies.ids.base import IdGenerator
+from strategies.store.base import MessageStore, StoreUnavailable, UserStore
+
+log = logging.getLogger(__name__)
+
+MAX_SYNC_MESSAGES = 5000  # per sync round trip, across conversations; the rest comes with "more"
+SERVER_DEVICE = "server"
+
+
+def fingerprint(conv: str, kind: str, body: dict[str, Any]) -> str:
+    return hashlib.blake2b(
+        orjson.dumps([conv, kind, body], option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
+
+
+class MessagingService:
+    def __init__(
+        self,
+        messages: MessageStore,
+        users: UserStore,
+        social: SocialService,
+        router: Router,
+        ids: IdGenerator,
+        dedup: Deduplicator,
+        ack: AckPolicy,
+        clock: Clock,
+        metrics: Metrics,
+        limits: LimitsConfig,
+        sync: SyncConfig,
+    ) -> None:
+        self._messages = messages
+        self._users = users
+        self._social = social
+        self._router = router
+        self._ids = ids
+        self._dedup = dedup
+        self._ack = ack
+        self._clock = clock
+        self._metrics = metrics
+        self._limits = limits
+        self._sync = sync
+        self._inflight: dict[str, asyncio.Future[Message]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ---------------------------------------------------------------- helpers
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a write whose result nobody waits for (marks), keeping a reference until it ends."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("background write failed: %r", exc)
+
+    async def drain(self) -> None:
+        """Wait for background writes (called at shutdown, before the stores close)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def _append(self, draft: MessageDraft) -> tuple[Message, bool]:
+        try:
+            result = await self._messages.append(draft)
+        except StoreUnavailable as exc:
+            raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; resend with the same cmid",
+                            detail=str(exc)) from None
+        if result.created:
+            self._metrics.messages_stored.inc()
+        return result.message, result.created
+
+    async def _fanout(self, msg: Message, members: Sequence[int], exclude_user: int | None = None,
+                      exclude_device: str | None = None) -> None:
+        frame = encode(MessageNew(msg=msg.wire()))
+        await self._router.deliver(members, frame, exclude_user=exclude_user, exclude_device=exclude_device,
+                                   track=Track(msg.id, msg.conv, msg.seq), ts_ms=msg.ts_ms)
+
+    async def _content(self, user: int, frame: MessageSend) -> tuple[MessageKind, dict[str, Any]]:
+        if frame.kind == "text":
+            text = frame.text
+            if text is None or not text.strip():
+                raise WsimError(ErrorCode.INVALID, "text: a text message needs non-empty text")
+            if len(text) > self._limits.max_text_chars:
+                raise WsimError(ErrorCode.TOO_LONG, f"text: at most {self._limits.max_text_chars} characters")
+            if frame.file is not None:
+                raise WsimError(ErrorCode.INVALID, "file: not allowed on a text message")
+            return MessageKind.TEXT, {"text": text}
+        if frame.file is None:
+            raise WsimError(ErrorCode.INVALID, f"file: a {frame.kind} message needs an uploaded file id")
+        meta = await self._users.get_file(int(frame.file))
+        if meta is None or meta.owner != user:
+            raise WsimError(ErrorCode.NOT_FOUND, "file: no such upload of yours")
+        if frame.kind == "image" and meta.width is None:
+            raise WsimError(ErrorCode.INVALID, "file: this upload is not an image")
+        body: dict[str, Any] = {"file": str(meta.id), "name": meta.name, "size": meta.size, "mime": meta.mime}
+        if meta.width is not None:
+            body["width"] = meta.width
+            body["height"] = meta.height
+        if frame.text:
+            if len(frame.text) > self._limits.max_text_chars:
+                raise WsimError(ErrorCode.TOO_LONG, f"text: at most {self._limits.max_text_chars} characters")
+            body["text"] = frame.text
+        return MessageKind(frame.kind), body
+
+    def _push_ack(self, link: DeviceLink, msg: Message, cmid: str, duplicate: bool) -> None:
+        ack = MessageSent(cmid=cmid, id=str(msg.id), conv=msg.conv, seq=msg.seq, ts=msg.ts_ms, duplicate=duplicate)
+        for frame in self._ack.sent_ack(ack):
+            link.push(encode(frame))
+            self._metrics.acks.labels("sent").inc()
+
+    # ---------------------------------------------------------------- send
+    async def send(self, link: DeviceLink, frame: MessageSend, received_at: float) -> None:
+        user = link.user
+        members = await self._social.authorize_send(user, frame.conv)
+        kind, body = await self._content(user, frame)
+        fp = fingerprint(frame.conv, kind.value, body)
+        key = self._dedup.durable_key(user, link.device, frame.cmid)
+        if key is not None:
+            original = await self._dedup_hit(key)
+            if original is not None:
+                self._answer_duplicate(link, original, frame.cmid, fp)
+                self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
+                return
+        now_ms = self._clock.wall_ms()
+        draft = MessageDraft(self._ids.next_id(now_ms), frame.conv, user, link.device, frame.cmid, kind, body,
+                             now_ms, key)
+        future: asyncio.Future[Message] | None = None
+        if key is not None:
+            future = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+        try:
+            msg, created = await self._append(draft)
+        except BaseException as exc:
+            if future is not None:
+                future.set_exception(exc)
+                future.exception()  # waiters re-raise; do not log "never retrieved"
+                self._inflight.pop(key, None)  # type: ignore[arg-type]
+            raise
+        if future is not None:
+            future.set_result(msg)
+            del self._inflight[key]  # type: ignore[arg-type]
+        if not created and fingerprint(msg.conv, msg.kind.value, msg.body) != fp and not msg.recalled:
+            raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
+        if key is not None:
+            await self._dedup.remember(key, DedupRecord(msg.id, msg.conv, msg.seq, msg.ts_ms,
+                                                        fingerprint(msg.conv, msg.kind.value, msg.body)))
+        self._push_ack(link, msg, frame.cmid, duplicate=not created)
+        self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
+        if created:
+            self._spawn(self._messages.set_marks(msg.conv, user, delivered=msg.seq, read=msg.seq))
+            if "file" in body:
+                self._spawn(self._users.add_file_ref(int(body["file"]), msg.conv))
+        else:
+            self._metrics.dedup_hits.inc()
+        # A durable duplicate means the window missed it (node restart, other node): the original's fan-out may
+        # have been lost with that node, so fan out again; devices drop the duplicate by message id.
+        await self._fanout(msg, members, exclude_user=user, exclude_device=link.device)
+
+    async def _dedup_hit(self, key: str) -> Message | DedupRecord | None:
+        pending = self._inflight.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except WsimError:
+                return None  # the first copy failed; this one tries again
+        return await self._dedup.lookup(key)
+
+    def _answer_duplicate(self, link: DeviceLink, original: Message | DedupRecord, cmid: str, fp: str) -> None:
+        if isinstance(original, Message):
+            stored_fp = fingerprint(original.conv, original.kind.value, original.body)
+            msg_id, conv, seq, ts = original.id, original.conv, original.seq, original.ts_ms
+        else:
+            stored_fp = original.fingerprint
+            msg_id, conv, seq, ts = original.msg_id, original.conv, original.seq, original.ts_ms
+        if stored_fp != fp:
+            raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
+        self._metrics.dedup_hits.inc()
+        ack = MessageSent(cmid=cmid, id=str(msg_id), conv=conv, seq=seq, ts=ts, duplicate=True)
+        for f in self._ack.sent_ack(ack):
+            link.push(encode(f))
+            self._metrics.acks.labels("sent").inc()
+
+    async def post_system(self, conv: str, actor: int, body: dict[str, Any],
+                          extra_recipients: Sequence[int] = ()) -> Message:
+        """Append a server-authored message (group events) and push it to every member's devices."""
+        now_ms = self._clock.wall_ms()
+        msg_id = self._ids.next_id(now_ms)
+        draft = MessageDraft(msg_id, conv, actor, SERVER_DEVICE, f"sys-{msg_id}", MessageKind.SYSTEM,
+                             {**body, "actor": str(actor)}, now_ms, None)
+        msg, _ = await self._append(draft)
+        members = await self._social.conversation_members(conv)
+        await self._fanout(msg, list(dict.fromkeys([*members, *extra_recipients])))
+        return msg
+
+    # ---------------------------------------------------------------- recall
+    async def recall(self, link: DeviceLink, msg_id: int) -> None:
+        user = link.user
+        msg = await self._messages.get_message(msg_id)
+        if msg is None:
+            raise WsimError(ErrorCode.NOT_FOUND, "no such message")
+        first = await self._social.first_readable_seq(user, msg.conv)
+        if msg.seq < first:
+            raise WsimError(ErrorCode.NOT_FOUND, "no such message")
+        if msg.sender != user or msg.kind not in CLIENT_KINDS:
+            raise WsimError(ErrorCode.FORBIDDEN, "you can only recall your own messages")
+        if msg.recalled:
+            return
+        age_s = (self._clock.wall_ms() - msg.ts_ms) / 1000
+        if age_s > self._limits.recall_window_s:
+            raise WsimError(ErrorCode.RECALL_WINDOW,
+                            f"messages can be recalled within {self._limits.recall_window_s:g} s of sending")
+        try:
+            await self._messages.mark_recalled(msg.id)
+        except StoreUnavailable:
+            raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; try again") from None
+        now_ms = self._clock.wall_ms()
+        event_id = self._ids.next_id(now_ms)
+        # The recall is itself a message in the conversation, so offline devices learn it in order on sync.
+        draft = MessageDraft(event_id, msg.conv, user, link.device, f"recall-{msg.id}", MessageKind.RECALL,
+                             {"id": str(msg.id), "seq": msg.seq}, now_ms, f"recall:{msg.id}")
+        event, _ = await self._append(draft)
+        await self._fanout(event, await self._social.conversation_members(msg.conv))
+
+    # ---------------------------------------------------------------- marks
+    async def mark_delivered(self, link: DeviceLink, conv: str, seq: int) -> None:
+        user = link.user
+        await self._social.first_readable_seq(user, conv)
+        self._metrics.acks.labels("delivered").inc()
+        self._spawn(self._messages.set_marks(conv, user, delivered=seq))
+        kind, parts = parse_conversation(conv)
+        if kind == "d":  # groups get read counts, not per-member delivered receipts (200x the traffic)
+            peer = parts[0] if parts[1] == user else parts[1]
+            for r in self._ack.receipts(Receipt(conv=conv, user=str(user), delivered=seq)):
+                await self._router.deliver([peer], encode(r))
+
+    async def mark_read(self, link: DeviceLink, conv: str, seq: int) -> None:
+        user = link.user
+        await self._social.first_readable_seq(user, conv)
+        heads = await self._messages.heads([conv])
+        last = heads[conv].last_seq if conv in heads else 0
+        seq = min(seq, last)
+        if seq <= 0:
+            return
+        try:
+            await self._messages.set_marks(conv, user, delivered=seq, read=seq)
+        except StoreUnavailable:
+            raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; try again") from None
+        self._metrics.acks.labels("read").inc()
+        members = await self._social.conversation_members(conv)
+        for r in self._ack.receipts(Receipt(conv=conv, user=str(user), read=seq)):
+            await self._router.deliver(members, encode(r), exclude_user=user, exclude_device=link.device)
+
+    async def typing(self, link: DeviceLink, conv: str) -> None:
+        members = await self._social.authorize_send(link.user, conv)
+        others = [m for m in members if m != link.user]
+        await self._router.deliver(others, encode(TypingEvent(conv=conv, user=str(link.user))))
+
+    async def dead_letter(self, link: DeviceLink, pending: Pending) -> None:
+        self._metrics.dead_letters.inc()
+        now_ms = self._clock.wall_ms()
+        letter = DeadLetter(self._ids.next_id(now_ms), pending.msg_id, pending.conv, pending.seq, link.user,
+                            link.device, pending.attempt + 1, "no delivery ack after the last retry", now_ms)
+        try:
+            await self._messages.add_dead_letter(letter)
+        except StoreUnavailable:
+            log.warning("dead letter for message %s to %s/%s not recorded: store unavailable",
+                        pending.msg_id, link.user, link.device)
+
+    # ---------------------------------------------------------------- sync and history
+    async def sync(self, user: int, frame: Sync) -> list[ServerFrame]:
+        start = self._clock.monotonic()
+        convs = await self._social.user_conversations(user)
+        heads = await self._messages.heads(convs)
+        frames: list[ServerFrame] = []
+        budget = MAX_SYNC_MESSAGES
+        more_any = False
+        for conv in convs:
+            if budget <= 0:
+                more_any = True
+                break
+            head = heads.get(conv)
+            last = head.last_seq if head else 0
+            first = await self._social.first_readable_seq(user, conv)
+            cursor = frame.cursors.get(conv)
+            if cursor is None:
+                recent = self._sync.recent_messages
+                msgs = await self._messages.messages_before(conv, last + 1, recent) if recent and last else []
+                msgs = [m for m in msgs if m.seq >= first]
+                more = False
+            else:
+                after = max(cursor, first - 1)
+                if after >= last:
+                    continue
+                limit = min(frame.limit, budget)
+                msgs = await self._messages.messages_after(conv, after, limit + 1)
+                more = len(msgs) > limit
+                msgs = msgs[:limit]
+                more_any |= more
+            budget -= len(msgs)
+            frames.append(SyncBatch(conv=conv, messages=[m.wire() for m in msgs], last_seq=last, more=more,
+                                    first_seq=first))
+        frames.append(SyncDone(more=more_any))
+        self._metrics.history_seconds.observe(self._clock.monotonic() - start)
+        return frames
+
+    async def history(self, user: int, conv: str, *, before: int | None, after: int | None,
+                      limit: int) -> dict[str, Any]:
+        start = self._clock.monotonic()
+        first = await self._social.first_readable_seq(user, conv)
+        limit = max(1, min(limit, self._limits.history_page_max))
+        if after is not None:
+            msgs = await self._messages.messages_after(conv, max(after, first - 1), limit + 1)
+            has_more = len(msgs) > limit
+            msgs = msgs[:limit]
+            older = bool(msgs) and msgs[0].seq > first
+        else:
+            upper = before if before is not None else 2**53
+            msgs = await self._messages.messages_before(conv, upper, limit + 1)
+            msgs = [m for m in msgs if m.seq >= first]
+            older = len(msgs) > limit
+            msgs = msgs[-limit:]
+            has_more = False
+        self._metrics.history_seconds.observe(self._clock.monotonic() - start)
+        return {"conv": conv, "messages": [m.wire() for m in msgs], "first_seq": first,
+                "has_older": older, "has_newer": has_more}
+
+    async def conversations(self, user: int) -> list[dict[str, Any]]:
+        convs = await self._social.user_conversations(user)
+        heads = await self._messages.heads(convs)
+        marks = await self._messages.user_marks(user, convs)
+        out: list[dict[str, Any]] = []
+        remarks = {f.user_id: f.remark for f in await self._social.list_friends(user)}
+        for conv in convs:
+            kind, parts = parse_conversation(conv)
+            head = heads.get(conv)
+            first = await self._social.first_readable_seq(user, conv)
+            last = head.last_seq if head else 0
+            read = marks[conv].read if conv in marks else 0
+            unread = max(0, last - max(read, first - 1))
+            entry: dict[str, Any] = {
+                "conv": conv, "kind": "direct" if kind == "d" else "group", "last_seq": last,
+                "read_seq": read, "unread": unread, "first_seq": first,
+                "last": head.last.wire() if head and head.last and head.last.seq >= first else None,
+                "updated": head.last.ts_ms if head and head.last else 0,
+            }
+            if kind == "d":
+                peer = parts[0] if parts[1] == user else parts[1]
+                entry["peer"] = str(peer)
+                entry["remark"] = remarks.get(peer, "")
+            else:
+                info = await self._social.group_info(parts[0])
+                entry["group"] = str(parts[0])
+                entry["name"] = info["name"] if info else ""
+                entry["dissolved"] = bool(info and info["dissolved"])
+            out.append(entry)
+        out.sort(key=lambda e: e["updated"], reverse=True)
+        return out
+
+    async def receipts(self, user: int, conv: str) -> dict[str, Any]:
+        """Every member's marks in ``conv`` (group read counts are computed from these by clients)."""
+        await self._social.first_readable_seq(user, conv)
+        marks = await self._messages.get_marks(conv)
+        return {"conv": conv, "marks": {str(u): {"delivered": m.delivered, "read": m.read}
+                                        for u, m in marks.items()}}

@@ -1,0 +1,42 @@
+"""Presence: a user is online while any of their devices is connected (on any node). Friends are told when that
+flips, once per change, not once per device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from core.hub import DeviceLink
+from core.protocol.codec import encode
+from core.protocol.frames import PresenceFrame
+from core.routing import Router
+from core.services.social import SocialService
+from strategies.presence.base import PresenceRegistry
+
+
+class PresenceService:
+    def __init__(self, registry: PresenceRegistry, social: SocialService, router: Router, node: str) -> None:
+        self._registry = registry
+        self._social = social
+        self._router = router
+        self._node = node
+
+    async def _announce(self, user: int, online: bool) -> None:
+        friends = await self._social.friend_ids(user)
+        if not friends:
+            return
+        devices = (await self._registry.online_devices([user])).get(user, 0)
+        await self._router.deliver(friends, encode(PresenceFrame(user=str(user), online=online, devices=devices)))
+
+    async def connected(self, link: DeviceLink) -> None:
+        if await self._registry.device_online(link.user, link.device, self._node):
+            await self._announce(link.user, True)
+
+    async def disconnected(self, link: DeviceLink) -> None:
+        if await self._registry.device_offline(link.user, link.device, self._node):
+            await self._announce(link.user, False)
+
+    async def heartbeat(self, link: DeviceLink) -> None:
+        await self._registry.refresh(link.user, link.device, self._node)
+
+    async def online(self, users: Iterable[int]) -> dict[int, int]:
+        return await self._registry.online_devices(users)

@@ -1,0 +1,1 @@
+"""Thin drivers: they feed the sans-I/O session with frames and time, and write what it returns."""

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from core.protocol.delivery import DeliveryTracker, NullTracker, RetryingTracker
+from core.protocol.frames import MessageSent, Receipt
+from strategies.retry.base import RetryPolicy
+
+
+class ThreeStateAck:
+    """Sent after the durable write, delivered per device ack (tracked and retried), read per user mark."""
+
+    def __init__(self, *_: Any) -> None:
+        pass
+
+    @property
+    def name(self) -> str:
+        return "three_state"
+
+    def sent_ack(self, ack: MessageSent) -> Sequence[MessageSent]:
+        return (ack,)
+
+    def receipts(self, receipt: Receipt) -> Sequence[Receipt]:
+        return (receipt,)
+
+    def new_tracker(self, retry: RetryPolicy, max_pending: int) -> DeliveryTracker:
+        return RetryingTracker(retry, max_pending)
+
+
+class AckOff:
+    """No acknowledgements at all: at-most-once in both directions (see the module docstring of ``base``)."""
+
+    def __init__(self, *_: Any) -> None:
+        pass
+
+    @property
+    def name(self) -> str:
+        return "off"
+
+    def sent_ack(self, ack: MessageSent) -> Sequence[MessageSent]:
+        return ()
+
+    def receipts(self, receipt: Receipt) -> Sequence[Receipt]:
+        return ()
+
+    def new_tracker(self, retry: RetryPolicy, max_pending: int) -> DeliveryTracker:
+        return NullTracker()

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from strategies.bus.base import BusHandler, GapHandler
+
+log = logging.getLogger(__name__)
+
+
+class LocalBus:
+    """Single node: ``publish`` hands the envelope to this node's handler in the caller's task.
+
+    Exactly once and in publish order, because nothing crosses a process boundary. It cannot reach another node,
+    so a cluster needs a network bus.
+    """
+
+    def __init__(self, *_: Any) -> None:
+        self._handler: BusHandler | None = None
+
+    async def start(self, node: str, handler: BusHandler, on_gap: GapHandler) -> None:
+        self._handler = handler
+
+    async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
+        if self._handler is None:
+            raise RuntimeError("bus not started")
+        try:
+            await self._handler(payload)
+        except Exception:
+            log.exception("local bus handler failed")
+
+    async def close(self) -> None:
+        self._handler = None

@@ -1,0 +1,10 @@
+from strategies._registry import Registry
+from strategies.cache.base import Cache
+
+REGISTRY: Registry[Cache] = Registry(
+    "cache",
+    {
+        "off": "strategies.cache.off:CacheOff",
+        "l1": "strategies.cache.l1:L1Cache",
+    },
+)

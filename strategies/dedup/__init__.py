@@ -1,0 +1,10 @@
+from strategies._registry import Registry
+from strategies.dedup.base import Deduplicator
+
+REGISTRY: Registry[Deduplicator] = Registry(
+    "dedup",
+    {
+        "off": "strategies.dedup.off:DedupOff",
+        "memory": "strategies.dedup.memory:MemoryDeduplicator",
+    },
+)

@@ -1,0 +1,4 @@
+from strategies._registry import Registry
+from strategies.presence.base import PresenceRegistry
+
+REGISTRY: Registry[PresenceRegistry] = Registry("presence", {"memory": "strategies.presence.memory:MemoryPresence"})

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoRetryConfig(_Base):
+    kind: Literal["none"] = "none"
+    ack_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+
+class FixedRetryConfig(_Base):
+    kind: Literal["fixed"] = "fixed"
+    interval_s: Annotated[float, Field(gt=0)] = 2.0
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 3
+
+
+class ExponentialRetryConfig(_Base):
+    kind: Literal["exponential"] = "exponential"
+    base_s: Annotated[float, Field(gt=0)] = 1.0
+    factor: Annotated[float, Field(ge=1)] = 2.0
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 3
+    cap_s: Annotated[float, Field(gt=0)] = 60.0
+
+
+RetryConfig = Annotated[NoRetryConfig | FixedRetryConfig | ExponentialRetryConfig, Field(discriminator="kind")]

@@ -1,0 +1,816 @@
+"""SQLite stores (aiosqlite): the embedded default, no service needed.
+
+One writer connection and one reader connection per database file, in WAL mode so reads never wait for the
+writer. Writes to the message store are group-committed: appends and receipt marks that arrive while a
+transaction is running share the next one, so throughput grows with load while every caller still returns only
+after its own commit. ``BEGIN IMMEDIATE`` takes SQLite's write lock, so several processes may share one file
+(a local cluster) without allocating a sequence number twice.
+
+Sequence allocation needs no round trip per message: the INSERT computes ``seq`` from the conversation's row
+(``last_seq + 1``) and an AFTER INSERT trigger advances that row, so ``executemany`` over a whole batch allocates
+contiguous numbers inside one transaction; a draft whose dedup key exists is skipped by ``ON CONFLICT DO NOTHING``
+and never consumes a number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import orjson
+
+from core.models import (
+    AppendResult,
+    ConversationHead,
+    DeadLetter,
+    FileMeta,
+    Friend,
+    FriendRequest,
+    Group,
+    Marks,
+    Member,
+    Message,
+    MessageDraft,
+    MessageKind,
+    RefreshToken,
+    Role,
+    User,
+)
+from strategies.context import StrategyContext
+from strategies.store.base import DuplicateError, StoreUnavailable
+from strategies.store.config import SqliteStoreConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+USER_SCHEMA = [
+    # version 1
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, display_name TEXT NOT NULL,
+        password_hash TEXT NOT NULL, bio TEXT NOT NULL DEFAULT '', avatar_file INTEGER, created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        family TEXT PRIMARY KEY, user_id INTEGER NOT NULL, device TEXT, created_ms INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_user ON sessions(user_id);
+    CREATE TABLE refresh_tokens (
+        token_hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL, family TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0, device TEXT
+    );
+    CREATE INDEX refresh_family ON refresh_tokens(family);
+    CREATE TABLE friend_requests (
+        id INTEGER PRIMARY KEY, from_user INTEGER NOT NULL, to_user INTEGER NOT NULL, message TEXT NOT NULL,
+        status TEXT NOT NULL, created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX friend_requests_to ON friend_requests(to_user, status);
+    CREATE INDEX friend_requests_from ON friend_requests(from_user, status);
+    CREATE TABLE friends (
+        user_id INTEGER NOT NULL, friend_id INTEGER NOT NULL, remark TEXT NOT NULL DEFAULT '',
+        since_ms INTEGER NOT NULL, PRIMARY KEY (user_id, friend_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE blocks (
+        user_id INTEGER NOT NULL, target INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (user_id, target)
+    ) WITHOUT ROWID;
+    CREATE TABLE chat_groups (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL, owner INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+        dissolved INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE members (
+        group_id INTEGER NOT NULL, user_id INTEGER NOT NULL, role TEXT NOT NULL, joined_ms INTEGER NOT NULL,
+        joined_seq INTEGER NOT NULL, PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX members_user ON members(user_id);
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,
+        mime TEXT NOT NULL, storage_key TEXT NOT NULL, created_ms INTEGER NOT NULL, width INTEGER, height INTEGER,
+        thumb_key TEXT
+    );
+    CREATE TABLE file_refs (file_id INTEGER NOT NULL, conv TEXT NOT NULL, PRIMARY KEY (file_id, conv)) WITHOUT ROWID;
+    """,
+]
+
+MESSAGE_SCHEMA = [
+    # version 1
+    """
+    CREATE TABLE conversations (
+        conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_id INTEGER, last_ts INTEGER
+    ) WITHOUT ROWID;
+    CREATE TABLE messages (
+        conv TEXT NOT NULL, seq INTEGER NOT NULL, id INTEGER NOT NULL, sender INTEGER NOT NULL,
+        device TEXT NOT NULL, cmid TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL, ts INTEGER NOT NULL,
+        recalled INTEGER NOT NULL DEFAULT 0, dedup_key TEXT,
+        PRIMARY KEY (conv, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX messages_id ON messages(id);
+    CREATE UNIQUE INDEX messages_dedup ON messages(dedup_key) WHERE dedup_key IS NOT NULL;
+    CREATE TRIGGER messages_advance_seq AFTER INSERT ON messages BEGIN
+        INSERT INTO conversations(conv, last_seq, last_id, last_ts) VALUES (NEW.conv, NEW.seq, NEW.id, NEW.ts)
+        ON CONFLICT(conv) DO UPDATE SET last_seq = NEW.seq, last_id = NEW.id, last_ts = NEW.ts;
+    END;
+    CREATE TABLE marks (
+        conv TEXT NOT NULL, user_id INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0,
+        read INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (conv, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX marks_user ON marks(user_id);
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY, msg_id INTEGER NOT NULL, conv TEXT NOT NULL, seq INTEGER NOT NULL,
+        user_id INTEGER NOT NULL, device TEXT NOT NULL, attempts INTEGER NOT NULL, reason TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    """,
+]
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"sqlite: {exc}")
+
+
+class _Db:
+    """A database file with a writer connection (serialized by a lock) and a reader connection."""
+
+    def __init__(self, path: Path, config: SqliteStoreConfig) -> None:
+        self.path = path
+        self.config = config
+        self.writer: aiosqlite.Connection | None = None
+        self.reader: aiosqlite.Connection | None = None
+        self.lock = asyncio.Lock()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {int(self.config.busy_timeout_ms)}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute(f"PRAGMA synchronous = {self.config.synchronous}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    async def open(self, migrations: Sequence[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = await self._connect()
+        self.reader = await self._connect()
+        async with self.lock:
+            await self.writer.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self.writer.execute("PRAGMA user_version")
+                row = await cur.fetchone()
+                version = int(row[0]) if row else 0
+                for i, script in enumerate(migrations[version:], start=version + 1):
+                    for statement in _split_sql(script):
+                        await self.writer.execute(statement)
+                    await self.writer.execute(f"PRAGMA user_version = {i}")
+                await self.writer.execute("COMMIT")
+            except BaseException:
+                await self.writer.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        for conn in (self.writer, self.reader):
+            if conn is not None:
+                with suppress(Exception):
+                    await conn.close()
+        self.writer = self.reader = None
+
+    async def write(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        conn = self.writer
+        if conn is None:
+            raise StoreUnavailable("sqlite store is closed")
+        async with self.lock:
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _unavailable(exc) from exc
+            try:
+                result = await fn(conn)
+                await conn.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                await conn.execute("ROLLBACK")
+                raise DuplicateError(str(exc)) from exc
+            except sqlite3.Error as exc:
+                with suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+                raise _unavailable(exc) from exc
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+                raise
+            return result
+
+    async def execute_write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async def run(conn: aiosqlite.Connection) -> int:
+            cur = await conn.execute(sql, params)
+            return cur.rowcount
+
+        return await self.write(run)
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        conn = self.reader
+        if conn is None:
+            raise StoreUnavailable("sqlite store is closed")
+        try:
+            cur = await conn.execute(sql, params)
+            rows = await cur.fetchall()
+        except sqlite3.Error as exc:
+            raise _unavailable(exc) from exc
+        return list(rows)
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = await self.all(sql, params)
+        return rows[0] if rows else None
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements; trigger bodies (BEGIN ... END;) stay whole."""
+    statements: list[str] = []
+    buf: list[str] = []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        joined = "\n".join(buf).strip()
+        if joined.endswith(";") and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            buf = []
+    if "".join(buf).strip():
+        statements.append("\n".join(buf))
+    return statements
+
+
+def _resolve(path: str, ctx: StrategyContext) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else ctx.data_dir / p
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+# =========================================================================== users
+
+
+def _user(row: Any) -> User:
+    return User(row[0], row[1], row[2], row[3], row[6], row[4], row[5])
+
+
+_USER_COLS = "id, username, display_name, password_hash, bio, avatar_file, created_ms"
+_GROUP_COLS = (
+    "g.id, g.name, g.owner, g.created_ms, g.dissolved, (SELECT COUNT(*) FROM members m WHERE m.group_id = g.id)"
+)
+
+
+def _group(row: Any) -> Group:
+    return Group(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
+
+
+def _member(row: Any) -> Member:
+    return Member(row[0], Role(row[1]), row[2], row[3])
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class SqliteUserStore:
+    def __init__(self, config: SqliteStoreConfig, ctx: StrategyContext) -> None:
+        self._db = _Db(_resolve(config.path, ctx), config)
+
+    async def start(self) -> None:
+        await self._db.open(USER_SCHEMA)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # ---------------------------------------------------------------- users
+    async def create_user(self, user: User) -> None:
+        await self._db.execute_write(
+            f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (user.id, user.username, user.display_name, user.password_hash, user.bio, user.avatar_file,
+             user.created_ms),
+        )
+
+    async def get_user(self, user_id: int) -> User | None:
+        row = await self._db.one(f"SELECT {_USER_COLS} FROM users WHERE id = ?", (user_id,))
+        return _user(row) if row else None
+
+    async def get_users(self, user_ids: Iterable[int]) -> dict[int, User]:
+        ids = list(set(user_ids))
+        out: dict[int, User] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = await self._db.all(
+                f"SELECT {_USER_COLS} FROM users WHERE id IN ({_placeholders(len(chunk))})", chunk
+            )
+            out.update((r[0], _user(r)) for r in rows)
+        return out
+
+    async def get_user_by_name(self, username: str) -> User | None:
+        row = await self._db.one(f"SELECT {_USER_COLS} FROM users WHERE username = ?", (username,))
+        return _user(row) if row else None
+
+    async def update_user(
+        self, user_id: int, *, display_name: str | None = None, bio: str | None = None,
+        avatar_file: int | None = None,
+    ) -> User | None:
+        sets: list[str] = []
+        params: list[Any] = []
+        for col, val in (("display_name", display_name), ("bio", bio), ("avatar_file", avatar_file)):
+            if val is not None:
+                sets.append(f"{col} = ?")
+                params.append(val)
+        if sets:
+            await self._db.execute_write(f"UPDATE users SET {', '.join(sets)} WHERE id = ?", (*params, user_id))
+        return await self.get_user(user_id)
+
+    async def search_users(self, query: str, limit: int) -> list[User]:
+        q = _like_escape(query.lower())
+        rows = await self._db.all(
+            f"SELECT {_USER_COLS} FROM users WHERE username LIKE ? ESCAPE '\\' "
+            "OR display_name LIKE ? ESCAPE '\\' ORDER BY username LIMIT ?",
+            (q + "%", "%" + _like_escape(query) + "%", limit),
+        )
+        return [_user(r) for r in rows]
+
+    # ---------------------------------------------------------------- sessions
+    async def create_session(self, family: str, user_id: int, device: str | None, created_ms: int) -> None:
+        await self._db.execute_write(
+            "INSERT INTO sessions (family, user_id, device, created_ms) VALUES (?, ?, ?, ?)",
+            (family, user_id, device, created_ms),
+        )
+
+    async def session_active(self, family: str) -> bool:
+        row = await self._db.one("SELECT revoked FROM sessions WHERE family = ?", (family,))
+        return bool(row) and not row[0]
+
+    async def revoke_session(self, family: str) -> int | None:
+        async def run(conn: aiosqlite.Connection) -> int | None:
+            cur = await conn.execute("SELECT user_id FROM sessions WHERE family = ?", (family,))
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            await conn.execute("UPDATE sessions SET revoked = 1 WHERE family = ?", (family,))
+            await conn.execute("UPDATE refresh_tokens SET used = 1 WHERE family = ?", (family,))
+            return int(row[0])
+
+        return await self._db.write(run)
+
+    async def add_refresh_token(self, token: RefreshToken) -> None:
+        await self._db.execute_write(
+            "INSERT INTO refresh_tokens (token_hash, user_id, family, expires_ms, used, device) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (token.token_hash, token.user_id, token.family, token.expires_ms, int(token.used), token.device),
+        )
+
+    async def claim_refresh_token(self, token_hash: str) -> tuple[RefreshToken | None, bool]:
+        async def run(conn: aiosqlite.Connection) -> tuple[RefreshToken | None, bool]:
+            cur = await conn.execute(
+                "SELECT t.token_hash, t.user_id, t.family, t.expires_ms, t.used, t.device, s.revoked "
+                "FROM refresh_tokens t LEFT JOIN sessions s ON s.family = t.family WHERE t.token_hash = ?",
+                (token_hash,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None, False
+            tok = RefreshToken(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[6]), row[5])
+            if tok.used:
+                return tok, False
+            await conn.execute("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?", (token_hash,))
+            return tok, True
+
+        return await self._db.write(run)
+
+    # ---------------------------------------------------------------- friends
+    async def add_friend_request(self, request: FriendRequest) -> None:
+        await self._db.execute_write(
+            "INSERT INTO friend_requests (id, from_user, to_user, message, status, created_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (request.id, request.from_user, request.to_user, request.message, request.status, request.created_ms),
+        )
+
+    async def get_friend_request(self, request_id: int) -> FriendRequest | None:
+        row = await self._db.one(
+            "SELECT id, from_user, to_user, message, status, created_ms FROM friend_requests WHERE id = ?",
+            (request_id,),
+        )
+        return FriendRequest(*row) if row else None
+
+    async def pending_request(self, from_user: int, to_user: int) -> FriendRequest | None:
+        row = await self._db.one(
+            "SELECT id, from_user, to_user, message, status, created_ms FROM friend_requests "
+            "WHERE from_user = ? AND to_user = ? AND status = 'pending' ORDER BY id DESC LIMIT 1",
+            (from_user, to_user),
+        )
+        return FriendRequest(*row) if row else None
+
+    async def list_friend_requests(self, user_id: int) -> list[FriendRequest]:
+        rows = await self._db.all(
+            "SELECT id, from_user, to_user, message, status, created_ms FROM friend_requests "
+            "WHERE (to_user = ? OR from_user = ?) AND status = 'pending' ORDER BY id DESC LIMIT 500",
+            (user_id, user_id),
+        )
+        return [FriendRequest(*r) for r in rows]
+
+    async def set_friend_request_status(self, request_id: int, status: str) -> None:
+        await self._db.execute_write("UPDATE friend_requests SET status = ? WHERE id = ?", (status, request_id))
+
+    async def add_friendship(self, a: int, b: int, since_ms: int) -> None:
+        async def run(conn: aiosqlite.Connection) -> None:
+            await conn.executemany(
+                "INSERT INTO friends (user_id, friend_id, since_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                [(a, b, since_ms), (b, a, since_ms)],
+            )
+
+        await self._db.write(run)
+
+    async def remove_friendship(self, a: int, b: int) -> bool:
+        async def run(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(
+                "DELETE FROM friends WHERE (user_id = ? AND friend_id = ?) OR (user_id = ? AND friend_id = ?)",
+                (a, b, b, a),
+            )
+            return cur.rowcount > 0
+
+        return await self._db.write(run)
+
+    async def list_friends(self, user_id: int) -> list[Friend]:
+        rows = await self._db.all(
+            "SELECT friend_id, remark, since_ms FROM friends WHERE user_id = ? ORDER BY since_ms", (user_id,)
+        )
+        return [Friend(*r) for r in rows]
+
+    async def are_friends(self, a: int, b: int) -> bool:
+        row = await self._db.one("SELECT 1 FROM friends WHERE user_id = ? AND friend_id = ?", (a, b))
+        return row is not None
+
+    async def set_remark(self, user_id: int, friend_id: int, remark: str) -> bool:
+        n = await self._db.execute_write(
+            "UPDATE friends SET remark = ? WHERE user_id = ? AND friend_id = ?", (remark, user_id, friend_id)
+        )
+        return n > 0
+
+    async def block(self, user_id: int, target: int, at_ms: int) -> None:
+        await self._db.execute_write(
+            "INSERT INTO blocks (user_id, target, at_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (user_id, target, at_ms),
+        )
+
+    async def unblock(self, user_id: int, target: int) -> bool:
+        n = await self._db.execute_write("DELETE FROM blocks WHERE user_id = ? AND target = ?", (user_id, target))
+        return n > 0
+
+    async def list_blocked(self, user_id: int) -> list[int]:
+        rows = await self._db.all("SELECT target FROM blocks WHERE user_id = ? ORDER BY at_ms", (user_id,))
+        return [r[0] for r in rows]
+
+    async def is_blocked(self, blocker: int, target: int) -> bool:
+        row = await self._db.one("SELECT 1 FROM blocks WHERE user_id = ? AND target = ?", (blocker, target))
+        return row is not None
+
+    # ---------------------------------------------------------------- groups
+    async def create_group(self, group: Group, members: Sequence[Member]) -> None:
+        async def run(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO chat_groups (id, name, owner, created_ms, dissolved) VALUES (?, ?, ?, ?, 0)",
+                (group.id, group.name, group.owner, group.created_ms),
+            )
+            await conn.executemany(
+                "INSERT INTO members (group_id, user_id, role, joined_ms, joined_seq) VALUES (?, ?, ?, ?, ?)",
+                [(group.id, m.user_id, m.role.value, m.joined_ms, m.joined_seq) for m in members],
+            )
+
+        await self._db.write(run)
+
+    async def get_group(self, group_id: int) -> Group | None:
+        row = await self._db.one(f"SELECT {_GROUP_COLS} FROM chat_groups g WHERE g.id = ?", (group_id,))
+        return _group(row) if row else None
+
+    async def rename_group(self, group_id: int, name: str) -> None:
+        await self._db.execute_write("UPDATE chat_groups SET name = ? WHERE id = ?", (name, group_id))
+
+    async def dissolve_group(self, group_id: int) -> None:
+        await self._db.execute_write("UPDATE chat_groups SET dissolved = 1 WHERE id = ?", (group_id,))
+
+    async def add_members(self, group_id: int, members: Sequence[Member]) -> list[int]:
+        async def run(conn: aiosqlite.Connection) -> list[int]:
+            added: list[int] = []
+            for m in members:
+                cur = await conn.execute(
+                    "INSERT INTO members (group_id, user_id, role, joined_ms, joined_seq) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (group_id, m.user_id, m.role.value, m.joined_ms, m.joined_seq),
+                )
+                if cur.rowcount > 0:
+                    added.append(m.user_id)
+            return added
+
+        return await self._db.write(run)
+
+    async def remove_member(self, group_id: int, user_id: int) -> bool:
+        n = await self._db.execute_write(
+            "DELETE FROM members WHERE group_id = ? AND user_id = ?", (group_id, user_id)
+        )
+        return n > 0
+
+    async def set_role(self, group_id: int, user_id: int, role: Role) -> bool:
+        n = await self._db.execute_write(
+            "UPDATE members SET role = ? WHERE group_id = ? AND user_id = ?", (role.value, group_id, user_id)
+        )
+        return n > 0
+
+    async def get_members(self, group_id: int) -> list[Member]:
+        rows = await self._db.all(
+            "SELECT user_id, role, joined_ms, joined_seq FROM members WHERE group_id = ? ORDER BY joined_ms, user_id",
+            (group_id,),
+        )
+        return [_member(r) for r in rows]
+
+    async def get_member(self, group_id: int, user_id: int) -> Member | None:
+        row = await self._db.one(
+            "SELECT user_id, role, joined_ms, joined_seq FROM members WHERE group_id = ? AND user_id = ?",
+            (group_id, user_id),
+        )
+        return _member(row) if row else None
+
+    async def list_user_groups(self, user_id: int) -> list[Group]:
+        rows = await self._db.all(
+            f"SELECT {_GROUP_COLS} FROM chat_groups g JOIN members mm ON mm.group_id = g.id "
+            "WHERE mm.user_id = ? ORDER BY g.id",
+            (user_id,),
+        )
+        return [_group(r) for r in rows]
+
+    # ---------------------------------------------------------------- files
+    async def add_file(self, meta: FileMeta) -> None:
+        await self._db.execute_write(
+            "INSERT INTO files (id, owner, name, size, mime, storage_key, created_ms, width, height, thumb_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (meta.id, meta.owner, meta.name, meta.size, meta.mime, meta.storage_key, meta.created_ms, meta.width,
+             meta.height, meta.thumb_key),
+        )
+
+    async def get_file(self, file_id: int) -> FileMeta | None:
+        row = await self._db.one(
+            "SELECT id, owner, name, size, mime, storage_key, created_ms, width, height, thumb_key "
+            "FROM files WHERE id = ?",
+            (file_id,),
+        )
+        return FileMeta(*row) if row else None
+
+    async def add_file_ref(self, file_id: int, conv: str) -> None:
+        await self._db.execute_write(
+            "INSERT INTO file_refs (file_id, conv) VALUES (?, ?) ON CONFLICT DO NOTHING", (file_id, conv)
+        )
+
+    async def file_convs(self, file_id: int) -> list[str]:
+        rows = await self._db.all("SELECT conv FROM file_refs WHERE file_id = ?", (file_id,))
+        return [r[0] for r in rows]
+
+
+# =========================================================================== messages
+
+_MSG_COLS = "id, conv, seq, sender, device, cmid, kind, body, ts, recalled"
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (conv, seq, id, sender, device, cmid, kind, body, ts, dedup_key) "
+    "SELECT ?1, COALESCE((SELECT last_seq FROM conversations WHERE conv = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 "
+    "WHERE true ON CONFLICT DO NOTHING"
+)
+_UPSERT_MARKS = (
+    "INSERT INTO marks (conv, user_id, delivered, read) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(conv, user_id) DO UPDATE SET delivered = MAX(delivered, excluded.delivered), "
+    "read = MAX(read, excluded.read)"
+)
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        row[0], row[1], row[2], row[3], row[4], row[5], MessageKind(row[6]), orjson.loads(row[7]), row[8],
+        bool(row[9]),
+    )
+
+
+@dataclass(slots=True)
+class _PendingAppend:
+    draft: MessageDraft
+    future: asyncio.Future[AppendResult]
+
+
+class SqliteMessageStore:
+    """Messages, receipts and dead letters in SQLite, with group commit (see the module docstring)."""
+
+    def __init__(self, config: SqliteStoreConfig, ctx: StrategyContext) -> None:
+        self._db = _Db(_resolve(config.path, ctx), config)
+        self._max_batch = config.max_batch
+        self._metrics = ctx.metrics
+        self._appends: list[_PendingAppend] = []
+        self._marks: dict[tuple[str, int], list[int]] = {}
+        self._marks_waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        await self._db.open(MESSAGE_SCHEMA)
+        self._closing = False
+        self._task = asyncio.create_task(self._writer_loop(), name="sqlite-group-commit")
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self._db.close()
+
+    # ---------------------------------------------------------------- group commit
+    async def append(self, draft: MessageDraft) -> AppendResult:
+        if self._closing or self._task is None:
+            raise StoreUnavailable("sqlite message store is closed")
+        fut: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._appends.append(_PendingAppend(draft, fut))
+        self._wake.set()
+        return await fut
+
+    async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
+        if self._closing or self._task is None:
+            raise StoreUnavailable("sqlite message store is closed")
+        cur = self._marks.get((conv, user_id))
+        if cur is None:
+            self._marks[(conv, user_id)] = [delivered, read]
+        else:
+            cur[0] = max(cur[0], delivered)
+            cur[1] = max(cur[1], read)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._marks_waiters.append(fut)
+        self._wake.set()
+        await fut
+
+    async def _writer_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._appends or self._marks:
+                appends = self._appends[: self._max_batch]
+                del self._appends[: len(appends)]
+                marks, self._marks = self._marks, {}
+                waiters, self._marks_waiters = self._marks_waiters, []
+                await self._commit(appends, marks, waiters)
+            if self._closing:
+                return
+
+    async def _commit(
+        self,
+        appends: list[_PendingAppend],
+        marks: dict[tuple[str, int], list[int]],
+        waiters: list[asyncio.Future[None]],
+    ) -> None:
+        start = time.perf_counter()
+        try:
+            results = await self._db.write(lambda conn: self._write_batch(conn, appends, marks))
+        except Exception as exc:
+            err = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"sqlite: {exc}")
+            if not isinstance(exc, StoreUnavailable):
+                log.exception("group commit failed")
+            for p in appends:
+                if not p.future.done():
+                    p.future.set_exception(err)
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(err)
+            return
+        self._metrics.store_seconds.labels("sqlite", "commit").observe(time.perf_counter() - start)
+        self._metrics.store_batch_size.observe(len(appends) + len(marks))
+        for p, r in zip(appends, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(r)
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _write_batch(
+        self,
+        conn: aiosqlite.Connection,
+        appends: list[_PendingAppend],
+        marks: dict[tuple[str, int], list[int]],
+    ) -> list[AppendResult]:
+        results: list[AppendResult] = []
+        if appends:
+            drafts = [p.draft for p in appends]
+            await conn.executemany(
+                _INSERT_MESSAGE,
+                [
+                    (d.conv, d.id, d.sender, d.device, d.cmid, d.kind.value, orjson.dumps(d.body).decode(), d.ts_ms,
+                     d.dedup_key)
+                    for d in drafts
+                ],
+            )
+            ids = [d.id for d in drafts]
+            cur = await conn.execute(
+                f"SELECT {_MSG_COLS} FROM messages WHERE id IN ({_placeholders(len(ids))})", ids
+            )
+            stored = {row[0]: _message(row) for row in await cur.fetchall()}
+            missing_keys = [d.dedup_key for d in drafts if d.id not in stored and d.dedup_key is not None]
+            originals: dict[str, Message] = {}
+            if missing_keys:
+                cur = await conn.execute(
+                    f"SELECT {_MSG_COLS}, dedup_key FROM messages "
+                    f"WHERE dedup_key IN ({_placeholders(len(missing_keys))})",
+                    missing_keys,
+                )
+                originals = {row[10]: _message(row) for row in await cur.fetchall()}
+            for d in drafts:
+                if d.id in stored:
+                    results.append(AppendResult(stored[d.id], True))
+                elif d.dedup_key is not None and d.dedup_key in originals:
+                    results.append(AppendResult(originals[d.dedup_key], False))
+                else:  # pragma: no cover - would mean a constraint we do not know about
+                    raise StoreUnavailable(f"message {d.id} was neither stored nor a duplicate")
+        if marks:
+            await conn.executemany(
+                _UPSERT_MARKS, [(conv, user, v[0], v[1]) for (conv, user), v in marks.items()]
+            )
+        return results
+
+    # ---------------------------------------------------------------- reads
+    async def get_message(self, msg_id: int) -> Message | None:
+        row = await self._db.one(f"SELECT {_MSG_COLS} FROM messages WHERE id = ?", (msg_id,))
+        return _message(row) if row else None
+
+    async def messages_after(self, conv: str, after_seq: int, limit: int) -> list[Message]:
+        with self._metrics.store_op("sqlite", "messages_after"):
+            rows = await self._db.all(
+                f"SELECT {_MSG_COLS} FROM messages WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (conv, after_seq, limit),
+            )
+        return [_message(r) for r in rows]
+
+    async def messages_before(self, conv: str, before_seq: int, limit: int) -> list[Message]:
+        with self._metrics.store_op("sqlite", "messages_before"):
+            rows = await self._db.all(
+                f"SELECT {_MSG_COLS} FROM messages WHERE conv = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (conv, before_seq, limit),
+            )
+        return [_message(r) for r in reversed(rows)]
+
+    async def heads(self, convs: Iterable[str]) -> dict[str, ConversationHead]:
+        keys = list(set(convs))
+        out: dict[str, ConversationHead] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            rows = await self._db.all(
+                f"SELECT c.conv, c.last_seq, m.id, m.conv, m.seq, m.sender, m.device, m.cmid, m.kind, m.body, m.ts, "
+                f"m.recalled FROM conversations c LEFT JOIN messages m ON m.conv = c.conv AND m.seq = c.last_seq "
+                f"WHERE c.conv IN ({_placeholders(len(chunk))})",
+                chunk,
+            )
+            for r in rows:
+                last = _message(r[2:]) if r[2] is not None else None
+                out[r[0]] = ConversationHead(r[0], r[1], last)
+        return out
+
+    async def mark_recalled(self, msg_id: int) -> bool:
+        n = await self._db.execute_write(
+            "UPDATE messages SET recalled = 1, body = '{}' WHERE id = ? AND recalled = 0", (msg_id,)
+        )
+        return n > 0
+
+    async def get_marks(self, conv: str) -> dict[int, Marks]:
+        rows = await self._db.all("SELECT user_id, delivered, read FROM marks WHERE conv = ?", (conv,))
+        return {r[0]: Marks(r[1], r[2]) for r in rows}
+
+    async def user_marks(self, user_id: int, convs: Iterable[str]) -> dict[str, Marks]:
+        keys = list(set(convs))
+        out: dict[str, Marks] = {}
+        for i in range(0, len(keys), 400):
+            chunk = keys[i : i + 400]
+            rows = await self._db.all(
+                f"SELECT conv, delivered, read FROM marks WHERE user_id = ? AND conv IN ({_placeholders(len(chunk))})",
+                (user_id, *chunk),
+            )
+            out.update((r[0], Marks(r[1], r[2])) for r in rows)
+        return out
+
+    # ---------------------------------------------------------------- dead letters
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        await self._db.execute_write(
+            "INSERT INTO dead_letters (id, msg_id, conv, seq, user_id, device, attempts, reason, created_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (letter.id, letter.msg_id, letter.conv, letter.seq, letter.user_id, letter.device, letter.attempts,
+             letter.reason, letter.created_ms),
+        )
+
+    async def list_dead_letters(self, limit: int, offset: int) -> list[DeadLetter]:
+        rows = await self._db.all(
+            "SELECT id, msg_id, conv, seq, user_id, device, attempts, reason, created_ms FROM dead_letters "
+            "ORDER BY id DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [DeadLetter(*r) for r in rows]
+
+    async def count_dead_letters(self) -> int:
+        row = await self._db.one("SELECT COUNT(*) FROM dead_letters")
+        return int(row[0]) if row else 0

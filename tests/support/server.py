@@ -1,0 +1,65 @@
+"""Run a real wsim node (uvicorn, real sockets) on a free port inside the test's event loop.
+
+Readiness is uvicorn's own ``started`` flag, never a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from core.app import create_app
+from core.cli import uvicorn_options
+from core.config import Settings, deep_merge, load_settings
+from core.node import Node
+
+FAST_AUTH = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+
+
+def test_settings(data_dir: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    base: dict[str, Any] = {
+        "server": {"data_dir": str(data_dir), "port": 0, "origins": ["http://testserver"], "gc_tuning": False,
+                   "log_level": "warning"},
+        "auth": {**FAST_AUTH, "admins": ["admin"]},
+        "limits": {"rate_per_s": 1000, "rate_burst": 2000},
+    }
+    return load_settings(None, deep_merge(base, overrides or {}))
+
+
+@dataclass
+class RunningServer:
+    url: str
+    node: Node
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+
+@contextlib.asynccontextmanager
+async def running_server(settings: Settings, port: int = 0) -> AsyncIterator[RunningServer]:
+    app = create_app(settings)
+    opts = uvicorn_options(settings)
+    opts.update(port=port, loop="asyncio", log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, **opts))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server exited before starting")
+        await asyncio.sleep(0.01)
+    sock = server.servers[0].sockets[0]
+    host, bound = sock.getsockname()[:2]
+    try:
+        yield RunningServer(f"http://{host}:{bound}", app.state.node, server, task)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
