@@ -39,6 +39,7 @@ from strategies.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+
 def jwt_secret(settings: Settings) -> bytes:
     """The configured secret, or one generated once and kept (0600) in the data directory."""
     if settings.auth.jwt_secret:
@@ -78,17 +79,43 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
     router = Router(bus_impl, presence_registry, metrics)
     accounts = AccountService(users_store, id_gen, clock, settings.auth, secret, cache_impl, router)
     social = SocialService(users_store, messages_store, id_gen, clock, cache_impl, router, settings.limits)
-    messaging = MessagingService(messages_store, users_store, social, router, id_gen, dedup_impl, ack_policy,
-                                 clock, metrics, settings.limits, settings.sync)
+    messaging = MessagingService(
+        messages_store,
+        users_store,
+        social,
+        router,
+        id_gen,
+        dedup_impl,
+        ack_policy,
+        clock,
+        metrics,
+        settings.limits,
+        settings.sync,
+    )
     social.system = messaging
     presence_service = PresenceService(presence_registry, social, router, settings.server.node)
     file_service = FileService(users_store, file_storage, social, id_gen, clock, settings.limits, secret)
     return Node(
-        settings=settings, clock=clock, metrics=metrics, ids=id_gen, users_store=users_store,
-        messages_store=messages_store, cache=cache_impl, dedup=dedup_impl, bus=bus_impl,
-        presence_registry=presence_registry, file_storage=file_storage, ack=ack_policy, retry=retry_policy,
-        hub=hub, router=router, accounts=accounts, social=social, messaging=messaging,
-        presence=presence_service, files=file_service,
+        settings=settings,
+        clock=clock,
+        metrics=metrics,
+        ids=id_gen,
+        users_store=users_store,
+        messages_store=messages_store,
+        cache=cache_impl,
+        dedup=dedup_impl,
+        bus=bus_impl,
+        presence_registry=presence_registry,
+        file_storage=file_storage,
+        ack=ack_policy,
+        retry=retry_policy,
+        hub=hub,
+        router=router,
+        accounts=accounts,
+        social=social,
+        messaging=messaging,
+        presence=presence_service,
+        files=file_service,
     )
 
 
@@ -118,8 +145,15 @@ async def stop_node(node: Node) -> None:
             break
         await asyncio.sleep(0.02)
     await node.messaging.drain()
-    for closer in (node.bus.close, node.file_storage.close, node.presence_registry.close, node.dedup.close,
-                   node.cache.close, node.messages_store.close, node.users_store.close):
+    for closer in (
+        node.bus.close,
+        node.file_storage.close,
+        node.presence_registry.close,
+        node.dedup.close,
+        node.cache.close,
+        node.messages_store.close,
+        node.users_store.close,
+    ):
         try:
             await closer()
         except Exception:
@@ -127,16 +161,27 @@ async def stop_node(node: Node) -> None:
     node.started = False
 
 
-def _error(code: ErrorCode, message: str, status: int | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code.value, "message": message}},
-                        status_code=status or http_status(code), headers=headers)
+def _error(
+    code: ErrorCode, message: str, status: int | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code.value, "message": message}},
+        status_code=status or http_status(code),
+        headers=headers,
+    )
 
 
 _STATUS_CODES = {
-    400: ErrorCode.BAD_FRAME, 401: ErrorCode.UNAUTHORIZED, 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND,
-    405: ErrorCode.INVALID, 409: ErrorCode.CONFLICT, 413: ErrorCode.TOO_LARGE, 415: ErrorCode.UNSUPPORTED_TYPE,
-    429: ErrorCode.RATE_LIMITED, 503: ErrorCode.UNAVAILABLE,
+    400: ErrorCode.BAD_FRAME,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.INVALID,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_TYPE,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.UNAVAILABLE,
 }
 
 
@@ -158,12 +203,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, ErrorCode.INVALID if exc.status_code < 500 else ErrorCode.INTERNAL)
+        code = _STATUS_CODES.get(
+            exc.status_code, ErrorCode.INVALID if exc.status_code < 500 else ErrorCode.INTERNAL
+        )
         return _error(code, str(exc.detail), status=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(StoreUnavailable)
     async def unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        return _error(ErrorCode.UNAVAILABLE, "a backend is unavailable; try again", headers={"Retry-After": "1"})
+        return _error(
+            ErrorCode.UNAVAILABLE, "a backend is unavailable; try again", headers={"Retry-After": "1"}
+        )
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:
@@ -190,8 +239,15 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
     )
     app.state.node = node
     install_error_handlers(app)
-    for r in (ops.router, auth.router, users.router, groups.router, conversations.router, files.router,
-              admin.router):
+    for r in (
+        ops.router,
+        auth.router,
+        users.router,
+        groups.router,
+        conversations.router,
+        files.router,
+        admin.router,
+    ):
         app.include_router(r)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     return app

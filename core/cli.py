@@ -50,10 +50,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from core.app import create_app
 
     settings = load_settings(args.config, _overrides(args))
-    logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     app = create_app(settings)
-    print(f"wsim {settings.server.node}: http://{settings.server.host}:{settings.server.port}/ "
-          f"(WebSocket /ws, API docs /docs, data in {settings.data_path})", flush=True)
+    print(
+        f"wsim {settings.server.node}: http://{settings.server.host}:{settings.server.port}/ "
+        f"(WebSocket /ws, API docs /docs, data in {settings.data_path})",
+        flush=True,
+    )
     uvicorn.run(app, **uvicorn_options(settings))
     return 0
 

@@ -48,7 +48,7 @@ class ServerConfig(_Section):
 class AuthConfig(_Section):
     # HS256 secret. Empty: generated once and kept in <data_dir>/jwt.secret so restarts keep tokens valid.
     jwt_secret: str = ""
-    access_ttl_s: Annotated[int, Field(ge=10, le=86400)] = 900
+    access_ttl_s: Annotated[int, Field(ge=1, le=86400)] = 900
     refresh_ttl_s: Annotated[int, Field(ge=60)] = 30 * 86400
     # Usernames allowed to use /api/admin/*.
     admins: list[str] = Field(default_factory=list)

@@ -20,9 +20,9 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_TYPE = "unsupported_type"
     # identity
     UNAUTHORIZED = "unauthorized"
-    TOKEN_EXPIRED = "token_expired"
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - error code, not a secret
     BAD_CREDENTIALS = "bad_credentials"
-    TOKEN_REUSED = "token_reused"
+    TOKEN_REUSED = "token_reused"  # noqa: S105 - error code, not a secret
     FORBIDDEN = "forbidden"
     # social rules
     NOT_FOUND = "not_found"

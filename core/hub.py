@@ -47,7 +47,7 @@ class DeviceLink(Protocol):
         ...
 
 
-class TooManyConnections(Exception):  # noqa: N818
+class TooManyConnectionsError(Exception):
     pass
 
 
@@ -67,7 +67,7 @@ class Hub:
         devices = self._links.setdefault(link.user, {})
         old = devices.get(link.device)
         if old is None and len(devices) >= self._max_per_user:
-            raise TooManyConnections(f"user already has {len(devices)} connections")
+            raise TooManyConnectionsError(f"user already has {len(devices)} connections")
         devices[link.device] = link
         if old is None:
             self._count += 1

@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics"]
 
@@ -30,11 +30,15 @@ class Metrics:
         self.frames_in = Counter("wsim_frames_in", "Frames received, by type", ["type"], registry=r)
         self.frames_out = Counter("wsim_frames_out", "Frames written to devices", registry=r)
         self.errors = Counter("wsim_errors", "Errors reported to clients, by code", ["code"], registry=r)
-        self.acks = Counter("wsim_acks", "Acknowledgements, by state (sent/delivered/read)", ["state"], registry=r)
+        self.acks = Counter(
+            "wsim_acks", "Acknowledgements, by state (sent/delivered/read)", ["state"], registry=r
+        )
         self.messages_stored = Counter("wsim_messages_stored", "Messages durably stored", registry=r)
         self.dedup_hits = Counter("wsim_dedup_hits", "Resends answered with the original ack", registry=r)
         self.send_ack_seconds = Histogram(
-            "wsim_send_ack_seconds", "message.send received -> sent ack written", buckets=_LATENCY_BUCKETS,
+            "wsim_send_ack_seconds",
+            "message.send received -> sent ack written",
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.send_deliver_seconds = Histogram(
@@ -44,22 +48,33 @@ class Metrics:
             registry=r,
         )
         self.retries = Counter("wsim_delivery_retries", "Deliveries resent for lack of an ack", registry=r)
-        self.dead_letters = Counter("wsim_dead_letters", "Deliveries given up after the last retry", registry=r)
+        self.dead_letters = Counter(
+            "wsim_dead_letters", "Deliveries given up after the last retry", registry=r
+        )
         self.cache_hits = Counter("wsim_cache_hits", "Cache hits", ["tier", "name"], registry=r)
         self.cache_misses = Counter("wsim_cache_misses", "Cache misses", ["tier", "name"], registry=r)
-        self.cache_evictions = Counter("wsim_cache_evictions", "Cache evictions", ["tier", "name"], registry=r)
+        self.cache_evictions = Counter(
+            "wsim_cache_evictions", "Cache evictions", ["tier", "name"], registry=r
+        )
         self.store_seconds = Histogram(
-            "wsim_store_op_seconds", "Store operation latency", ["store", "op"], buckets=_LATENCY_BUCKETS,
+            "wsim_store_op_seconds",
+            "Store operation latency",
+            ["store", "op"],
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.store_batch_size = Histogram(
-            "wsim_store_batch_size", "Writes committed per transaction (group commit)",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
+            "wsim_store_batch_size",
+            "Writes committed per transaction (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=r,
         )
         self.bus_published = Counter("wsim_bus_published", "Envelopes published on the bus", registry=r)
         self.bus_received = Counter("wsim_bus_received", "Envelopes received from the bus", registry=r)
         self.history_seconds = Histogram(
-            "wsim_history_query_seconds", "History page query latency (REST and sync)", buckets=_LATENCY_BUCKETS,
+            "wsim_history_query_seconds",
+            "History page query latency (REST and sync)",
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
 

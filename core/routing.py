@@ -57,10 +57,17 @@ Envelope = Deliver | CloseSessions | Resync
 def encode_envelope(env: Envelope) -> bytes:
     if isinstance(env, Deliver):
         t = env.track
-        return orjson.dumps({
-            "k": "d", "u": env.users, "f": env.frame, "xu": env.exclude_user, "xd": env.exclude_device,
-            "t": None if t is None else [t.msg_id, t.conv, t.seq], "ts": env.ts_ms,
-        })
+        return orjson.dumps(
+            {
+                "k": "d",
+                "u": env.users,
+                "f": env.frame,
+                "xu": env.exclude_user,
+                "xd": env.exclude_device,
+                "t": None if t is None else [t.msg_id, t.conv, t.seq],
+                "ts": env.ts_ms,
+            }
+        )
     if isinstance(env, CloseSessions):
         return orjson.dumps({"k": "c", "u": env.user, "fam": env.family, "code": env.code, "r": env.reason})
     return orjson.dumps({"k": "r", "u": env.users, "r": env.reason})
@@ -72,7 +79,11 @@ def decode_envelope(data: bytes) -> Envelope:
     if kind == "d":
         t = obj["t"]
         return Deliver(
-            tuple(obj["u"]), obj["f"], obj["xu"], obj["xd"], None if t is None else Track(t[0], t[1], t[2]),
+            tuple(obj["u"]),
+            obj["f"],
+            obj["xu"],
+            obj["xd"],
+            None if t is None else Track(t[0], t[1], t[2]),
             obj.get("ts"),
         )
     if kind == "c":

@@ -8,8 +8,9 @@ Configuration may name only registered entries: an unknown name fails listing th
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -53,5 +54,5 @@ class Registry(Generic[T]):
 
     def create(self, config: Any, *args: Any, **kwargs: Any) -> T:
         """Build the implementation named by ``config.kind`` with ``config`` and the shared context."""
-        cls = self.load(config.kind)
-        return cls(config, *args, **kwargs)
+        factory = cast("Callable[..., T]", self.load(config.kind))
+        return factory(config, *args, **kwargs)

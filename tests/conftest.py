@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -9,36 +10,70 @@ from typing import Any
 import pytest
 
 from core.sdk import WsimClient
-from tests.support.server import RunningServer, running_server, test_settings
+from tests.support.server import RunningServer, running_server, settings_for_test
 
 IN_CI = bool(os.environ.get("CI"))
 _counter = itertools.count()
 
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    async with running_server(test_settings(tmp_path)) as srv:
-        yield srv
-
-
+ServerFactory = Callable[..., Awaitable[RunningServer]]
 ClientFactory = Callable[..., Awaitable[WsimClient]]
 
 
 @pytest.fixture
-async def make_client(server: RunningServer) -> AsyncIterator[ClientFactory]:
-    """Registered, connected SDK clients against ``server``; all closed at teardown."""
-    clients: list[WsimClient] = []
+async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Start real servers with settings overrides; all stopped at teardown."""
+    stack = contextlib.AsyncExitStack()
+    count = itertools.count()
 
-    async def make(name: str | None = None, *, connect: bool = True, url: str | None = None,
-                   **kwargs: Any) -> WsimClient:
+    async def start(
+        overrides: dict[str, Any] | None = None, data_dir: Path | None = None, port: int = 0
+    ) -> RunningServer:
+        d = data_dir or tmp_path / f"node{next(count)}"
+        return await stack.enter_async_context(running_server(settings_for_test(d, overrides), port=port))
+
+    async with stack:
+        yield start
+
+
+@pytest.fixture
+async def server(start_server: ServerFactory) -> RunningServer:
+    return await start_server()
+
+
+def unique_name(prefix: str = "user") -> str:
+    return f"{prefix}{next(_counter)}"
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[WsimClient]]:
+    made: list[WsimClient] = []
+    yield made
+    for c in made:
+        await c.close()
+
+
+@pytest.fixture
+async def make_client(server: RunningServer, clients: list[WsimClient]) -> ClientFactory:
+    """Registered (and by default connected) SDK clients against ``server``; closed at teardown."""
+
+    async def make(
+        name: str | None = None,
+        *,
+        connect: bool = True,
+        url: str | list[str] | None = None,
+        login_as: WsimClient | None = None,
+        **kwargs: Any,
+    ) -> WsimClient:
         c = WsimClient(url or server.url, **kwargs)
         clients.append(c)
-        username = name or f"user{next(_counter)}_{os.getpid() % 1000}"
-        await c.register(username, "password-123", username.title())
+        if login_as is not None:  # another device of an existing user
+            assert login_as.user is not None
+            await c.login(login_as.user["username"], "password-123")
+        else:
+            username = name or unique_name()
+            await c.register(username, "password-123", username.title())
         if connect:
             await c.connect()
         return c
 
-    yield make
-    for c in clients:
-        await c.close()
+    return make

@@ -17,8 +17,12 @@ async def admin_principal(principal: PrincipalDep, node: NodeDep) -> Principal:
     return principal
 
 
-router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(admin_principal)],
-                   responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
+router = APIRouter(
+    prefix="/api/admin",
+    tags=["admin"],
+    dependencies=[Depends(admin_principal)],
+    responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+)
 
 
 @router.get("/dead-letters", response_model=DeadLettersOut)
@@ -30,15 +34,30 @@ async def dead_letters(
     """Deliveries given up after the last retry. The messages themselves are stored and reach devices on sync."""
     store = node.messages_store
     items = await store.list_dead_letters(limit, offset)
-    return DeadLettersOut(total=await store.count_dead_letters(), items=[
-        DeadLetterOut(id=str(d.id), msg_id=str(d.msg_id), conv=d.conv, seq=d.seq, user=str(d.user_id),
-                      device=d.device, attempts=d.attempts, reason=d.reason, created=d.created_ms)
-        for d in items
-    ])
+    return DeadLettersOut(
+        total=await store.count_dead_letters(),
+        items=[
+            DeadLetterOut(
+                id=str(d.id),
+                msg_id=str(d.msg_id),
+                conv=d.conv,
+                seq=d.seq,
+                user=str(d.user_id),
+                device=d.device,
+                attempts=d.attempts,
+                reason=d.reason,
+                created=d.created_ms,
+            )
+            for d in items
+        ],
+    )
 
 
 @router.get("/stats", response_model=StatsOut)
 async def stats(node: NodeDep) -> StatsOut:
-    return StatsOut(node=node.name, connections=node.hub.connection_count,
-                    users_online_here=len(node.hub.local_users()),
-                    strategies=node.settings.strategies.model_dump(mode="json"))
+    return StatsOut(
+        node=node.name,
+        connections=node.hub.connection_count,
+        users_online_here=len(node.hub.local_users()),
+        strategies=node.settings.strategies.model_dump(mode="json"),
+    )

@@ -8,15 +8,21 @@ from core.api.schemas import ErrorOut, LoginIn, RefreshIn, RegisterIn, TokensOut
 router = APIRouter(prefix="/api/auth", tags=["auth"], responses={422: {"model": ErrorOut}})
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=TokensOut,
-             responses={409: {"model": ErrorOut}})
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokensOut,
+    responses={409: {"model": ErrorOut}},
+)
 async def register(body: RegisterIn, node: NodeDep) -> TokensOut:
     """Create an account and log in (Argon2id password hash; returns an access and a refresh token)."""
     pair = await node.accounts.register(body.username, body.password, body.display_name, body.device)
     return TokensOut.model_validate(pair.body())
 
 
-@router.post("/login", response_model=TokensOut, responses={401: {"model": ErrorOut}, 429: {"model": ErrorOut}})
+@router.post(
+    "/login", response_model=TokensOut, responses={401: {"model": ErrorOut}, 429: {"model": ErrorOut}}
+)
 async def login(body: LoginIn, node: NodeDep, request: Request) -> TokensOut:
     """Same answer and the same work for an unknown user and a wrong password; 429 after repeated failures."""
     pair = await node.accounts.login(body.username, body.password, client_address(request), body.device)

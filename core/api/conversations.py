@@ -9,7 +9,10 @@ from core.api.schemas import ConversationOut, ConversationsOut, ErrorOut, Histor
 from core.protocol.frames import MAX_SEQ
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut},
+    401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
 }
 router = APIRouter(prefix="/api/conversations", tags=["conversations"], responses=_ERRORS)
 
@@ -23,9 +26,15 @@ async def list_conversations(principal: PrincipalDep, node: NodeDep) -> Conversa
 
 @router.get("/{conv}/messages", response_model=HistoryOut)
 async def history(
-    conv: ConvPath, principal: PrincipalDep, node: NodeDep,
-    before: Annotated[int | None, Query(ge=1, le=MAX_SEQ, description="page of messages with seq < before")] = None,
-    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="page of messages with seq > after")] = None,
+    conv: ConvPath,
+    principal: PrincipalDep,
+    node: NodeDep,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_SEQ, description="page of messages with seq < before")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="page of messages with seq > after")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> HistoryOut:
     """History paged by sequence number, ascending. Without ``before``/``after``: the newest page."""

@@ -15,7 +15,10 @@ from core.node import Node
 from core.services.files import IMAGE_TYPES
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 413: {"model": ErrorOut}, 415: {"model": ErrorOut},
+    401: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    413: {"model": ErrorOut},
+    415: {"model": ErrorOut},
     422: {"model": ErrorOut},
 }
 router = APIRouter(prefix="/api/files", tags=["files"], responses=_ERRORS)
@@ -31,10 +34,15 @@ USER_FILE_HEADERS = {
 _UPLOAD_DOC = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary"}},
-        }}},
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
     }
 }
 
@@ -54,8 +62,9 @@ async def upload(request: Request, principal: PrincipalDep, node: NodeDep) -> Fi
     return _file_out(meta)
 
 
-async def _authorized(node: Node, file_id: int, variant: str, principal: Any, exp: int | None,
-                      sig: str | None) -> FileMeta:
+async def _authorized(
+    node: Node, file_id: int, variant: str, principal: Any, exp: int | None, sig: str | None
+) -> FileMeta:
     if sig is not None and exp is not None:
         if not node.files.check_link(file_id, variant, exp, sig):
             raise WsimError(ErrorCode.FORBIDDEN, "link expired or invalid")
@@ -69,19 +78,34 @@ def _serve(node: Node, key: str, mime: str, name: str) -> Response:
     disposition = "inline" if mime in IMAGE_TYPES else "attachment"
     path = node.files.local_path(key)
     if path is not None:
-        return FileResponse(path, media_type=mime, filename=name, content_disposition_type=disposition,
-                            headers=USER_FILE_HEADERS)
-    return StreamingResponse(node.files.open(key), media_type=mime, headers={
-        **USER_FILE_HEADERS, "Content-Disposition": f"{disposition}; filename*=UTF-8''{_quote(name)}"})
+        return FileResponse(
+            path,
+            media_type=mime,
+            filename=name,
+            content_disposition_type=disposition,
+            headers=USER_FILE_HEADERS,
+        )
+    return StreamingResponse(
+        node.files.open(key),
+        media_type=mime,
+        headers={
+            **USER_FILE_HEADERS,
+            "Content-Disposition": f"{disposition}; filename*=UTF-8''{_quote(name)}",
+        },
+    )
 
 
 def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-@router.get("/{file_id}", responses={200: {"content": {"application/octet-stream": {}}}, 403: {"model": ErrorOut}})
+@router.get(
+    "/{file_id}", responses={200: {"content": {"application/octet-stream": {}}}, 403: {"model": ErrorOut}}
+)
 async def download(
-    file_id: FileIdPath, node: NodeDep, principal: OptionalPrincipalDep,
+    file_id: FileIdPath,
+    node: NodeDep,
+    principal: OptionalPrincipalDep,
     exp: Annotated[int | None, Query(ge=0, le=2**53)] = None,
     sig: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
@@ -90,10 +114,14 @@ async def download(
     return _serve(node, meta.storage_key, meta.mime, meta.name)
 
 
-@router.get("/{file_id}/thumbnail", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
-                                                403: {"model": ErrorOut}})
+@router.get(
+    "/{file_id}/thumbnail",
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 403: {"model": ErrorOut}},
+)
 async def thumbnail(
-    file_id: FileIdPath, node: NodeDep, principal: OptionalPrincipalDep,
+    file_id: FileIdPath,
+    node: NodeDep,
+    principal: OptionalPrincipalDep,
     exp: Annotated[int | None, Query(ge=0, le=2**53)] = None,
     sig: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:

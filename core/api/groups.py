@@ -23,25 +23,43 @@ from core.node import Node
 from core.types import group_conversation
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut},
-    410: {"model": ErrorOut}, 422: {"model": ErrorOut},
+    401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    409: {"model": ErrorOut},
+    410: {"model": ErrorOut},
+    422: {"model": ErrorOut},
 }
 router = APIRouter(prefix="/api/groups", tags=["groups"], responses=_ERRORS)
 NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
 def _group_out(g: Group, members: list[MemberOut] | None = None) -> GroupOut:
-    return GroupOut(id=str(g.id), conv=group_conversation(g.id), name=g.name, owner=str(g.owner),
-                    created=g.created_ms, dissolved=g.dissolved, member_count=g.member_count, members=members)
+    return GroupOut(
+        id=str(g.id),
+        conv=group_conversation(g.id),
+        name=g.name,
+        owner=str(g.owner),
+        created=g.created_ms,
+        dissolved=g.dissolved,
+        member_count=g.member_count,
+        members=members,
+    )
 
 
 async def _members_out(node: Node, members: list[Member]) -> list[MemberOut]:
     ids = [m.user_id for m in members]
     profiles = await node.accounts.profiles(ids)
     online = await node.presence.online(ids)
-    return [MemberOut(user=UserOut(**profiles[m.user_id], online=m.user_id in online), role=m.role.value,
-                      joined=m.joined_ms)
-            for m in members if m.user_id in profiles]
+    return [
+        MemberOut(
+            user=UserOut(**profiles[m.user_id], online=m.user_id in online),
+            role=m.role.value,
+            joined=m.joined_ms,
+        )
+        for m in members
+        if m.user_id in profiles
+    ]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=GroupOut)
@@ -64,8 +82,9 @@ async def get_group(group_id: GroupIdPath, principal: PrincipalDep, node: NodeDe
 
 
 @router.patch("/{group_id}", status_code=NO_CONTENT)
-async def rename_group(group_id: GroupIdPath, body: GroupRenameIn, principal: PrincipalDep,
-                       node: NodeDep) -> Response:
+async def rename_group(
+    group_id: GroupIdPath, body: GroupRenameIn, principal: PrincipalDep, node: NodeDep
+) -> Response:
     await node.social.rename_group(principal.user_id, int(group_id), body.name)
     return Response(status_code=NO_CONTENT)
 
@@ -84,22 +103,26 @@ async def list_members(group_id: GroupIdPath, principal: PrincipalDep, node: Nod
 
 
 @router.post("/{group_id}/members", response_model=AddedOut)
-async def add_members(group_id: GroupIdPath, body: MembersIn, principal: PrincipalDep, node: NodeDep) -> AddedOut:
+async def add_members(
+    group_id: GroupIdPath, body: MembersIn, principal: PrincipalDep, node: NodeDep
+) -> AddedOut:
     """Owner or admin adds friends of theirs; new members read history from their joining onward."""
     added = await node.social.add_members(principal.user_id, int(group_id), [int(u) for u in body.user_ids])
     return AddedOut(added=[str(u) for u in added])
 
 
 @router.delete("/{group_id}/members/{user_id}", status_code=NO_CONTENT)
-async def remove_member(group_id: GroupIdPath, user_id: UserIdPath, principal: PrincipalDep,
-                        node: NodeDep) -> Response:
+async def remove_member(
+    group_id: GroupIdPath, user_id: UserIdPath, principal: PrincipalDep, node: NodeDep
+) -> Response:
     await node.social.remove_member(principal.user_id, int(group_id), int(user_id))
     return Response(status_code=NO_CONTENT)
 
 
 @router.put("/{group_id}/members/{user_id}/role", status_code=NO_CONTENT)
-async def set_role(group_id: GroupIdPath, user_id: UserIdPath, body: RoleIn, principal: PrincipalDep,
-                   node: NodeDep) -> Response:
+async def set_role(
+    group_id: GroupIdPath, user_id: UserIdPath, body: RoleIn, principal: PrincipalDep, node: NodeDep
+) -> Response:
     """Owner only. Making someone ``owner`` transfers ownership (you become an admin)."""
     await node.social.set_role(principal.user_id, int(group_id), int(user_id), Role(body.role))
     return Response(status_code=NO_CONTENT)

@@ -25,15 +25,18 @@ class MultipartFileStream:
         boundary = params.get(b"boundary")
         if ctype != b"multipart/form-data" or not boundary:
             raise WsimError(ErrorCode.UNSUPPORTED_TYPE, "expected multipart/form-data with a 'file' part")
-        self._parser = MultipartParser(boundary, {
-            "on_part_begin": self._on_part_begin,
-            "on_part_data": self._on_part_data,
-            "on_part_end": self._on_part_end,
-            "on_header_field": self._on_header_field,
-            "on_header_value": self._on_header_value,
-            "on_header_end": self._on_header_end,
-            "on_headers_finished": self._on_headers_finished,
-        })
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._on_part_begin,
+                "on_part_data": self._on_part_data,
+                "on_part_end": self._on_part_end,
+                "on_header_field": self._on_header_field,
+                "on_header_value": self._on_header_value,
+                "on_header_end": self._on_header_end,
+                "on_headers_finished": self._on_headers_finished,
+            },
+        )
         self._source = request.stream().__aiter__()
         self._received = 0
         self._header_field = bytearray()
@@ -43,6 +46,7 @@ class MultipartFileStream:
         self._file_done = False
         self._found = False
         self._pending: list[bytes] = []
+        self._eof = False
         self.filename = "file"
 
     # parser callbacks ------------------------------------------------------
@@ -76,11 +80,17 @@ class MultipartFileStream:
             self._in_file = False
             self._file_done = True
 
+    def file_complete(self) -> bool:
+        return self._file_done
+
     # reading -----------------------------------------------------------------
     async def _feed_once(self) -> bool:
+        if self._eof:
+            return False
         try:
             chunk = await self._source.__anext__()
         except StopAsyncIteration:
+            self._eof = True
             self._parser.finalize()
             return False
         self._received += len(chunk)
@@ -106,9 +116,7 @@ class MultipartFileStream:
                     yield data
             if self._file_done:
                 break
-            if not await self._feed_once():
-                if not self._file_done:
-                    raise WsimError(ErrorCode.INVALID, "upload ended before the file part was complete")
-                break
+            if not await self._feed_once() and not self._pending and not self.file_complete():
+                raise WsimError(ErrorCode.INVALID, "upload ended before the file part was complete")
         while await self._feed_once():  # drain the rest of the body (bounded by max_body_bytes)
             self._pending.clear()

@@ -57,7 +57,7 @@ class TokensOut(BaseModel):
     refresh_token: str
     refresh_expires: int
     session: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
 
 
 class ProfileIn(_In):

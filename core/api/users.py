@@ -23,7 +23,10 @@ from core.node import Node
 from core.types import direct_conversation
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut},
+    401: {"model": ErrorOut},
+    403: {"model": ErrorOut},
+    404: {"model": ErrorOut},
+    409: {"model": ErrorOut},
     422: {"model": ErrorOut},
 }
 router = APIRouter(prefix="/api", tags=["users"], responses=_ERRORS)
@@ -46,14 +49,16 @@ async def update_me(body: ProfileIn, principal: PrincipalDep, node: NodeDep) -> 
     avatar = None
     if body.avatar_file is not None:
         avatar = (await node.files.authorize(principal.user_id, int(body.avatar_file))).id
-    await node.accounts.update_profile(principal.user_id, display_name=body.display_name, bio=body.bio,
-                                       avatar_file=avatar)
+    await node.accounts.update_profile(
+        principal.user_id, display_name=body.display_name, bio=body.bio, avatar_file=avatar
+    )
     return (await _users_out(node, [principal.user_id]))[principal.user_id]
 
 
 @router.get("/users/search", response_model=UsersOut)
 async def search(
-    principal: PrincipalDep, node: NodeDep,
+    principal: PrincipalDep,
+    node: NodeDep,
     q: Annotated[str, Query(min_length=1, max_length=64)],
     limit: Annotated[int, Query(ge=1, le=50)] = 20,
 ) -> UsersOut:
@@ -79,39 +84,65 @@ async def list_friends(principal: PrincipalDep, node: NodeDep) -> FriendsOut:
     ids = [f.user_id for f in friends]
     users = await _users_out(node, ids)
     online = await node.presence.online(ids)
-    return FriendsOut(friends=[
-        FriendOut(user=users[f.user_id], remark=f.remark, since=f.since_ms, online=f.user_id in online,
-                  devices=online.get(f.user_id, 0), conv=direct_conversation(principal.user_id, f.user_id))
-        for f in friends if f.user_id in users
-    ])
+    return FriendsOut(
+        friends=[
+            FriendOut(
+                user=users[f.user_id],
+                remark=f.remark,
+                since=f.since_ms,
+                online=f.user_id in online,
+                devices=online.get(f.user_id, 0),
+                conv=direct_conversation(principal.user_id, f.user_id),
+            )
+            for f in friends
+            if f.user_id in users
+        ]
+    )
 
 
 @router.get("/friends/requests", response_model=FriendRequestsOut, tags=["friends"])
 async def list_requests(principal: PrincipalDep, node: NodeDep) -> FriendRequestsOut:
     reqs = await node.social.list_requests(principal.user_id)
     users = await _users_out(node, [u for r in reqs for u in (r.from_user, r.to_user)])
-    incoming, outgoing = [], []
+    incoming: list[FriendRequestOut] = []
+    outgoing: list[FriendRequestOut] = []
     for r in reqs:
         if r.from_user not in users or r.to_user not in users:
             continue
-        item = FriendRequestOut.model_validate({
-            "id": str(r.id), "status": r.status, "message": r.message, "created": r.created_ms,
-            "from": users[r.from_user], "to": users[r.to_user],
-        })
+        item = FriendRequestOut.model_validate(
+            {
+                "id": str(r.id),
+                "status": r.status,
+                "message": r.message,
+                "created": r.created_ms,
+                "from": users[r.from_user],
+                "to": users[r.to_user],
+            }
+        )
         (incoming if r.to_user == principal.user_id else outgoing).append(item)
     return FriendRequestsOut(incoming=incoming, outgoing=outgoing)
 
 
-@router.post("/friends/requests", status_code=status.HTTP_201_CREATED, response_model=FriendRequestOut,
-             tags=["friends"])
+@router.post(
+    "/friends/requests",
+    status_code=status.HTTP_201_CREATED,
+    response_model=FriendRequestOut,
+    tags=["friends"],
+)
 async def request_friend(body: FriendRequestIn, principal: PrincipalDep, node: NodeDep) -> FriendRequestOut:
     """Ask to be friends. If the other user already asked you, this accepts their request instead."""
     r = await node.social.request_friend(principal.user_id, int(body.user_id), body.message)
     users = await _users_out(node, [r.from_user, r.to_user])
-    return FriendRequestOut.model_validate({
-        "id": str(r.id), "status": r.status, "message": r.message, "created": r.created_ms,
-        "from": users[r.from_user], "to": users[r.to_user],
-    })
+    return FriendRequestOut.model_validate(
+        {
+            "id": str(r.id),
+            "status": r.status,
+            "message": r.message,
+            "created": r.created_ms,
+            "from": users[r.from_user],
+            "to": users[r.to_user],
+        }
+    )
 
 
 @router.post("/friends/requests/{request_id}/accept", status_code=NO_CONTENT, tags=["friends"])

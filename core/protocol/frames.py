@@ -216,8 +216,18 @@ class ErrorFrame(_Frame):
 
 
 ServerFrame = (
-    AuthOk | Pong | MessageSent | MessageNew | Receipt | SyncBatch | SyncDone | PresenceFrame | TypingEvent | Notify
-    | SyncRequired | ErrorFrame
+    AuthOk
+    | Pong
+    | MessageSent
+    | MessageNew
+    | Receipt
+    | SyncBatch
+    | SyncDone
+    | PresenceFrame
+    | TypingEvent
+    | Notify
+    | SyncRequired
+    | ErrorFrame
 )
 SERVER_FRAME_TYPES: tuple[str, ...] = (
     "auth.ok", "pong", "message.sent", "message.new", "receipt", "sync.batch", "sync.done", "presence", "typing",

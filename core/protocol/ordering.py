@@ -89,7 +89,8 @@ class OrderingBuffer(Generic[T]):
     def gaps(self, now: float) -> list[str]:
         """Conversations whose hole has been open for longer than the gap timeout."""
         return [
-            conv for conv, c in self._convs.items()
+            conv
+            for conv, c in self._convs.items()
             if c.gap_since is not None and now - c.gap_since >= self.gap_timeout_s
         ]
 

@@ -103,7 +103,9 @@ class ServerSession:
             return []
         size = len(data) if isinstance(data, bytes) else len(data.encode())
         if size > self.limits.max_frame_bytes:
-            return self._close(CloseCode.MESSAGE_TOO_BIG, f"frame of {size} bytes > {self.limits.max_frame_bytes}")
+            return self._close(
+                CloseCode.MESSAGE_TOO_BIG, f"frame of {size} bytes > {self.limits.max_frame_bytes}"
+            )
         self.last_seen = now
         try:
             frame = codec.decode(data)
@@ -126,8 +128,14 @@ class ServerSession:
             retry_ms = int(self._bucket.retry_after_s(now) * 1000) + 1
             ref = frame.cmid if isinstance(frame, MessageSend) else frame.type
             events: list[SessionEvent] = [
-                SendFrame(ErrorFrame(code=ErrorCode.RATE_LIMITED, message="message rate exceeded", ref=ref,
-                                     retry_after_ms=retry_ms))
+                SendFrame(
+                    ErrorFrame(
+                        code=ErrorCode.RATE_LIMITED,
+                        message="message rate exceeded",
+                        ref=ref,
+                        retry_after_ms=retry_ms,
+                    )
+                )
             ]
             if not self._strikes.take(now):
                 events += self._close(CloseCode.RATE_LIMITED, "kept exceeding the message rate")
@@ -156,8 +164,10 @@ class ServerSession:
         self._token_deadline = token_deadline
 
     def auth_failed(self, code: ErrorCode, message: str) -> list[SessionEvent]:
-        return [SendFrame(ErrorFrame(code=code, message=message, ref="auth")),
-                *self._close(CloseCode.UNAUTHORIZED, message)]
+        return [
+            SendFrame(ErrorFrame(code=code, message=message, ref="auth")),
+            *self._close(CloseCode.UNAUTHORIZED, message),
+        ]
 
     # -------------------------------------------------------------- delivery
 

@@ -1,5 +1,5 @@
 """Python client SDK for wsim (used by the tests, the load drivers and anyone scripting a chat)."""
 
-from core.sdk.client import ClientError, SendFailed, WsimClient
+from core.sdk.client import ClientError, SendError, WsimClient
 
-__all__ = ["ClientError", "SendFailed", "WsimClient"]
+__all__ = ["ClientError", "SendError", "WsimClient"]

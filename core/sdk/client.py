@@ -41,7 +41,7 @@ class ClientError(Exception):
         self.status = status
 
 
-class SendFailed(ClientError):
+class SendError(ClientError):
     pass
 
 
@@ -67,9 +67,9 @@ class ClientStats:
 
 def _ws_url(base: str) -> str:
     if base.startswith("https://"):
-        return "wss://" + base[len("https://"):].rstrip("/") + "/ws"
+        return "wss://" + base[len("https://") :].rstrip("/") + "/ws"
     if base.startswith("http://"):
-        return "ws://" + base[len("http://"):].rstrip("/") + "/ws"
+        return "ws://" + base[len("http://") :].rstrip("/") + "/ws"
     return base
 
 
@@ -122,6 +122,7 @@ class WsimClient:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_rx = 0.0
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # ================================================================ REST
     @property
@@ -168,13 +169,24 @@ class WsimClient:
         return body
 
     async def register(self, username: str, password: str, display_name: str | None = None) -> dict[str, Any]:
-        body = await self.request("POST", "/api/auth/register", json={
-            "username": username, "password": password, "display_name": display_name, "device": self.device})
+        body = await self.request(
+            "POST",
+            "/api/auth/register",
+            json={
+                "username": username,
+                "password": password,
+                "display_name": display_name,
+                "device": self.device,
+            },
+        )
         return self._take_tokens(body)
 
     async def login(self, username: str, password: str) -> dict[str, Any]:
-        body = await self.request("POST", "/api/auth/login", json={
-            "username": username, "password": password, "device": self.device})
+        body = await self.request(
+            "POST",
+            "/api/auth/login",
+            json={"username": username, "password": password, "device": self.device},
+        )
         return self._take_tokens(body)
 
     async def refresh(self) -> None:
@@ -191,25 +203,31 @@ class WsimClient:
             await other.request("POST", f"/api/friends/requests/{req['id']}/accept")
 
     async def create_group(self, name: str, members: list[str]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", "/api/groups", json={"name": name, "members": members})
+        result: dict[str, Any] = await self.request(
+            "POST", "/api/groups", json={"name": name, "members": members}
+        )
         return result
 
-    async def history(self, conv: str, *, before: int | None = None, after: int | None = None,
-                      limit: int = 50) -> dict[str, Any]:
+    async def history(
+        self, conv: str, *, before: int | None = None, after: int | None = None, limit: int = 50
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if before is not None:
             params["before"] = before
         if after is not None:
             params["after"] = after
-        result: dict[str, Any] = await self.request("GET", f"/api/conversations/{conv}/messages", params=params)
+        result: dict[str, Any] = await self.request(
+            "GET", f"/api/conversations/{conv}/messages", params=params
+        )
         return result
 
     async def upload(self, data: bytes | Path, filename: str | None = None) -> dict[str, Any]:
         if isinstance(data, Path):
             filename = filename or data.name
-            data = data.read_bytes()
+            data = await asyncio.to_thread(data.read_bytes)
         result: dict[str, Any] = await self.request(
-            "POST", "/api/files", files={"file": (filename or "file", data, "application/octet-stream")})
+            "POST", "/api/files", files={"file": (filename or "file", data, "application/octet-stream")}
+        )
         return result
 
     @staticmethod
@@ -225,7 +243,8 @@ class WsimClient:
             self._task = asyncio.create_task(self._run(), name=f"wsim-client-{self.device}")
         waiter = self.synced if wait_synced else self.connected
         done, _ = await asyncio.wait(
-            [asyncio.ensure_future(waiter.wait()), self._task], timeout=timeout,
+            [asyncio.ensure_future(waiter.wait()), self._task],
+            timeout=timeout,
             return_when=asyncio.FIRST_COMPLETED,
         )
         if self._task in done:
@@ -246,9 +265,23 @@ class WsimClient:
             self._task = None
         for out in self._outbox.values():
             if not out.future.done():
-                out.future.set_exception(SendFailed("closed", "client closed before the ack"))
+                out.future.set_exception(SendError("closed", "client closed before the ack"))
         self._outbox.clear()
         await self.http.aclose()
+
+    async def disconnect(self) -> None:
+        """Go offline but keep cursors and unacknowledged sends; ``connect`` resumes from them."""
+        self._stopping = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self.connected.clear()
+        self.synced.clear()
 
     async def drop(self) -> None:
         """Abort the TCP connection without a close handshake (fault injection); the client reconnects."""
@@ -265,8 +298,14 @@ class WsimClient:
             ws_url = _ws_url(self.urls[self._url_index])
             try:
                 headers = {"Origin": self.origin} if self.origin else None
-                async with connect(ws_url, open_timeout=self.open_timeout_s, max_size=None, ping_interval=None,
-                                   additional_headers=headers, compression=None) as ws:
+                async with connect(
+                    ws_url,
+                    open_timeout=self.open_timeout_s,
+                    max_size=None,
+                    ping_interval=None,
+                    additional_headers=headers,
+                    compression=None,
+                ) as ws:
                     self._ws = ws
                     attempt = 0
                     await self._session(ws)
@@ -288,7 +327,9 @@ class WsimClient:
     async def _session(self, ws: ClientConnection) -> None:
         if self.access_token and self.access_expires_ms - time.time() * 1000 < 30_000 and self.refresh_token:
             await self.refresh()
-        await ws.send(orjson.dumps({"type": "auth", "token": self.access_token, "device": self.device}).decode())
+        await ws.send(
+            orjson.dumps({"type": "auth", "token": self.access_token, "device": self.device}).decode()
+        )
         maintenance = asyncio.create_task(self._maintain(ws))
         try:
             async for raw in ws:
@@ -327,9 +368,14 @@ class WsimClient:
                 cursors = self.ordering.cursors()
                 for conv in gaps:
                     self.ordering.mark_syncing(conv, now)
-                await self._send(ws, {"type": "sync", "cursors": {c: cursors[c] for c in gaps if cursors[c] >= 0}})
-            if (self.access_expires_ms and self.refresh_token
-                    and self.access_expires_ms - time.time() * 1000 < 60_000):
+                await self._send(
+                    ws, {"type": "sync", "cursors": {c: cursors[c] for c in gaps if cursors[c] >= 0}}
+                )
+            if (
+                self.access_expires_ms
+                and self.refresh_token
+                and self.access_expires_ms - time.time() * 1000 < 60_000
+            ):
                 try:
                     await self.refresh()
                     await self._send(ws, {"type": "auth.renew", "token": self.access_token})
@@ -343,7 +389,9 @@ class WsimClient:
     def _send_nowait(self, frame: dict[str, Any]) -> None:
         ws = self._ws
         if ws is not None:
-            asyncio.ensure_future(self._send(ws, frame))
+            task = asyncio.ensure_future(self._send(ws, frame))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # ================================================================ inbound
     def _on_frame(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
@@ -443,7 +491,7 @@ class WsimClient:
             return
         del self._outbox[out.cmid]
         if not out.future.done():
-            out.future.set_exception(SendFailed(frame["code"], frame["message"]))
+            out.future.set_exception(SendError(frame["code"], frame["message"]))
 
     def _mark_ack(self, conv: str) -> None:
         if not self.auto_ack or self.ack_mode == "off":
@@ -474,8 +522,16 @@ class WsimClient:
         out.attempts += 1
         self._send_nowait(out.frame)
 
-    async def send(self, conv: str, text: str | None = None, *, kind: str = "text", file: str | None = None,
-                   cmid: str | None = None, timeout: float | None = 30.0) -> dict[str, Any] | None:
+    async def send(
+        self,
+        conv: str,
+        text: str | None = None,
+        *,
+        kind: str = "text",
+        file: str | None = None,
+        cmid: str | None = None,
+        timeout: float | None = 30.0,
+    ) -> dict[str, Any] | None:
         """Send and wait for the "sent" ack (the message is durably stored). With the server's ack policy
         ``off`` there is no ack: returns None once the frame is written."""
         cmid = cmid or uuid.uuid4().hex
@@ -499,7 +555,7 @@ class WsimClient:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
-            raise SendFailed("timeout", f"no ack for {cmid} within {timeout} s") from None
+            raise SendError("timeout", f"no ack for {cmid} within {timeout} s") from None
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         """Send a raw frame (tests, fault injection)."""
@@ -520,8 +576,9 @@ class WsimClient:
     async def next_message(self, timeout: float = 10.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.messages.get(), timeout)
 
-    async def next_event(self, ftype: str, timeout: float = 10.0,
-                         where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    async def next_event(
+        self, ftype: str, timeout: float = 10.0, where: Callable[[dict[str, Any]], bool] | None = None
+    ) -> dict[str, Any]:
         """Wait for the next event frame of ``ftype`` (skipping others) matching ``where``."""
         deadline = time.monotonic() + timeout
         while True:

@@ -89,7 +89,8 @@ class AccountService:
         self._cache = cache
         self._router = router
         self._hasher = PasswordHasher(
-            time_cost=config.argon2_time_cost, memory_cost=config.argon2_memory_kib,
+            time_cost=config.argon2_time_cost,
+            memory_cost=config.argon2_memory_kib,
             parallelism=config.argon2_parallelism,
         )
         self._hash_slots = asyncio.Semaphore(config.max_concurrent_hashes)
@@ -112,16 +113,23 @@ class AccountService:
     def _access_token(self, user_id: int, family: str) -> tuple[str, int]:
         now_s = self._clock.wall_ms() // 1000
         exp_s = now_s + self._cfg.access_ttl_s
-        claims = {"sub": str(user_id), "sid": family, "typ": "access", "iat": now_s, "exp": exp_s,
-                  "jti": secrets.token_hex(8)}
+        claims = {
+            "sub": str(user_id),
+            "sid": family,
+            "typ": "access",
+            "iat": now_s,
+            "exp": exp_s,
+            "jti": secrets.token_hex(8),
+        }
         return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM), exp_s * 1000
 
     async def _issue(self, user: User, family: str, device: str | None) -> TokenPair:
         access, access_exp = self._access_token(user.id, family)
         refresh = secrets.token_urlsafe(32)
         refresh_exp = self._clock.wall_ms() + self._cfg.refresh_ttl_s * 1000
-        await self._store.add_refresh_token(RefreshToken(_hash_token(refresh), user.id, family, refresh_exp,
-                                                         device=device))
+        await self._store.add_refresh_token(
+            RefreshToken(_hash_token(refresh), user.id, family, refresh_exp, device=device)
+        )
         return TokenPair(user, access, access_exp, refresh, refresh_exp, family)
 
     async def _new_session(self, user: User, device: str | None) -> TokenPair:
@@ -133,8 +141,14 @@ class AccountService:
         """Signature, algorithm and claims; raises WsimError(UNAUTHORIZED/TOKEN_EXPIRED). No store access."""
         try:
             claims = jwt.decode(
-                token, self._secret, algorithms=[JWT_ALGORITHM],
-                options={"require": ["exp", "iat", "sub", "sid", "typ"], "verify_exp": False, "verify_iat": False},
+                token,
+                self._secret,
+                algorithms=[JWT_ALGORITHM],
+                options={
+                    "require": ["exp", "iat", "sub", "sid", "typ"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise WsimError(ErrorCode.UNAUTHORIZED, f"invalid access token: {exc}") from None
@@ -155,8 +169,9 @@ class AccountService:
 
     async def verify_access(self, token: str) -> Principal:
         principal = self.decode_access(token)
-        active = await cached(self._cache, "session", principal.family,
-                              lambda: self._store.session_active(principal.family))
+        active = await cached(
+            self._cache, "session", principal.family, lambda: self._store.session_active(principal.family)
+        )
         if not active:
             raise WsimError(ErrorCode.UNAUTHORIZED, "session has been logged out")
         return principal
@@ -167,8 +182,11 @@ class AccountService:
         for key in keys:
             bucket = self._failures.get(key)
             if bucket is not None and bucket.retry_after_s(now) > 0:
-                raise WsimError(ErrorCode.RATE_LIMITED, "too many failed logins; try again later",
-                                retry_after_s=bucket.retry_after_s(now))
+                raise WsimError(
+                    ErrorCode.RATE_LIMITED,
+                    "too many failed logins; try again later",
+                    retry_after_s=bucket.retry_after_s(now),
+                )
 
     def _record_failure(self, keys: list[str]) -> None:
         now = self._clock.monotonic()
@@ -180,8 +198,9 @@ class AccountService:
             bucket.take(now)
 
     # ---------------------------------------------------------------- API
-    async def register(self, username: str, password: str, display_name: str | None,
-                       device: str | None = None) -> TokenPair:
+    async def register(
+        self, username: str, password: str, display_name: str | None, device: str | None = None
+    ) -> TokenPair:
         name = normalize_username(username)
         if not USERNAME_RE.match(name):
             raise WsimError(ErrorCode.INVALID, "username: 3-32 characters of a-z, 0-9, '_', '.', '-'")
@@ -192,8 +211,13 @@ class AccountService:
             raise WsimError(ErrorCode.INVALID, "display_name: 1 to 64 characters")
         if await self._store.get_user_by_name(name) is not None:
             raise WsimError(ErrorCode.ALREADY_EXISTS, "username is taken")
-        user = User(self._ids.next_id(self._clock.wall_ms()), name, shown, await self._hash(password),
-                    self._clock.wall_ms())
+        user = User(
+            self._ids.next_id(self._clock.wall_ms()),
+            name,
+            shown,
+            await self._hash(password),
+            self._clock.wall_ms(),
+        )
         try:
             await self._store.create_user(user)
         except DuplicateError:
@@ -266,14 +290,17 @@ class AccountService:
                 continue
         return out
 
-    async def update_profile(self, user_id: int, *, display_name: str | None, bio: str | None,
-                             avatar_file: int | None) -> User:
+    async def update_profile(
+        self, user_id: int, *, display_name: str | None, bio: str | None, avatar_file: int | None
+    ) -> User:
         if display_name is not None and not 1 <= len(display_name.strip()) <= 64:
             raise WsimError(ErrorCode.INVALID, "display_name: 1 to 64 characters")
         if bio is not None and len(bio) > 500:
             raise WsimError(ErrorCode.INVALID, "bio: at most 500 characters")
         user = await self._store.update_user(
-            user_id, display_name=None if display_name is None else display_name.strip(), bio=bio,
+            user_id,
+            display_name=None if display_name is None else display_name.strip(),
+            bio=bio,
             avatar_file=avatar_file,
         )
         await self._cache.delete("profile", str(user_id))

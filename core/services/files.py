@@ -32,8 +32,17 @@ from strategies.store.base import UserStore
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 ALLOWED_TYPES = IMAGE_TYPES | {
-    "application/pdf", "application/zip", "application/gzip", "application/x-7z-compressed",
-    "application/x-tar", "audio/mpeg", "audio/ogg", "audio/x-wav", "audio/mp4", "video/mp4", "video/webm",
+    "application/pdf",
+    "application/zip",
+    "application/gzip",
+    "application/x-7z-compressed",
+    "application/x-tar",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/x-wav",
+    "audio/mp4",
+    "video/mp4",
+    "video/webm",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
@@ -101,7 +110,9 @@ class FileService:
             async for chunk in chunks:
                 total += len(chunk)
                 if total > self._limits.upload_max_bytes:
-                    raise WsimError(ErrorCode.TOO_LARGE, f"file larger than {self._limits.upload_max_bytes} bytes")
+                    raise WsimError(
+                        ErrorCode.TOO_LARGE, f"file larger than {self._limits.upload_max_bytes} bytes"
+                    )
                 if len(head) < SNIFF_BYTES:
                     head += chunk[: SNIFF_BYTES - len(head)]
                 await writer.write(chunk)
@@ -123,8 +134,18 @@ class FileService:
                 await writer.abort()
             raise
         now = self._clock.wall_ms()
-        meta = FileMeta(self._ids.next_id(now), owner, clean_filename(filename), total, mime, key, now, width,
-                        height, thumb_key)
+        meta = FileMeta(
+            self._ids.next_id(now),
+            owner,
+            clean_filename(filename),
+            total,
+            mime,
+            key,
+            now,
+            width,
+            height,
+            thumb_key,
+        )
         await self._users.add_file(meta)
         return meta
 
@@ -145,7 +166,9 @@ class FileService:
                 with Image.open(source) as img:
                     w, h = img.size
                     if w * h > limit:
-                        raise WsimError(ErrorCode.TOO_LARGE, f"image has {w * h} pixels; the limit is {limit}")
+                        raise WsimError(
+                            ErrorCode.TOO_LARGE, f"image has {w * h} pixels; the limit is {limit}"
+                        )
                     img.draft("RGB", THUMB_SIZE)
                     img.thumbnail(THUMB_SIZE)
                     out = io.BytesIO()
@@ -194,8 +217,9 @@ class FileService:
     def signed_link(self, file_id: int, variant: str) -> FileLink:
         expires = self._clock.wall_ms() + LINK_TTL_MS
         suffix = "/thumbnail" if variant == "thumbnail" else ""
-        return FileLink(f"/api/files/{file_id}{suffix}?exp={expires}&sig={self._sign(file_id, variant, expires)}",
-                        expires)
+        return FileLink(
+            f"/api/files/{file_id}{suffix}?exp={expires}&sig={self._sign(file_id, variant, expires)}", expires
+        )
 
     def check_link(self, file_id: int, variant: str, exp: int, sig: str) -> bool:
         if exp < self._clock.wall_ms():

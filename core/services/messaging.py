@@ -106,17 +106,29 @@ class MessagingService:
         try:
             result = await self._messages.append(draft)
         except StoreUnavailable as exc:
-            raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; resend with the same cmid",
-                            detail=str(exc)) from None
+            raise WsimError(
+                ErrorCode.UNAVAILABLE, "message store unavailable; resend with the same cmid", detail=str(exc)
+            ) from None
         if result.created:
             self._metrics.messages_stored.inc()
         return result.message, result.created
 
-    async def _fanout(self, msg: Message, members: Sequence[int], exclude_user: int | None = None,
-                      exclude_device: str | None = None) -> None:
+    async def _fanout(
+        self,
+        msg: Message,
+        members: Sequence[int],
+        exclude_user: int | None = None,
+        exclude_device: str | None = None,
+    ) -> None:
         frame = encode(MessageNew(msg=msg.wire()))
-        await self._router.deliver(members, frame, exclude_user=exclude_user, exclude_device=exclude_device,
-                                   track=Track(msg.id, msg.conv, msg.seq), ts_ms=msg.ts_ms)
+        await self._router.deliver(
+            members,
+            frame,
+            exclude_user=exclude_user,
+            exclude_device=exclude_device,
+            track=Track(msg.id, msg.conv, msg.seq),
+            ts_ms=msg.ts_ms,
+        )
 
     async def _content(self, user: int, frame: MessageSend) -> tuple[MessageKind, dict[str, Any]]:
         if frame.kind == "text":
@@ -146,7 +158,9 @@ class MessagingService:
         return MessageKind(frame.kind), body
 
     def _push_ack(self, link: DeviceLink, msg: Message, cmid: str, duplicate: bool) -> None:
-        ack = MessageSent(cmid=cmid, id=str(msg.id), conv=msg.conv, seq=msg.seq, ts=msg.ts_ms, duplicate=duplicate)
+        ack = MessageSent(
+            cmid=cmid, id=str(msg.id), conv=msg.conv, seq=msg.seq, ts=msg.ts_ms, duplicate=duplicate
+        )
         for frame in self._ack.sent_ack(ack):
             link.push(encode(frame))
             self._metrics.acks.labels("sent").inc()
@@ -165,8 +179,9 @@ class MessagingService:
                 self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
                 return
         now_ms = self._clock.wall_ms()
-        draft = MessageDraft(self._ids.next_id(now_ms), frame.conv, user, link.device, frame.cmid, kind, body,
-                             now_ms, key)
+        draft = MessageDraft(
+            self._ids.next_id(now_ms), frame.conv, user, link.device, frame.cmid, kind, body, now_ms, key
+        )
         future: asyncio.Future[Message] | None = None
         if key is not None:
             future = asyncio.get_running_loop().create_future()
@@ -185,8 +200,12 @@ class MessagingService:
         if not created and fingerprint(msg.conv, msg.kind.value, msg.body) != fp and not msg.recalled:
             raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
         if key is not None:
-            await self._dedup.remember(key, DedupRecord(msg.id, msg.conv, msg.seq, msg.ts_ms,
-                                                        fingerprint(msg.conv, msg.kind.value, msg.body)))
+            await self._dedup.remember(
+                key,
+                DedupRecord(
+                    msg.id, msg.conv, msg.seq, msg.ts_ms, fingerprint(msg.conv, msg.kind.value, msg.body)
+                ),
+            )
         self._push_ack(link, msg, frame.cmid, duplicate=not created)
         self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
         if created:
@@ -208,7 +227,9 @@ class MessagingService:
                 return None  # the first copy failed; this one tries again
         return await self._dedup.lookup(key)
 
-    def _answer_duplicate(self, link: DeviceLink, original: Message | DedupRecord, cmid: str, fp: str) -> None:
+    def _answer_duplicate(
+        self, link: DeviceLink, original: Message | DedupRecord, cmid: str, fp: str
+    ) -> None:
         if isinstance(original, Message):
             stored_fp = fingerprint(original.conv, original.kind.value, original.body)
             msg_id, conv, seq, ts = original.id, original.conv, original.seq, original.ts_ms
@@ -223,13 +244,23 @@ class MessagingService:
             link.push(encode(f))
             self._metrics.acks.labels("sent").inc()
 
-    async def post_system(self, conv: str, actor: int, body: dict[str, Any],
-                          extra_recipients: Sequence[int] = ()) -> Message:
+    async def post_system(
+        self, conv: str, actor: int, body: dict[str, Any], extra_recipients: Sequence[int] = ()
+    ) -> Message:
         """Append a server-authored message (group events) and push it to every member's devices."""
         now_ms = self._clock.wall_ms()
         msg_id = self._ids.next_id(now_ms)
-        draft = MessageDraft(msg_id, conv, actor, SERVER_DEVICE, f"sys-{msg_id}", MessageKind.SYSTEM,
-                             {**body, "actor": str(actor)}, now_ms, None)
+        draft = MessageDraft(
+            msg_id,
+            conv,
+            actor,
+            SERVER_DEVICE,
+            f"sys-{msg_id}",
+            MessageKind.SYSTEM,
+            {**body, "actor": str(actor)},
+            now_ms,
+            None,
+        )
         msg, _ = await self._append(draft)
         members = await self._social.conversation_members(conv)
         await self._fanout(msg, list(dict.fromkeys([*members, *extra_recipients])))
@@ -250,8 +281,10 @@ class MessagingService:
             return
         age_s = (self._clock.wall_ms() - msg.ts_ms) / 1000
         if age_s > self._limits.recall_window_s:
-            raise WsimError(ErrorCode.RECALL_WINDOW,
-                            f"messages can be recalled within {self._limits.recall_window_s:g} s of sending")
+            raise WsimError(
+                ErrorCode.RECALL_WINDOW,
+                f"messages can be recalled within {self._limits.recall_window_s:g} s of sending",
+            )
         try:
             await self._messages.mark_recalled(msg.id)
         except StoreUnavailable:
@@ -259,8 +292,17 @@ class MessagingService:
         now_ms = self._clock.wall_ms()
         event_id = self._ids.next_id(now_ms)
         # The recall is itself a message in the conversation, so offline devices learn it in order on sync.
-        draft = MessageDraft(event_id, msg.conv, user, link.device, f"recall-{msg.id}", MessageKind.RECALL,
-                             {"id": str(msg.id), "seq": msg.seq}, now_ms, f"recall:{msg.id}")
+        draft = MessageDraft(
+            event_id,
+            msg.conv,
+            user,
+            link.device,
+            f"recall-{msg.id}",
+            MessageKind.RECALL,
+            {"id": str(msg.id), "seq": msg.seq},
+            now_ms,
+            f"recall:{msg.id}",
+        )
         event, _ = await self._append(draft)
         await self._fanout(event, await self._social.conversation_members(msg.conv))
 
@@ -301,13 +343,26 @@ class MessagingService:
     async def dead_letter(self, link: DeviceLink, pending: Pending) -> None:
         self._metrics.dead_letters.inc()
         now_ms = self._clock.wall_ms()
-        letter = DeadLetter(self._ids.next_id(now_ms), pending.msg_id, pending.conv, pending.seq, link.user,
-                            link.device, pending.attempt + 1, "no delivery ack after the last retry", now_ms)
+        letter = DeadLetter(
+            self._ids.next_id(now_ms),
+            pending.msg_id,
+            pending.conv,
+            pending.seq,
+            link.user,
+            link.device,
+            pending.attempt + 1,
+            "no delivery ack after the last retry",
+            now_ms,
+        )
         try:
             await self._messages.add_dead_letter(letter)
         except StoreUnavailable:
-            log.warning("dead letter for message %s to %s/%s not recorded: store unavailable",
-                        pending.msg_id, link.user, link.device)
+            log.warning(
+                "dead letter for message %s to %s/%s not recorded: store unavailable",
+                pending.msg_id,
+                link.user,
+                link.device,
+            )
 
     # ---------------------------------------------------------------- sync and history
     async def sync(self, user: int, frame: Sync) -> list[ServerFrame]:
@@ -340,14 +395,18 @@ class MessagingService:
                 msgs = msgs[:limit]
                 more_any |= more
             budget -= len(msgs)
-            frames.append(SyncBatch(conv=conv, messages=[m.wire() for m in msgs], last_seq=last, more=more,
-                                    first_seq=first))
+            frames.append(
+                SyncBatch(
+                    conv=conv, messages=[m.wire() for m in msgs], last_seq=last, more=more, first_seq=first
+                )
+            )
         frames.append(SyncDone(more=more_any))
         self._metrics.history_seconds.observe(self._clock.monotonic() - start)
         return frames
 
-    async def history(self, user: int, conv: str, *, before: int | None, after: int | None,
-                      limit: int) -> dict[str, Any]:
+    async def history(
+        self, user: int, conv: str, *, before: int | None, after: int | None, limit: int
+    ) -> dict[str, Any]:
         start = self._clock.monotonic()
         first = await self._social.first_readable_seq(user, conv)
         limit = max(1, min(limit, self._limits.history_page_max))
@@ -364,8 +423,13 @@ class MessagingService:
             msgs = msgs[-limit:]
             has_more = False
         self._metrics.history_seconds.observe(self._clock.monotonic() - start)
-        return {"conv": conv, "messages": [m.wire() for m in msgs], "first_seq": first,
-                "has_older": older, "has_newer": has_more}
+        return {
+            "conv": conv,
+            "messages": [m.wire() for m in msgs],
+            "first_seq": first,
+            "has_older": older,
+            "has_newer": has_more,
+        }
 
     async def conversations(self, user: int) -> list[dict[str, Any]]:
         convs = await self._social.user_conversations(user)
@@ -381,8 +445,12 @@ class MessagingService:
             read = marks[conv].read if conv in marks else 0
             unread = max(0, last - max(read, first - 1))
             entry: dict[str, Any] = {
-                "conv": conv, "kind": "direct" if kind == "d" else "group", "last_seq": last,
-                "read_seq": read, "unread": unread, "first_seq": first,
+                "conv": conv,
+                "kind": "direct" if kind == "d" else "group",
+                "last_seq": last,
+                "read_seq": read,
+                "unread": unread,
+                "first_seq": first,
                 "last": head.last.wire() if head and head.last and head.last.seq >= first else None,
                 "updated": head.last.ts_ms if head and head.last else 0,
             }
@@ -403,5 +471,7 @@ class MessagingService:
         """Every member's marks in ``conv`` (group read counts are computed from these by clients)."""
         await self._social.first_readable_seq(user, conv)
         marks = await self._messages.get_marks(conv)
-        return {"conv": conv, "marks": {str(u): {"delivered": m.delivered, "read": m.read}
-                                        for u, m in marks.items()}}
+        return {
+            "conv": conv,
+            "marks": {str(u): {"delivered": m.delivered, "read": m.read} for u, m in marks.items()},
+        }

@@ -25,7 +25,9 @@ class PresenceService:
         if not friends:
             return
         devices = (await self._registry.online_devices([user])).get(user, 0)
-        await self._router.deliver(friends, encode(PresenceFrame(user=str(user), online=online, devices=devices)))
+        await self._router.deliver(
+            friends, encode(PresenceFrame(user=str(user), online=online, devices=devices))
+        )
 
     async def connected(self, link: DeviceLink) -> None:
         if await self._registry.device_online(link.user, link.device, self._node):

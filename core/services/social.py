@@ -25,8 +25,9 @@ from strategies.store.base import MessageStore, UserStore
 
 
 class SystemPoster(Protocol):
-    async def post_system(self, conv: str, actor: int, body: dict[str, Any],
-                          extra_recipients: Sequence[int] = ()) -> Message: ...
+    async def post_system(
+        self, conv: str, actor: int, body: dict[str, Any], extra_recipients: Sequence[int] = ()
+    ) -> Message: ...
 
 
 def _check_name(name: str) -> str:
@@ -96,14 +97,16 @@ class SocialService:
         """{str(user id): [role, joined_seq]} (string keys keep the value JSON-compatible for every tier)."""
 
         async def load() -> dict[str, list[Any]]:
-            return {str(m.user_id): [m.role.value, m.joined_seq] for m in await self._users.get_members(group_id)}
+            return {
+                str(m.user_id): [m.role.value, m.joined_seq] for m in await self._users.get_members(group_id)
+            }
 
         result: dict[str, list[Any]] = await cached(self._cache, "members", str(group_id), load)
         return result
 
     async def user_conversations(self, user_id: int) -> list[str]:
         async def load() -> list[str]:
-            convs = [direct_conversation(user_id, f) for f in await self.friend_ids(user_id)]
+            convs: list[str] = [direct_conversation(user_id, f) for f in await self.friend_ids(user_id)]
             convs += [group_conversation(g.id) for g in await self._users.list_user_groups(user_id)]
             return convs
 
@@ -184,8 +187,14 @@ class SocialService:
         reverse = await self._users.pending_request(target, user_id)
         if reverse is not None:  # they already asked us: asking back accepts
             await self.accept_request(user_id, reverse.id)
-            return FriendRequest(reverse.id, reverse.from_user, reverse.to_user, reverse.message, "accepted",
-                                 reverse.created_ms)
+            return FriendRequest(
+                reverse.id,
+                reverse.from_user,
+                reverse.to_user,
+                reverse.message,
+                "accepted",
+                reverse.created_ms,
+            )
         existing = await self._users.pending_request(user_id, target)
         if existing is not None:
             return existing
@@ -212,11 +221,14 @@ class SocialService:
         await self._users.add_friendship(req.from_user, req.to_user, self._clock.wall_ms())
         await self._invalidate_friendship(req.from_user, req.to_user)
         conv = direct_conversation(req.from_user, req.to_user)
-        await self._post(conv, user_id, {"event": "friend.accepted", "users": [str(req.from_user),
-                                                                              str(req.to_user)]})
-        await self._notify([req.from_user, req.to_user], "friend.accepted",
-                           {"request": str(req.id), "users": [str(req.from_user), str(req.to_user)],
-                            "conv": conv})
+        await self._post(
+            conv, user_id, {"event": "friend.accepted", "users": [str(req.from_user), str(req.to_user)]}
+        )
+        await self._notify(
+            [req.from_user, req.to_user],
+            "friend.accepted",
+            {"request": str(req.id), "users": [str(req.from_user), str(req.to_user)], "conv": conv},
+        )
 
     async def decline_request(self, user_id: int, request_id: int) -> None:
         req = await self._pending_for(user_id, request_id)
@@ -290,16 +302,24 @@ class SocialService:
         name = _check_name(name)
         invitees = await self._check_invitees(owner, member_ids)
         if len(invitees) + 1 > self._limits.max_group_members:
-            raise WsimError(ErrorCode.GROUP_FULL, f"a group holds at most {self._limits.max_group_members} members")
+            raise WsimError(
+                ErrorCode.GROUP_FULL, f"a group holds at most {self._limits.max_group_members} members"
+            )
         now = self._clock.wall_ms()
         group = Group(self._ids.next_id(now), name, owner, now, False, len(invitees) + 1)
         members = [Member(owner, Role.OWNER, now, 1)] + [Member(u, Role.MEMBER, now, 1) for u in invitees]
         await self._users.create_group(group, members)
         await self._invalidate_group(group.id, [owner, *invitees])
-        await self._post(group_conversation(group.id), owner,
-                         {"event": "group.created", "name": name, "users": [str(u) for u in invitees]})
-        await self._notify([owner, *invitees], "group.added",
-                           {"group": str(group.id), "conv": group_conversation(group.id), "name": name})
+        await self._post(
+            group_conversation(group.id),
+            owner,
+            {"event": "group.created", "name": name, "users": [str(u) for u in invitees]},
+        )
+        await self._notify(
+            [owner, *invitees],
+            "group.added",
+            {"group": str(group.id), "conv": group_conversation(group.id), "name": name},
+        )
         return group
 
     async def get_group(self, user_id: int, group_id: int) -> tuple[Group, list[Member]]:
@@ -327,18 +347,24 @@ class SocialService:
         if not new:
             return []
         if len(current) + len(new) > self._limits.max_group_members:
-            raise WsimError(ErrorCode.GROUP_FULL, f"a group holds at most {self._limits.max_group_members} members")
+            raise WsimError(
+                ErrorCode.GROUP_FULL, f"a group holds at most {self._limits.max_group_members} members"
+            )
         conv = group_conversation(group_id)
         heads = await self._messages.heads([conv])
         # New members read from the message announcing them onward (history limited to membership time).
         joined_seq = (heads[conv].last_seq if conv in heads else 0) + 1
         now = self._clock.wall_ms()
-        added = await self._users.add_members(group_id, [Member(u, Role.MEMBER, now, joined_seq) for u in new])
+        added = await self._users.add_members(
+            group_id, [Member(u, Role.MEMBER, now, joined_seq) for u in new]
+        )
         await self._invalidate_group(group_id, added)
         if added:
             await self._post(conv, actor, {"event": "group.members_added", "users": [str(u) for u in added]})
             info = await self._group_for(group_id)
-            await self._notify(added, "group.added", {"group": str(group_id), "conv": conv, "name": info["name"]})
+            await self._notify(
+                added, "group.added", {"group": str(group_id), "conv": conv, "name": info["name"]}
+            )
         return added
 
     async def remove_member(self, actor: int, group_id: int, user_id: int) -> None:
@@ -366,13 +392,18 @@ class SocialService:
             await self._users.set_role(group_id, actor, Role.ADMIN)
         await self._users.set_role(group_id, user_id, role)
         await self._invalidate_group(group_id)
-        await self._post(group_conversation(group_id), actor,
-                         {"event": "group.role_changed", "users": [str(user_id)], "role": role.value})
+        await self._post(
+            group_conversation(group_id),
+            actor,
+            {"event": "group.role_changed", "users": [str(user_id)], "role": role.value},
+        )
 
     async def leave_group(self, user_id: int, group_id: int) -> None:
         await self._group_for(group_id)
         if await self._role_of(group_id, user_id) is Role.OWNER:
-            raise WsimError(ErrorCode.FORBIDDEN, "the owner must transfer ownership or dissolve the group first")
+            raise WsimError(
+                ErrorCode.FORBIDDEN, "the owner must transfer ownership or dissolve the group first"
+            )
         conv = group_conversation(group_id)
         await self._post(conv, user_id, {"event": "group.member_left", "users": [str(user_id)]})
         await self._users.remove_member(group_id, user_id)
@@ -394,5 +425,11 @@ class SocialService:
 
 
 def request_wire(req: FriendRequest) -> dict[str, Any]:
-    return {"id": str(req.id), "from": str(req.from_user), "to": str(req.to_user), "message": req.message,
-            "status": req.status, "created": req.created_ms}
+    return {
+        "id": str(req.id),
+        "from": str(req.from_user),
+        "to": str(req.to_user),
+        "message": req.message,
+        "status": req.status,
+        "created": req.created_ms,
+    }

@@ -13,11 +13,10 @@ import secrets
 from collections import deque
 from contextlib import suppress
 
-
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.errors import CloseCode, ErrorCode, WsimError
-from core.hub import TooManyConnections
+from core.hub import TooManyConnectionsError
 from core.node import Node
 from core.protocol.codec import encode
 from core.protocol.frames import (
@@ -71,7 +70,9 @@ def session_limits(node: Node) -> SessionLimits:
 
 def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
     if origin is None:
-        return True  # not a browser: Origin protects browsers from cross-site sockets, it is not authentication
+        return (
+            True  # not a browser: Origin protects browsers from cross-site sockets, it is not authentication
+        )
     return "*" in allowed or origin in allowed
 
 
@@ -83,7 +84,9 @@ class WebSocketConnection:
         self.node = node
         now = node.clock.monotonic()
         self.session = ServerSession(
-            session_limits(node), node.ack.new_tracker(node.retry, node.settings.limits.max_pending_deliveries), now
+            session_limits(node),
+            node.ack.new_tracker(node.retry, node.settings.limits.max_pending_deliveries),
+            now,
         )
         self._queue: deque[tuple[str, Track | None, int | None]] = deque()
         self._queue_max = node.settings.limits.outbound_queue_frames
@@ -98,6 +101,7 @@ class WebSocketConnection:
         self._device = ""
         self._family = ""
         self.registered = False
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # ---------------------------------------------------------------- DeviceLink
     @property
@@ -196,7 +200,9 @@ class WebSocketConnection:
         self._timer = self._timer_at = None
         events = self.session.tick(self.node.clock.monotonic())
         if events:
-            asyncio.ensure_future(self._process(events))
+            task = asyncio.ensure_future(self._process(events))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self._reschedule()
 
     # ---------------------------------------------------------------- events
@@ -248,7 +254,9 @@ class WebSocketConnection:
             node.metrics.errors.labels(err.code.value).inc()
             ref = frame.cmid if isinstance(frame, MessageSend) else frame.type
             retry_ms = int(err.details["retry_after_s"] * 1000) if "retry_after_s" in err.details else None
-            self.push_frame(ErrorFrame(code=err.code.value, message=err.message, ref=ref, retry_after_ms=retry_ms))
+            self.push_frame(
+                ErrorFrame(code=err.code.value, message=err.message, ref=ref, retry_after_ms=retry_ms)
+            )
         except Exception:
             log.exception("error handling %s from user %s", frame.type, self._user)
             node.metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
@@ -272,7 +280,7 @@ class WebSocketConnection:
         self._device = device or f"anon-{secrets.token_hex(6)}"
         try:
             old = node.hub.register(self)
-        except TooManyConnections as exc:
+        except TooManyConnectionsError as exc:
             self.push_frame(ErrorFrame(code=ErrorCode.RATE_LIMITED.value, message=str(exc), ref="auth"))
             await self._process(self.session.close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections"))
             return
@@ -282,11 +290,17 @@ class WebSocketConnection:
         self.session.opened(self._token_deadline(principal), node.clock.monotonic())
         node.metrics.connections.labels(TRANSPORT).inc()
         node.metrics.connections_opened.labels(TRANSPORT).inc()
-        self.push_frame(AuthOk(
-            user=str(principal.user_id), device=self._device, node=node.name,
-            heartbeat_s=node.settings.heartbeat.interval_s, ack=node.ack.name, server_ts=node.clock.wall_ms(),
-            token_expires=principal.exp_ms,
-        ))
+        self.push_frame(
+            AuthOk(
+                user=str(principal.user_id),
+                device=self._device,
+                node=node.name,
+                heartbeat_s=node.settings.heartbeat.interval_s,
+                ack=node.ack.name,
+                server_ts=node.clock.wall_ms(),
+                token_expires=principal.exp_ms,
+            )
+        )
         await node.presence.connected(self)
 
     async def _renew(self, token: str) -> None:
@@ -307,10 +321,14 @@ class WebSocketConnection:
         try:
             auth_header = ws.headers.get("authorization", "")
             if auth_header.lower().startswith("bearer "):
-                await self._process(self.session.receive_frame(
-                    Auth(type="auth", token=auth_header[7:].strip(), device=ws.headers.get("x-wsim-device")),
-                    node.clock.monotonic(),
-                ))
+                await self._process(
+                    self.session.receive_frame(
+                        Auth(
+                            type="auth", token=auth_header[7:].strip(), device=ws.headers.get("x-wsim-device")
+                        ),
+                        node.clock.monotonic(),
+                    )
+                )
             while self._close_request is None:
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -354,5 +372,3 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await ws.close(code=int(CloseCode.ORIGIN_REJECTED))  # before accept: the handshake gets HTTP 403
         return
     await WebSocketConnection(ws, node).run()
-
-

@@ -42,7 +42,9 @@ class L1Cache:
         m = self._maps.get(name)
         if m is None:
             m = self._maps[name] = _CountingTTLCache(
-                self._cfg.max_entries, self._cfg.ttl_s, self._timer,
+                self._cfg.max_entries,
+                self._cfg.ttl_s,
+                self._timer,
                 self._metrics.cache_evictions.labels(self._tier, name),
             )
         return m

@@ -1,4 +1,6 @@
 from strategies._registry import Registry
 from strategies.presence.base import PresenceRegistry
 
-REGISTRY: Registry[PresenceRegistry] = Registry("presence", {"memory": "strategies.presence.memory:MemoryPresence"})
+REGISTRY: Registry[PresenceRegistry] = Registry(
+    "presence", {"memory": "strategies.presence.memory:MemoryPresence"}
+)

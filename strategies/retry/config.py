@@ -28,4 +28,6 @@ class ExponentialRetryConfig(_Base):
     cap_s: Annotated[float, Field(gt=0)] = 60.0
 
 
-RetryConfig = Annotated[NoRetryConfig | FixedRetryConfig | ExponentialRetryConfig, Field(discriminator="kind")]
+RetryConfig = Annotated[
+    NoRetryConfig | FixedRetryConfig | ExponentialRetryConfig, Field(discriminator="kind")
+]

@@ -67,7 +67,11 @@ class UserStore(Protocol):
     async def get_user_by_name(self, username: str) -> User | None: ...
 
     async def update_user(
-        self, user_id: int, *, display_name: str | None = None, bio: str | None = None,
+        self,
+        user_id: int,
+        *,
+        display_name: str | None = None,
+        bio: str | None = None,
         avatar_file: int | None = None,
     ) -> User | None: ...
 
@@ -76,7 +80,9 @@ class UserStore(Protocol):
         ...
 
     # login sessions and refresh tokens
-    async def create_session(self, family: str, user_id: int, device: str | None, created_ms: int) -> None: ...
+    async def create_session(
+        self, family: str, user_id: int, device: str | None, created_ms: int
+    ) -> None: ...
 
     async def session_active(self, family: str) -> bool: ...
 

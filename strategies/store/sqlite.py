@@ -259,9 +259,7 @@ def _user(row: Any) -> User:
 
 
 _USER_COLS = "id, username, display_name, password_hash, bio, avatar_file, created_ms"
-_GROUP_COLS = (
-    "g.id, g.name, g.owner, g.created_ms, g.dissolved, (SELECT COUNT(*) FROM members m WHERE m.group_id = g.id)"
-)
+_GROUP_COLS = "g.id, g.name, g.owner, g.created_ms, g.dissolved, (SELECT COUNT(*) FROM members m WHERE m.group_id = g.id)"
 
 
 def _group(row: Any) -> Group:
@@ -290,8 +288,15 @@ class SqliteUserStore:
     async def create_user(self, user: User) -> None:
         await self._db.execute_write(
             f"INSERT INTO users ({_USER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (user.id, user.username, user.display_name, user.password_hash, user.bio, user.avatar_file,
-             user.created_ms),
+            (
+                user.id,
+                user.username,
+                user.display_name,
+                user.password_hash,
+                user.bio,
+                user.avatar_file,
+                user.created_ms,
+            ),
         )
 
     async def get_user(self, user_id: int) -> User | None:
@@ -314,7 +319,11 @@ class SqliteUserStore:
         return _user(row) if row else None
 
     async def update_user(
-        self, user_id: int, *, display_name: str | None = None, bio: str | None = None,
+        self,
+        user_id: int,
+        *,
+        display_name: str | None = None,
+        bio: str | None = None,
         avatar_file: int | None = None,
     ) -> User | None:
         sets: list[str] = []
@@ -324,7 +333,9 @@ class SqliteUserStore:
                 sets.append(f"{col} = ?")
                 params.append(val)
         if sets:
-            await self._db.execute_write(f"UPDATE users SET {', '.join(sets)} WHERE id = ?", (*params, user_id))
+            await self._db.execute_write(
+                f"UPDATE users SET {', '.join(sets)} WHERE id = ?", (*params, user_id)
+            )
         return await self.get_user(user_id)
 
     async def search_users(self, query: str, limit: int) -> list[User]:
@@ -389,7 +400,14 @@ class SqliteUserStore:
         await self._db.execute_write(
             "INSERT INTO friend_requests (id, from_user, to_user, message, status, created_ms) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (request.id, request.from_user, request.to_user, request.message, request.status, request.created_ms),
+            (
+                request.id,
+                request.from_user,
+                request.to_user,
+                request.message,
+                request.status,
+                request.created_ms,
+            ),
         )
 
     async def get_friend_request(self, request_id: int) -> FriendRequest | None:
@@ -416,7 +434,9 @@ class SqliteUserStore:
         return [FriendRequest(*r) for r in rows]
 
     async def set_friend_request_status(self, request_id: int, status: str) -> None:
-        await self._db.execute_write("UPDATE friend_requests SET status = ? WHERE id = ?", (status, request_id))
+        await self._db.execute_write(
+            "UPDATE friend_requests SET status = ? WHERE id = ?", (status, request_id)
+        )
 
     async def add_friendship(self, a: int, b: int, since_ms: int) -> None:
         async def run(conn: aiosqlite.Connection) -> None:
@@ -460,7 +480,9 @@ class SqliteUserStore:
         )
 
     async def unblock(self, user_id: int, target: int) -> bool:
-        n = await self._db.execute_write("DELETE FROM blocks WHERE user_id = ? AND target = ?", (user_id, target))
+        n = await self._db.execute_write(
+            "DELETE FROM blocks WHERE user_id = ? AND target = ?", (user_id, target)
+        )
         return n > 0
 
     async def list_blocked(self, user_id: int) -> list[int]:
@@ -549,8 +571,18 @@ class SqliteUserStore:
         await self._db.execute_write(
             "INSERT INTO files (id, owner, name, size, mime, storage_key, created_ms, width, height, thumb_key) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (meta.id, meta.owner, meta.name, meta.size, meta.mime, meta.storage_key, meta.created_ms, meta.width,
-             meta.height, meta.thumb_key),
+            (
+                meta.id,
+                meta.owner,
+                meta.name,
+                meta.size,
+                meta.mime,
+                meta.storage_key,
+                meta.created_ms,
+                meta.width,
+                meta.height,
+                meta.thumb_key,
+            ),
         )
 
     async def get_file(self, file_id: int) -> FileMeta | None:
@@ -588,7 +620,15 @@ _UPSERT_MARKS = (
 
 def _message(row: Any) -> Message:
     return Message(
-        row[0], row[1], row[2], row[3], row[4], row[5], MessageKind(row[6]), orjson.loads(row[7]), row[8],
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        MessageKind(row[6]),
+        orjson.loads(row[7]),
+        row[8],
         bool(row[9]),
     )
 
@@ -703,8 +743,17 @@ class SqliteMessageStore:
             await conn.executemany(
                 _INSERT_MESSAGE,
                 [
-                    (d.conv, d.id, d.sender, d.device, d.cmid, d.kind.value, orjson.dumps(d.body).decode(), d.ts_ms,
-                     d.dedup_key)
+                    (
+                        d.conv,
+                        d.id,
+                        d.sender,
+                        d.device,
+                        d.cmid,
+                        d.kind.value,
+                        orjson.dumps(d.body).decode(),
+                        d.ts_ms,
+                        d.dedup_key,
+                    )
                     for d in drafts
                 ],
             )
@@ -799,8 +848,17 @@ class SqliteMessageStore:
         await self._db.execute_write(
             "INSERT INTO dead_letters (id, msg_id, conv, seq, user_id, device, attempts, reason, created_ms) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (letter.id, letter.msg_id, letter.conv, letter.seq, letter.user_id, letter.device, letter.attempts,
-             letter.reason, letter.created_ms),
+            (
+                letter.id,
+                letter.msg_id,
+                letter.conv,
+                letter.seq,
+                letter.user_id,
+                letter.device,
+                letter.attempts,
+                letter.reason,
+                letter.created_ms,
+            ),
         )
 
     async def list_dead_letters(self, limit: int, offset: int) -> list[DeadLetter]:

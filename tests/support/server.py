@@ -22,10 +22,15 @@ from core.node import Node
 FAST_AUTH = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 
 
-def test_settings(data_dir: Path, overrides: dict[str, Any] | None = None) -> Settings:
+def settings_for_test(data_dir: Path, overrides: dict[str, Any] | None = None) -> Settings:
     base: dict[str, Any] = {
-        "server": {"data_dir": str(data_dir), "port": 0, "origins": ["http://testserver"], "gc_tuning": False,
-                   "log_level": "warning"},
+        "server": {
+            "data_dir": str(data_dir),
+            "port": 0,
+            "origins": ["http://testserver"],
+            "gc_tuning": False,
+            "log_level": "warning",
+        },
         "auth": {**FAST_AUTH, "admins": ["admin"]},
         "limits": {"rate_per_s": 1000, "rate_burst": 2000},
     }
