@@ -1,0 +1,363 @@
+"""Run an experiment: for every cell and repetition, start the node (a real process) and what the cell needs
+(private backends, the fault proxy), build the population, drive the load with the client faults, inject the
+server faults on schedule, collect the ledgers and /metrics, compute the metrics, write the result folder."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.config import deep_merge
+from experiments.analysis import metrics as m
+from experiments.faults.backends import PrivateBackend, make_backend
+from experiments.harness import environment, results
+from experiments.harness.config import Cell, Experiment, ExperimentError, base_server, expand
+from experiments.harness.server import ServerProcess
+from experiments.load.coordinator import WorkerPool, prepare_population, source_addresses
+from experiments.load.spec import CLIENT_FAULT_TYPES, BackendRestartFault, NodeKillFault
+from experiments.load.swarm import Credential
+
+SERVICE_PORTS = {
+    "mariadb": 3306,
+    "redis": 6379,
+    "rabbitmq": 5672,
+    "mosquitto": 1883,
+    "postgresql": 5432,
+    "nats": 4222,
+}
+SETUP_OVERHEAD_S = 15.0  # server start, registration, connects: for the time-left estimate before a run ends
+
+
+def check_services(names: list[str]) -> None:
+    """Every shared service a cell needs must answer on its port, or the run stops before starting anything."""
+    down = []
+    for name in names:
+        try:
+            socket.create_connection(("127.0.0.1", SERVICE_PORTS[name]), timeout=1.0).close()
+        except OSError:
+            down.append(f"{name} (127.0.0.1:{SERVICE_PORTS[name]})")
+    if down:
+        raise ExperimentError(
+            "services this experiment needs are not reachable: " + ", ".join(down) + "; start them "
+            "(see the README's service commands) or run only the cells that do not need them"
+        )
+
+
+def substitute(value: Any, mapping: dict[str, str]) -> Any:
+    """Replace ``{backend.<name>.url}`` placeholders in server settings by the private instances' URLs."""
+    if isinstance(value, str):
+        for k, v in mapping.items():
+            value = value.replace("{" + k + "}", v)
+        return value
+    if isinstance(value, dict):
+        return {k: substitute(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, mapping) for v in value]
+    return value
+
+
+def membership(creds: list[Credential]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for c in creds:
+        for conv in [*c.directs, *c.groups]:
+            out.setdefault(conv, []).append(c.idx)
+    return out
+
+
+def estimate_run_s(exp: Experiment) -> float:
+    return (
+        SETUP_OVERHEAD_S + exp.population.users / exp.population.connect_rate_per_s + exp.workload.duration_s
+    )
+
+
+class _Proxy:
+    def __init__(self, exp: Experiment, target_port: int, workdir: Path, sources: list[str]) -> None:
+        assert exp.proxy is not None
+        self.cfg = exp.proxy
+        self.target_port = target_port
+        self.stats_file = workdir / "proxy.json"
+        self.sources = sources
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "experiments.faults.proxy", "--target-port", str(self.target_port),
+            "--config", self.cfg.model_dump_json(), "--stats-file", str(self.stats_file),
+            "--sources", ",".join(self.sources), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        if not line:
+            raise ExperimentError("the fault proxy did not start")
+        self.port = int(json.loads(line)["listening"])
+
+    async def stop(self) -> dict[str, Any]:
+        if self.proc is None:
+            return {}
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        stats: dict[str, Any] = json.loads(self.stats_file.read_text()) if self.stats_file.exists() else {}
+        return stats
+
+
+async def _server_fault(
+    fault: NodeKillFault | BackendRestartFault,
+    t0_ns: int,
+    server: ServerProcess,
+    backends: dict[str, PrivateBackend],
+    windows: list[tuple[int, int]],
+    log: list[dict[str, Any]],
+) -> None:
+    await asyncio.sleep(max(0.0, (t0_ns - time.time_ns()) / 1e9 + fault.at_s))
+    start = time.time_ns()
+    if isinstance(fault, NodeKillFault):
+        await server.kill(fault.signal)
+        await asyncio.sleep(fault.down_s)
+        await server.restart()
+    else:
+        backend = backends[fault.backend]
+        await backend.stop()
+        await asyncio.sleep(fault.down_s)
+        await backend.start()
+    end = time.time_ns()
+    windows.append((start, end + 5_000_000_000))  # disconnects up to 5 s after recovery are the fault's
+    log.append({"type": fault.type, "start_ns": start, "end_ns": end})
+
+
+def _read_ledgers(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    frames: dict[str, list[pd.DataFrame]] = {
+        name: [pd.read_parquet(p) for p in sorted(directory.glob(f"*.{name}.parquet"))]
+        for name in ("sends", "receives", "events")
+    }
+    return (
+        pd.concat(frames["sends"], ignore_index=True) if frames["sends"] else pd.DataFrame(),
+        pd.concat(frames["receives"], ignore_index=True) if frames["receives"] else pd.DataFrame(),
+        pd.concat(frames["events"], ignore_index=True) if frames["events"] else pd.DataFrame(),
+    )
+
+
+async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """One repetition of one cell; returns its metrics ({name: {value, n}}) and leaves raw data in ``out``."""
+    exp = cell.experiment
+    check_services(list(exp.services))
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    seed = exp.seed * 1000 + rep
+    with tempfile.TemporaryDirectory(prefix="wsim-exp-") as tmp_s:
+        tmp = Path(tmp_s)
+        backends: dict[str, PrivateBackend] = {}
+        server: ServerProcess | None = None
+        proxy: _Proxy | None = None
+        pool: WorkerPool | None = None
+        try:
+            for name in exp.backends:
+                backend = backends[name] = make_backend(name, tmp / "backends" / name)
+                await backend.start()
+            urls = {f"backend.{k}.url": b.url for k, b in backends.items()}
+            server = ServerProcess(
+                deep_merge(base_server(), substitute(exp.server, urls)), tmp / "server", "node0"
+            )
+            await server.start()
+            addrs = source_addresses(exp.population.users, exp.population.source_addresses)
+            ws_url = server.ws_url
+            if exp.proxy is not None and exp.proxy.enabled:
+                proxy = _Proxy(exp, server.port, out, addrs)
+                await proxy.start()
+                ws_url = f"ws://127.0.0.1:{proxy.port}/ws"
+            creds = await prepare_population(server.url, exp.population, prefix=f"r{rep}", progress=say)
+            members = membership(creds)
+            if exp.driver == "locust":
+                from experiments.load.locust_driver import run_locust  # type: ignore[import-not-found]
+
+                driver_stats, before, after, t0 = await run_locust(exp, creds, server, ws_url, out, seed)
+                fault_windows: list[tuple[int, int]] = []
+                fault_log: list[dict[str, Any]] = []
+            else:
+                pool = WorkerPool(exp.population.workers, tmp / "workers")
+                await pool.start()
+                await pool.setup(ws_url, creds, addrs, exp.workload.model_dump(), seed)
+                conns = await pool.call(
+                    lambda _: {
+                        "cmd": "connect",
+                        "rate_per_s": exp.population.connect_rate_per_s / exp.population.workers,
+                        "timeout_s": 300,
+                    }
+                )
+                connected = sum(c["connected"] for c in conns)
+                say(f"{connected}/{exp.population.users} connected")
+                before = await server.metrics_text()
+                t0 = time.time_ns() + 1_000_000_000
+                fault_windows, fault_log = [], []
+                client_faults = [f.model_dump() for f in exp.faults if f.type in CLIENT_FAULT_TYPES]
+                server_tasks = [
+                    asyncio.create_task(_server_fault(f, t0, server, backends, fault_windows, fault_log))
+                    for f in exp.faults
+                    if isinstance(f, (NodeKillFault, BackendRestartFault))
+                ]
+                runs = await pool.call(
+                    lambda i: {
+                        "cmd": "run",
+                        "start_at_ns": t0,
+                        "faults": client_faults,
+                        "seed": seed * 100 + i,
+                    }
+                )
+                for t in server_tasks:
+                    await t
+                after = await server.metrics_text()
+                dumps = await pool.call(lambda i: {"cmd": "dump", "dir": str(out), "prefix": f"w{i}"})
+                driver_stats = {
+                    "connected": connected,
+                    "runs": runs,
+                    "workers": [d["stats"] for d in dumps],
+                    "faults": fault_log,
+                }
+            end_ns = time.time_ns()
+        finally:
+            if pool is not None:
+                await pool.close()
+            proxy_stats = await proxy.stop() if proxy is not None else {}
+            if server is not None:
+                await server.stop()
+                with contextlib.suppress(OSError):
+                    (out / "server.log").write_bytes(server.log_path.read_bytes()[-200_000:])
+            for b in backends.values():
+                await b.stop()
+        return _collect(
+            exp, out, members, server, driver_stats, proxy_stats, (before, after), end_ns, fault_windows
+        )
+
+
+def _collect(
+    exp: Experiment,
+    out: Path,
+    members: dict[str, list[int]],
+    server: ServerProcess,
+    driver_stats: dict[str, Any],
+    proxy_stats: dict[str, Any],
+    scrapes: tuple[str, str],
+    end_ns: int,
+    fault_windows: list[tuple[int, int]],
+) -> dict[str, Any]:
+    """Read the ledgers back, compute every metric, write the repetition's files."""
+    sends, receives, events = _read_ledgers(out)
+    figures = m.compute_all(
+        sends, receives, events, members, duration_s=exp.workload.duration_s, end_ns=end_ns,
+        fault_windows=fault_windows,
+    )  # fmt: skip
+    figures.update(m.server_metrics(*scrapes))
+    figures.update(
+        m.resources([s.cpu_percent for s in server.samples], [s.rss_bytes for s in server.samples])
+    )
+    figures["connected"] = m.figure(float(driver_stats.get("connected", 0)), exp.population.users)
+    for k, v in proxy_stats.items():
+        figures[f"proxy_{k}"] = m.figure(float(v), int(proxy_stats.get("connections", 0)))
+    (out / "metrics.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    (out / "driver.json").write_text(json.dumps(driver_stats, indent=1, default=str), encoding="utf-8")
+    (out / "membership.json").write_text(json.dumps(members), encoding="utf-8")
+    if not exp.keep_ledgers:
+        for p in out.glob("*.parquet"):
+            p.unlink()
+    return figures
+
+
+async def run_experiment(
+    exp: Experiment,
+    raw: dict[str, Any],
+    reports: Path,
+    command: list[str],
+    *,
+    progress: bool = True,
+) -> Path:
+    """Run every cell ``exp.repetitions`` times; returns the result folder."""
+    from tqdm import tqdm
+
+    cells = expand(exp, raw)
+    out = environment.run_dir(reports, exp.name)
+    meta = environment.metadata()
+    meta["command"] = command
+    meta["started"] = meta.pop("utc")
+    results.write_resolved(out, exp, cells, command)
+    runs = [(c, r) for c in cells for r in range(exp.repetitions)]
+    per_run = [estimate_run_s(c.experiment) for c, _ in runs]
+    collected: dict[str, list[dict[str, Any]]] = {c.name: [] for c in cells}
+    bar = tqdm(total=round(sum(per_run)), unit="s", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    failures: list[str] = []
+    try:
+        for i, (cell, rep) in enumerate(runs):
+            bar.set_description(
+                f"{exp.name} [{i + 1}/{len(runs)}] cell {cell.name} rep {rep + 1}/{exp.repetitions}"
+            )
+            t = time.monotonic()
+
+            def say(msg: str) -> None:
+                bar.set_postfix_str(msg[:60])
+
+            try:
+                figs = await run_one(cell, rep, out / "cells" / cell.name / f"rep{rep}", say)
+                collected[cell.name].append(figs)
+            except ExperimentError:
+                raise
+            except Exception as exc:
+                failures.append(f"cell {cell.name} rep {rep}: {type(exc).__name__}: {exc}")
+                bar.write(f"run failed: {failures[-1]}")
+            took = time.monotonic() - t
+            bar.update(round(per_run[i]))
+            # Recalibrate the time left with what runs actually take here.
+            ratio_ = took / per_run[i]
+            remaining = sum(per_run[i + 1 :]) * ratio_
+            bar.total = round(bar.n + remaining)
+            bar.refresh()
+    finally:
+        bar.close()
+    meta["finished"] = environment.metadata()["utc"]
+    meta["failures"] = failures
+    (out / "metadata.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    summary = results.summarize(collected, cells)
+    doc = {"experiment": exp.name, "question": exp.question, "repetitions": exp.repetitions, "cells": summary}
+    (out / "summary.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+    results.write_metrics_csv(out, collected)
+    (out / "report.md").write_text(results.report_md(exp, summary, meta, out), encoding="utf-8")
+    if failures:
+        raise RuntimeError(f"{len(failures)} run(s) failed (see {out}/metadata.json): " + "; ".join(failures))
+    return out
+
+
+def describe(exp: Experiment, raw: dict[str, Any]) -> str:
+    """The plan a --dry-run prints: cells, their strategy choices, repetitions and the estimated time."""
+    cells = expand(exp, raw)
+    total = sum(estimate_run_s(c.experiment) for c in cells) * exp.repetitions
+    lines = [
+        f"experiment {exp.name}: {len(cells)} cell(s) x {exp.repetitions} repetition(s), about {total / 60:.1f} min",
+    ]
+    for c in cells:
+        s = c.settings.strategies
+        strat = ", ".join(
+            f"{k}={getattr(s, k).kind}" for k in ("ack", "retry", "dedup", "cache", "bus") if hasattr(s, k)
+        )
+        e = c.experiment
+        faults = ", ".join(f.type for f in e.faults) or "none"
+        proxy = "proxy" if e.proxy is not None and e.proxy.enabled else "direct"
+        lines.append(
+            f"  {c.name}: {strat}; {e.population.users} users, {e.workload.duration_s:g} s, faults: {faults}, {proxy}"
+        )
+    if exp.services:
+        check_services(list(exp.services))
+        lines.append(f"  services up: {', '.join(exp.services)}")
+    return "\n".join(lines)
