@@ -182,12 +182,26 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
                 ws_url = f"ws://127.0.0.1:{proxy.port}/ws"
             creds = await prepare_population(server.url, exp.population, prefix=f"r{rep}", progress=say)
             members = membership(creds)
-            if exp.driver == "locust":
-                from experiments.load.locust_driver import run_locust  # type: ignore[import-not-found]
+            fault_windows: list[tuple[int, int]] = []
+            fault_log: list[dict[str, Any]] = []
+            server_tasks: list[asyncio.Task[None]] = []
 
-                driver_stats, before, after, t0 = await run_locust(exp, creds, server, ws_url, out, seed)
-                fault_windows: list[tuple[int, int]] = []
-                fault_log: list[dict[str, Any]] = []
+            def start_server_faults(t0: int) -> None:
+                assert server is not None
+                server_tasks.extend(
+                    asyncio.create_task(_server_fault(f, t0, server, backends, fault_windows, fault_log))
+                    for f in exp.faults
+                    if isinstance(f, (NodeKillFault, BackendRestartFault))
+                )
+
+            if exp.driver == "locust":
+                from experiments.load.locust_driver import run_locust
+
+                driver_stats, before, after, t0 = await run_locust(
+                    exp, creds, server, ws_url, out, seed, start_server_faults
+                )
+                for t in server_tasks:
+                    await t
             else:
                 pool = WorkerPool(exp.population.workers, tmp / "workers")
                 await pool.start()
@@ -203,13 +217,8 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
                 say(f"{connected}/{exp.population.users} connected")
                 before = await server.metrics_text()
                 t0 = time.time_ns() + 1_000_000_000
-                fault_windows, fault_log = [], []
                 client_faults = [f.model_dump() for f in exp.faults if f.type in CLIENT_FAULT_TYPES]
-                server_tasks = [
-                    asyncio.create_task(_server_fault(f, t0, server, backends, fault_windows, fault_log))
-                    for f in exp.faults
-                    if isinstance(f, (NodeKillFault, BackendRestartFault))
-                ]
+                start_server_faults(t0)
                 runs = await pool.call(
                     lambda i: {
                         "cmd": "run",
@@ -226,8 +235,8 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
                     "connected": connected,
                     "runs": runs,
                     "workers": [d["stats"] for d in dumps],
-                    "faults": fault_log,
                 }
+            driver_stats["faults"] = fault_log
             end_ns = time.time_ns()
         finally:
             if pool is not None:
