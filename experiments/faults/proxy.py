@@ -69,9 +69,18 @@ class _Pipe:
             self.client_w.transport.abort()
             return
         self.up_w = up_w
-        await asyncio.gather(
-            self._pump(self.client_r, up_w, up=True), self._pump(up_r, self.client_w, up=False)
-        )
+        self.proxy.pipes.add(self)
+        try:
+            await asyncio.gather(
+                self._pump(self.client_r, up_w, up=True), self._pump(up_r, self.client_w, up=False)
+            )
+        finally:
+            self.proxy.pipes.discard(self)
+            for w in (self.client_w, up_w):
+                w.close()
+
+    def abort(self) -> None:
+        self._abort()
 
     def _abort(self) -> None:
         if not self.dead:
@@ -132,7 +141,7 @@ class FaultProxy:
         self.sources = source_addrs or ["127.0.0.1"]
         self._n = 0
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.pipes: set[_Pipe] = set()
 
     def next_source(self) -> str:
         self._n += 1
@@ -146,6 +155,8 @@ class FaultProxy:
         await _Pipe(self, r, w).run()
 
     async def close(self) -> None:
+        for pipe in list(self.pipes):
+            pipe.abort()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):

@@ -1,0 +1,95 @@
+"""The experiment harness end to end: the quickstart experiment against real server processes, then every
+notebook executed headless on its results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import run_experiment
+from experiments.analysis import reports
+from experiments.analysis.notebooks import COMPARISONS, run_notebooks
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = [
+    "--set", "population.users=30", "--set", "workload.duration_s=8", "--set", "workload.drain_s=8",
+    "--set", "population.groups=2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reports")
+    code = run_experiment.main(
+        [str(ROOT / "experiments" / "quickstart.yaml"), "--reports", str(out), "--no-progress", *QUICK]
+    )
+    assert code == 0
+    return reports.latest_run(out, "quickstart")
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(quickstart_run: Path) -> None:
+    run = quickstart_run
+    for name in ("config.resolved.yaml", "metadata.json", "summary.json", "report.md", "metrics.csv"):
+        assert (run / name).is_file(), name
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["git_sha"] and "git_dirty" in meta and meta["cpu_count"] >= 1
+    assert meta["libraries"]["websockets"] != "not installed" and meta["failures"] == []
+    assert sorted(p.name for p in (run / "cells").iterdir()) == ["ack=off", "ack=three_state"]
+    rep = run / "cells" / "ack=three_state" / "rep0"
+    for table in ("sends", "receives", "events"):
+        assert list(rep.glob(f"*.{table}.parquet")), table
+    cells = reports.summary(run)["cells"]
+    on = cells["ack=three_state"]["metrics"]
+    assert on["sends"]["mean"] > 0
+    assert on["delivery_rate"]["mean"] == 1.0 and on["delivery_rate"]["n"][0] > 0
+    assert on["duplicate_rate"]["mean"] == 0.0
+    assert on["streams_in_order_rate"]["mean"] == 1.0
+    assert on["reconnect_success_rate"]["mean"] == 1.0 and on["reconnect_success_rate"]["n"][0] > 0
+    assert on["send_ack_p99_ms"]["mean"] > 0
+    off = cells["ack=off"]["metrics"]
+    assert off["send_ack_p99_ms"]["mean"] is None  # no acks exist with ack off
+    assert off["sends"]["mean"] > 0
+    report = (run / "report.md").read_text()
+    assert "| delivery_rate |" in report and "ack=three_state" in report
+
+
+@pytest.mark.slow
+def test_every_notebook_executes_on_the_quickstart_results(quickstart_run: Path, tmp_path: Path) -> None:
+    reports_dir = quickstart_run.parents[1]
+    figures_dir = tmp_path / "figures"
+    done = run_notebooks(
+        ROOT / "notebooks",
+        reports=reports_dir,
+        figures=figures_dir,
+        output_dir=tmp_path / "executed",
+        parameters={"experiment": "quickstart"},
+    )
+    assert len(done) == len(COMPARISONS) + 1  # every comparison notebook and the summary
+    for metric in reports.headline(quickstart_run):
+        assert (figures_dir / f"quickstart__{metric}.png").stat().st_size > 10_000
+        assert (figures_dir / f"quickstart__{metric}.pdf").is_file()
+    assert (figures_dir / "summary__headline.png").is_file()
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_experiment.main([str(ROOT / "experiments" / "retry_policies.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "3 cell(s) x 3 repetition(s)" in out
+    assert "retry=none" in out and "retry=fixed" in out and "retry=exponential" in out
+
+
+def test_invalid_experiment_exits_2_naming_the_path(capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_experiment.main(
+        [
+            str(ROOT / "experiments" / "quickstart.yaml"),
+            "--dry-run",
+            "--set",
+            "matrix={strategies.ack: [three_state, sometimes]}",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "strategies.ack" in err and "'sometimes'" in err and "'three_state'" in err
