@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
+from cycler import cycler
 
 mpl.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib import font_manager
+from matplotlib.figure import Figure
 
 CJK_FONTS = (
     "Noto Sans CJK SC",
@@ -120,7 +121,7 @@ def setup_style() -> str:
             "axes.grid": True,
             "axes.grid.axis": "y",
             "grid.alpha": 0.3,
-            "axes.prop_cycle": mpl.cycler(color=PALETTE),
+            "axes.prop_cycle": cycler(color=PALETTE),
             "figure.figsize": (4.8, 3.2),
             "figure.dpi": 100,
             "savefig.dpi": 300,

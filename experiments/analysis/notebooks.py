@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-import nbformat
+import nbformat as _nbformat
 
 from experiments.analysis.reports import NoResultsError, latest_run
+
+nbformat: Any = _nbformat  # nbformat has no type hints; keep the Any in one place
 
 COMPARISONS = (
     "quickstart", "ack_loss", "retry_policies", "dedup_resends", "ordering_faults", "offline_push",
@@ -92,7 +95,7 @@ _SUMMARY = [
 ]
 
 
-def _notebook(cells: list[tuple[str, str]], **fmt: str) -> nbformat.NotebookNode:
+def _notebook(cells: list[tuple[str, str]], **fmt: str) -> Any:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     for kind, src in cells:

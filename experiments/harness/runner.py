@@ -181,6 +181,9 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
                 await proxy.start()
                 ws_url = f"ws://127.0.0.1:{proxy.port}/ws"
             creds = await prepare_population(server.url, exp.population, prefix=f"r{rep}", progress=say)
+            workload = exp.workload.model_copy()
+            if proxy is not None and exp.proxy is not None and exp.proxy.stall_rate_per_s > 0:
+                workload.drain_quiet_s = max(workload.drain_quiet_s, exp.proxy.stall_ms / 1000 + 1.0)
             members = membership(creds)
             fault_windows: list[tuple[int, int]] = []
             fault_log: list[dict[str, Any]] = []
@@ -205,7 +208,7 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
             else:
                 pool = WorkerPool(exp.population.workers, tmp / "workers")
                 await pool.start()
-                await pool.setup(ws_url, creds, addrs, exp.workload.model_dump(), seed)
+                await pool.setup(ws_url, creds, addrs, workload.model_dump(), seed)
                 conns = await pool.call(
                     lambda _: {
                         "cmd": "connect",

@@ -323,7 +323,7 @@ class WsimUser(User):
         deadline = time.monotonic() + WORKLOAD.drain_s
         while self.outbox and time.monotonic() < deadline:
             gevent.sleep(0.1)
-        gevent.sleep(1.0)
+        gevent.sleep(WORKLOAD.drain_quiet_s)
         self.stopping = True
         if self.ws is not None:
             try:

@@ -74,6 +74,10 @@ class Workload(_Spec):
     reconnect_cap_s: Annotated[float, Field(gt=0)] = 10.0
     # After the load stops: wait up to this long for outstanding acks and deliveries before measuring.
     drain_s: Annotated[float, Field(ge=0)] = 15.0
+    # The drain ends early once nothing was received for this long (and nothing awaits an ack). It must outlast
+    # the longest stall a fault can cause, or a message still in a stalled connection is counted as lost; the
+    # runner raises it to the proxy's stall_ms + 1 s.
+    drain_quiet_s: Annotated[float, Field(ge=0.1)] = 3.0
 
 
 class DropFault(_Spec):

@@ -753,7 +753,7 @@ class Swarm:
 
     async def _drain(self, timeout_s: float) -> bool:
         """Wait until every client is back online and synced, nothing awaits an ack, and receiving has been
-        quiet for one second (or until the timeout). Returns whether it drained."""
+        quiet for ``drain_quiet_s`` (or until the timeout). Returns whether it drained."""
         deadline = time.monotonic() + timeout_s
         last = (-1, 0.0)
         while time.monotonic() < deadline:
@@ -763,7 +763,7 @@ class Swarm:
             now = time.monotonic()
             if n != last[0]:
                 last = (n, now)
-            if not busy and now - last[1] >= 1.0:
+            if not busy and now - last[1] >= self.workload.drain_quiet_s:
                 return True
         return False
 

@@ -100,12 +100,12 @@ def test_set_overrides_apply_before_validation(tmp_path: Path) -> None:
     assert exp.population.users == 7
     assert exp.server["strategies"]["ack"] == {"kind": "off"}
     assert exp.repetitions == 3
-    with pytest.raises(ExperimentError, match="population.userz: unknown key"):
+    with pytest.raises(ExperimentError, match=r"population\.userz: unknown key"):
         load_experiment(p, parse_set(["population.userz=3"]))
 
 
 def test_parse_set_rejects_malformed_items() -> None:
-    with pytest.raises(ExperimentError, match="dotted.key=value"):
+    with pytest.raises(ExperimentError, match=r"dotted\.key=value"):
         parse_set(["novalue"])
     with pytest.raises(ExperimentError, match="not valid YAML"):
         parse_set(["a.b=[unclosed"])
@@ -144,7 +144,9 @@ def test_exported_schema_file_is_current() -> None:
     import json
 
     exported = json.loads((ROOT / "docs" / "experiment.schema.json").read_text(encoding="utf-8"))
-    assert exported == json_schema(), "regenerate: python run_experiment.py --schema > docs/experiment.schema.json"
+    assert exported == json_schema(), (
+        "regenerate: python run_experiment.py --schema > docs/experiment.schema.json"
+    )
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

@@ -14,7 +14,9 @@ from experiments.load.ledger import EVENT_COLUMNS, RECV_COLUMNS, SEND_COLUMNS, L
 MS = 1_000_000  # ns
 
 
-def send(client: int, n: int, conv: str, t_ms: int, state: str = "acked", ack_ms: int | None = None) -> dict[str, Any]:
+def send(
+    client: int, n: int, conv: str, t_ms: int, state: str = "acked", ack_ms: int | None = None
+) -> dict[str, Any]:
     return {
         "client": client, "user": f"u{client}", "device": f"d{client}", "cmid": f"{client}-{n}", "conv": conv,
         "is_group": conv.startswith("g:"), "t_send_ns": t_ms * MS,
@@ -24,7 +26,9 @@ def send(client: int, n: int, conv: str, t_ms: int, state: str = "acked", ack_ms
     }  # fmt: skip
 
 
-def recv(client: int, conv: str, seq: int, sender: int, n: int, t_ms: int, sent_ms: int, via: str = "push") -> dict[str, Any]:
+def recv(
+    client: int, conv: str, seq: int, sender: int, n: int, t_ms: int, sent_ms: int, via: str = "push"
+) -> dict[str, Any]:
     return {
         "client": client, "user": f"u{client}", "conv": conv, "seq": seq, "msg_id": f"m{seq}",
         "sender": f"u{sender}", "sender_device": f"d{sender}", "cmid": f"{sender}-{n}", "t_recv_ns": t_ms * MS,
@@ -127,9 +131,7 @@ def test_offline_push_success_and_latency() -> None:
         ],
         EVENT_COLUMNS,
     )
-    sends = frame(
-        [send(0, 1, "d:1:2", 50), send(0, 2, "d:1:2", 150), send(0, 3, "d:1:2", 200)], SEND_COLUMNS
-    )
+    sends = frame([send(0, 1, "d:1:2", 50), send(0, 2, "d:1:2", 150), send(0, 3, "d:1:2", 200)], SEND_COLUMNS)
     receives = frame(
         [recv(1, "d:1:2", 1, 0, 1, 55, 50), recv(1, "d:1:2", 2, 0, 2, 320, 150, via="sync")], RECV_COLUMNS
     )
