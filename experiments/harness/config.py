@@ -78,7 +78,9 @@ class Experiment(_Spec):
     workload: Workload = Field(default_factory=Workload)
     faults: list[Fault] = Field(default_factory=list)
     proxy: ProxyConfig | None = None
-    backends: dict[Literal["redis"], PrivateBackendConfig] = Field(default_factory=dict)
+    backends: dict[Literal["redis", "mariadb", "rabbitmq"], PrivateBackendConfig] = Field(
+        default_factory=dict
+    )
     services: list[Literal["mariadb", "redis", "rabbitmq", "mosquitto", "postgresql", "nats"]] = Field(
         default_factory=list
     )

@@ -124,11 +124,11 @@ class NodeKillFault(_Spec):
 
 class BackendRestartFault(_Spec):
     """Restart a backend the experiment started itself (never a shared system service): it must be listed under
-    the experiment's ``backends``. Private instances exist for Redis so far (experiments/faults/backends.py)."""
+    the experiment's ``backends`` (experiments/faults/backends.py)."""
 
     type: Literal["backend_restart"] = "backend_restart"
     at_s: Annotated[float, Field(ge=0)]
-    backend: Literal["redis"]
+    backend: Literal["redis", "mariadb", "rabbitmq"]
     down_s: Annotated[float, Field(ge=0)] = 2.0
 
 
