@@ -109,6 +109,36 @@ async def _phase(
     }
 
 
+def median_of(runs: list[Any]) -> Any:
+    """Field-wise median of repeated phase results (numbers: the median; mappings: recursively; else the first)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {k: median_of([r.get(k) for r in runs]) for k in first}
+    if isinstance(first, bool) or not isinstance(first, (int, float)):
+        return first
+    values = sorted(float(v) for v in runs if isinstance(v, (int, float)))
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+async def _repeated(
+    pool: WorkerPool, server: ServerProcess, workload: Workload, senders: list[int], repeats: int
+) -> dict[str, Any]:
+    """Run a phase ``repeats`` times on the same connections: report medians (this machine is noisy), keep all."""
+    runs = [await _phase(pool, server, workload, senders) for _ in range(repeats)]
+    result: dict[str, Any] = median_of(runs)
+    result["repeats"] = repeats
+    result["acked_per_s_range"] = [min(r["acked_per_s"] for r in runs), max(r["acked_per_s"] for r in runs)]
+    result["delivered_per_s_range"] = [
+        min(r["delivered_per_s"] for r in runs),
+        max(r["delivered_per_s"] for r in runs),
+    ]
+    result["runs"] = runs
+    return result
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     n = args.connections
     pair_users = min(args.pair_users, n)
@@ -169,7 +199,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 duration_s=args.duration_s, window=args.window, group_fraction=0.0, read_every=0, drain_s=30
             )
             _say(f"1:1: {pair_users} senders, window {args.window}, {args.duration_s} s")
-            one_to_one = await _phase(pool, server, direct, list(range(pair_users)))
+            one_to_one = await _repeated(pool, server, direct, list(range(pair_users)), args.repeats)
             _say(
                 f"1:1: {one_to_one['acked_per_s']:.0f} msgs/s acked, {one_to_one['delivered_per_s']:.0f} delivered/s"
             )
@@ -183,7 +213,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             )
             senders = list(range(min(args.group_senders, group_size)))
             _say(f"fan-out: group of {group_size}, {len(senders)} senders, window {args.group_window}")
-            fanout = await _phase(pool, server, group, senders)
+            fanout = await _repeated(pool, server, group, senders, args.repeats)
             fanout["group_size"] = group_size
             _say(f"fan-out: {fanout['delivered_per_s']:.0f} deliveries/s")
             cpu = [s.cpu_percent for s in server.samples]
@@ -206,6 +236,10 @@ def _fmt(v: float | None, unit: str = "") -> str:
     return "-" if v is None else f"{v:,.1f}{unit}"
 
 
+def _range(r: list[float]) -> str:
+    return f"range {r[0]:,.0f}-{r[1]:,.0f}"
+
+
 def report(result: dict[str, Any]) -> str:
     idle, one, fan = result["idle"], result["one_to_one"], result["fanout"]
     env = result["environment"]
@@ -216,14 +250,17 @@ def report(result: dict[str, Any]) -> str:
         "|---|---|",
         f"| idle connections held by one process | {idle['still_connected_after_hold']:,} of {idle['connections_target']:,} |",
         f"| memory per connection (RSS delta / connections) | {idle['bytes_per_connection'] / 1024:.1f} KiB |",
-        f"| 1:1 messages/s persisted and acked ({one['senders']} senders, window {one['window']}) | {one['acked_per_s']:,.0f} |",
-        f"| 1:1 deliveries/s | {one['delivered_per_s']:,.0f} |",
+        f"| 1:1 messages/s persisted and acked ({one['senders']} senders, window {one['window']}) | {one['acked_per_s']:,.0f} ({_range(one['acked_per_s_range'])}) |",
+        f"| 1:1 deliveries/s | {one['delivered_per_s']:,.0f} ({_range(one['delivered_per_s_range'])}) |",
         f"| 1:1 send->ack p50 / p99 (swarm) | {_fmt(one['send_ack_ms']['p50'], ' ms')} / {_fmt(one['send_ack_ms']['p99'], ' ms')} |",
         f"| 1:1 send->deliver p50 / p99 (swarm) | {_fmt(one['send_deliver_ms']['p50'], ' ms')} / {_fmt(one['send_deliver_ms']['p99'], ' ms')} |",
         f"| 1:1 send->ack p50 / p99 (server /metrics) | {_fmt(one['server']['send_ack_ms']['p50'], ' ms')} / {_fmt(one['server']['send_ack_ms']['p99'], ' ms')} |",
-        f"| group fan-out deliveries/s ({fan['group_size']} members, {fan['senders']} senders) | {fan['delivered_per_s']:,.0f} |",
+        f"| group fan-out deliveries/s ({fan['group_size']} members, {fan['senders']} senders) | {fan['delivered_per_s']:,.0f} ({_range(fan['delivered_per_s_range'])}) |",
         f"| fan-out send->deliver p50 / p99 (swarm) | {_fmt(fan['send_deliver_ms']['p50'], ' ms')} / {_fmt(fan['send_deliver_ms']['p99'], ' ms')} |",
         f"| server CPU (median of samples, % of one core) | {_fmt(result['server_cpu_percent_median'])} |",
+        "",
+        f"Rates and latencies: median of {one['repeats']} repetitions of each phase on the same connections "
+        "(range: slowest-fastest); latencies from the swarm's HDR histograms unless marked /metrics.",
     ]
     return "\n".join(lines)
 
@@ -242,6 +279,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--group-senders", type=int, default=4)
     p.add_argument("--group-window", type=int, default=4)
     p.add_argument("--duration-s", type=float, default=20.0)
+    p.add_argument(
+        "--repeats", type=int, default=3, help="repetitions of the 1:1 and fan-out phases (medians)"
+    )
     p.add_argument("--source-addresses", type=int, default=0, help="0: one per 10,000 connections")
     p.add_argument("--out", type=Path, default=ROOT / "reports")
     p.add_argument(
