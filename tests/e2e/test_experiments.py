@@ -93,3 +93,26 @@ def test_invalid_experiment_exits_2_naming_the_path(capsys: pytest.CaptureFixtur
     assert code == 2
     err = capsys.readouterr().err
     assert "strategies.ack" in err and "'sometimes'" in err and "'three_state'" in err
+
+
+@pytest.mark.slow
+def test_locust_driver_end_to_end(tmp_path: Path) -> None:
+    exp = tmp_path / "locust_smoke.yaml"
+    exp.write_text(
+        "name: locust_smoke\n"
+        "question: does the Locust driver speak the protocol and keep the ledger?\n"
+        "driver: locust\n"
+        "population: {users: 16, friends_per_user: 2, groups: 2, group_size: 4}\n"
+        "workload: {duration_s: 5, rate_per_user_per_s: 1.0, group_fraction: 0.3, drain_s: 8, drain_quiet_s: 1}\n"
+        "faults: [{type: drop, at_s: 2, fraction: 0.25}]\n"
+        "locust: {spawn_rate_per_s: 50}\n",
+        encoding="utf-8",
+    )
+    assert run_experiment.main([str(exp), "--reports", str(tmp_path / "reports"), "--no-progress"]) == 0
+    run = reports.latest_run(tmp_path / "reports", "locust_smoke")
+    metrics = reports.summary(run)["cells"]["default"]["metrics"]
+    assert metrics["sends"]["mean"] > 0
+    assert metrics["delivery_rate"]["mean"] == 1.0
+    assert metrics["send_ack_p50_ms"]["mean"] > 0
+    stats = (run / "cells" / "default" / "rep0" / "locust_stats.csv").read_text()
+    assert "message.send" in stats and "message.deliver" in stats
