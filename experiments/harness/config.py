@@ -249,10 +249,37 @@ def expand(exp: Experiment, raw: dict[str, Any]) -> list[Cell]:
                 str(exc).replace("invalid config", f"invalid server settings of cell {cell_name}", 1)
             )
             continue
+        unavailable = _unloadable_strategies(settings)
+        if unavailable:
+            problems.extend(f"  cell {cell_name}: {msg}" for msg in unavailable)
+            continue
         cells.append(Cell(cell_name, params, cell_exp, settings))
     if problems:
         raise ExperimentError("\n".join(problems))
     return cells
+
+
+def _unloadable_strategies(settings: Settings) -> list[str]:
+    """Load each chosen implementation through its registry, so a missing optional driver is reported now
+    ("install wsim-testbed[redis] ...") rather than when the node starts."""
+    from strategies import ack, bus, cache, dedup, ids, presence, retry, store
+    from strategies import files as file_strategies
+    from strategies._registry import Registry, StrategyUnavailableError, UnknownStrategyError
+
+    s = settings.strategies
+    chosen: list[tuple[Registry[Any], Any]] = [
+        (ack.REGISTRY, s.ack), (retry.REGISTRY, s.retry), (dedup.REGISTRY, s.dedup), (cache.REGISTRY, s.cache),
+        (bus.REGISTRY, s.bus), (ids.REGISTRY, s.ids), (presence.REGISTRY, s.presence),
+        (file_strategies.REGISTRY, s.files), (store.USER_STORES, s.store.users),
+        (store.MESSAGE_STORES, s.store.messages),
+    ]  # fmt: skip
+    problems = []
+    for registry, config in chosen:
+        try:
+            registry.load(config.kind)
+        except (StrategyUnavailableError, UnknownStrategyError) as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def json_schema() -> dict[str, Any]:

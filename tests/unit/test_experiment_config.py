@@ -163,3 +163,17 @@ def test_every_shipped_experiment_validates_and_expands(path: Path) -> None:
     cells = expand(exp, raw)
     assert cells, f"{path.name} has no cells"
     assert exp.question, f"{path.name} should state the question it answers"
+
+
+def test_missing_optional_driver_is_reported_at_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strategies import cache
+
+    monkeypatch.setitem(cache.REGISTRY.entries, "l1", "no_such_driver_xyz:L1Cache")
+    monkeypatch.setitem(cache.REGISTRY.extras, "l1", "redis")
+    exp, raw = load_experiment(write(tmp_path, {"name": "t"}))
+    with pytest.raises(
+        ExperimentError, match=r"cell default: install wsim-testbed\[redis\] to use cache kind 'l1'"
+    ):
+        expand(exp, raw)
