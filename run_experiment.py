@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("experiment", nargs="?", help="experiments/<name>.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a dotted key")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
+    p.add_argument(
+        "--cell", action="append", default=[], metavar="NAME", help="run only this cell (repeatable)"
+    )
     p.add_argument("--reports", type=Path, default=ROOT / "reports", help="where result folders go")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--figures", action="store_true", help="execute every notebook headless")
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             from experiments.harness.runner import describe
 
-            print(describe(exp, raw))
+            print(describe(exp, raw, args.cell))
             return 0
         from experiments.harness.runner import run_experiment
 

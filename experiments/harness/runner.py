@@ -12,7 +12,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ SERVICE_PORTS = {
 SETUP_OVERHEAD_S = 15.0  # server start, registration, connects: for the time-left estimate before a run ends
 
 
-def check_services(names: list[str]) -> None:
+def check_services(names: Sequence[str]) -> None:
     """Every shared service a cell needs must answer on its port, or the run stops before starting anything."""
     down = []
     for name in names:
@@ -50,7 +50,7 @@ def check_services(names: list[str]) -> None:
     if down:
         raise ExperimentError(
             "services this experiment needs are not reachable: " + ", ".join(down) + "; start them "
-            "(see the README's service commands) or run only the cells that do not need them"
+            "(see the README's service commands) or run only the cells that do not need them (--cell NAME)"
         )
 
 
@@ -296,11 +296,12 @@ async def run_experiment(
     command: list[str],
     *,
     progress: bool = True,
+    only: list[str] | None = None,
 ) -> Path:
     """Run every cell ``exp.repetitions`` times; returns the result folder."""
     from tqdm import tqdm
 
-    cells = expand(exp, raw)
+    cells = select_cells(expand(exp, raw), only)
     out = environment.run_dir(reports, exp.name)
     meta = environment.metadata()
     meta["command"] = command
@@ -351,10 +352,22 @@ async def run_experiment(
     return out
 
 
-def describe(exp: Experiment, raw: dict[str, Any]) -> str:
+def select_cells(cells: list[Cell], only: list[str] | None) -> list[Cell]:
+    """The cells named by ``--cell`` (all when none is named); an unknown name lists the known ones."""
+    if not only:
+        return cells
+    names = [c.name for c in cells]
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise ExperimentError(f"unknown cell(s) {', '.join(unknown)}; cells: {', '.join(names)}")
+    return [c for c in cells if c.name in only]
+
+
+def describe(exp: Experiment, raw: dict[str, Any], only: list[str] | None = None) -> str:
     """The plan a --dry-run prints: cells, their strategy choices, repetitions and the estimated time."""
-    cells = expand(exp, raw)
+    cells = select_cells(expand(exp, raw), only)
     total = sum(estimate_run_s(c.experiment) for c in cells) * exp.repetitions
+    services = sorted({s for c in cells for s in c.experiment.services})
     lines = [
         f"experiment {exp.name}: {len(cells)} cell(s) x {exp.repetitions} repetition(s), about {total / 60:.1f} min",
     ]
@@ -369,7 +382,7 @@ def describe(exp: Experiment, raw: dict[str, Any]) -> str:
         lines.append(
             f"  {c.name}: {strat}; {e.population.users} users, {e.workload.duration_s:g} s, faults: {faults}, {proxy}"
         )
-    if exp.services:
-        check_services(list(exp.services))
-        lines.append(f"  services up: {', '.join(exp.services)}")
+    if services:
+        check_services(services)
+        lines.append(f"  services up: {', '.join(services)}")
     return "\n".join(lines)

@@ -116,3 +116,11 @@ def test_locust_driver_end_to_end(tmp_path: Path) -> None:
     assert metrics["send_ack_p50_ms"]["mean"] > 0
     stats = (run / "cells" / "default" / "rep0" / "locust_stats.csv").read_text()
     assert "message.send" in stats and "message.deliver" in stats
+
+
+def test_cell_filter_in_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(ROOT / "experiments" / "retry_policies.yaml")
+    assert run_experiment.main([path, "--dry-run", "--cell", "retry=none"]) == 0
+    assert "1 cell(s)" in capsys.readouterr().out
+    assert run_experiment.main([path, "--dry-run", "--cell", "retry=sometimes"]) == 2
+    assert "cells: retry=none, retry=fixed, retry=exponential" in capsys.readouterr().err
