@@ -110,15 +110,19 @@ async def _phase(
 
 
 def median_of(runs: list[Any]) -> Any:
-    """Field-wise median of repeated phase results (numbers: the median; mappings: recursively; else the first)."""
-    first = runs[0]
+    """Field-wise median of repeated phase results (numbers: the median of the runs that have one; mappings:
+    recursively; anything else: the first)."""
+    present = [r for r in runs if r is not None]
+    if not present:
+        return None
+    first = present[0]
     if isinstance(first, dict):
-        return {k: median_of([r.get(k) for r in runs]) for k in first}
+        return {k: median_of([r.get(k) for r in present if isinstance(r, dict)]) for k in first}
     if isinstance(first, bool) or not isinstance(first, (int, float)):
         return first
-    values = sorted(float(v) for v in runs if isinstance(v, (int, float)))
-    if not values:
-        return None
+    if all(v == first for v in present):
+        return first  # an unchanging setting (senders, window) stays as it was
+    values = sorted(float(v) for v in present if isinstance(v, (int, float)))
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 

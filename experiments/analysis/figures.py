@@ -132,25 +132,45 @@ def setup_style() -> str:
     return font
 
 
-def comparison_bar(stats: pd.DataFrame, metric: str, title: str | None = None) -> Figure:
-    """One bar per cell: mean over repetitions, error bar = standard deviation, n annotated."""
-    fig, ax = plt.subplots()
+def _near_one(metric: str, means: np.ndarray) -> bool:
+    finite = means[~np.isnan(means)]
+    return metric.endswith(("_rate", "_success")) and finite.size > 0 and float(finite.min()) >= 0.9
+
+
+def _draw(ax: Any, stats: pd.DataFrame, metric: str, *, annotate: bool, label_size: float = 8) -> None:
+    """Bars from zero; for rates that are all near 1, points with error bars on a zoomed axis instead (a bar
+    from zero would hide a 99.3 % vs 100 % difference)."""
     x = np.arange(len(stats))
     means = stats["mean"].astype(float).to_numpy()
     stds = stats["std"].fillna(0).astype(float).to_numpy()
-    ax.bar(
-        x, np.nan_to_num(means), yerr=stds, capsize=4, color=[PALETTE[i % len(PALETTE)] for i in x], width=0.6
-    )
-    ax.set_xticks(x, list(stats["cell"]), rotation=15 if len(stats) > 3 else 0)
+    colors = [PALETTE[i % len(PALETTE)] for i in x]
+    if _near_one(metric, means):
+        for i in range(len(stats)):
+            ax.errorbar(i, means[i], yerr=stds[i], fmt="o", color=colors[i], capsize=4, markersize=6)
+        low = float(np.nanmin(means - stds))
+        pad = max(0.002, (1.0 - low) * 0.25)
+        ax.set_ylim(low - pad, 1.0 + pad)
+        ax.set_xlim(-0.6, len(stats) - 0.4)
+        ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle="--")
+    else:
+        ax.bar(x, np.nan_to_num(means), yerr=stds, capsize=4, color=colors, width=0.6)
+        if metric.endswith("_rate") and np.nanmax(np.nan_to_num(means, nan=0.0)) <= 1.0:
+            ax.set_ylim(0, 1.12)
+    ax.set_xticks(x, list(stats["cell"]), rotation=15 if len(stats) > 3 else 0, fontsize=label_size)
+    if annotate:
+        for pos, (m, sd, reps, n) in enumerate(
+            zip(means, stds, stats["repetitions"], stats["n_events"], strict=True)
+        ):
+            if not np.isnan(m):  # above the error bar, so the two never overlap
+                ax.annotate(f"{m:.4g}\nn={int(n)}, r={int(reps)}", (pos, m + sd), ha="center", va="bottom",
+                            fontsize=7, xytext=(0, 3), textcoords="offset points")  # fmt: skip
+
+
+def comparison_bar(stats: pd.DataFrame, metric: str, title: str | None = None) -> Figure:
+    """One bar (or point) per cell: mean over repetitions, error bar = standard deviation, n annotated."""
+    fig, ax = plt.subplots()
+    _draw(ax, stats, metric, annotate=True)
     ax.set_ylabel(label(metric))
-    for xi, (m, sd, reps, n) in enumerate(
-        zip(means, stds, stats["repetitions"], stats["n_events"], strict=True)
-    ):
-        if not np.isnan(m):  # above the error bar, so the two never overlap
-            ax.annotate(f"{m:.3g}\nn={int(n)}, r={int(reps)}", (xi, m + sd), ha="center", va="bottom",
-                        fontsize=7, xytext=(0, 3), textcoords="offset points")  # fmt: skip
-    if metric.endswith("_rate") and np.nanmax(np.nan_to_num(means, nan=0.0)) <= 1.0:
-        ax.set_ylim(0, 1.12)
     if title:
         ax.set_title(title)
     return fig
@@ -191,11 +211,7 @@ def headline_grid(panels: Sequence[tuple[str, str, pd.DataFrame]]) -> Figure:
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     for ax, (exp, metric, stats) in zip(axes.flat, panels, strict=False):
-        x = np.arange(len(stats))
-        ax.bar(x, np.nan_to_num(stats["mean"].astype(float).to_numpy()),
-               yerr=stats["std"].fillna(0).astype(float).to_numpy(), capsize=3,
-               color=[PALETTE[i % len(PALETTE)] for i in x], width=0.6)  # fmt: skip
-        ax.set_xticks(x, list(stats["cell"]), rotation=20, fontsize=6)
+        _draw(ax, stats, metric, annotate=False, label_size=6)
         ax.set_title(f"{exp}\n{label(metric).splitlines()[0]}", fontsize=8)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
