@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import __version__
-from core.api import admin, auth, conversations, files, groups, ops, users
+from core.api import admin, auth, conversations, files, groups, ops, transports, users
 from core.api.schemas import ErrorOut
 from core.clock import Clock, SystemClock
 from core.config import Settings
@@ -32,10 +32,10 @@ from core.services.files import FileService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
 from core.services.social import SocialService
-from core.transport.websocket import websocket_endpoint
 from strategies import ack, bus, cache, dedup, ids, presence, retry
 from strategies import files as file_strategies
 from strategies import store as stores
+from strategies import transport as transport_strategies
 from strategies.context import StrategyContext
 from strategies.store.base import StoreUnavailable
 
@@ -251,9 +251,18 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_node(node)
+        started = []
         try:
+            for t in app.state.transports:
+                await t.start()
+                started.append(t)
             yield
         finally:
+            for t in reversed(started):
+                try:
+                    await t.close()
+                except Exception:
+                    log.exception("error while closing transport %s", t.name)
             await stop_node(node)
 
     app = FastAPI(
@@ -279,7 +288,13 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
         conversations.router,
         files.router,
         admin.router,
+        transports.router,
     ):
         app.include_router(r)
-    app.add_api_websocket_route("/ws", websocket_endpoint)
+    # Transports (native WebSocket by default; STOMP, HTTP polling, MQTT by configuration) add their own routes.
+    app.state.transports = [
+        transport_strategies.REGISTRY.create(cfg, node) for cfg in settings.strategies.transports
+    ]
+    for t in app.state.transports:
+        app.router.routes.extend(t.routes())
     return app
