@@ -239,6 +239,8 @@ class _Outstanding:
     ack_id: str
     conv: str
     seq: int
+    # The subscription, when it is in 'client' mode: an ACK then also settles what was given before on it.
+    cumulative_on: str | None
 
 
 class AckLedger:
@@ -263,12 +265,12 @@ class AckLedger:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def given(self, ack_id: str, conv: str, seq: int) -> None:
+    def given(self, ack_id: str, conv: str, seq: int, cumulative_on: str | None = None) -> None:
         """A MESSAGE with this ``ack`` id carrying (conv, seq) was written. Oldest entries are forgotten past the
         bound (their messages stay in the store; the tracker retries or dead-letters them)."""
         if ack_id in self._by_id:
             return
-        entry = _Outstanding(ack_id, conv, seq)
+        entry = _Outstanding(ack_id, conv, seq, cumulative_on)
         self._by_id[ack_id] = entry
         self._order.append(entry)
         pend = self._pending.setdefault(conv, [])
@@ -282,23 +284,30 @@ class AckLedger:
     def known(self, ack_id: str) -> bool:
         return ack_id in self._by_id
 
-    def ack(self, ack_id: str, cumulative: bool = False) -> list[tuple[str, int]]:
-        """Settle one message (or, cumulative, it and everything given before it on the same subscription).
+    def ack(self, ack_id: str) -> list[tuple[str, int]]:
+        """Settle one message (given in 'client' mode: it and every message given before it on that subscription).
 
-        Returns the (conv, seq) pairs settled; an unknown id settles nothing.
+        Returns the (conv, seq) pairs settled; an unknown (or already settled) id settles nothing.
         """
         entry = self._by_id.get(ack_id)
         if entry is None:
             return []
-        if not cumulative:
+        scope = entry.cumulative_on
+        if scope is None:
             return [self._settle(entry)]
         settled: list[tuple[str, int]] = []
+        kept: list[_Outstanding] = []
         while self._order:
             e = self._order.popleft()
-            if self._by_id.get(e.ack_id) is e:
+            if self._by_id.get(e.ack_id) is not e:
+                continue
+            if e.cumulative_on == scope:
                 settled.append(self._settle(e))
+            else:
+                kept.append(e)
             if e is entry:
                 break
+        self._order.extendleft(reversed(kept))
         return settled
 
     def nack(self, ack_id: str) -> tuple[str, int] | None:

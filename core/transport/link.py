@@ -122,7 +122,6 @@ class SessionLink(ABC):
     def transport(self) -> str:
         return self.TRANSPORT
 
-    @property
     def closing(self) -> bool:
         return self._close_request is not None
 
@@ -165,6 +164,10 @@ class SessionLink(ABC):
     async def _close_wire(self, code: CloseCode, reason: str) -> None:
         """Tell the device the link is closing, with the close code (or its transport's equivalent)."""
 
+    async def _after_write(self, frame: str, track: Track | None) -> None:
+        """Hook after a written frame was tracked (STOMP 'auto' subscriptions acknowledge on write)."""
+        return
+
     def _observe_written(self, frame: str, track: Track | None, ts_ms: int | None) -> None:
         """A frame reached the device (by the transport's own meaning of 'reached'): track it, time it."""
         node = self.node
@@ -188,6 +191,7 @@ class SessionLink(ABC):
                     frame, track, ts_ms = self._queue.popleft()
                     if await self._write(frame, track):
                         self._observe_written(frame, track, ts_ms)
+                        await self._after_write(frame, track)
                 if self._close_request is not None:
                     code, reason = self._close_request
                     with suppress(Exception):
