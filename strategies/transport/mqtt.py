@@ -26,6 +26,7 @@ from contextlib import suppress
 from typing import Annotated, Any
 
 import aiomqtt
+import orjson
 from fastapi import APIRouter, Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,6 +55,17 @@ log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 _CLIENT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _is_hello(frame: bytes) -> bool:
+    """``{"type": "auth"}``: a device (re)attaching, e.g. after it reconnected to the broker."""
+    if b"auth" not in frame[:64]:
+        return False
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and obj.get("type") == "auth"
 
 
 class CredentialsRequest(BaseModel):
@@ -241,6 +253,10 @@ class MqttBridgeTransport:
         cred = up.credential
         key = (cred.user, cred.device)
         link = self._links.get(key)
+        hello = _is_hello(up.frame)
+        if hello and link is not None and not link.closing():
+            link.close(CloseCode.REPLACED, "the same device attached again")
+            link = None
         if link is not None and link.family == cred.family and not link.closing():
             link.renew(cred.exp_ms)
             if not link.deliver_uplink(up.frame):
@@ -252,6 +268,8 @@ class MqttBridgeTransport:
             opening = asyncio.ensure_future(self._open_link(cred))
             self._opening[key] = opening
             opening.add_done_callback(functools.partial(self._opened, key))
+        if hello:
+            return  # the hello only (re)attaches: the new link answers auth.ok
         frame = up.frame
         task = asyncio.ensure_future(self._after_open(opening, frame))
         self._pending_tasks.add(task)

@@ -85,6 +85,7 @@ class PollLink(SessionLink):
         self._confirmed = 0
         self._arrived = asyncio.Event()
         self.closed_info: tuple[int, str] | None = None
+        self.created_from: str | None = None  # the link id the request that created this link carried
 
     # ---------------------------------------------------------------- outbound buffer
     def push(self, frame: str, track: Track | None = None, ts_ms: int | None = None) -> None:
@@ -236,11 +237,17 @@ class PollingTransport:
     async def _attach(self, principal: Principal, body: PollRequest) -> PollLink:
         key = (principal.user_id, body.device)
         link = self._links.get(key)
-        if link is not None and link.id == body.link and link.family == principal.family:
-            return link
+        if (
+            link is not None
+            and body.link is not None
+            and link.family == principal.family
+            and body.link in (link.id, link.created_from)
+        ):
+            return link  # the current link, or a concurrent request of the device that just got it
         # No link, another one (the device restarted), or another login session: a new link, which replaces the
         # old one in the hub. Its new id tells the device to sync from its message cursors.
         link = PollLink(self.node, self)
+        link.created_from = body.link
         self._links[key] = link
         await link.open(principal, body.device)
         return link
