@@ -147,10 +147,14 @@ class SessionLink(ABC):
             return
         self._close_request = (code, reason)
         # Error frames queued just before a protocol close stay: they tell the client why.
-        kept = [item for item in self._queue if keep_errors and item[0].startswith(ERROR_PREFIX)]
+        kept = [item for item in self._queue if keep_errors and self._keep_on_close(item[0])]
         self._queue.clear()
         self._queue.extend(kept)
         self._wake.set()
+
+    def _keep_on_close(self, frame: str) -> bool:
+        """Whether a queued frame is still written when the session closes (the frames that say why)."""
+        return frame.startswith(ERROR_PREFIX)
 
     def request_sync(self, reason: str) -> None:
         self.push_frame(SyncRequired(reason=reason))

@@ -184,13 +184,13 @@ class Device(ABC):
         ftype = frame.get("type")
         if ftype == "message.new":
             msg = frame["msg"]
+            if self.auto_ack:  # a repeated push is acknowledged too, or the server keeps retrying it
+                self._spawn(self.ack(msg["conv"], msg["seq"]))
             if msg["id"] in self._seen_ids:
                 return
             self._seen_ids.add(msg["id"])
             msg["_rx_ns"] = time.time_ns()
             self.messages.put_nowait(msg)
-            if self.auto_ack:
-                self._spawn(self.ack(msg["conv"], msg["seq"]))
         elif ftype == "message.sent":
             fut = self._sent.pop(frame["cmid"], None)
             if fut is not None and not fut.done():

@@ -107,6 +107,9 @@ class StompLink(SessionLink):
         if receipt_id is not None:
             self.push(_RECEIPT + receipt_id)
 
+    def _keep_on_close(self, frame: str) -> bool:
+        return frame.startswith(_RECEIPT) or super()._keep_on_close(frame)  # DISCONNECT's RECEIPT comes last
+
     async def _send(self, text: str) -> None:
         try:
             await self.ws.send_text(text)
