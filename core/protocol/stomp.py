@@ -16,7 +16,7 @@ Rules implemented (https://stomp.github.io/stomp-specification-1.2.html):
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -249,9 +249,10 @@ class AckLedger:
     wsim's ``message.ack {conv, seq}`` means "this device holds every message of ``conv`` up to ``seq``". A STOMP
     client acknowledges single messages (``client-individual``) or everything up to one message on a subscription
     (``client``). The ledger keeps, per conversation, the seqs this connection was given and not yet acked; the
-    delivered mark moves to the highest acked seq below which nothing given is still unacked. So a mark never
+    delivered mark moves to the highest *acked* seq below which nothing given is still unacked. So a mark never
     covers a message this connection was given but the client did not acknowledge. (Messages the connection was
-    never given, e.g. sent while it was away, are not known here: they come with ``sync``.)
+    never given, e.g. sent while it was away, are not known here: they come with ``sync``, and a mark may pass
+    them, as a native client's cumulative ack after a sync does.)
     """
 
     def __init__(self, max_outstanding: int = 10_000) -> None:
@@ -259,7 +260,7 @@ class AckLedger:
         self._by_id: dict[str, _Outstanding] = {}
         self._order: deque[_Outstanding] = deque()  # send order, for cumulative ('client' mode) acks
         self._pending: dict[str, list[int]] = {}  # conv -> sorted unacked seqs
-        self._acked_hi: dict[str, int] = {}
+        self._acked: dict[str, list[int]] = {}  # conv -> sorted acked seqs not yet folded into a mark
         self._marked: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -320,8 +321,8 @@ class AckLedger:
     def _settle(self, entry: _Outstanding) -> tuple[str, int]:
         del self._by_id[entry.ack_id]
         self._drop_pending(entry.conv, entry.seq)
-        if entry.seq > self._acked_hi.get(entry.conv, 0):
-            self._acked_hi[entry.conv] = entry.seq
+        if entry.seq > self._marked.get(entry.conv, 0):
+            insort(self._acked.setdefault(entry.conv, []), entry.seq)
         return entry.conv, entry.seq
 
     def _drop_pending(self, conv: str, seq: int) -> None:
@@ -336,12 +337,22 @@ class AckLedger:
             del self._pending[conv]
 
     def marks(self, convs: set[str] | None = None) -> list[tuple[str, int]]:
-        """New cumulative delivered marks ``(conv, seq)`` that moved since the last call."""
+        """New cumulative delivered marks ``(conv, seq)`` that moved since the last call: the highest acked seq
+        below every seq given and still unacked (only an acked seq can be a mark)."""
         out: list[tuple[str, int]] = []
-        for conv in list(convs if convs is not None else self._acked_hi):
-            hi = self._acked_hi.get(conv, 0)
+        for conv in list(convs if convs is not None else self._acked):
+            acked = self._acked.get(conv)
+            if not acked:
+                continue
             pend = self._pending.get(conv)
-            mark = hi if not pend or pend[0] > hi else pend[0] - 1
+            limit = pend[0] if pend else None
+            i = len(acked) if limit is None else bisect_left(acked, limit)
+            if i == 0:
+                continue
+            mark = acked[i - 1]
+            del acked[:i]
+            if not acked:
+                del self._acked[conv]
             if mark > self._marked.get(conv, 0):
                 self._marked[conv] = mark
                 out.append((conv, mark))

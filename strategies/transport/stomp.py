@@ -148,12 +148,12 @@ class StompLink(SessionLink):
         }
         if conv is not None:
             headers["wsim-conv"] = conv
-        if track is not None and seq is not None:
+        if conv is not None and seq is not None:  # a message.new, first push or redelivery
             headers["wsim-seq"] = str(seq)
             if sub.ack != "auto":
                 ack_id = f"a-{n}"
                 headers["ack"] = ack_id
-                self.ledger.given(ack_id, track.conv, track.seq, sub.id if sub.ack == "client" else None)
+                self.ledger.given(ack_id, conv, seq, sub.id if sub.ack == "client" else None)
         await self._send(serialize_text("MESSAGE", headers, frame))
         return True
 
@@ -162,10 +162,10 @@ class StompLink(SessionLink):
         if track is not None:
             return track.conv, track.seq, "message.new"
         obj = orjson.loads(frame)
-        conv = obj.get("conv")
-        if conv is None and isinstance(obj.get("msg"), dict):
-            conv = obj["msg"].get("conv")
-        return conv, None, str(obj.get("type", ""))
+        msg = obj.get("msg")
+        if isinstance(msg, dict):  # message.new without a track: a redelivery (or an untracked push)
+            return msg.get("conv"), msg.get("seq"), str(obj.get("type", ""))
+        return obj.get("conv"), None, str(obj.get("type", ""))
 
     async def _after_write(self, frame: str, track: Track | None) -> None:
         if track is None:
