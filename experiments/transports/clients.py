@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -630,6 +631,7 @@ class MqttDevice(Device):
                 creds["broker"]["port"],
                 identifier=f"wsim-dev-{uuid.uuid4().hex[:16]}",
                 clean_session=True,
+                socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),  # as the bridge (see there)
             )
         )
         await self._client.subscribe(creds["downlink"], qos=1)
