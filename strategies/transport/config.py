@@ -39,7 +39,6 @@ class LongPollTransportConfig(_Config):
     # Must stay well under heartbeat.interval_s * missed_beats, or a quiet device would be reaped while it waits.
     hold_s: Annotated[float, Field(gt=0, le=120)] = 25.0
     max_frames_per_response: Annotated[int, Field(ge=1, le=10_000)] = 500
-    max_frames_per_request: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
 class ShortPollTransportConfig(_Config):
@@ -48,7 +47,6 @@ class ShortPollTransportConfig(_Config):
     kind: Literal["short_poll"] = "short_poll"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/api/poll/short"
     max_frames_per_response: Annotated[int, Field(ge=1, le=10_000)] = 500
-    max_frames_per_request: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
 class MqttTransportConfig(_Config):

@@ -70,7 +70,7 @@ def _is_hello(frame: bytes) -> bool:
 
 
 class CredentialsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no "true" for true: a client bug shows
     device: Annotated[str, Field(pattern=DEVICE_PATTERN, description="the device's stable id")]
 
 
@@ -325,7 +325,7 @@ class MqttBridgeTransport:
             methods=["POST"],
             response_model=CredentialsOut,
             summary="MQTT: topics and signing key for one device (prove who you are with your access token)",
-            responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+            responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
         )
         return router.routes
 

@@ -20,6 +20,7 @@ which tells it to sync from its message cursors, exactly like a WebSocket reconn
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections import deque
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import BaseRoute
@@ -46,14 +47,29 @@ log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 
 
+MAX_FRAMES_PER_REQUEST = 100  # a schema constraint (so clients can see it): more is refused with 422
+
+
+def _encode_frame(frame: dict[str, Any]) -> bytes:
+    """Back to JSON text for the session's codec (its size limit and error budget apply as on a socket). orjson
+    refuses integers beyond 64 bits; the standard library writes them, and the codec then names the bad field."""
+    try:
+        return orjson.dumps(frame)
+    except TypeError:
+        return json.dumps(frame).encode()
+
+
 class PollRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no "true" for true: a client bug shows
 
     device: Annotated[str, Field(pattern=DEVICE_PATTERN, description="the device's stable id")]
     link: Annotated[str | None, Field(max_length=64, description="link id from the last response")] = None
-    cursor: Annotated[int, Field(ge=0, description="number of the last frame received on this link")] = 0
+    cursor: Annotated[
+        int, Field(ge=0, le=2**53 - 1, description="number of the last frame received on this link")
+    ] = 0
     frames: Annotated[
-        list[dict[str, Any]], Field(max_length=1000, description="protocol frames from the device, in order")
+        list[dict[str, Any]],
+        Field(max_length=MAX_FRAMES_PER_REQUEST, description="protocol frames from the device, in order"),
     ] = Field(default_factory=list)
     wait: Annotated[bool, Field(description="long polling only: hold the request until frames arrive")] = True
     close: Annotated[bool, Field(description="end the link (the device goes offline)")] = False
@@ -192,7 +208,6 @@ class PollingTransport:
     async def poll(
         self,
         body: PollRequest,
-        request: Request,
         response: Response,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> PollResponse:
@@ -202,10 +217,6 @@ class PollingTransport:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise WsimError(ErrorCode.UNAUTHORIZED, "missing bearer token")
         principal = await node.accounts.verify_access(credentials.credentials)
-        if len(body.frames) > self.config.max_frames_per_request:
-            raise WsimError(
-                ErrorCode.TOO_LARGE, f"frames: at most {self.config.max_frames_per_request} per request"
-            )
         key = (principal.user_id, body.device)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one request at a time changes a link (a held poll does not hold this lock)
@@ -217,7 +228,7 @@ class PollingTransport:
                 for frame in body.frames:
                     if link.closing():
                         break
-                    await link.feed_data(orjson.dumps(frame))
+                    await link.feed_data(_encode_frame(frame))
                 if body.close:
                     link.close(CloseCode.NORMAL, "device closed the link")
         cursor = body.cursor if body.link == link.id else 0
@@ -261,7 +272,7 @@ class PollingTransport:
             methods=["POST"],
             response_model=PollResponse,
             summary=f"{self.name.replace('_', ' ')}: upload frames, download frames after 'cursor'",
-            responses={401: {"model": ErrorOut}, 413: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+            responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
         )
         return router.routes
 

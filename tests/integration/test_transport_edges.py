@@ -139,6 +139,16 @@ async def test_poll_errors_are_json(srv: RunningServer, people: People) -> None:
         # a bad frame inside a valid request is answered in the stream, like on a socket
         out = await _poll(http, acc, "/api/poll/short", frames=[{"type": "nonsense"}])
         assert any(f["type"] == "error" and f["code"] == "bad_frame" for f in out["frames"])
+        # an integer beyond 64 bits (found by schemathesis: it once was a 500)
+        big = {"type": "message.ack", "conv": "d:1:2", "seq": 2**70}
+        out = await _poll(http, acc, "/api/poll/short", link=out["link"], cursor=out["cursor"], frames=[big])
+        assert [f["code"] for f in out["frames"] if f["type"] == "error"] == ["invalid"]
+        r = await http.post(
+            "/api/poll/short",
+            json={"device": acc.device, "frames": [{}] * 101},
+            headers={"Authorization": f"Bearer {acc.token}"},
+        )
+        assert r.status_code == 422
 
 
 async def test_reaped_poll_link_comes_back_as_a_new_link(start_server: ServerFactory) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from core.sdk import WsimClient
 from experiments.transports.clients import TRANSPORT_KINDS, Account, Device, make_device, server_transports
+from strategies import transport
 from tests.conftest import ServerFactory, unique_name
 from tests.support.server import RunningServer
 from tests.support.services import namespace, require_service
@@ -55,7 +56,7 @@ def _texts(msgs: list[dict[str, Any]]) -> list[str]:
     return [m["body"].get("text", "") for m in msgs]
 
 
-@pytest.mark.parametrize("kind", TRANSPORT_KINDS)
+@pytest.mark.parametrize("kind", transport.REGISTRY.names())  # a newly registered transport is tested at once
 async def test_conversation_scenario(kind: str, accounts: Any) -> None:
     make, device = accounts
     (alice_c, alice_acc), (bob_c, bob_acc) = await make(2)
