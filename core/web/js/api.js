@@ -45,7 +45,7 @@ async function errorFrom(resp) {
 export class Api {
   constructor() {
     this.auth = readAuth();
-    this.listeners = new Set(); // called with the new auth (or null) when it changes, here or in another tab
+    this.listeners = new Set(); // called with the new auth (or null) when another tab changes it
     this._refreshing = null;
     window.addEventListener('storage', (e) => {
       if (e.key !== AUTH_KEY) return;
@@ -72,13 +72,11 @@ export class Api {
       session: body.session,
     };
     localStorage.setItem(AUTH_KEY, JSON.stringify(this.auth));
-    this._emit();
   }
 
   clearAuth() {
     this.auth = null;
     localStorage.removeItem(AUTH_KEY);
-    this._emit();
   }
 
   get loggedIn() {

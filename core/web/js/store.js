@@ -53,7 +53,7 @@ export function toast(text, kind = 'info') {
   setTimeout(() => {
     const i = state.toasts.findIndex((x) => x.id === id);
     if (i >= 0) state.toasts.splice(i, 1);
-  }, 4000);
+  }, 3000);
 }
 
 function fail(err) {
@@ -280,9 +280,7 @@ const handlers = {
   onNotify(event, data) {
     switch (event) {
       case 'friend.request':
-        loadRequests();
-        ensureUser(data.from);
-        toast(t('newRequest', { name: userName(data.from) }));
+        loadRequests().then(() => toast(t('newRequest', { name: userName(data.from) })));
         break;
       case 'friend.accepted': {
         loadFriends();
@@ -474,9 +472,11 @@ export async function loadConfig() {
 }
 
 export async function startSession() {
+  if (conn) return;
   state.me = api.me;
   state.screen = 'app';
   state.device = await acquireDevice();
+  if (conn || !api.loggedIn) return;
   conn = markRaw(
     new Connection({ api, device: state.device, handlers, status: state.status, outbox: state.outbox }),
   );
@@ -579,6 +579,7 @@ export function sendText(conv, text) {
   const body = text.replace(/\s+$/, '');
   if (!body.trim() || !conn) return false;
   conn.enqueue({ cmid: newCmid(), conv, kind: 'text', text: body, body: { text: body } });
+  lastTypingSent.delete(conv); // the others cleared the indicator on this message: the next keystroke tells them
   return true;
 }
 

@@ -11,7 +11,7 @@ import {
   canRecall, convTitle, discardSend, fileLink, hasOlder, isBlocked, loadHistory, messagesOf, notifyTyping,
   pendingOf, receiptOf, recall, retrySend, sendFile, sendText, state, typingNames, userName, closeConv,
 } from '../store.js';
-import { avatar } from './common.js';
+import { avatar, systemText } from './common.js';
 import { ConnectionBanner } from './status.js';
 
 // ------------------------------------------------------------------------------------------------ pieces
@@ -71,23 +71,6 @@ const FileCard = defineComponent({
     </a>`;
   },
 });
-
-function systemText(msg) {
-  const b = msg.body || {};
-  const names = (ids) => (ids || []).map((id) => (id === state.me.id ? t('you') : userName(id))).join(t('listSep'));
-  const actor = b.actor === state.me.id ? t('you') : userName(b.actor);
-  switch (b.event) {
-    case 'friend.accepted': return t('sysFriend');
-    case 'group.created': return t('sysCreated', { actor, name: b.name });
-    case 'group.renamed': return t('sysRenamed', { actor, name: b.name });
-    case 'group.members_added': return t('sysAdded', { actor, users: names(b.users) });
-    case 'group.member_removed': return t('sysRemoved', { actor, users: names(b.users) });
-    case 'group.member_left': return t('sysLeft', { users: names(b.users) });
-    case 'group.role_changed': return t('sysRole', { actor, users: names(b.users), role: t(b.role || 'member') });
-    case 'group.dissolved': return t('sysDissolved', { actor });
-    default: return b.event || '';
-  }
-}
 
 function ticks(msg, group) {
   const r = receiptOf(msg);

@@ -3,7 +3,7 @@ import { defineComponent, ref } from '../../vendor/vue/vue.runtime.esm-browser.p
 import { html } from '../html.js';
 import { t } from '../i18n.js';
 import { icon } from '../icons.js';
-import { state } from '../store.js';
+import { state, userName } from '../store.js';
 
 const COLORS = ['#5b8def', '#f08a5d', '#4fb286', '#b57edc', '#e8a33d', '#3fb0c9', '#e0627a', '#7c8cf8'];
 
@@ -98,4 +98,22 @@ export const ConfirmModal = defineComponent({
 
 export function confirmThen(text, ok) {
   state.modal = { type: 'confirm', text, ok };
+}
+
+// The sentence for a system message (group and friendship events); names are text, never markup.
+export function systemText(msg) {
+  const b = msg.body || {};
+  const names = (ids) => (ids || []).map((id) => (id === state.me.id ? t('you') : userName(id))).join(t('listSep'));
+  const actor = b.actor === state.me.id ? t('you') : userName(b.actor);
+  switch (b.event) {
+    case 'friend.accepted': return t('sysFriend');
+    case 'group.created': return t('sysCreated', { actor, name: b.name });
+    case 'group.renamed': return t('sysRenamed', { actor, name: b.name });
+    case 'group.members_added': return t('sysAdded', { actor, users: names(b.users) });
+    case 'group.member_removed': return t('sysRemoved', { actor, users: names(b.users) });
+    case 'group.member_left': return t('sysLeft', { users: names(b.users) });
+    case 'group.role_changed': return t('sysRole', { actor, users: names(b.users), role: t(b.role || 'member') });
+    case 'group.dissolved': return t('sysDissolved', { actor });
+    default: return b.event || '';
+  }
 }

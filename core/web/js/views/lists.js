@@ -8,7 +8,7 @@ import {
   answerRequest, block, convTitle, directConv, isBlocked, loadBlocks, openConv, removeFriend, requestFriend,
   searchUsers, sortedConvs, state, typingNames, unblock, unreadOf, userName,
 } from '../store.js';
-import { avatar, confirmThen } from './common.js';
+import { avatar, confirmThen, systemText } from './common.js';
 
 export function preview(c) {
   const m = c.last;
@@ -21,7 +21,7 @@ export function preview(c) {
     case 'image': return `${who}${t('image')}`;
     case 'file': return who + t('fileLabel', { name: m.body.name || '' });
     case 'recall': return m.from === state.me.id ? t('recalledByMe') : t('recalledBy', { name: userName(m.from) });
-    case 'system': return m.body.event === 'friend.accepted' ? t('sysFriend') : t('groupInfo');
+    case 'system': return systemText(m);
     default: return '';
   }
 }
