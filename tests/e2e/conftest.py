@@ -23,7 +23,7 @@ from tests.support.server import RunningServer, running_server, settings_for_tes
 
 pytest.importorskip("playwright", reason="install wsim-testbed[test] for the browser tests")
 
-from playwright.async_api import (  # noqa: E402
+from playwright.async_api import (
     Browser,
     BrowserContext,
     Locator,

@@ -56,7 +56,9 @@ async def test_restart_mid_conversation(browser: Browser, web: WebServer) -> Non
 
     await web.start()  # same port, same data directory
     for p in (alice, bob):
-        await expect(p.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected", timeout=40_000)
+        await expect(p.get_by_test_id("conn-status")).to_have_attribute(
+            "data-state", "connected", timeout=40_000
+        )
     expected = ["before 1", *gap_alice, *gap_bob]
     for p in (alice, bob):
         await expect(p.locator("[data-pending=true]")).to_have_count(0)

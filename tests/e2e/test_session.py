@@ -31,10 +31,10 @@ async def test_two_tabs_silent_refresh_and_logout(browser: Browser, web: WebServ
     errors = PageErrors()
     tab1 = await new_page(browser, errors)
     sockets: dict[str, list[WebSocket]] = {"tab1": [], "tab2": []}
-    tab1.on("websocket", lambda ws: sockets["tab1"].append(ws))
+    tab1.on("websocket", sockets["tab1"].append)
     await register(tab1, web.url, "alice", "Alice")
     tab2 = await new_page(browser, errors, context=tab1.context)  # same browser: shared login, own device
-    tab2.on("websocket", lambda ws: sockets["tab2"].append(ws))
+    tab2.on("websocket", sockets["tab2"].append)
     await tab2.goto(web.url + "/")
     await expect(tab2.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected")
     devices = [await p.evaluate("sessionStorage.getItem('wsim.device')") for p in (tab1, tab2)]
@@ -111,9 +111,9 @@ async def test_language_switch_and_phone_layout(browser: Browser, web: WebServer
         await expect(page.get_by_test_id("conv-list")).to_be_hidden()
         await expect(stream_msgs(page).filter(has_text="七点，老地方")).to_be_visible()
         await send_text(page, "好的，不见不散")
-        await expect(stream_msgs(page).filter(has_text="不见不散").get_by_test_id("receipt")).to_have_attribute(
-            "data-status", "delivered"
-        )
+        await expect(
+            stream_msgs(page).filter(has_text="不见不散").get_by_test_id("receipt")
+        ).to_have_attribute("data-status", "delivered")
         await shot(page, "07-phone-chat")
         await page.get_by_test_id("back").click()
         await expect(page.get_by_test_id("conv-list")).to_be_visible()
