@@ -180,7 +180,8 @@ async def test_two_people_chat(browser: Browser, web: WebServer) -> None:
     finally:
         await carol.close()
 
-    await alice.get_by_test_id("nav-chats").click()
+    await alice.get_by_test_id("group-info").click()  # close the panel
+    await expect(alice.get_by_test_id("group-panel")).to_have_count(0)
     await shot(alice, "02-conversations")
     assert errors == [], errors
 

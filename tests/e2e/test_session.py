@@ -31,10 +31,10 @@ async def test_two_tabs_silent_refresh_and_logout(browser: Browser, web: WebServ
     errors = PageErrors()
     tab1 = await new_page(browser, errors)
     sockets: dict[str, list[WebSocket]] = {"tab1": [], "tab2": []}
-    tab1.on("websocket", sockets["tab1"].append)
+    tab1.on("websocket", lambda ws: sockets["tab1"].append(ws))  # noqa: PLW0108 - Playwright needs a Python function
     await register(tab1, web.url, "alice", "Alice")
     tab2 = await new_page(browser, errors, context=tab1.context)  # same browser: shared login, own device
-    tab2.on("websocket", sockets["tab2"].append)
+    tab2.on("websocket", lambda ws: sockets["tab2"].append(ws))  # noqa: PLW0108 - Playwright needs a Python function
     await tab2.goto(web.url + "/")
     await expect(tab2.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected")
     devices = [await p.evaluate("sessionStorage.getItem('wsim.device')") for p in (tab1, tab2)]
@@ -100,7 +100,7 @@ async def test_language_switch_and_phone_layout(browser: Browser, web: WebServer
         await page.get_by_test_id("request").get_by_test_id("accept").click()
         await page.get_by_test_id("nav-chats").click()
         conv = bob.direct_conv(bob.user_id, await user_id(page))
-        for text in ("在吗？", "晚上一起吃饭吧 🍜", "七点，老地方"):
+        for text in ("在吗？", "晚上一起吃饭吧", "七点，老地方"):
             await bob.send(conv, text)
         row = page.get_by_test_id("conv")
         await expect(row.get_by_test_id("unread")).to_have_text("3")

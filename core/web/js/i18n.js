@@ -31,6 +31,7 @@ const zh = {
   stopped: '未连接',
   // chat
   typeMessage: '输入消息，Enter 发送，Shift+Enter 换行',
+  typeMessageShort: '输入消息',
   send: '发送',
   sendImage: '图片',
   sendFile: '文件',
@@ -176,6 +177,7 @@ const en = {
   replaced: 'This tab was opened elsewhere; connection closed',
   stopped: 'Not connected',
   typeMessage: 'Message (Enter to send, Shift+Enter for a new line)',
+  typeMessageShort: 'Message',
   send: 'Send',
   sendImage: 'Image',
   sendFile: 'File',

@@ -94,6 +94,13 @@ export function userName(id) {
   return u.display_name || u.username;
 }
 
+// A friend's presence, or null while this tab is not connected (then it is not known, so it is not shown).
+export function presenceOf(userId) {
+  if (state.status.state !== 'connected') return null;
+  const f = state.friends.get(userId);
+  return f ? f.online : null;
+}
+
 export function convTitle(c) {
   if (!c) return '';
   if (c.kind === 'group') {

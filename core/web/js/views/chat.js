@@ -9,7 +9,7 @@ import { icon } from '../icons.js';
 import { linkify } from '../linkify.js';
 import {
   canRecall, convTitle, discardSend, fileLink, hasOlder, isBlocked, loadHistory, messagesOf, notifyTyping,
-  pendingOf, receiptOf, recall, retrySend, sendFile, sendText, state, typingNames, userName, closeConv,
+  pendingOf, presenceOf, receiptOf, recall, retrySend, sendFile, sendText, state, typingNames, userName, closeConv,
 } from '../store.js';
 import { avatar, systemText } from './common.js';
 import { ConnectionBanner } from './status.js';
@@ -228,6 +228,8 @@ const MessageStream = defineComponent({
 });
 
 // ------------------------------------------------------------------------------------------------ composer
+const narrow = window.matchMedia('(max-width: 760px)');
+
 const Composer = defineComponent({
   props: { conv: String },
   setup(props) {
@@ -285,7 +287,8 @@ const Composer = defineComponent({
           data-testid="image-input" onChange=${pick} />
         <input ref=${fileInput} type="file" multiple hidden data-testid="file-input" onChange=${pick} />
       </div>
-      <textarea ref=${input} rows="1" data-testid="composer" placeholder=${t('typeMessage')} value=${text.value}
+      <textarea ref=${input} rows="1" data-testid="composer" value=${text.value}
+        placeholder=${narrow.matches ? t('typeMessageShort') : t('typeMessage')}
         maxlength=${state.config.max_text_chars} onInput=${onInput} onKeydown=${onKey} onPaste=${onPaste}></textarea>
       <button class="send-btn" data-testid="send" disabled=${!text.value.trim()} onClick=${submit}
         aria-label=${t('send')}>${icon('send')}</button>
@@ -307,13 +310,13 @@ export const ChatView = defineComponent({
       if (!c) return null;
       const group = c.kind === 'group';
       const title = convTitle(c);
-      const fr = group ? null : state.friends.get(c.peer);
+      const online = group ? null : presenceOf(c.peer);
       const g = group ? state.groups.get(c.conv) : null;
       const typing = typingNames(c.conv);
       let sub = '';
       if (typing.length) sub = t('typing', { name: typing.join(t('listSep')) });
       else if (group && g) sub = t('members', { n: g.members.length });
-      else if (fr) sub = fr.online ? t('online') : t('offline');
+      else if (online !== null) sub = online ? t('online') : t('offline');
       let blockedReason = '';
       if (group && c.dissolved) blockedReason = t('dissolvedNotice');
       else if (group && c.left) blockedReason = t('readOnly');
@@ -321,7 +324,7 @@ export const ChatView = defineComponent({
       return html`<section class="chat" data-testid="chat" data-conv=${c.conv}>
         <header class="chat-head">
           <button class="icon-btn back" onClick=${closeConv} aria-label=${t('back')} data-testid="back">${icon('back')}</button>
-          ${avatar(group ? c.conv : c.peer, title, { group, online: fr ? fr.online : null })}
+          ${avatar(group ? c.conv : c.peer, title, { group, online })}
           <div class="chat-title"><h2 data-testid="chat-title">${title}</h2>
             <div class=${['chat-sub', { typing: typing.length }]} data-testid=${typing.length ? 'typing' : 'chat-sub'}>${sub}</div></div>
           ${group ? html`<button class="icon-btn" data-testid="group-info" title=${t('groupInfo')} aria-label=${t('groupInfo')}

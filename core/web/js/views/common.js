@@ -96,6 +96,12 @@ export const ConfirmModal = defineComponent({
   },
 });
 
+// A click on an item of a <details> menu closes the menu.
+export function closeMenu(e) {
+  const d = e.currentTarget.closest('details');
+  if (d) d.open = false;
+}
+
 export function confirmThen(text, ok) {
   state.modal = { type: 'confirm', text, ok };
 }

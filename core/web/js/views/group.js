@@ -7,7 +7,7 @@ import {
   addMembers, createGroup, dissolveGroup, leaveGroup, myRole, removeMember, renameGroup, setRemark, setRole,
   state, userName,
 } from '../store.js';
-import { avatar, confirmThen, modalFrame } from './common.js';
+import { avatar, closeMenu, confirmThen, modalFrame } from './common.js';
 
 const ROLE_ORDER = { owner: 0, admin: 1, member: 2 };
 
@@ -53,7 +53,7 @@ export const GroupPanel = defineComponent({
                 ${m.role !== 'member' ? html`<span class=${['chip', m.role]}>${t(m.role)}</span>` : null}
                 ${role === 'owner' && !me && !g.dissolved ? html`<details class="menu">
                     <summary class="icon-btn" data-testid="member-menu" aria-label="more">${icon('more')}</summary>
-                    <div class="menu-pop">
+                    <div class="menu-pop" onClick=${closeMenu}>
                       ${m.role === 'member' ? html`<button data-testid="make-admin" onClick=${() => setRole(props.conv, m.user.id, 'admin')}>${t('makeAdmin')}</button>` : null}
                       ${m.role === 'admin' ? html`<button data-testid="make-member" onClick=${() => setRole(props.conv, m.user.id, 'member')}>${t('makeMember')}</button>` : null}
                       <button data-testid="make-owner" onClick=${() => confirmThen(t('confirmOwner', { name }), () => setRole(props.conv, m.user.id, 'owner'))}>${t('makeOwner')}</button>

@@ -5,10 +5,10 @@ import { html } from '../html.js';
 import { errorText, t } from '../i18n.js';
 import { icon } from '../icons.js';
 import {
-  answerRequest, block, convTitle, directConv, isBlocked, loadBlocks, openConv, removeFriend, requestFriend,
+  answerRequest, block, convTitle, directConv, isBlocked, loadBlocks, openConv, presenceOf, removeFriend, requestFriend,
   searchUsers, sortedConvs, state, typingNames, unblock, unreadOf, userName,
 } from '../store.js';
-import { avatar, confirmThen, systemText } from './common.js';
+import { avatar, closeMenu, confirmThen, systemText } from './common.js';
 
 export function preview(c) {
   const m = c.last;
@@ -41,12 +41,12 @@ export const ConversationList = defineComponent({
             const unread = unreadOf(c);
             const title = convTitle(c);
             const group = c.kind === 'group';
-            const fr = group ? null : state.friends.get(c.peer);
+
             const typing = typingNames(c.conv);
             return html`<li key=${c.conv}>
               <button class=${['conv', { active: state.active === c.conv }]} data-testid="conv" data-conv=${c.conv}
                   data-unread=${unread} onClick=${() => openConv(c.conv)}>
-                ${avatar(group ? c.conv : c.peer, title, { group, online: fr ? fr.online : null })}
+                ${avatar(group ? c.conv : c.peer, title, { group, online: group ? null : presenceOf(c.peer) })}
                 <span class="conv-main">
                   <span class="conv-top"><span class="conv-name" data-testid="conv-name">${title}</span>
                     <time>${listTime(c.updated, state.now)}</time></span>
@@ -67,16 +67,16 @@ export const ConversationList = defineComponent({
 function friendRow(f) {
   const name = f.remark || f.user.display_name || f.user.username;
   return html`<li key=${f.user.id} class="person" data-testid="friend" data-user=${f.user.id}>
-    ${avatar(f.user.id, name, { online: f.online })}
+    ${avatar(f.user.id, name, { online: presenceOf(f.user.id) })}
     <span class="person-main"><span class="person-name">${name}</span>
       <span class="person-sub">${f.remark ? `${f.user.display_name} · @${f.user.username}` : `@${f.user.username}`} ·
-        ${f.online ? t('online') : t('offline')}</span></span>
+        ${presenceOf(f.user.id) === null ? '' : f.online ? t('online') : t('offline')}</span></span>
     <span class="person-actions">
       <button class="btn small primary" data-testid="friend-message" onClick=${() => openConv(f.conv)}>${t('message')}</button>
       <details class="menu">
         <summary class="icon-btn" aria-label="more" data-testid="friend-menu">${icon('more')}</summary>
-        <div class="menu-pop">
-          <button data-testid="friend-remark" onClick=${(e) => { e.target.closest('details').open = false; state.modal = { type: 'remark', user: f.user.id, remark: f.remark }; }}>${t('setRemark')}</button>
+        <div class="menu-pop" onClick=${closeMenu}>
+          <button data-testid="friend-remark" onClick=${() => (state.modal = { type: 'remark', user: f.user.id, remark: f.remark })}>${t('setRemark')}</button>
           ${isBlocked(f.user.id)
             ? html`<button data-testid="friend-unblock" onClick=${() => unblock(f.user.id)}>${t('unblock')}</button>`
             : html`<button data-testid="friend-block" onClick=${() => confirmThen(t('confirmBlock', { name }), () => block(f.user.id))}>${t('block')}</button>`}
