@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.e2e.conftest import (
@@ -25,6 +26,7 @@ async def texts(page: Page) -> list[str]:
     return [t.strip() for t in await rows.locator(".text").all_inner_texts()]
 
 
+@pytest.mark.slow
 async def test_restart_mid_conversation(browser: Browser, web: WebServer) -> None:
     errors = PageErrors()
     alice = await new_page(browser, errors)

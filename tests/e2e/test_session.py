@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from playwright.async_api import Browser, Page, WebSocket, expect
 
 from core.sdk import WsimClient
@@ -23,6 +24,7 @@ async def access_token(page: Page) -> str:
     return token
 
 
+@pytest.mark.slow
 async def test_two_tabs_silent_refresh_and_logout(browser: Browser, web: WebServer) -> None:
     # Access tokens live 62 s and are renewed 60 s before expiry: several refreshes happen during this test.
     await web.stop()

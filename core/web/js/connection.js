@@ -81,6 +81,7 @@ export class Connection {
     this._onOnline = () => {
       if (this.status.state === 'waiting') this.reconnectNow();
     };
+    this._onPageHide = () => this._flushSave(); // a reload must not lose the last half second of cursors
   }
 
   // ------------------------------------------------------------------ life cycle
@@ -88,6 +89,7 @@ export class Connection {
     if (!this.stopped) return;
     this.stopped = false;
     window.addEventListener('online', this._onOnline);
+    window.addEventListener('pagehide', this._onPageHide);
     this._ticker = setInterval(() => this._tick(), TICK_MS);
     this._connect();
   }
@@ -95,6 +97,7 @@ export class Connection {
   stop() {
     this.stopped = true;
     window.removeEventListener('online', this._onOnline);
+    window.removeEventListener('pagehide', this._onPageHide);
     clearInterval(this._ticker);
     clearTimeout(this._retryTimer);
     clearTimeout(this._ackTimer);

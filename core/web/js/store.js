@@ -21,6 +21,7 @@ export const state = reactive({
   status: { state: 'stopped', retryAt: 0, attempt: 0, node: '', error: '' },
   now: Date.now(),
   tab: 'chats', // chats | contacts
+  contactsTab: 'friends', // friends | requests | find | blocked
   active: null, // open conversation id
   panel: null, // right-side panel: 'group' | null
   modal: null, // 'newGroup' | {type: 'remark', user} | ...
@@ -207,7 +208,8 @@ function bumpConv(c, msg) {
     c.last = msg;
     c.updated = Math.max(c.updated, msg.ts);
   }
-  if (msg.from === state.me.id) c.readSeq = Math.max(c.readSeq, msg.seq); // sending marks read
+  // Sending marks the conversation read up to the message (server side too); system and recall entries do not.
+  if (msg.from === state.me.id && ['text', 'image', 'file'].includes(msg.kind)) c.readSeq = Math.max(c.readSeq, msg.seq);
   if (msg.kind === 'system') onSystemMessage(c, msg);
 }
 
@@ -220,7 +222,7 @@ function onSystemMessage(c, msg) {
   }
   if (ev === 'group.members_added' && (msg.body.users || []).includes(state.me.id)) c.left = false;
   if (ev === 'group.renamed' && msg.body.name) c.name = msg.body.name;
-  if (ev.startsWith('group.') && state.groups.has(c.conv)) loadGroup(c.conv);
+  if (ev.startsWith('group.') && state.groups.has(c.conv) && !c.left) loadGroup(c.conv);
 }
 
 const handlers = {

@@ -89,9 +89,10 @@ function friendRow(f) {
 
 export const Contacts = defineComponent({
   setup() {
-    const s = reactive({ sub: 'friends', q: '', results: null, busy: false, error: '' });
+    // The sub-tab (state.contactsTab) lives in the store so that it survives switching to the chats and back.
+    const s = reactive({ q: '', results: null, busy: false, error: '' });
     const go = (sub) => {
-      s.sub = sub;
+      state.contactsTab = sub;
       if (sub === 'blocked') loadBlocks();
     };
     const search = async (e) => {
@@ -119,17 +120,17 @@ export const Contacts = defineComponent({
       const nReq = state.requests.incoming.length;
       return html`<div class="pane-body">
         <div class="seg small" role="tablist">
-          <button class=${{ on: s.sub === 'friends' }} data-testid="sub-friends" onClick=${() => go('friends')}>${t('friends')}</button>
-          <button class=${{ on: s.sub === 'requests' }} data-testid="sub-requests" onClick=${() => go('requests')}>${t('requests')}
+          <button class=${{ on: state.contactsTab === 'friends' }} data-testid="sub-friends" onClick=${() => go('friends')}>${t('friends')}</button>
+          <button class=${{ on: state.contactsTab === 'requests' }} data-testid="sub-requests" onClick=${() => go('requests')}>${t('requests')}
             ${nReq ? html`<span class="badge">${nReq}</span>` : null}</button>
-          <button class=${{ on: s.sub === 'find' }} data-testid="sub-find" onClick=${() => go('find')}>${t('findPeople')}</button>
-          <button class=${{ on: s.sub === 'blocked' }} data-testid="sub-blocked" onClick=${() => go('blocked')}>${t('blocked')}</button>
+          <button class=${{ on: state.contactsTab === 'find' }} data-testid="sub-find" onClick=${() => go('find')}>${t('findPeople')}</button>
+          <button class=${{ on: state.contactsTab === 'blocked' }} data-testid="sub-blocked" onClick=${() => go('blocked')}>${t('blocked')}</button>
         </div>
-        ${s.sub === 'friends' ? html`
+        ${state.contactsTab === 'friends' ? html`
           <button class="btn ghost wide new-group" data-testid="new-group" onClick=${() => (state.modal = { type: 'newGroup' })}>${icon('group')} ${t('newGroup')}</button>
           ${friends.length ? null : html`<div class="empty-hint">${t('noFriends')}</div>`}
           <ul class="people" data-testid="friends">${friends.map(friendRow)}</ul>` : null}
-        ${s.sub === 'requests' ? html`
+        ${state.contactsTab === 'requests' ? html`
           ${nReq || state.requests.outgoing.length ? null : html`<div class="empty-hint">${t('noRequests')}</div>`}
           <ul class="people" data-testid="requests">
             ${state.requests.incoming.map((r) => html`<li key=${r.id} class="person" data-testid="request" data-user=${r.from.id}>
@@ -146,7 +147,7 @@ export const Contacts = defineComponent({
                 <span class="person-sub">@${r.to.username}</span></span>
               <span class="person-actions"><span class="chip">${t('waiting')}</span></span></li>`)}
           </ul>` : null}
-        ${s.sub === 'find' ? html`
+        ${state.contactsTab === 'find' ? html`
           <form class="searchbox" onSubmit=${search}>${icon('search')}
             <input data-testid="user-search" placeholder=${t('searchUsers')} value=${s.q} maxlength="64"
               onInput=${(e) => (s.q = e.target.value)} />
@@ -168,7 +169,7 @@ export const Contacts = defineComponent({
                 </span></li>`;
             })}
           </ul>` : null}
-        ${s.sub === 'blocked' ? html`
+        ${state.contactsTab === 'blocked' ? html`
           ${state.blocks.length ? null : html`<div class="empty-hint">${t('noBlocked')}</div>`}
           <ul class="people" data-testid="blocked">
             ${state.blocks.map((u) => html`<li key=${u.id} class="person" data-testid="blocked-user">
