@@ -52,9 +52,10 @@ async def test_two_people_chat(browser: Browser, web: WebServer) -> None:
     await send_text(alice, "你好 Bob！")
     mine = stream_msgs(alice).filter(has_text="你好 Bob！")
     await expect(mine.get_by_test_id("receipt")).to_have_attribute("data-status", "delivered")
-    await expect(bob.get_by_test_id("conv").get_by_test_id("unread")).to_have_text("1")
+    # Unread as the server counts it: the friendship notice and the message.
+    await expect(bob.get_by_test_id("conv").get_by_test_id("unread")).to_have_text("2")
     await expect(bob.get_by_test_id("conv-preview")).to_have_text("你好 Bob！")
-    assert (await bob.title()).startswith("(1)")
+    assert (await bob.title()).startswith("(2)")
 
     # Shift+Enter is a new line, Enter sends.
     await bob.get_by_test_id("conv").click()
@@ -118,6 +119,7 @@ async def test_two_people_chat(browser: Browser, web: WebServer) -> None:
 
     # Presence: Bob sees Alice online in contacts.
     await bob.get_by_test_id("nav-contacts").click()
+    await bob.get_by_test_id("sub-friends").click()
     await expect(bob.get_by_test_id("friend").get_by_test_id("presence")).to_have_attribute(
         "data-online", "true"
     )

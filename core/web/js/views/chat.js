@@ -43,8 +43,12 @@ const ImageThumb = defineComponent({
       const hgt = props.body.height || 180;
       const scale = Math.min(1, 240 / w, 240 / hgt);
       const box = { width: `${Math.round(w * scale)}px`, aspectRatio: `${w} / ${hgt}` };
-      return html`<button class="thumb" style=${box} data-testid="image" disabled=${!full.value}
-        onClick=${() => (state.lightbox = { url: full.value, name: props.body.name })}>
+      // Signed links live 10 minutes: the full image gets a fresh one (cached until near expiry) on click.
+      const open = async () => {
+        const link = await fileLink(props.body.file).catch(() => null);
+        if (link) state.lightbox = { url: link.url, name: props.body.name };
+      };
+      return html`<button class="thumb" style=${box} data-testid="image" disabled=${!full.value} onClick=${open}>
         ${src.value ? html`<img src=${src.value} alt=${props.body.name || ''} loading="lazy" />` : html`<span class="thumb-ph">${icon('image')}</span>`}
       </button>`;
     };
@@ -55,15 +59,17 @@ const FileCard = defineComponent({
   props: { body: Object },
   setup(props) {
     const href = ref('');
-    onMounted(async () => {
+    // Signed links live 10 minutes: refresh (from the cache unless near expiry) whenever the card is approached.
+    const refresh = async () => {
       try {
         href.value = (await fileLink(props.body.file)).url;
       } catch {
         /* no link: the name still shows */
       }
-    });
+    };
+    onMounted(refresh);
     return () => html`<a class="file-card" data-testid="file" href=${href.value || undefined} download=${props.body.name}
-        rel="noopener noreferrer">
+        rel="noopener noreferrer" onPointerenter=${refresh} onFocus=${refresh}>
       <span class="file-icon">${icon('file')}</span>
       <span class="file-meta"><span class="file-name" data-testid="file-name">${props.body.name}</span>
         <span class="file-size">${fileSize(props.body.size)}</span></span>
