@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from tests.e2e.conftest import (
     PageErrors,
@@ -84,3 +87,59 @@ async def test_restart_mid_conversation(browser: Browser, web: WebServer) -> Non
 
     unexpected = [e for e in errors if not any(x in e for x in EXPECTED_WHILE_DOWN)]
     assert unexpected == [], unexpected
+
+
+async def test_unacknowledged_message_is_resent_once_after_reload(browser: Browser, web: WebServer) -> None:
+    """The server stores the message but its "sent" ack never reaches the tab; the tab is reloaded. The outbox
+    (kept per tab) survives; after the reload the sync brings the stored copy, recognised by its cmid (a resend
+    would carry the same cmid and be answered as a duplicate), and everyone sees the message exactly once."""
+    errors = PageErrors()
+    alice = await new_page(browser, errors)
+    bob = await new_page(browser, errors)
+    drop_acks = {"on": False}
+    sends: list[dict[str, str]] = []
+
+    def to_server(server: WebSocketRoute, frame: str | bytes) -> None:
+        if isinstance(frame, str) and '"type":"message.send"' in frame:
+            sends.append(json.loads(frame))
+        server.send(frame)
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        ws.on_message(lambda frame: to_server(server, frame))
+        server.on_message(
+            lambda frame: (
+                None
+                if drop_acks["on"] and isinstance(frame, str) and '"type":"message.sent"' in frame
+                else ws.send(frame)
+            )
+        )
+
+    await alice.route_web_socket(re.compile(r"/ws$"), route)
+    await register(alice, web.url, "alice", "Alice")
+    await register(bob, web.url, "bob", "Bob")
+    await befriend(alice, bob, "bob")
+    for p in (alice, bob):
+        await p.get_by_test_id("conv").click()
+
+    drop_acks["on"] = True
+    await send_text(alice, "stored but never acknowledged")
+    await expect(stream_msgs(bob).filter(has_text="stored but never acknowledged")).to_have_count(1)
+    await expect(alice.locator("[data-pending=true]")).to_have_count(1)  # no ack: still pending
+    outbox = await alice.evaluate(
+        "Object.keys(sessionStorage).filter(k => k.startsWith('wsim.outbox.')).map(k => sessionStorage.getItem(k))"
+    )
+    assert any("stored but never acknowledged" in v for v in outbox)
+
+    drop_acks["on"] = False
+    await alice.reload()
+    await expect(alice.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected")
+    await alice.get_by_test_id("conv").click()
+    await expect(alice.locator("[data-pending=true]")).to_have_count(0)
+    await expect(stream_msgs(alice).filter(has_text="stored but never acknowledged")).to_have_count(1)
+    await send_text(alice, "and one more")
+    await expect(stream_msgs(bob).filter(has_text="and one more")).to_have_count(1)
+    await expect(stream_msgs(bob).filter(has_text="stored but never acknowledged")).to_have_count(1)
+    cmids = {f["cmid"] for f in sends if f.get("text") == "stored but never acknowledged"}
+    assert len(cmids) == 1, sends
+    assert errors == [], errors
