@@ -33,6 +33,7 @@ from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
 from core.services.social import SocialService
 from core.transport.websocket import websocket_endpoint
+from core.web_client import mount_web_client
 from strategies import ack, bus, cache, dedup, ids, presence, retry
 from strategies import files as file_strategies
 from strategies import store as stores
@@ -282,4 +283,6 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
     ):
         app.include_router(r)
     app.add_api_websocket_route("/ws", websocket_endpoint)
+    if settings.server.web_client:
+        mount_web_client(app)
     return app

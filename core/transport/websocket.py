@@ -12,6 +12,7 @@ import logging
 import secrets
 from collections import deque
 from contextlib import suppress
+from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -68,11 +69,16 @@ def session_limits(node: Node) -> SessionLimits:
     )
 
 
-def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+def origin_allowed(origin: str | None, allowed: list[str], host: str | None = None) -> bool:
+    """Allowed: no Origin (not a browser), a listed Origin, or the page's own origin (the web client served by
+    this node, whatever host and port it is reached at). Sockets carry no ambient credentials (the token is in
+    the first frame), so same-origin needs no list."""
     if origin is None:
         return (
             True  # not a browser: Origin protects browsers from cross-site sockets, it is not authentication
         )
+    if host and urlsplit(origin).netloc.lower() == host.lower():
+        return True
     return "*" in allowed or origin in allowed
 
 
@@ -368,7 +374,7 @@ class WebSocketConnection:
 
 async def websocket_endpoint(ws: WebSocket) -> None:
     node: Node = ws.app.state.node
-    if not origin_allowed(ws.headers.get("origin"), node.settings.server.origins):
+    if not origin_allowed(ws.headers.get("origin"), node.settings.server.origins, ws.headers.get("host")):
         await ws.close(code=int(CloseCode.ORIGIN_REJECTED))  # before accept: the handshake gets HTTP 403
         return
     await WebSocketConnection(ws, node).run()
