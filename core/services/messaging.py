@@ -265,6 +265,8 @@ class MessagingService:
             None,
         )
         msg, _ = await self._append(draft)
+        # The actor caused this notice: it is not unread for them (as their own messages are not).
+        self._spawn(self._messages.set_marks(conv, actor, delivered=msg.seq, read=msg.seq))
         members = await self._social.conversation_members(conv)
         await self._fanout(msg, list(dict.fromkeys([*members, *extra_recipients])))
         return msg

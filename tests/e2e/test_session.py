@@ -105,7 +105,7 @@ async def test_language_switch_and_phone_layout(browser: Browser, web: WebServer
         for text in ("在吗？", "晚上一起吃饭吧", "七点，老地方"):
             await bob.send(conv, text)
         row = page.get_by_test_id("conv")
-        await expect(row.get_by_test_id("unread")).to_have_text("4")  # with the friendship notice
+        await expect(row.get_by_test_id("unread")).to_have_text("3")  # the notice is ours: we accepted
         # One pane at a time: the list, then the chat (with a way back).
         await expect(page.get_by_test_id("chat")).to_have_count(0)
         await shot(page, "06-phone-list")
