@@ -128,6 +128,19 @@ MESSAGE_SCHEMA = [
         created_ms INTEGER NOT NULL
     );
     """,
+    # version 2: tiering. The tier job takes the oldest messages (index on ts); copies imported into a tier keep
+    # their seq, so the head of a conversation only ever moves forward (MAX), whatever order copies arrive in.
+    """
+    CREATE INDEX messages_ts ON messages(ts);
+    DROP TRIGGER messages_advance_seq;
+    CREATE TRIGGER messages_advance_seq AFTER INSERT ON messages BEGIN
+        INSERT INTO conversations(conv, last_seq, last_id, last_ts) VALUES (NEW.conv, NEW.seq, NEW.id, NEW.ts)
+        ON CONFLICT(conv) DO UPDATE SET
+            last_id = CASE WHEN NEW.seq >= last_seq THEN NEW.id ELSE last_id END,
+            last_ts = CASE WHEN NEW.seq >= last_seq THEN NEW.ts ELSE last_ts END,
+            last_seq = MAX(last_seq, NEW.seq);
+    END;
+    """,
 ]
 
 
@@ -872,3 +885,52 @@ class SqliteMessageStore:
     async def count_dead_letters(self) -> int:
         row = await self._db.one("SELECT COUNT(*) FROM dead_letters")
         return int(row[0]) if row else 0
+
+    # ---------------------------------------------------------------- tiering (TierableStore)
+    async def oldest(self, before_ts_ms: int, limit: int) -> list[Message]:
+        rows = await self._db.all(
+            f"SELECT {_MSG_COLS} FROM messages WHERE ts < ? ORDER BY ts, id LIMIT ?", (before_ts_ms, limit)
+        )
+        return [_message(r) for r in rows]
+
+    async def import_messages(self, messages: Sequence[Message]) -> int:
+        if not messages:
+            return 0
+        ids = [m.id for m in messages]
+        count_sql = f"SELECT COUNT(*) FROM messages WHERE id IN ({_placeholders(len(ids))})"
+
+        async def run(conn: aiosqlite.Connection) -> int:
+            cur = await conn.execute(count_sql, ids)
+            before = (await cur.fetchone() or (0,))[0]
+            await conn.executemany(
+                "INSERT INTO messages (conv, seq, id, sender, device, cmid, kind, body, ts, recalled) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        m.conv,
+                        m.seq,
+                        m.id,
+                        m.sender,
+                        m.device,
+                        m.cmid,
+                        m.kind.value,
+                        orjson.dumps({} if m.recalled else m.body).decode(),
+                        m.ts_ms,
+                        int(m.recalled),
+                    )
+                    for m in messages
+                ],
+            )
+            cur = await conn.execute(count_sql, ids)
+            after = (await cur.fetchone() or (0,))[0]
+            return int(after) - int(before)
+
+        return await self._db.write(run)
+
+    async def delete_messages(self, messages: Sequence[Message]) -> int:
+        if not messages:
+            return 0
+        ids = [m.id for m in messages]
+        return await self._db.execute_write(
+            f"DELETE FROM messages WHERE id IN ({_placeholders(len(ids))})", ids
+        )
