@@ -141,3 +141,62 @@ async def backend_config(
             await drop_mongo_database(mongo_uri, db)
     else:  # pragma: no cover - a new backend must be added here to be tested
         raise AssertionError(f"no test backend for store kind {kind!r}: add it to tests/support/stores.py")
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port, which the test may stop and start again (never the
+    shared one). No persistence: a restart empties it, the harshest case for a cache or a dedup window."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            message = "redis-server is not installed"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@contextlib.contextmanager
+def private_redis(workdir: Path) -> Iterator[PrivateRedis]:
+    r = PrivateRedis(workdir)
+    r.start()
+    try:
+        yield r
+    finally:
+        r.stop()
