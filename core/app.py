@@ -65,7 +65,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
 
     id_gen = ids.REGISTRY.create(s.ids, ctx)
     users_store = stores.USER_STORES.create(s.store.users, ctx)
-    messages_store = stores.MESSAGE_STORES.create(s.store.messages, ctx)
+    messages_store = stores.build_message_store(s.store, ctx)
     cache_impl = cache.REGISTRY.create(s.cache, ctx)
     dedup_impl = dedup.REGISTRY.create(s.dedup, ctx)
     bus_impl = bus.REGISTRY.create(s.bus, ctx)
