@@ -4,6 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from strategies.timeline.config import ReadTimelineConfig, TimelineConfig
+
 
 class SqliteStoreConfig(BaseModel):
     """SQLite in WAL mode. ``synchronous=NORMAL`` makes a commit durable against a process crash (kill -9) but not
@@ -64,22 +66,6 @@ UserStoreConfig = Annotated[SqliteStoreConfig | MysqlStoreConfig, Field(discrimi
 MessageStoreConfig = Annotated[
     SqliteStoreConfig | MysqlStoreConfig | MongoStoreConfig, Field(discriminator="kind")
 ]
-
-
-class ReadTimelineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["read"] = "read"
-
-
-class WriteTimelineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["write"] = "write"
-    # Inbox entries are written for groups up to this size; larger groups fall back to read fan-out
-    # (what IM systems that use write fan-out do for big groups). 0 = always write fan-out.
-    max_group_size: Annotated[int, Field(ge=0)] = 0
-
-
-TimelineConfig = Annotated[ReadTimelineConfig | WriteTimelineConfig, Field(discriminator="kind")]
 
 
 class LocalArchiveConfig(BaseModel):
