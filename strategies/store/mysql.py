@@ -1003,9 +1003,10 @@ class MysqlMessageStore:
         convs = sorted({d.conv for d in drafts})
         # Lock the heads in a fixed order (sorted) so concurrent batches on several nodes cannot deadlock.
         await cur.executemany(
-            f"INSERT INTO {self._g('conversations')} (conv, last_seq) VALUES (%s, 0) "
+            # every value a placeholder: aiomysql turns executemany into one multi-row INSERT only then
+            f"INSERT INTO {self._g('conversations')} (conv, last_seq) VALUES (%s, %s) "
             "ON DUPLICATE KEY UPDATE conv = conv",
-            [(c,) for c in convs],
+            [(c, 0) for c in convs],
         )
         await cur.execute(
             f"SELECT conv, last_seq FROM {self._g('conversations')} WHERE conv IN ({_in(len(convs))}) "
@@ -1055,9 +1056,12 @@ class MysqlMessageStore:
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 rows,
             )
+            # One multi-row statement (an executemany UPDATE would be a round trip per conversation).
             await cur.executemany(
-                f"UPDATE {self._g('conversations')} SET last_seq = %s, last_id = %s, last_ts = %s WHERE conv = %s",
-                [(m.seq, m.id, m.ts_ms, c) for c, m in sorted(heads.items())],
+                f"INSERT INTO {self._g('conversations')} (conv, last_seq, last_id, last_ts) VALUES (%s, %s, %s, %s) "
+                "ON DUPLICATE KEY UPDATE last_seq = VALUES(last_seq), last_id = VALUES(last_id), "
+                "last_ts = VALUES(last_ts)",
+                [(c, m.seq, m.id, m.ts_ms) for c, m in sorted(heads.items())],
             )
         return results
 
