@@ -206,29 +206,30 @@ class TieredMessageStore:
 
     async def messages_before(self, conv: str, before_seq: int, limit: int) -> list[Message]:
         got: dict[int, Message] = {}
-        upper = before_seq
-        for tier in (self.hot, self.warm, self.cold):
-            need = limit - len(got)
-            if need <= 0 or upper <= 1:
-                break
-            # each lower tier holds lower seqs (or copies during a move): ask only below what we have
-            for m in await tier.messages_before(conv, upper, need):
+        for tier in self._tiers():
+            for m in await tier.messages_before(conv, before_seq, limit):
                 got.setdefault(m.seq, m)
-            if got:
-                upper = min(got)  # everything collected is below the previous upper bound
+            top = sorted(got)[-limit:]
+            # Done when the newest `limit` seqs below `before` are all here without a hole (older tiers hold
+            # only older messages), or the conversation's first message is reached.
+            if top and _contiguous(top) and (len(top) == limit or top[0] == 1):
+                break
         return [got[s] for s in sorted(got)[-limit:]]
 
     async def messages_after(self, conv: str, after_seq: int, limit: int) -> list[Message]:
-        got = {m.seq: m for m in await self.hot.messages_after(conv, after_seq, limit)}
-        if got and min(got) == after_seq + 1:
-            return [got[s] for s in sorted(got)]
-        # The hot tier starts later than the cursor: the beginning is in warm (then cold).
-        for tier in (self.warm, self.cold):
+        got: dict[int, Message] = {}
+        for tier in self._tiers():
             for m in await tier.messages_after(conv, after_seq, limit):
                 got.setdefault(m.seq, m)
-            if got and min(got) == after_seq + 1:
+            low = sorted(got)[:limit]
+            # Done when the answer starts right after the cursor without a hole: anything newer than what the
+            # hot tier returned is in the hot tier. (A hole means a message of that range has already moved.)
+            if low and low[0] == after_seq + 1 and _contiguous(low):
                 break
         return [got[s] for s in sorted(got)[:limit]]
+
+    def _tiers(self) -> tuple[Any, ...]:
+        return (self.hot, self.warm, self.cold)
 
     async def heads(self, convs: Iterable[str]) -> dict[str, ConversationHead]:
         heads = await self.hot.heads(convs)
@@ -238,3 +239,7 @@ class TieredMessageStore:
                 if page and page[-1].seq == head.last_seq:
                     heads[conv] = ConversationHead(conv, head.last_seq, page[-1])
         return heads
+
+
+def _contiguous(seqs: list[int]) -> bool:
+    return seqs[-1] - seqs[0] + 1 == len(seqs)
