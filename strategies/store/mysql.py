@@ -143,10 +143,14 @@ class _Mysql:
                 await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{d.db}` CHARACTER SET utf8mb4")
         finally:
             conn.close()
-        self.pool = await self._pool(d)
-        if self.replica_dsn is not None:
-            self.replica = await self._pool(self.replica_dsn)
-        await self._migrate(migrations(), shards)
+        try:
+            self.pool = await self._pool(d)
+            if self.replica_dsn is not None:
+                self.replica = await self._pool(self.replica_dsn)
+            await self._migrate(migrations(), shards)
+        except pymysql.err.MySQLError as exc:
+            await self.close()
+            raise StoreUnavailable(f"mysql: {exc}") from exc
 
     async def _migrate(self, migrations: list[list[str]], shards: int | None) -> None:
         p = self.config.table_prefix
