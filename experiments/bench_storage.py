@@ -374,7 +374,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("writes", "history_messages", "cache_reads", "repeat"):
         if getattr(args, key) is not None:
             p[key] = getattr(args, key)
-    results: dict[str, Any] = {"params": p, "zipf_s": args.zipf_s}
+    mongo_server = args.mongo_uri or "nx-27017 stand-in (figures say nothing about MongoDB)"
+    results: dict[str, Any] = {"params": p, "zipf_s": args.zipf_s, "mongo_server": mongo_server}
     with tempfile.TemporaryDirectory(prefix="wsim-bench-") as tmpdir:
         tmp = Path(tmpdir)
         with maybe_nx(args.mongo_uri if "mongo" in args.backends else "unused", tmp) as mongo_uri:
@@ -424,10 +425,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     (folder / "config.resolved.json").write_text(
         json.dumps({"args": vars(args), "params": results["params"]}, indent=2)
     )
-    (folder / "metadata.json").write_text(json.dumps(env_info, indent=2))
+    (folder / "metadata.json").write_text(
+        json.dumps({**env_info, "mongo_server": results["mongo_server"]}, indent=2)
+    )
     (folder / "summary.json").write_text(json.dumps(results["median"], indent=2))
     (folder / "runs.json").write_text(json.dumps(results["runs"], indent=2))
     print_table(results["median"])
+    print(f"\nmongo: {results['mongo_server']}")
     print(f"\nresults in {folder}")
     return 0
 
