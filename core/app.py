@@ -7,6 +7,7 @@ import asyncio
 import gc
 import logging
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import __version__
 from core.api import admin, auth, conversations, files, groups, ops, users
+from core.api.schemas import ErrorOut
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.errors import CloseCode, ErrorCode, WsimError, http_status
@@ -189,6 +191,26 @@ _STATUS_CODES = {
 }
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> set[str]:
+    """The methods the API documents at this path (the router reports only the first partial match). Like the
+    router, a literal path segment wins over a parameter: /api/friends/requests is not /api/friends/{user_id}."""
+    table: list[tuple[re.Pattern[str], int, set[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for template, ops in app.openapi().get("paths", {}).items():
+            pattern = re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$")
+            table.append((pattern, template.count("{"), {m.upper() for m in ops}))
+        app.state.allow_table = table
+    matches = [(params, ops) for pattern, params, ops in table if pattern.match(request.url.path)]
+    if not matches:
+        return set()
+    fewest = min(params for params, _ in matches)
+    methods = set().union(*(ops for params, ops in matches if params == fewest))
+    if "GET" in methods:
+        methods.add("HEAD")
+    return methods
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(WsimError)
     async def wsim_error(_: Request, exc: WsimError) -> JSONResponse:
@@ -206,11 +228,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(ErrorCode.INVALID, "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(
             exc.status_code, ErrorCode.INVALID if exc.status_code < 500 else ErrorCode.INTERNAL
         )
-        return _error(code, str(exc.detail), status=exc.status_code, headers=getattr(exc, "headers", None))
+        headers = {k: v for k, v in (getattr(exc, "headers", None) or {}).items() if k.lower() != "allow"}
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(sorted(_allowed_methods(app, request)))
+        return _error(code, str(exc.detail), status=exc.status_code, headers=headers or None)
 
     @app.exception_handler(StoreUnavailable)
     async def unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -236,6 +261,13 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
             await stop_node(node)
 
     app = FastAPI(
+        responses={
+            400: {"model": ErrorOut, "description": "malformed request body"},
+            401: {"model": ErrorOut, "description": "missing, invalid or expired token"},
+            422: {"model": ErrorOut, "description": "invalid field"},
+            429: {"model": ErrorOut, "description": "rate limited"},
+            503: {"model": ErrorOut, "description": "a backend is unavailable; retry"},
+        },
         title="wsim",
         version=__version__,
         summary="Distributed WebSocket instant messaging: REST API (the socket protocol is in docs/protocol.md)",

@@ -19,6 +19,17 @@ DeviceId = NewType("DeviceId", str)
 Seq = NewType("Seq", int)
 
 
+MAX_ID = 2**63 - 1  # ids are signed 64-bit integers in every store
+
+
+def parse_id(value: str | int) -> int:
+    """A positive 64-bit id; ValueError otherwise (the wire allows 19 digits, not every 19-digit number)."""
+    n = int(value)
+    if not 0 < n <= MAX_ID:
+        raise ValueError(f"id {value!r} out of range")
+    return n
+
+
 def direct_conversation(a: int, b: int) -> ConversationId:
     """The one conversation id two users share, whoever writes first."""
     lo, hi = (a, b) if a < b else (b, a)
@@ -37,12 +48,12 @@ def parse_conversation(conv: str) -> tuple[str, tuple[int, ...]]:
         if not sep:
             raise ValueError(f"malformed direct conversation id {conv!r}")
         lo, hi = int(a), int(b)
-        if lo <= 0 or hi <= 0 or lo >= hi:
+        if lo <= 0 or hi <= 0 or lo >= hi or hi > MAX_ID:
             raise ValueError(f"malformed direct conversation id {conv!r}")
         return "d", (lo, hi)
     if kind == "g":
         gid = int(rest)
-        if gid <= 0:
+        if not 0 < gid <= MAX_ID:
             raise ValueError(f"malformed group conversation id {conv!r}")
         return "g", (gid,)
     raise ValueError(f"unknown conversation kind in {conv!r}")

@@ -6,7 +6,9 @@ from fastapi import APIRouter, Query
 
 from core.api.deps import ConvPath, NodeDep, PrincipalDep
 from core.api.schemas import ConversationOut, ConversationsOut, ErrorOut, HistoryOut, ReceiptsOut
+from core.errors import ErrorCode, WsimError
 from core.protocol.frames import MAX_SEQ
+from core.types import parse_conversation
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
@@ -14,6 +16,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut},
     422: {"model": ErrorOut},
 }
+
+
+def conversation(conv: str) -> str:
+    """A well-formed id of a conversation that can exist; any other id is simply not found."""
+    try:
+        parse_conversation(conv)
+    except ValueError:
+        raise WsimError(ErrorCode.NOT_FOUND, "no such conversation") from None
+    return conv
+
+
 router = APIRouter(prefix="/api/conversations", tags=["conversations"], responses=_ERRORS)
 
 
@@ -38,11 +51,13 @@ async def history(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> HistoryOut:
     """History paged by sequence number, ascending. Without ``before``/``after``: the newest page."""
-    page = await node.messaging.history(principal.user_id, conv, before=before, after=after, limit=limit)
+    page = await node.messaging.history(
+        principal.user_id, conversation(conv), before=before, after=after, limit=limit
+    )
     return HistoryOut(**page)
 
 
 @router.get("/{conv}/receipts", response_model=ReceiptsOut)
 async def receipts(conv: ConvPath, principal: PrincipalDep, node: NodeDep) -> ReceiptsOut:
     """Each member's delivered and read marks (a message's read count = members with read >= its seq)."""
-    return ReceiptsOut.model_validate(await node.messaging.receipts(principal.user_id, conv))
+    return ReceiptsOut.model_validate(await node.messaging.receipts(principal.user_id, conversation(conv)))

@@ -11,6 +11,7 @@ from core.errors import ErrorCode, WsimError
 from core.node import Node
 from core.protocol.frames import CONV_PATTERN, ID_PATTERN
 from core.services.accounts import Principal
+from core.types import parse_id
 
 bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 
@@ -47,6 +48,14 @@ GroupIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="group id (dec
 FileIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="file id (decimal string)")]
 RequestIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="friend request id")]
 ConvPath = Annotated[str, Path(pattern=CONV_PATTERN, description="conversation id: d:<a>:<b> or g:<group>")]
+
+
+def ident(value: str, what: str = "object") -> int:
+    """A path/body id as an int; an id no store can hold is simply not found."""
+    try:
+        return parse_id(value)
+    except ValueError:
+        raise WsimError(ErrorCode.NOT_FOUND, f"no such {what}") from None
 
 
 def client_address(request: Request) -> str:

@@ -6,7 +6,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
 
-from core.api.deps import FileIdPath, NodeDep, OptionalPrincipalDep, PrincipalDep
+from core.api.deps import FileIdPath, NodeDep, OptionalPrincipalDep, PrincipalDep, ident
 from core.api.multipart import MultipartFileStream
 from core.api.schemas import ErrorOut, FileLinkOut, FileOut
 from core.errors import ErrorCode, WsimError
@@ -67,7 +67,7 @@ async def _authorized(
 ) -> FileMeta:
     if sig is not None and exp is not None:
         if not node.files.check_link(file_id, variant, exp, sig):
-            raise WsimError(ErrorCode.FORBIDDEN, "link expired or invalid")
+            raise WsimError(ErrorCode.UNAUTHORIZED, "link expired or invalid")
         return await node.files.get(file_id)
     if principal is None:
         raise WsimError(ErrorCode.UNAUTHORIZED, "missing bearer token or signed link")
@@ -99,9 +99,7 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-@router.get(
-    "/{file_id}", responses={200: {"content": {"application/octet-stream": {}}}, 403: {"model": ErrorOut}}
-)
+@router.get("/{file_id:id}", responses={200: {"content": {"*/*": {}}}, 403: {"model": ErrorOut}})
 async def download(
     file_id: FileIdPath,
     node: NodeDep,
@@ -110,12 +108,12 @@ async def download(
     sig: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """For the uploader and members of a conversation it was sent to (bearer token), or with a signed link."""
-    meta = await _authorized(node, int(file_id), "file", principal, exp, sig)
+    meta = await _authorized(node, ident(file_id, "file"), "file", principal, exp, sig)
     return _serve(node, meta.storage_key, meta.mime, meta.name)
 
 
 @router.get(
-    "/{file_id}/thumbnail",
+    "/{file_id:id}/thumbnail",
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 403: {"model": ErrorOut}},
 )
 async def thumbnail(
@@ -125,22 +123,22 @@ async def thumbnail(
     exp: Annotated[int | None, Query(ge=0, le=2**53)] = None,
     sig: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
-    meta = await _authorized(node, int(file_id), "thumbnail", principal, exp, sig)
+    meta = await _authorized(node, ident(file_id, "file"), "thumbnail", principal, exp, sig)
     if meta.thumb_key is None:
         raise WsimError(ErrorCode.NOT_FOUND, "this file has no thumbnail")
     mime = "image/png" if meta.mime in ("image/png", "image/gif", "image/webp") else "image/jpeg"
     return _serve(node, meta.thumb_key, mime, f"thumb-{meta.name}")
 
 
-@router.get("/{file_id}/meta", response_model=FileOut)
+@router.get("/{file_id:id}/meta", response_model=FileOut)
 async def file_meta(file_id: FileIdPath, principal: PrincipalDep, node: NodeDep) -> FileOut:
-    return _file_out(await node.files.authorize(principal.user_id, int(file_id)))
+    return _file_out(await node.files.authorize(principal.user_id, ident(file_id, "file")))
 
 
-@router.post("/{file_id}/link", response_model=FileLinkOut)
+@router.post("/{file_id:id}/link", response_model=FileLinkOut)
 async def file_link(file_id: FileIdPath, principal: PrincipalDep, node: NodeDep) -> FileLinkOut:
     """Short-lived signed URLs (for ``<img src>`` and download links, which cannot carry a bearer header)."""
-    meta = await node.files.authorize(principal.user_id, int(file_id))
+    meta = await node.files.authorize(principal.user_id, ident(file_id, "file"))
     link = node.files.signed_link(meta.id, "file")
     thumb = node.files.signed_link(meta.id, "thumbnail").url if meta.thumb_key else None
     return FileLinkOut(url=link.url, thumbnail_url=thumb, expires=link.expires_ms)

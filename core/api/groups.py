@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from core.api.deps import GroupIdPath, NodeDep, PrincipalDep, UserIdPath
+from core.api.deps import GroupIdPath, NodeDep, PrincipalDep, UserIdPath, ident
 from core.api.schemas import (
     AddedOut,
     ErrorOut,
@@ -65,7 +65,7 @@ async def _members_out(node: Node, members: list[Member]) -> list[MemberOut]:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=GroupOut)
 async def create_group(body: GroupIn, principal: PrincipalDep, node: NodeDep) -> GroupOut:
     """Create a group with some of your friends; you become its owner."""
-    g = await node.social.create_group(principal.user_id, body.name, [int(m) for m in body.members])
+    g = await node.social.create_group(principal.user_id, body.name, [ident(m, "user") for m in body.members])
     _, members = await node.social.get_group(principal.user_id, g.id)
     return _group_out(g, await _members_out(node, members))
 
@@ -75,60 +75,64 @@ async def list_groups(principal: PrincipalDep, node: NodeDep) -> GroupsOut:
     return GroupsOut(groups=[_group_out(g) for g in await node.social.list_groups(principal.user_id)])
 
 
-@router.get("/{group_id}", response_model=GroupOut)
+@router.get("/{group_id:id}", response_model=GroupOut)
 async def get_group(group_id: GroupIdPath, principal: PrincipalDep, node: NodeDep) -> GroupOut:
-    g, members = await node.social.get_group(principal.user_id, int(group_id))
+    g, members = await node.social.get_group(principal.user_id, ident(group_id, "group"))
     return _group_out(g, await _members_out(node, members))
 
 
-@router.patch("/{group_id}", status_code=NO_CONTENT)
+@router.patch("/{group_id:id}", status_code=NO_CONTENT)
 async def rename_group(
     group_id: GroupIdPath, body: GroupRenameIn, principal: PrincipalDep, node: NodeDep
 ) -> Response:
-    await node.social.rename_group(principal.user_id, int(group_id), body.name)
+    await node.social.rename_group(principal.user_id, ident(group_id, "group"), body.name)
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/{group_id}", status_code=NO_CONTENT)
+@router.delete("/{group_id:id}", status_code=NO_CONTENT)
 async def dissolve_group(group_id: GroupIdPath, principal: PrincipalDep, node: NodeDep) -> Response:
     """Owner only. History stays readable by the members; nobody can send any more."""
-    await node.social.dissolve_group(principal.user_id, int(group_id))
+    await node.social.dissolve_group(principal.user_id, ident(group_id, "group"))
     return Response(status_code=NO_CONTENT)
 
 
-@router.get("/{group_id}/members", response_model=MembersOut)
+@router.get("/{group_id:id}/members", response_model=MembersOut)
 async def list_members(group_id: GroupIdPath, principal: PrincipalDep, node: NodeDep) -> MembersOut:
-    members = await node.social.members(principal.user_id, int(group_id))
+    members = await node.social.members(principal.user_id, ident(group_id, "group"))
     return MembersOut(members=await _members_out(node, members))
 
 
-@router.post("/{group_id}/members", response_model=AddedOut)
+@router.post("/{group_id:id}/members", response_model=AddedOut)
 async def add_members(
     group_id: GroupIdPath, body: MembersIn, principal: PrincipalDep, node: NodeDep
 ) -> AddedOut:
     """Owner or admin adds friends of theirs; new members read history from their joining onward."""
-    added = await node.social.add_members(principal.user_id, int(group_id), [int(u) for u in body.user_ids])
+    added = await node.social.add_members(
+        principal.user_id, ident(group_id, "group"), [ident(u, "user") for u in body.user_ids]
+    )
     return AddedOut(added=[str(u) for u in added])
 
 
-@router.delete("/{group_id}/members/{user_id}", status_code=NO_CONTENT)
+@router.delete("/{group_id:id}/members/{user_id:id}", status_code=NO_CONTENT)
 async def remove_member(
     group_id: GroupIdPath, user_id: UserIdPath, principal: PrincipalDep, node: NodeDep
 ) -> Response:
-    await node.social.remove_member(principal.user_id, int(group_id), int(user_id))
+    await node.social.remove_member(principal.user_id, ident(group_id, "group"), ident(user_id, "user"))
     return Response(status_code=NO_CONTENT)
 
 
-@router.put("/{group_id}/members/{user_id}/role", status_code=NO_CONTENT)
+@router.put("/{group_id:id}/members/{user_id:id}/role", status_code=NO_CONTENT)
 async def set_role(
     group_id: GroupIdPath, user_id: UserIdPath, body: RoleIn, principal: PrincipalDep, node: NodeDep
 ) -> Response:
     """Owner only. Making someone ``owner`` transfers ownership (you become an admin)."""
-    await node.social.set_role(principal.user_id, int(group_id), int(user_id), Role(body.role))
+    await node.social.set_role(
+        principal.user_id, ident(group_id, "group"), ident(user_id, "user"), Role(body.role)
+    )
     return Response(status_code=NO_CONTENT)
 
 
-@router.post("/{group_id}/leave", status_code=NO_CONTENT)
+@router.post("/{group_id:id}/leave", status_code=NO_CONTENT)
 async def leave(group_id: GroupIdPath, principal: PrincipalDep, node: NodeDep) -> Response:
-    await node.social.leave_group(principal.user_id, int(group_id))
+    await node.social.leave_group(principal.user_id, ident(group_id, "group"))
     return Response(status_code=NO_CONTENT)

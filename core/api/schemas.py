@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.protocol.frames import DEVICE_PATTERN, ID_PATTERN
 
 IdStr = Annotated[str, Field(pattern=ID_PATTERN)]
+# Names must contain something visible; JSON Schema and pydantic both search (unanchored) for the pattern.
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"\S")]
 
 
 class _In(BaseModel):
@@ -34,9 +36,9 @@ class UserOut(BaseModel):
 
 
 class RegisterIn(_In):
-    username: Annotated[str, Field(min_length=1, max_length=64)]
-    password: Annotated[str, Field(min_length=1, max_length=256)]
-    display_name: Annotated[str, Field(max_length=128)] | None = None
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{3,32}$", description="case-insensitive")]
+    password: Annotated[str, Field(min_length=8, max_length=128)]
+    display_name: Name | None = None
     device: Annotated[str, Field(pattern=DEVICE_PATTERN)] | None = None
 
 
@@ -61,8 +63,8 @@ class TokensOut(BaseModel):
 
 
 class ProfileIn(_In):
-    display_name: Annotated[str, Field(max_length=128)] | None = None
-    bio: Annotated[str, Field(max_length=1000)] | None = None
+    display_name: Name | None = None
+    bio: Annotated[str, Field(max_length=500)] | None = None
     avatar_file: IdStr | None = None
 
 
@@ -85,7 +87,7 @@ class FriendsOut(BaseModel):
 
 class FriendRequestIn(_In):
     user_id: IdStr
-    message: Annotated[str, Field(max_length=500)] = ""
+    message: Annotated[str, Field(max_length=200)] = ""
 
 
 class FriendRequestOut(BaseModel):
@@ -105,16 +107,16 @@ class FriendRequestsOut(BaseModel):
 
 
 class RemarkIn(_In):
-    remark: Annotated[str, Field(max_length=200)]
+    remark: Annotated[str, Field(max_length=64)]
 
 
 class GroupIn(_In):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
+    name: Name
     members: Annotated[list[IdStr], Field(max_length=10_000)] = Field(default_factory=list)
 
 
 class GroupRenameIn(_In):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
+    name: Name
 
 
 class MembersIn(_In):

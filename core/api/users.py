@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from core.api.deps import NodeDep, PrincipalDep, RequestIdPath, UserIdPath
+from core.api.deps import NodeDep, PrincipalDep, RequestIdPath, UserIdPath, ident
 from core.api.schemas import (
     ErrorOut,
     FriendOut,
@@ -48,7 +48,7 @@ async def me(principal: PrincipalDep, node: NodeDep) -> UserOut:
 async def update_me(body: ProfileIn, principal: PrincipalDep, node: NodeDep) -> UserOut:
     avatar = None
     if body.avatar_file is not None:
-        avatar = (await node.files.authorize(principal.user_id, int(body.avatar_file))).id
+        avatar = (await node.files.authorize(principal.user_id, ident(body.avatar_file, "file"))).id
     await node.accounts.update_profile(
         principal.user_id, display_name=body.display_name, bio=body.bio, avatar_file=avatar
     )
@@ -68,9 +68,9 @@ async def search(
     return UsersOut(users=[out[u.id] for u in found if u.id in out])
 
 
-@router.get("/users/{user_id}", response_model=UserOut)
+@router.get("/users/{user_id:id}", response_model=UserOut)
 async def get_user(user_id: UserIdPath, principal: PrincipalDep, node: NodeDep) -> UserOut:
-    uid = int(user_id)
+    uid = ident(user_id, "user")
     await node.accounts.profile(uid)
     return (await _users_out(node, [uid]))[uid]
 
@@ -131,7 +131,7 @@ async def list_requests(principal: PrincipalDep, node: NodeDep) -> FriendRequest
 )
 async def request_friend(body: FriendRequestIn, principal: PrincipalDep, node: NodeDep) -> FriendRequestOut:
     """Ask to be friends. If the other user already asked you, this accepts their request instead."""
-    r = await node.social.request_friend(principal.user_id, int(body.user_id), body.message)
+    r = await node.social.request_friend(principal.user_id, ident(body.user_id, "user"), body.message)
     users = await _users_out(node, [r.from_user, r.to_user])
     return FriendRequestOut.model_validate(
         {
@@ -145,28 +145,28 @@ async def request_friend(body: FriendRequestIn, principal: PrincipalDep, node: N
     )
 
 
-@router.post("/friends/requests/{request_id}/accept", status_code=NO_CONTENT, tags=["friends"])
+@router.post("/friends/requests/{request_id:id}/accept", status_code=NO_CONTENT, tags=["friends"])
 async def accept(request_id: RequestIdPath, principal: PrincipalDep, node: NodeDep) -> Response:
-    await node.social.accept_request(principal.user_id, int(request_id))
+    await node.social.accept_request(principal.user_id, ident(request_id, "friend request"))
     return Response(status_code=NO_CONTENT)
 
 
-@router.post("/friends/requests/{request_id}/decline", status_code=NO_CONTENT, tags=["friends"])
+@router.post("/friends/requests/{request_id:id}/decline", status_code=NO_CONTENT, tags=["friends"])
 async def decline(request_id: RequestIdPath, principal: PrincipalDep, node: NodeDep) -> Response:
-    await node.social.decline_request(principal.user_id, int(request_id))
+    await node.social.decline_request(principal.user_id, ident(request_id, "friend request"))
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/friends/{user_id}", status_code=NO_CONTENT, tags=["friends"])
+@router.delete("/friends/{user_id:id}", status_code=NO_CONTENT, tags=["friends"])
 async def remove_friend(user_id: UserIdPath, principal: PrincipalDep, node: NodeDep) -> Response:
-    await node.social.remove_friend(principal.user_id, int(user_id))
+    await node.social.remove_friend(principal.user_id, ident(user_id, "user"))
     return Response(status_code=NO_CONTENT)
 
 
-@router.put("/friends/{user_id}/remark", status_code=NO_CONTENT, tags=["friends"])
+@router.put("/friends/{user_id:id}/remark", status_code=NO_CONTENT, tags=["friends"])
 async def set_remark(user_id: UserIdPath, body: RemarkIn, principal: PrincipalDep, node: NodeDep) -> Response:
     """A private alias for a friend, seen only by you."""
-    await node.social.set_remark(principal.user_id, int(user_id), body.remark)
+    await node.social.set_remark(principal.user_id, ident(user_id, "user"), body.remark)
     return Response(status_code=NO_CONTENT)
 
 
@@ -180,14 +180,14 @@ async def list_blocks(principal: PrincipalDep, node: NodeDep) -> UsersOut:
     return UsersOut(users=[users[i] for i in ids if i in users])
 
 
-@router.put("/blocks/{user_id}", status_code=NO_CONTENT, tags=["friends"])
+@router.put("/blocks/{user_id:id}", status_code=NO_CONTENT, tags=["friends"])
 async def block(user_id: UserIdPath, principal: PrincipalDep, node: NodeDep) -> Response:
     """Their messages to you are refused with the error ``blocked`` (and yours to them, until you unblock)."""
-    await node.social.block(principal.user_id, int(user_id))
+    await node.social.block(principal.user_id, ident(user_id, "user"))
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/blocks/{user_id}", status_code=NO_CONTENT, tags=["friends"])
+@router.delete("/blocks/{user_id:id}", status_code=NO_CONTENT, tags=["friends"])
 async def unblock(user_id: UserIdPath, principal: PrincipalDep, node: NodeDep) -> Response:
-    await node.social.unblock(principal.user_id, int(user_id))
+    await node.social.unblock(principal.user_id, ident(user_id, "user"))
     return Response(status_code=NO_CONTENT)

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-CONV_PATTERN = r"^(d:[1-9][0-9]{0,19}:[1-9][0-9]{0,19}|g:[1-9][0-9]{0,19})$"
-ID_PATTERN = r"^[1-9][0-9]{0,19}$"
+CONV_PATTERN = r"^(d:[1-9][0-9]{0,18}:[1-9][0-9]{0,18}|g:[1-9][0-9]{0,18})$"
+ID_PATTERN = r"^[1-9][0-9]{0,18}$"
 DEVICE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 CMID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 MAX_SEQ = 2**53 - 1

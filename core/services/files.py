@@ -224,7 +224,7 @@ class FileService:
     def check_link(self, file_id: int, variant: str, exp: int, sig: str) -> bool:
         if exp < self._clock.wall_ms():
             return False
-        return hmac.compare_digest(self._sign(file_id, variant, exp), sig)
+        return hmac.compare_digest(self._sign(file_id, variant, exp).encode(), sig.encode())
 
     def open(self, key: str) -> AsyncIterator[bytes]:
         return self._storage.read(key)

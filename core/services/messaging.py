@@ -38,7 +38,7 @@ from core.protocol.frames import (
 )
 from core.routing import Router, Track
 from core.services.social import SocialService
-from core.types import parse_conversation
+from core.types import parse_conversation, parse_id
 from strategies.ack.base import AckPolicy
 from strategies.dedup.base import Deduplicator, DedupRecord
 from strategies.ids.base import IdGenerator
@@ -153,7 +153,10 @@ class MessagingService:
             return MessageKind.TEXT, {"text": text}
         if frame.file is None:
             raise WsimError(ErrorCode.INVALID, f"file: a {frame.kind} message needs an uploaded file id")
-        meta = await self._users.get_file(int(frame.file))
+        try:
+            meta = await self._users.get_file(parse_id(frame.file))
+        except ValueError:
+            meta = None
         if meta is None or meta.owner != user:
             raise WsimError(ErrorCode.NOT_FOUND, "file: no such upload of yours")
         if frame.kind == "image" and meta.width is None:
@@ -282,9 +285,12 @@ class MessagingService:
         return msg
 
     # ---------------------------------------------------------------- recall
-    async def recall(self, link: DeviceLink, msg_id: int) -> None:
+    async def recall(self, link: DeviceLink, msg_id: str) -> None:
         user = link.user
-        msg = await self._messages.get_message(msg_id)
+        try:
+            msg = await self._messages.get_message(parse_id(msg_id))
+        except ValueError:
+            msg = None
         if msg is None:
             raise WsimError(ErrorCode.NOT_FOUND, "no such message")
         first = await self._social.first_readable_seq(user, msg.conv)

@@ -242,7 +242,7 @@ class WebSocketConnection:
                 case MessageRead():
                     await node.messaging.mark_read(self, frame.conv, frame.seq)
                 case MessageRecall():
-                    await node.messaging.recall(self, int(frame.id))
+                    await node.messaging.recall(self, frame.id)
                 case Sync():
                     for out in await node.messaging.sync(self._user, frame):
                         self.push_frame(out)
