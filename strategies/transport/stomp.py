@@ -451,7 +451,7 @@ class StompTransport:
 
     async def endpoint(self, ws: WebSocket) -> None:
         node = self.node
-        if not origin_allowed(ws.headers.get("origin"), node.settings.server.origins):
+        if not origin_allowed(ws.headers.get("origin"), node.settings.server.origins, ws.headers.get("host")):
             await ws.close(code=int(CloseCode.ORIGIN_REJECTED))
             return
         await StompLink(ws, node, self.config).run()
