@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import __version__
-from core.api import admin, auth, conversations, files, groups, ops, users
+from core.api import admin, auth, conversations, files, groups, ops, transports, users
 from core.api.schemas import ErrorOut
 from core.clock import Clock, SystemClock
 from core.config import Settings
@@ -32,11 +32,11 @@ from core.services.files import FileService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
 from core.services.social import SocialService
-from core.transport.websocket import websocket_endpoint
 from core.web_client import mount_web_client
 from strategies import ack, bus, cache, dedup, ids, presence, retry, timeline
 from strategies import files as file_strategies
 from strategies import store as stores
+from strategies import transport as transport_strategies
 from strategies.context import StrategyContext
 from strategies.store.base import StoreUnavailable
 
@@ -256,9 +256,18 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_node(node)
+        started = []
         try:
+            for t in app.state.transports:
+                await t.start()
+                started.append(t)
             yield
         finally:
+            for t in reversed(started):
+                try:
+                    await t.close()
+                except Exception:
+                    log.exception("error while closing transport %s", t.name)
             await stop_node(node)
 
     app = FastAPI(
@@ -284,9 +293,15 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
         conversations.router,
         files.router,
         admin.router,
+        transports.router,
     ):
         app.include_router(r)
-    app.add_api_websocket_route("/ws", websocket_endpoint)
+    # Transports (native WebSocket by default; STOMP, HTTP polling, MQTT by configuration) add their own routes.
+    app.state.transports = [
+        transport_strategies.REGISTRY.create(cfg, node) for cfg in settings.strategies.transports
+    ]
+    for t in app.state.transports:
+        app.router.routes.extend(t.routes())
     if settings.server.web_client:
         mount_web_client(app)
     return app
