@@ -71,6 +71,24 @@ class Metrics:
         )
         self.bus_published = Counter("wsim_bus_published", "Envelopes published on the bus", registry=r)
         self.bus_received = Counter("wsim_bus_received", "Envelopes received from the bus", registry=r)
+        self.transport_requests = Counter(
+            "wsim_transport_requests",
+            "Requests that carry no socket (HTTP polls, MQTT uplinks), by transport",
+            ["transport"],
+            registry=r,
+        )
+        self.transport_empty_responses = Counter(
+            "wsim_transport_empty_responses",
+            "Poll responses without any frame, by transport",
+            ["transport"],
+            registry=r,
+        )
+        self.transport_refused = Counter(
+            "wsim_transport_refused",
+            "Uplinks refused because they cannot be attributed, by transport and reason",
+            ["transport", "reason"],
+            registry=r,
+        )
         self.history_seconds = Histogram(
             "wsim_history_query_seconds",
             "History page query latency (REST and sync)",

@@ -124,6 +124,10 @@ MESSAGE_SCHEMA = [
         created_ms INTEGER NOT NULL
     );
     """,
+    # version 2: tiering. The tier job takes the oldest messages first (index on ts).
+    """
+    CREATE INDEX messages_ts ON messages(ts);
+    """,
 ]
 
 
@@ -903,3 +907,67 @@ class SqliteMessageStore:
     async def count_dead_letters(self) -> int:
         row = await self._db.one("SELECT COUNT(*) FROM dead_letters")
         return int(row[0]) if row else 0
+
+    # ---------------------------------------------------------------- tiering (TierableStore)
+    async def oldest(self, before_ts_ms: int, limit: int) -> list[Message]:
+        rows = await self._db.all(
+            f"SELECT {_MSG_COLS} FROM messages WHERE ts < ? ORDER BY ts, id LIMIT ?", (before_ts_ms, limit)
+        )
+        return [_message(r) for r in rows]
+
+    async def import_messages(self, messages: Sequence[Message]) -> int:
+        """Copies keep their id and seq; one already here (same id or same (conv, seq)) is skipped. The counter
+        row only moves forward (MAX), so importing never lowers a conversation's next seq."""
+        if not messages:
+            return 0
+        rows = [
+            (
+                m.conv,
+                m.seq,
+                m.id,
+                m.sender,
+                m.device,
+                m.cmid,
+                m.kind.value,
+                orjson.dumps({} if m.recalled else m.body).decode(),
+                m.ts_ms,
+                int(m.recalled),
+            )
+            for m in messages
+        ]
+        tops: dict[str, int] = {}
+        for m in messages:
+            tops[m.conv] = max(tops.get(m.conv, 0), m.seq)
+
+        def run(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT INTO messages (conv, seq, id, sender, device, cmid, kind, body, ts, recalled) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                rows,
+            )
+            added = conn.total_changes - before
+            conn.executemany(
+                "INSERT INTO conversations (conv, last_seq) VALUES (?, ?) "
+                "ON CONFLICT(conv) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+                list(tops.items()),
+            )
+            return added
+
+        return await self._db.write(run)
+
+    async def delete_messages(self, messages: Sequence[Message]) -> int:
+        if not messages:
+            return 0
+        ids = [m.id for m in messages]
+
+        def run(conn: sqlite3.Connection) -> int:
+            total = 0
+            for i in range(0, len(ids), 10_000):  # below SQLite's bound-variable limit
+                chunk = ids[i : i + 10_000]
+                total += conn.execute(
+                    f"DELETE FROM messages WHERE id IN ({_placeholders(len(chunk))})", chunk
+                ).rowcount
+            return total
+
+        return await self._db.write(run)
