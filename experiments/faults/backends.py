@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Protocol
@@ -228,10 +229,50 @@ class PrivateRabbitMQ:
         self.proc = None
 
 
-PRIVATE_BACKENDS: dict[str, type[PrivateRedis] | type[PrivateMariaDB] | type[PrivateRabbitMQ]] = {
+class PrivateMongo:
+    """A MongoDB wire-protocol server for the ``mongo`` store. MongoDB itself cannot be installed on this
+    machine, so this runs ``nx-27017`` (PyPI), the stand-in the store tests use; Docker Compose runs the real
+    image. Its performance is not MongoDB's: a comparison against it measures the code path, not MongoDB."""
+
+    name = "mongo"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    async def start(self) -> None:
+        exe = shutil.which("nx-27017") or shutil.which("nx-27017", path=str(Path(sys.executable).parent))
+        if exe is None:
+            raise BackendError("nx-27017 is not installed (pip install -e '.[test]')")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / "nx.log").open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            exe, "--data-dir", str(self.workdir / "db"), "--host", "127.0.0.1", "-p", str(self.port),
+            "--log-file", str(self.workdir / "nx-daemon.log"), "--pid-file", str(self.workdir / "nx.pid"),
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        log.close()
+        await _wait_port(self.port, self.proc, 30, "nx-27017")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self.proc = None
+
+
+PRIVATE_BACKENDS: dict[
+    str, type[PrivateRedis] | type[PrivateMariaDB] | type[PrivateRabbitMQ] | type[PrivateMongo]
+] = {
     "redis": PrivateRedis,
     "mariadb": PrivateMariaDB,
     "rabbitmq": PrivateRabbitMQ,
+    "mongo": PrivateMongo,
 }
 
 

@@ -78,7 +78,7 @@ class Experiment(_Spec):
     workload: Workload = Field(default_factory=Workload)
     faults: list[Fault] = Field(default_factory=list)
     proxy: ProxyConfig | None = None
-    backends: dict[Literal["redis", "mariadb", "rabbitmq"], PrivateBackendConfig] = Field(
+    backends: dict[Literal["redis", "mariadb", "rabbitmq", "mongo"], PrivateBackendConfig] = Field(
         default_factory=dict
     )
     services: list[Literal["mariadb", "redis", "rabbitmq", "mosquitto", "postgresql", "nats"]] = Field(
@@ -149,8 +149,8 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
         cur = nxt
     if parts[-1] == "faults" or not isinstance(value, dict) or not isinstance(cur.get(parts[-1]), dict):
         cur[parts[-1]] = value
-    elif parts[:2] == ["server", "strategies"] and len(parts) == 3:
-        cur[parts[-1]] = value  # a new strategy replaces the old one's options wholesale
+    elif "kind" in value:
+        cur[parts[-1]] = value  # a new strategy (or backend kind) replaces the old one's options wholesale
     else:
         cur[parts[-1]] = deep_merge(cur[parts[-1]], value)
 

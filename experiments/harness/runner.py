@@ -376,6 +376,7 @@ def describe(exp: Experiment, raw: dict[str, Any], only: list[str] | None = None
         strat = ", ".join(
             f"{k}={getattr(s, k).kind}" for k in ("ack", "retry", "dedup", "cache", "bus") if hasattr(s, k)
         )
+        strat += f", store={s.store.messages.kind}"
         e = c.experiment
         faults = ", ".join(f.type for f in e.faults) or "none"
         proxy = "proxy" if e.proxy is not None and e.proxy.enabled else "direct"

@@ -128,7 +128,7 @@ class BackendRestartFault(_Spec):
 
     type: Literal["backend_restart"] = "backend_restart"
     at_s: Annotated[float, Field(ge=0)]
-    backend: Literal["redis", "mariadb", "rabbitmq"]
+    backend: Literal["redis", "mariadb", "rabbitmq", "mongo"]
     down_s: Annotated[float, Field(ge=0)] = 2.0
 
 

@@ -29,6 +29,14 @@ async def _ping(kind: str, url: str) -> None:
                 assert (await cur.fetchone()) == (1,)
         finally:
             conn.close()
+    elif kind == "mongo":
+        from pymongo import AsyncMongoClient
+
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(url, serverSelectionTimeoutMS=5000)
+        try:
+            await client.admin.command("ping")
+        finally:
+            await client.close()
     else:
         import aio_pika
 
@@ -37,7 +45,7 @@ async def _ping(kind: str, url: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["redis", "mariadb", "rabbitmq"])
+@pytest.mark.parametrize("kind", ["redis", "mariadb", "rabbitmq", "mongo"])
 async def test_private_backend_restart(kind: str, tmp_path: Path) -> None:
     backend = make_backend(kind, tmp_path / kind)
     await backend.start()
@@ -53,5 +61,5 @@ async def test_private_backend_restart(kind: str, tmp_path: Path) -> None:
 def test_unknown_backend_kind(tmp_path: Path) -> None:
     from experiments.faults.backends import BackendError
 
-    with pytest.raises(BackendError, match="known: redis, mariadb, rabbitmq"):
+    with pytest.raises(BackendError, match="known: redis, mariadb, rabbitmq, mongo"):
         make_backend("oracle", tmp_path)
