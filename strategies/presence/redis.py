@@ -125,6 +125,12 @@ end
 return 0
 """
 
+# KEYS id key; ARGV owner
+_ID_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _ERRORS = (RedisError, OSError, TimeoutError)
 
 
@@ -202,6 +208,7 @@ class RedisPresence:
             ("join", _JOIN),
             ("claim", _CLAIM),
             ("id_renew", _ID_RENEW),
+            ("id_release", _ID_RELEASE),
         ):
             self._scripts[name] = self._r.register_script(lua)
         self._node = node
@@ -239,11 +246,13 @@ class RedisPresence:
         # Leave nothing half-alive: make the registration due now, so the next sweep (any node) removes whatever
         # devices are still listed and pushes their users' offline presence; free the node id at once.
         with contextlib.suppress(*_ERRORS):
-            pipe = self._r.pipeline(transaction=False)
-            pipe.zadd(self._k_nodes, {self._reg: 0})
-            if self._node_id is not None:
-                self._script("id_renew")(keys=[self._k_id(self._node_id)], args=[self._boot, 1], client=pipe)
-            await pipe.execute()
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.zadd(self._k_nodes, {self._reg: 0})
+                if self._node_id is not None:
+                    await self._script("id_release")(
+                        keys=[self._k_id(self._node_id)], args=[self._boot], client=pipe
+                    )
+                await pipe.execute()
         await self._r.aclose()
         self._r = None
         self._held.clear()
@@ -271,10 +280,10 @@ class RedisPresence:
 
         async def op() -> bool:
             reg = self._reg
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.sadd(self._k_devs(reg), f"{user}:{device}")
-            self._script("online")(keys=[self._k_user(user)], args=[device, reg], client=pipe)
-            result = await pipe.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.sadd(self._k_devs(reg), f"{user}:{device}")
+                await self._script("online")(keys=[self._k_user(user)], args=[device, reg], client=pipe)
+                result = await pipe.execute()
             return bool(result[1] == 1)
 
         return await self._write(op, False)
@@ -284,10 +293,10 @@ class RedisPresence:
 
         async def op() -> bool:
             reg = self._reg
-            pipe = self.redis.pipeline(transaction=False)
-            self._script("offline")(keys=[self._k_user(user)], args=[device, reg], client=pipe)
-            pipe.srem(self._k_devs(reg), f"{user}:{device}")
-            result = await pipe.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._script("offline")(keys=[self._k_user(user)], args=[device, reg], client=pipe)
+                pipe.srem(self._k_devs(reg), f"{user}:{device}")
+                result = await pipe.execute()
             return bool(result[0] == 2)
 
         return await self._write(op, False)
@@ -300,11 +309,11 @@ class RedisPresence:
         ids = list(dict.fromkeys(users))
         if not ids:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for u in ids:
-            getattr(pipe, command)(self._k_user(u))
         try:
-            results = await pipe.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for u in ids:
+                    getattr(pipe, command)(self._k_user(u))
+                results = await pipe.execute()
         except _ERRORS as exc:
             raise PresenceUnavailable(f"presence registry unreachable: {exc!r}") from None
         return list(zip(ids, results, strict=True))
@@ -393,21 +402,24 @@ class RedisPresence:
         offline: list[int] = []
         removed = 0
         for chunk in _chunks(entries, self._cfg.batch):
-            pipe = r.pipeline(transaction=False)
-            users = []
-            for entry in chunk:
-                user_s, _, device = entry.partition(":")
-                users.append(int(user_s))
-                self._script("offline")(keys=[self._k_user(int(user_s))], args=[device, reg], client=pipe)
-            for user, result in zip(users, await pipe.execute(), strict=True):
+            async with r.pipeline(transaction=False) as pipe:
+                users = []
+                for entry in chunk:
+                    user_s, _, device = entry.partition(":")
+                    users.append(int(user_s))
+                    await self._script("offline")(
+                        keys=[self._k_user(int(user_s))], args=[device, reg], client=pipe
+                    )
+                results = await pipe.execute()
+            for user, result in zip(users, results, strict=True):
                 removed += result > 0
                 if result == 2:
                     offline.append(user)
-        pipe = r.pipeline(transaction=False)
-        pipe.delete(key)
-        pipe.srem(self._k_dead, reg)
-        pipe.zrem(self._k_nodes, reg)
-        await pipe.execute()
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.delete(key)
+            pipe.srem(self._k_dead, reg)
+            pipe.zrem(self._k_nodes, reg)
+            await pipe.execute()
         self._metrics.presence_expired.inc(removed)
         if removed:
             log.info("presence: removed %d device(s) of %s (lease ran out)", removed, reg)
@@ -426,11 +438,13 @@ class RedisPresence:
             await self._script("join")(keys=[self._k_nodes], args=[reg, self._lease_ms])
             back_online: list[int] = []
             for chunk in _chunks(sorted(self._held), self._cfg.batch):
-                pipe = r.pipeline(transaction=False)
-                for user, device in chunk:
-                    pipe.sadd(self._k_devs(reg), f"{user}:{device}")
-                    self._script("online")(keys=[self._k_user(user)], args=[device, reg], client=pipe)
-                results = await pipe.execute()
+                async with r.pipeline(transaction=False) as pipe:
+                    for user, device in chunk:
+                        pipe.sadd(self._k_devs(reg), f"{user}:{device}")
+                        await self._script("online")(
+                            keys=[self._k_user(user)], args=[device, reg], client=pipe
+                        )
+                    results = await pipe.execute()
                 back_online += [u for (u, _), res in zip(chunk, results[1::2], strict=True) if res == 1]
             self._dirty = False
         finally:
