@@ -110,7 +110,9 @@ async def harnesses(tmp_path: Path) -> AsyncIterator[dict[str, Harness]]:
 
     async def rabbit_drop(node: Node) -> None:
         name = f"wsim-bus:{prefix}:{node.name}"
-        assert await asyncio.to_thread(rabbitmq_close_connections, name) == 1
+        assert (
+            await asyncio.to_thread(rabbitmq_close_connections, name) == 1
+        )  # (no other node's name has it as a prefix)
 
     async with stack:
         yield {

@@ -116,8 +116,9 @@ async def private_mosquitto(workdir: Path) -> AsyncIterator[PrivateBroker]:
         await broker.stop()
 
 
-def rabbitmq_close_connections(name: str, reason: str = "closed by a wsim test") -> int:
-    """Force-close the shared RabbitMQ's connections whose client-provided name is ``name`` (no other's)."""
+def rabbitmq_close_connections(name_prefix: str, reason: str = "closed by a wsim test") -> int:
+    """Force-close the shared RabbitMQ's connections whose client-provided name starts with ``name_prefix``
+    (no other's), all at once."""
     ctl = _need_binary("rabbitmqctl")
     # The table format prints the pid as close_connection wants it ("<rabbit@host.N.M.0>"; the JSON one
     # does not) and the client properties as a list of {"key",value} pairs.
@@ -128,13 +129,20 @@ def rabbitmq_close_connections(name: str, reason: str = "closed by a wsim test")
         text=True,
         timeout=60,
     ).stdout
-    needle = f'{{"connection_name","{name}"}}'
-    closed = 0
+    needle = f'{{"connection_name","{name_prefix}'
+    pids = []
     for line in out.splitlines():
         pid, _, props = line.partition("\t")
         if pid.startswith("<") and needle in props:
-            subprocess.run(
-                [ctl, "close_connection", pid, reason], check=True, timeout=60, capture_output=True
-            )
-            closed += 1
-    return closed
+            pids.append(pid)
+    closers = [
+        subprocess.Popen(
+            [ctl, "close_connection", pid, reason], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for pid in pids
+    ]
+    for proc in closers:
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl close_connection failed: {err.decode(errors='replace')}")
+    return len(pids)
