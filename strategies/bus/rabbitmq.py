@@ -9,7 +9,13 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, DeliveryMode
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    DeliveryMode,
+)
 from yarl import URL
 
 from strategies.bus.base import BusHandler, GapHandler
@@ -20,6 +26,7 @@ from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
 
+_ACK_EVERY = 64
 _CONNECTION_ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, OSError, TimeoutError)
 
 
@@ -28,8 +35,8 @@ class RabbitmqBus:
     ``<prefix>.node.<node>``, bound with the node's name and with ``*`` (broadcast).
 
     * delivery: **at least once** from publisher to queue, and from queue to node. A publish returns only after
-      the broker's publisher confirm (the frame is in the target queue); the node acknowledges a frame after its
-      handler ran, so frames in flight when the connection drops are redelivered (duplicates are dropped by
+      the broker's publisher confirm (the frame is in the target queue); the node acknowledges frames
+      (cumulatively) after its handler ran, so frames in flight when the connection drops are redelivered (duplicates are dropped by
       sequence number, so the hub sees each frame once). The queue outlives a dropped connection: frames
       published while a node reconnects wait for it. A publish the broker did not confirm is followed by a gap
       notice; a re-made consumer is reported as a gap too (conservatively: redelivery would usually cover it).
@@ -130,14 +137,27 @@ class RabbitmqBus:
         return queue
 
     async def _consume(self, queue: aio_pika.abc.AbstractQueue, ready: asyncio.Future[None]) -> None:
-        async with queue.iterator() as it:
+        """Handle frames one at a time in queue order; acknowledge cumulatively (``multiple``) when the local
+        backlog is drained or every ``_ACK_EVERY`` frames: one ack frame per burst instead of one per message
+        (measured: per-message acks halved the frames/s a node could take)."""
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        tag = await queue.consume(inbox.put, no_ack=False)
+        try:
             if not ready.done():
                 ready.set_result(None)
             else:
                 await self._framed.resubscribed("consumer re-made after a disconnect")
-            async for message in it:
+            unacked = 0
+            while True:
+                message = await inbox.get()
                 await self._framed.on_raw(message.body)
-                await message.ack()
+                unacked += 1
+                if unacked >= _ACK_EVERY or inbox.empty():
+                    await message.ack(multiple=True)
+                    unacked = 0
+        finally:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
 
     async def _run(self, node: str, ready: asyncio.Future[None]) -> None:
         cfg = self._cfg
@@ -156,7 +176,15 @@ class RabbitmqBus:
                 first = False
                 attempt = 0
                 consumer = asyncio.ensure_future(self._consume(queue, ready))
-                closed = asyncio.ensure_future(conn.closed())
+                # The connection or the consuming channel closing (the broker's doing or ours) ends this round.
+                closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+                def lost(*_: Any, closed: asyncio.Future[None] = closed) -> None:
+                    if not closed.done():
+                        closed.set_result(None)
+
+                conn.close_callbacks.add(lost)
+                queue.channel.close_callbacks.add(lost)
                 done, _ = await asyncio.wait({consumer, closed}, return_when=asyncio.FIRST_COMPLETED)
                 for t in (consumer, closed):
                     if t not in done:
