@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import __version__
-from core.api import admin, auth, conversations, files, groups, ops, users
+from core.api import admin, auth, conversations, files, groups, ops, transports, users
 from core.api.schemas import ErrorOut
 from core.clock import Clock, SystemClock
 from core.config import Settings
@@ -32,10 +32,11 @@ from core.services.files import FileService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
 from core.services.social import SocialService
-from core.transport.websocket import websocket_endpoint
-from strategies import ack, bus, cache, dedup, ids, presence, retry
+from core.web_client import mount_web_client
+from strategies import ack, bus, cache, dedup, ids, presence, retry, timeline
 from strategies import files as file_strategies
 from strategies import store as stores
+from strategies import transport as transport_strategies
 from strategies.context import StrategyContext
 from strategies.store.base import StoreUnavailable
 
@@ -67,7 +68,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
 
     id_gen = ids.REGISTRY.create(s.ids, ctx)
     users_store = stores.USER_STORES.create(s.store.users, ctx)
-    messages_store = stores.MESSAGE_STORES.create(s.store.messages, ctx)
+    messages_store = stores.build_message_store(s.store, ctx)
     cache_impl = cache.REGISTRY.create(s.cache, ctx)
     dedup_impl = dedup.REGISTRY.create(s.dedup, ctx)
     bus_impl = bus.REGISTRY.create(s.bus, ctx)
@@ -75,6 +76,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
     file_storage = file_strategies.REGISTRY.create(s.files, ctx)
     ack_policy = ack.REGISTRY.create(s.ack, ctx)
     retry_policy = retry.REGISTRY.create(s.retry, ctx)
+    timeline_impl = timeline.REGISTRY.create(s.store.timeline, ctx, messages_store, id_gen)
 
     secret = jwt_secret(settings)
     hub = Hub(settings.server.node, clock, metrics, settings.limits.max_connections_per_user)
@@ -93,6 +95,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
         metrics,
         settings.limits,
         settings.sync,
+        timeline_impl,
     )
     social.system = messaging
     presence_service = PresenceService(presence_registry, social, router, settings.server.node)
@@ -124,6 +127,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
 async def start_node(node: Node) -> None:
     await node.users_store.start()
     await node.messages_store.start()
+    await node.messaging.timeline.start()
     await node.cache.start()
     await node.dedup.start()
     await node.presence_registry.start(node.name, node.hub.on_bus_gap, node.presence.changed)
@@ -158,6 +162,7 @@ async def stop_node(node: Node) -> None:
         node.presence_registry.close,
         node.dedup.close,
         node.cache.close,
+        node.messaging.timeline.close,
         node.messages_store.close,
         node.users_store.close,
     ):
@@ -256,9 +261,18 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await start_node(node)
+        started = []
         try:
+            for t in app.state.transports:
+                await t.start()
+                started.append(t)
             yield
         finally:
+            for t in reversed(started):
+                try:
+                    await t.close()
+                except Exception:
+                    log.exception("error while closing transport %s", t.name)
             await stop_node(node)
 
     app = FastAPI(
@@ -284,7 +298,15 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
         conversations.router,
         files.router,
         admin.router,
+        transports.router,
     ):
         app.include_router(r)
-    app.add_api_websocket_route("/ws", websocket_endpoint)
+    # Transports (native WebSocket by default; STOMP, HTTP polling, MQTT by configuration) add their own routes.
+    app.state.transports = [
+        transport_strategies.REGISTRY.create(cfg, node) for cfg in settings.strategies.transports
+    ]
+    for t in app.state.transports:
+        app.router.routes.extend(t.routes())
+    if settings.server.web_client:
+        mount_web_client(app)
     return app

@@ -134,6 +134,39 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tier(args: argparse.Namespace) -> int:
+    """Move messages that are due from hot to warm to cold (strategies/store/tiered.py); safe to interrupt and
+    run again."""
+    import asyncio
+    import json
+
+    from core.clock import SystemClock
+    from core.metrics import Metrics
+    from strategies.context import StrategyContext
+    from strategies.store import build_message_store
+
+    settings = load_settings(args.config, _overrides(args))
+    if not settings.strategies.store.tiering.enabled:
+        print("wsim tier: store.tiering.enabled is false in this configuration", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> dict[str, Any]:
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        ctx = StrategyContext(SystemClock(), Metrics(), settings.data_path, settings.server.node)
+        store: Any = build_message_store(settings.strategies.store, ctx)
+        await store.start()
+        try:
+            report = await store.run_tier_job(args.max_batches)
+        finally:
+            await store.close()
+        result: dict[str, Any] = report.as_dict()
+        return result
+
+    print(json.dumps(asyncio.run(run())))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsim", description="wsim instant-messaging server and testbed")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--port", type=int, help="port of the first node (0: any free ports)")
     cluster.add_argument("--data-dir", help="data directory shared by the nodes")
     cluster.set_defaults(func=cmd_cluster)
+
+    tier = sub.add_parser("tier", help="move old messages hot -> warm -> cold (store.tiering); resumable")
+    tier.add_argument("--config", "-c")
+    tier.add_argument("--data-dir")
+    tier.add_argument("--max-batches", type=int, default=None, help="stop after this many batches")
+    tier.set_defaults(func=cmd_tier)
 
     show = sub.add_parser("config", help="print the resolved settings")
     show.add_argument("--config", "-c")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from strategies.ack.config import AckConfig, ThreeStateAckConfig
@@ -22,6 +22,7 @@ from strategies.ids.config import IdsConfig, SnowflakeConfig
 from strategies.presence.config import MemoryPresenceConfig, PresenceConfig
 from strategies.retry.config import ExponentialRetryConfig, RetryConfig
 from strategies.store.config import StoreConfig
+from strategies.transport.config import TransportConfig, WebSocketTransportConfig
 
 
 class _Section(BaseModel):
@@ -92,6 +93,10 @@ class SyncConfig(_Section):
     recent_messages: Annotated[int, Field(ge=0)] = 50
 
 
+def _default_transports() -> list[TransportConfig]:
+    return [WebSocketTransportConfig()]
+
+
 class StrategiesConfig(_Section):
     ack: AckConfig = Field(default_factory=ThreeStateAckConfig)
     retry: RetryConfig = Field(default_factory=ExponentialRetryConfig)
@@ -102,6 +107,17 @@ class StrategiesConfig(_Section):
     ids: IdsConfig = Field(default_factory=SnowflakeConfig)
     files: FilesConfig = Field(default_factory=LocalFilesConfig)
     presence: PresenceConfig = Field(default_factory=MemoryPresenceConfig)
+    # How devices connect (docs/transports.md); each kind at most once. Default: the native WebSocket alone.
+    transports: list[TransportConfig] = Field(default_factory=_default_transports)
+
+    @field_validator("transports")
+    @classmethod
+    def _one_of_each(cls, value: list[TransportConfig]) -> list[TransportConfig]:
+        kinds = [t.kind for t in value]
+        repeated = sorted({k for k in kinds if kinds.count(k) > 1})
+        if repeated:
+            raise ValueError(f"each transport kind may appear once; repeated: {', '.join(repeated)}")
+        return value
 
 
 class Settings(BaseSettings):

@@ -88,6 +88,24 @@ class Metrics:
             "Device entries removed because their node's lease ran out (dead or partitioned node)",
             registry=r,
         )
+        self.transport_requests = Counter(
+            "wsim_transport_requests",
+            "Requests that carry no socket (HTTP polls, MQTT uplinks), by transport",
+            ["transport"],
+            registry=r,
+        )
+        self.transport_empty_responses = Counter(
+            "wsim_transport_empty_responses",
+            "Poll responses without any frame, by transport",
+            ["transport"],
+            registry=r,
+        )
+        self.transport_refused = Counter(
+            "wsim_transport_refused",
+            "Uplinks refused because they cannot be attributed, by transport and reason",
+            ["transport", "reason"],
+            registry=r,
+        )
         self.history_seconds = Histogram(
             "wsim_history_query_seconds",
             "History page query latency (REST and sync)",

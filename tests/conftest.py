@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 
 from core.sdk import WsimClient
 from tests.support.server import RunningServer, running_server, settings_for_test
+from tests.support.stores import nx_27017
 
 IN_CI = bool(os.environ.get("CI"))
 _counter = itertools.count()
@@ -77,3 +78,11 @@ async def make_client(server: RunningServer, clients: list[WsimClient]) -> Clien
         return c
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A MongoDB wire-protocol server (the nx-27017 stand-in) for this test session; each test uses its own
+    database in it (tests/support/stores.py)."""
+    with nx_27017(tmp_path_factory.mktemp("nx-27017")) as uri:
+        yield uri

@@ -50,6 +50,11 @@ class DeliveryTracker(Protocol):
         """Cumulative ack; returns how many pending deliveries it settled."""
         ...
 
+    def settle(self, conv: str, seq: int) -> bool:
+        """Settle exactly one pending delivery (transports whose devices acknowledge single messages: STOMP
+        ``client-individual``); True if it was pending. The delivered mark still moves only by ``ack``."""
+        ...
+
     def due(self, now: float) -> list[TrackerEvent]: ...
 
     def next_deadline(self) -> float | None: ...
@@ -65,6 +70,9 @@ class NullTracker:
 
     def ack(self, conv: str, seq: int) -> int:
         return 0
+
+    def settle(self, conv: str, seq: int) -> bool:
+        return False
 
     def due(self, now: float) -> list[TrackerEvent]:
         return []
@@ -131,6 +139,13 @@ class RetryingTracker:
         for p in settled:
             self._settle(p)
         return len(settled)
+
+    def settle(self, conv: str, seq: int) -> bool:
+        p = self._by_conv.get(conv, {}).get(seq)
+        if p is None:
+            return False
+        self._settle(p)
+        return True
 
     def due(self, now: float) -> list[TrackerEvent]:
         events: list[TrackerEvent] = [GiveUp(p) for p in self._overflow]

@@ -85,6 +85,9 @@ class Sync(_Frame):
     type: Literal["sync"]
     cursors: dict[Conv, SeqInt] = Field(default_factory=dict, max_length=5000)
     limit: Annotated[int, Field(ge=1, le=1000)] = 200
+    # Write fan-out timeline only (store.timeline.kind = write): the device's inbox cursor; 0 = from the start.
+    # When the server keeps inboxes, the answer is the inbox after it and ``cursors`` is ignored.
+    inbox: SeqInt | None = None
 
 
 class Typing(_Frame):
@@ -177,6 +180,7 @@ class SyncBatch(_Frame):
 class SyncDone(_Frame):
     type: Literal["sync.done"] = "sync.done"
     more: bool  # some conversation had more than ``limit`` messages: send ``sync`` again
+    inbox: int | None = None  # answer to an inbox sync: the cursor to send next time
 
 
 class PresenceFrame(_Frame):

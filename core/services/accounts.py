@@ -169,12 +169,14 @@ class AccountService:
 
     async def verify_access(self, token: str) -> Principal:
         principal = self.decode_access(token)
-        active = await cached(
-            self._cache, "session", principal.family, lambda: self._store.session_active(principal.family)
-        )
-        if not active:
+        if not await self.session_active(principal.family):
             raise WsimError(ErrorCode.UNAUTHORIZED, "session has been logged out")
         return principal
+
+    async def session_active(self, family: str) -> bool:
+        """Whether a login session is still valid (not logged out); for credentials derived from a token."""
+        active = await cached(self._cache, "session", family, lambda: self._store.session_active(family))
+        return bool(active)
 
     # ---------------------------------------------------------------- throttling
     def _check_throttle(self, keys: list[str]) -> None:

@@ -43,6 +43,7 @@ from strategies.ack.base import AckPolicy
 from strategies.dedup.base import Deduplicator, DedupRecord
 from strategies.ids.base import IdGenerator
 from strategies.store.base import MessageStore, StoreUnavailable, UserStore
+from strategies.timeline.base import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ class MessagingService:
         metrics: Metrics,
         limits: LimitsConfig,
         sync: SyncConfig,
+        timeline: Timeline,
     ) -> None:
+        self.timeline = timeline
         self._messages = messages
         self._users = users
         self._social = social
@@ -112,6 +115,14 @@ class MessagingService:
         if result.created:
             self._metrics.messages_stored.inc()
         return result.message, result.created
+
+    async def _timeline_append(self, msg: Message, members: Sequence[int]) -> None:
+        try:
+            await self.timeline.on_append(msg, members)
+        except StoreUnavailable as exc:
+            raise WsimError(
+                ErrorCode.UNAVAILABLE, "message store unavailable; resend with the same cmid", detail=str(exc)
+            ) from None
 
     async def _fanout(
         self,
@@ -202,6 +213,8 @@ class MessagingService:
             del self._inflight[key]  # type: ignore[arg-type]
         if not created and fingerprint(msg.conv, msg.kind.value, msg.body) != fp and not msg.recalled:
             raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
+        # Write fan-out inboxes are part of "sent" (idempotent, so a duplicate repairs an interrupted fan-out).
+        await self._timeline_append(msg, members)
         if key is not None:
             await self._dedup.remember(
                 key,
@@ -267,8 +280,12 @@ class MessagingService:
             None,
         )
         msg, _ = await self._append(draft)
+        # The actor caused this notice: it is not unread for them (as their own messages are not).
+        self._spawn(self._messages.set_marks(conv, actor, delivered=msg.seq, read=msg.seq))
         members = await self._social.conversation_members(conv)
-        await self._fanout(msg, list(dict.fromkeys([*members, *extra_recipients])))
+        recipients = list(dict.fromkeys([*members, *extra_recipients]))
+        await self._timeline_append(msg, recipients)
+        await self._fanout(msg, recipients)
         return msg
 
     # ---------------------------------------------------------------- recall
@@ -312,7 +329,9 @@ class MessagingService:
             f"recall:{msg.id}",
         )
         event, _ = await self._append(draft)
-        await self._fanout(event, await self._social.conversation_members(msg.conv))
+        members = await self._social.conversation_members(msg.conv)
+        await self._timeline_append(event, members)
+        await self._fanout(event, members)
 
     # ---------------------------------------------------------------- marks
     async def mark_delivered(self, link: DeviceLink, conv: str, seq: int) -> None:
@@ -375,6 +394,12 @@ class MessagingService:
     # ---------------------------------------------------------------- sync and history
     async def sync(self, user: int, frame: Sync) -> list[ServerFrame]:
         start = self._clock.monotonic()
+        if frame.inbox is not None:
+            page = await self.timeline.inbox_after(user, frame.inbox, frame.limit)
+            if page is not None:
+                inbox_frames = await self._inbox_frames(user, page.messages, page.cursor, page.more)
+                self._metrics.history_seconds.observe(self._clock.monotonic() - start)
+                return inbox_frames
         convs = await self._social.user_conversations(user)
         heads = await self._messages.heads(convs)
         frames: list[ServerFrame] = []
@@ -410,6 +435,33 @@ class MessagingService:
             )
         frames.append(SyncDone(more=more_any))
         self._metrics.history_seconds.observe(self._clock.monotonic() - start)
+        return frames
+
+    async def _inbox_frames(
+        self, user: int, msgs: list[Message], cursor: int, more: bool
+    ) -> list[ServerFrame]:
+        """An inbox page as the usual frames: one ``sync.batch`` per conversation (ascending seq, ``last_seq`` =
+        the newest seq in this page), then ``sync.done`` with the next inbox cursor."""
+        by_conv: dict[str, list[Message]] = {}
+        for m in msgs:
+            by_conv.setdefault(m.conv, []).append(m)
+        frames: list[ServerFrame] = []
+        for conv, items in by_conv.items():
+            try:
+                first = await self._social.first_readable_seq(user, conv)
+            except WsimError:
+                first = 1  # no longer a member: what the inbox holds was readable when it was written
+            items.sort(key=lambda m: m.seq)
+            frames.append(
+                SyncBatch(
+                    conv=conv,
+                    messages=[m.wire() for m in items],
+                    last_seq=items[-1].seq,
+                    more=False,
+                    first_seq=first,
+                )
+            )
+        frames.append(SyncDone(more=more, inbox=cursor))
         return frames
 
     async def history(

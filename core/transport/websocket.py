@@ -2,332 +2,70 @@
 
 The driver is deliberately thin: it reads frames and hands them, with the time, to :class:`ServerSession`; it
 runs the services the session asks for; a per-connection writer drains a bounded queue so that fan-out never
-waits on one device; one timer per connection wakes the session at its next deadline.
+waits on one device; one timer per connection wakes the session at its next deadline. Everything but the socket
+itself is shared with the other transports in :mod:`core.transport.link`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import secrets
-from collections import deque
-from contextlib import suppress
+from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from core.errors import CloseCode, ErrorCode, WsimError
-from core.hub import TooManyConnectionsError
+from core.errors import CloseCode
 from core.node import Node
-from core.protocol.codec import encode
-from core.protocol.frames import (
-    Auth,
-    AuthOk,
-    AuthRenew,
-    ClientFrame,
-    ErrorFrame,
-    MessageAck,
-    MessageRead,
-    MessageRecall,
-    MessageSend,
-    Ping,
-    Pong,
-    ServerFrame,
-    Sync,
-    SyncRequired,
-    Typing,
-)
-from core.protocol.session import (
-    Close,
-    DeadLettered,
-    Handle,
-    Redeliver,
-    SendFrame,
-    ServerSession,
-    SessionEvent,
-    SessionLimits,
-)
+from core.protocol.frames import Auth
 from core.routing import Track
-from core.services.accounts import Principal
+from core.transport.link import SessionLink, session_limits
 
-log = logging.getLogger(__name__)
+__all__ = ["WebSocketConnection", "origin_allowed", "session_limits", "websocket_endpoint"]
 
 TRANSPORT = "ws"
 
 
-def session_limits(node: Node) -> SessionLimits:
-    s = node.settings
-    return SessionLimits(
-        max_frame_bytes=s.limits.max_frame_bytes,
-        auth_timeout_s=s.limits.auth_timeout_s,
-        heartbeat_interval_s=s.heartbeat.interval_s,
-        missed_heartbeats=s.heartbeat.missed_beats,
-        rate_per_s=s.limits.rate_per_s,
-        rate_burst=s.limits.rate_burst,
-        rate_strikes=s.limits.rate_strikes,
-        error_budget=s.limits.error_budget,
-    )
-
-
-def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+def origin_allowed(origin: str | None, allowed: list[str], host: str | None = None) -> bool:
+    """Allowed: no Origin (not a browser), a listed Origin, or the page's own origin (the web client served by
+    this node, whatever host and port it is reached at). Sockets carry no ambient credentials (the token is in
+    the first frame), so same-origin needs no list."""
     if origin is None:
         return (
             True  # not a browser: Origin protects browsers from cross-site sockets, it is not authentication
         )
+    if host and urlsplit(origin).netloc.lower() == host.lower():
+        return True
     return "*" in allowed or origin in allowed
 
 
-class WebSocketConnection:
+class WebSocketConnection(SessionLink):
     """One socket: the session state machine plus its queue, writer task and timer. Implements DeviceLink."""
 
+    TRANSPORT = TRANSPORT
+
     def __init__(self, ws: WebSocket, node: Node) -> None:
+        super().__init__(node)
         self.ws = ws
-        self.node = node
-        now = node.clock.monotonic()
-        self.session = ServerSession(
-            session_limits(node),
-            node.ack.new_tracker(node.retry, node.settings.limits.max_pending_deliveries),
-            now,
-        )
-        self._queue: deque[tuple[str, Track | None, int | None]] = deque()
-        self._queue_max = node.settings.limits.outbound_queue_frames
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._close_request: tuple[CloseCode, str] | None = None
-        self._closed = asyncio.Event()
-        self.principal: Principal | None = None
-        self._user = 0
-        self._device = ""
-        self._family = ""
-        self.registered = False
-        self._tasks: set[asyncio.Future[None]] = set()
 
-    # ---------------------------------------------------------------- DeviceLink
-    @property
-    def user(self) -> int:
-        return self._user
-
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def family(self) -> str:
-        return self._family
-
-    @property
-    def transport(self) -> str:
-        return TRANSPORT
-
-    def push(self, frame: str, track: Track | None = None, ts_ms: int | None = None) -> None:
-        if self._close_request is not None:
-            return
-        if len(self._queue) >= self._queue_max:
-            self.close(CloseCode.SLOW_CONSUMER, "outbound queue full; reconnect and sync")
-            return
-        self._queue.append((frame, track, ts_ms))
-        self._wake.set()
-
-    def push_frame(self, frame: ServerFrame) -> None:
-        self.push(encode(frame))
-
-    def close(self, code: CloseCode, reason: str) -> None:
-        """Close from outside the session (logout, replaced device, slow consumer): queued frames are dropped."""
-        self.session.close(code, reason)
-        self._begin_close(code, reason, keep_errors=False)
-
-    def _begin_close(self, code: CloseCode, reason: str, *, keep_errors: bool) -> None:
-        if self._close_request is not None:
-            return
-        self._close_request = (code, reason)
-        # Error frames queued just before a protocol close stay: they tell the client why.
-        kept = [item for item in self._queue if keep_errors and item[0].startswith('{"type":"error"')]
-        self._queue.clear()
-        self._queue.extend(kept)
-        self._wake.set()
-
-    def request_sync(self, reason: str) -> None:
-        self.push_frame(SyncRequired(reason=reason))
-
-    # ---------------------------------------------------------------- writer
-    async def _write_loop(self) -> None:
-        ws = self.ws
-        metrics = self.node.metrics
-        clock = self.node.clock
-        deliver_hist = metrics.send_deliver_seconds
-        frames_out = metrics.frames_out
+    async def _write(self, frame: str, track: Track | None) -> bool:
         try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._queue:
-                    frame, track, ts_ms = self._queue.popleft()
-                    await ws.send_text(frame)
-                    frames_out.inc()
-                    if track is not None:
-                        self.session.delivered(track.msg_id, track.conv, track.seq, frame, clock.monotonic())
-                        self._reschedule()
-                    if ts_ms is not None:
-                        deliver_hist.observe(max(0.0, (clock.wall_ms() - ts_ms) / 1000))
-                if self._close_request is not None:
-                    code, reason = self._close_request
-                    with suppress(Exception):
-                        await ws.close(code=int(code), reason=reason[:120])
-                    return
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return  # the reader notices the disconnect and cleans up
-        finally:
-            self._closed.set()
+            await self.ws.send_text(frame)
+        except WebSocketDisconnect as exc:
+            raise ConnectionError("socket closed") from exc
+        return True
 
-    # ---------------------------------------------------------------- timer
-    def _reschedule(self) -> None:
-        deadline = self.session.next_deadline()
-        if deadline is None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = self._timer_at = None
-            return
-        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
-            return  # an earlier wake-up is already scheduled; tick() will reschedule
-        if self._timer is not None:
-            self._timer.cancel()
-        delay = max(0.0, deadline - self.node.clock.monotonic())
-        self._timer_at = deadline
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+    async def _close_wire(self, code: CloseCode, reason: str) -> None:
+        await self.ws.close(code=int(code), reason=reason[:120])
 
-    def _on_timer(self) -> None:
-        self._timer = self._timer_at = None
-        events = self.session.tick(self.node.clock.monotonic())
-        if events:
-            task = asyncio.ensure_future(self._process(events))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        self._reschedule()
-
-    # ---------------------------------------------------------------- events
-    async def _process(self, events: list[SessionEvent]) -> None:
-        for ev in events:
-            if isinstance(ev, Handle):
-                await self._handle(ev.frame)
-            elif isinstance(ev, SendFrame):
-                if isinstance(ev.frame, ErrorFrame):
-                    self.node.metrics.errors.labels(ev.frame.code).inc()
-                self.push_frame(ev.frame)
-            elif isinstance(ev, Redeliver):
-                self.node.metrics.retries.inc()
-                self.push(ev.pending.frame)
-            elif isinstance(ev, DeadLettered):
-                await self.node.messaging.dead_letter(self, ev.pending)
-            elif isinstance(ev, Close):
-                self._begin_close(ev.code, ev.reason, keep_errors=True)
-        self._reschedule()
-
-    async def _handle(self, frame: ClientFrame) -> None:
-        node = self.node
-        node.metrics.frames_in.labels(frame.type).inc()
-        try:
-            match frame:
-                case Auth():
-                    await self._authenticate(frame.token, frame.device)
-                case AuthRenew():
-                    await self._renew(frame.token)
-                case Ping():
-                    self.push_frame(Pong(ts=frame.ts, server_ts=node.clock.wall_ms()))
-                    await node.presence.heartbeat(self)
-                case MessageSend():
-                    await node.messaging.send(self, frame, node.clock.monotonic())
-                case MessageAck():
-                    await node.messaging.mark_delivered(self, frame.conv, frame.seq)
-                case MessageRead():
-                    await node.messaging.mark_read(self, frame.conv, frame.seq)
-                case MessageRecall():
-                    await node.messaging.recall(self, frame.id)
-                case Sync():
-                    for out in await node.messaging.sync(self._user, frame):
-                        self.push_frame(out)
-                case Typing():
-                    await node.messaging.typing(self, frame.conv)
-                case _:  # pragma: no cover - the union is closed; mypy checks exhaustiveness below
-                    raise AssertionError(f"unhandled frame {frame!r}")
-        except WsimError as err:
-            node.metrics.errors.labels(err.code.value).inc()
-            ref = frame.cmid if isinstance(frame, MessageSend) else frame.type
-            retry_ms = int(err.details["retry_after_s"] * 1000) if "retry_after_s" in err.details else None
-            self.push_frame(
-                ErrorFrame(code=err.code.value, message=err.message, ref=ref, retry_after_ms=retry_ms)
-            )
-        except Exception:
-            log.exception("error handling %s from user %s", frame.type, self._user)
-            node.metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
-            ref = frame.cmid if isinstance(frame, MessageSend) else frame.type
-            self.push_frame(ErrorFrame(code=ErrorCode.INTERNAL.value, message="internal error", ref=ref))
-
-    def _token_deadline(self, principal: Principal) -> float:
-        node = self.node
-        return node.clock.monotonic() + (principal.exp_ms - node.clock.wall_ms()) / 1000
-
-    async def _authenticate(self, token: str, device: str | None) -> None:
-        node = self.node
-        try:
-            principal = await node.accounts.verify_access(token)
-        except WsimError as err:
-            await self._process(self.session.auth_failed(err.code, err.message))
-            return
-        self.principal = principal
-        self._user = principal.user_id
-        self._family = principal.family
-        self._device = device or f"anon-{secrets.token_hex(6)}"
-        try:
-            old = node.hub.register(self)
-        except TooManyConnectionsError as exc:
-            self.push_frame(ErrorFrame(code=ErrorCode.RATE_LIMITED.value, message=str(exc), ref="auth"))
-            await self._process(self.session.close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections"))
-            return
-        self.registered = True
-        if old is not None:
-            old.close(CloseCode.REPLACED, "the same device connected again")
-        self.session.opened(self._token_deadline(principal), node.clock.monotonic())
-        node.metrics.connections.labels(TRANSPORT).inc()
-        node.metrics.connections_opened.labels(TRANSPORT).inc()
-        self.push_frame(
-            AuthOk(
-                user=str(principal.user_id),
-                device=self._device,
-                node=node.name,
-                heartbeat_s=node.settings.heartbeat.interval_s,
-                ack=node.ack.name,
-                server_ts=node.clock.wall_ms(),
-                token_expires=principal.exp_ms,
-            )
-        )
-        await node.presence.connected(self)
-
-    async def _renew(self, token: str) -> None:
-        principal = await self.node.accounts.verify_access(token)
-        if principal.user_id != self._user:
-            raise WsimError(ErrorCode.FORBIDDEN, "the new token belongs to another user")
-        self.principal = principal
-        self._family = principal.family
-        self.session.renewed(self._token_deadline(principal))
-
-    # ---------------------------------------------------------------- main loop
     async def run(self) -> None:
         ws = self.ws
         node = self.node
         await ws.accept()
-        self._writer = asyncio.create_task(self._write_loop())
+        self.start_writer()
         self._reschedule()
         try:
             auth_header = ws.headers.get("authorization", "")
             if auth_header.lower().startswith("bearer "):
-                await self._process(
-                    self.session.receive_frame(
-                        Auth(
-                            type="auth", token=auth_header[7:].strip(), device=ws.headers.get("x-wsim-device")
-                        ),
-                        node.clock.monotonic(),
-                    )
+                await self.feed(
+                    Auth(type="auth", token=auth_header[7:].strip(), device=ws.headers.get("x-wsim-device"))
                 )
             while self._close_request is None:
                 message = await ws.receive()
@@ -340,35 +78,12 @@ class WebSocketConnection:
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
         finally:
-            await self._cleanup()
-
-    async def _cleanup(self) -> None:
-        node = self.node
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._close_request is None:
-            self._close_request = (CloseCode.NORMAL, "")
-            self._queue.clear()
-        self._wake.set()
-        if self._writer is not None:
-            try:
-                await asyncio.wait_for(self._closed.wait(), timeout=2.0)
-            except TimeoutError:
-                self._writer.cancel()
-        code = self.session.close_code or CloseCode.NORMAL
-        node.metrics.connections_closed.labels(str(int(code))).inc()
-        if self.registered:
-            node.metrics.connections.labels(TRANSPORT).dec()
-            if node.hub.unregister(self):
-                try:
-                    await node.presence.disconnected(self)
-                except Exception:
-                    log.exception("presence update failed for user %s", self._user)
+            await self.cleanup()
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
     node: Node = ws.app.state.node
-    if not origin_allowed(ws.headers.get("origin"), node.settings.server.origins):
+    if not origin_allowed(ws.headers.get("origin"), node.settings.server.origins, ws.headers.get("host")):
         await ws.close(code=int(CloseCode.ORIGIN_REJECTED))  # before accept: the handshake gets HTTP 403
         return
     await WebSocketConnection(ws, node).run()

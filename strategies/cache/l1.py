@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from prometheus_client import Counter
 
 from strategies.cache.base import MISS
@@ -29,6 +30,10 @@ class L1Cache:
     Consistency: this node's writes invalidate it immediately. Another node's writes reach it only through
     cross-node invalidation (the ``l1+l2`` tier) or when the entry's TTL (5 min) runs out, so on a cluster with this
     tier alone a reader may see a value up to ``ttl_s`` old.
+
+    Read-through race: a reader that missed, loads from the store and then fills could put back a value that a
+    writer invalidated while the load ran. Every miss remembers the invalidation counter, and a fill for a key
+    deleted since that miss is dropped, so a fill never resurrects an invalidated value.
     """
 
     def __init__(self, config: L1CacheConfig, ctx: StrategyContext, tier: str = "l1") -> None:
@@ -37,6 +42,10 @@ class L1Cache:
         self._metrics = ctx.metrics
         self._tier = tier
         self._maps: dict[str, _CountingTTLCache] = {}
+        self._counter = itertools.count(1)
+        self._missed: LRUCache[tuple[str, str], int] = LRUCache(maxsize=config.max_entries)
+        self._deleted: LRUCache[tuple[str, str], int] = LRUCache(maxsize=config.max_entries)
+        self._cleared_at = 0
 
     def _map(self, name: str) -> _CountingTTLCache:
         m = self._maps.get(name)
@@ -49,19 +58,42 @@ class L1Cache:
             )
         return m
 
-    async def get(self, name: str, key: str) -> Any:
+    def peek(self, name: str, key: str) -> Any:
+        """The value or MISS, counting a hit or a miss; a miss opens a fill window (see the class docstring)."""
         value = self._map(name).get(key, MISS)
         if value is MISS:
             self._metrics.cache_misses.labels(self._tier, name).inc()
+            self._missed[(name, key)] = next(self._counter)
         else:
             self._metrics.cache_hits.labels(self._tier, name).inc()
         return value
 
-    async def set(self, name: str, key: str, value: Any) -> None:
+    def fill(self, name: str, key: str, value: Any) -> None:
+        opened = self._missed.pop((name, key), None)
+        if opened is not None:
+            deleted = self._deleted.get((name, key), 0)
+            if deleted > opened or self._cleared_at > opened:
+                return  # invalidated while the value was being loaded
         self._map(name)[key] = value
 
-    async def delete(self, name: str, key: str) -> None:
+    def evict(self, name: str, key: str) -> None:
+        self._deleted[(name, key)] = next(self._counter)
         self._map(name).pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything (e.g. after missing invalidations while disconnected)."""
+        self._cleared_at = next(self._counter)
+        for m in self._maps.values():
+            m.clear()
+
+    async def get(self, name: str, key: str) -> Any:
+        return self.peek(name, key)
+
+    async def set(self, name: str, key: str, value: Any) -> None:
+        self.fill(name, key, value)
+
+    async def delete(self, name: str, key: str) -> None:
+        self.evict(name, key)
 
     async def start(self) -> None:
         return None

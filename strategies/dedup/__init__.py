@@ -6,5 +6,7 @@ REGISTRY: Registry[Deduplicator] = Registry(
     {
         "off": "strategies.dedup.off:DedupOff",
         "memory": "strategies.dedup.memory:MemoryDeduplicator",
+        "redis": "strategies.dedup.redis:RedisDeduplicator",
     },
+    extras={"redis": "redis"},
 )

@@ -17,4 +17,15 @@ class MemoryDedupConfig(BaseModel):
     max_entries: Annotated[int, Field(gt=0)] = 1_000_000
 
 
-DedupConfig = Annotated[DedupOffConfig | MemoryDedupConfig, Field(discriminator="kind")]
+class RedisDedupConfig(BaseModel):
+    """The window in Redis, shared by every node (``SET NX`` with a TTL of ``window_s``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["redis"] = "redis"
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = "wsim:"
+    window_s: Annotated[float, Field(gt=0)] = 300.0  # the plan: dedup window 5 minutes
+    socket_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+
+
+DedupConfig = Annotated[DedupOffConfig | MemoryDedupConfig | RedisDedupConfig, Field(discriminator="kind")]

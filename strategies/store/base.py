@@ -17,6 +17,9 @@ Shared contract (every implementation passes tests/contract/test_store_contract.
 * Marks are monotonic: setting a lower delivered/read mark than the stored one is a no-op.
 * Errors: a backend that is unreachable raises :class:`StoreUnavailable` (the client gets a retryable error and
   resends with the same client message id); it never acknowledges a write it did not make.
+
+Every message store also implements :class:`TierableStore` (moving old messages between tiers, see
+strategies/store/tiered.py); the contract suite checks it for every registered backend.
 """
 
 from __future__ import annotations
@@ -203,3 +206,24 @@ class MessageStore(Protocol):
     async def list_dead_letters(self, limit: int, offset: int) -> list[DeadLetter]: ...
 
     async def count_dead_letters(self) -> int: ...
+
+
+class TierableStore(MessageStore, Protocol):
+    """What the tier job needs from a message store acting as a source (hot, warm) or a destination (warm).
+
+    Idempotency is the interrupt-and-resume argument: ``import_messages`` of a message already present (same id)
+    is a no-op, ``delete_messages`` of an absent id is a no-op, and a conversation's sequence counter never moves
+    back when its messages leave (the next append still gets ``last_seq + 1``).
+    """
+
+    async def oldest(self, before_ts_ms: int, limit: int) -> list[Message]:
+        """Up to ``limit`` messages with ``ts_ms < before_ts_ms``, oldest first."""
+        ...
+
+    async def import_messages(self, messages: Sequence[Message]) -> int:
+        """Store copies that keep their id, conversation and seq; returns how many were new."""
+        ...
+
+    async def delete_messages(self, messages: Sequence[Message]) -> int:
+        """Delete these messages (matched by id); returns how many were deleted."""
+        ...

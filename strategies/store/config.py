@@ -4,6 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from strategies.timeline.config import ReadTimelineConfig, TimelineConfig
+
 
 class SqliteStoreConfig(BaseModel):
     """SQLite in WAL mode. ``synchronous=NORMAL`` makes a commit durable against a process crash (kill -9) but not
@@ -19,11 +21,98 @@ class SqliteStoreConfig(BaseModel):
     busy_timeout_ms: Annotated[int, Field(ge=0)] = 10_000
 
 
-UserStoreConfig = SqliteStoreConfig
-MessageStoreConfig = SqliteStoreConfig
+class MysqlStoreConfig(BaseModel):
+    """MySQL / MariaDB through aiomysql (InnoDB). A commit is durable as the server's
+    ``innodb_flush_log_at_trx_commit`` makes it (1, the default: flushed to disk at every commit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["mysql"] = "mysql"
+    # mysql://user:password@host:port/database (the database is created on start if missing).
+    dsn: str = "mysql://root@127.0.0.1:3306/wsim"
+    # Optional read replica: reads that may lag go there (docs/database.md lists which must not).
+    replica_dsn: str | None = None
+    # User-keyed tables are split into this many physical tables by a hash of the user id. Fixed at creation:
+    # starting with a different number fails (re-sharding is a data migration, not a setting).
+    shards: Annotated[int, Field(ge=1, le=1024)] = 16
+    # Prefix of every table name; a warm tier in the same database uses another prefix ("warm_").
+    table_prefix: Annotated[str, Field(pattern=r"^[a-z0-9_]{0,32}$")] = ""
+    pool_min: Annotated[int, Field(ge=1)] = 2
+    pool_max: Annotated[int, Field(ge=1)] = 16
+    # Group commit for the message store: appends that arrive together share one transaction.
+    max_batch: Annotated[int, Field(ge=1, le=10_000)] = 512
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+
+class MongoStoreConfig(BaseModel):
+    """MongoDB through PyMongo's async API (``AsyncMongoClient``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["mongo"] = "mongo"
+    uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
+    database: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,63}$")] = "wsim"
+    # Prefix of every collection name; a warm tier in the same database uses another prefix ("warm_").
+    collection_prefix: Annotated[str, Field(pattern=r"^[a-z0-9_]{0,32}$")] = ""
+    # "sent" is acknowledged only after this write concern is satisfied. "majority" on a replica set means the
+    # write survives the loss of the primary; on a standalone server it means the one server has it.
+    write_concern: Literal["majority", "1"] = "majority"
+    journal: bool = True
+    max_batch: Annotated[int, Field(ge=1, le=10_000)] = 512
+    server_selection_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Last seq per conversation remembered in this process (a hint: the unique index is the arbiter).
+    seq_cache_entries: Annotated[int, Field(ge=0)] = 100_000
+
+
+UserStoreConfig = Annotated[SqliteStoreConfig | MysqlStoreConfig, Field(discriminator="kind")]
+MessageStoreConfig = Annotated[
+    SqliteStoreConfig | MysqlStoreConfig | MongoStoreConfig, Field(discriminator="kind")
+]
+
+
+class LocalArchiveConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["local"] = "local"
+    # Relative paths are resolved against the server's data directory.
+    path: str = "archive"
+
+
+class S3ArchiveConfig(BaseModel):
+    """Any S3-compatible object store (AWS S3, MinIO, Ceph RGW...) through boto3 in a worker thread."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["s3"] = "s3"
+    bucket: str
+    prefix: str = "wsim-archive/"
+    endpoint_url: str | None = None
+    region: str | None = None
+    # Credentials come from boto3's usual chain (environment, config files, instance role) unless set here.
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+
+ArchiveConfig = Annotated[LocalArchiveConfig | S3ArchiveConfig, Field(discriminator="kind")]
+
+
+class TieringConfig(BaseModel):
+    """Hot (primary message store) / warm (a second message store) / cold (compressed files in an object store).
+
+    ``enabled: false`` keeps every message in the primary store (nothing is moved, reads see one tier)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    hot_days: Annotated[float, Field(gt=0)] = 7.0
+    warm_days: Annotated[float, Field(gt=0)] = 90.0
+    # Any message store kind; a second table/collection in the same database, or a second DSN.
+    warm: MessageStoreConfig = Field(default_factory=lambda: SqliteStoreConfig(path="warm.db"))
+    cold: ArchiveConfig = Field(default_factory=LocalArchiveConfig)
+    # Messages moved per step (one step = copy, then delete from the source).
+    batch: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    # Run the job inside the server every this many seconds (0 = only through ``wsim tier``).
+    schedule_s: Annotated[float, Field(ge=0)] = 0.0
 
 
 class StoreConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     users: UserStoreConfig = Field(default_factory=lambda: SqliteStoreConfig(path="users.db"))
     messages: MessageStoreConfig = Field(default_factory=lambda: SqliteStoreConfig(path="messages.db"))
+    timeline: TimelineConfig = Field(default_factory=ReadTimelineConfig)
+    tiering: TieringConfig = Field(default_factory=TieringConfig)

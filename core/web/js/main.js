@@ -1,0 +1,12 @@
+// Entry point: mount the root and resume a stored login.
+import { createApp } from '../vendor/vue/vue.runtime.esm-browser.prod.js';
+import { api, loadConfig, startSession, state } from './store.js';
+import { Root } from './views/app.js';
+
+createApp(Root).mount('#app');
+loadConfig();
+if (api.loggedIn) {
+  startSession().catch(() => {
+    state.screen = 'login';
+  });
+}

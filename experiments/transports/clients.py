@@ -1,0 +1,715 @@
+"""One device client per transport, with one interface, for the transport tests and the comparison load.
+
+Each client speaks its transport the way a third-party client would (the native JSON socket, STOMP frames on a
+``v12.stomp`` WebSocket, HTTP polls with a cursor, signed MQTT publications) and counts what it puts on the wire:
+application-layer bytes as written to and read from its TCP sockets (HTTP headers and WebSocket framing
+included; TCP/IP headers excluded), and units (frames or requests) in each direction. MQTT bytes are computed
+from the MQTT 3.1.1 encoding of each PUBLISH/PUBACK (the socket is paho's); connection set-up is not counted for
+any transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpcore
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from core.protocol import stomp
+from core.protocol.mqtt_auth import signed_payload
+
+
+@dataclass
+class WireStats:
+    up_units: int = 0  # frames, requests or packets sent by the device
+    down_units: int = 0  # frames, responses or packets received
+    up_bytes: int = 0
+    down_bytes: int = 0
+    requests: int = 0  # HTTP requests (polling only)
+    empty_responses: int = 0  # HTTP responses without any frame (polling only)
+
+    def add(self, other: WireStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+# ---------------------------------------------------------------------------------------------- byte counting
+
+
+class _CountingTransport:
+    """Wraps an asyncio transport; counts bytes written."""
+
+    def __init__(self, inner: Any, stats: WireStats) -> None:
+        self._inner = inner
+        self._stats = stats
+
+    def write(self, data: bytes) -> None:
+        self._stats.up_bytes += len(data)
+        self._inner.write(data)
+
+    def writelines(self, chunks: Any) -> None:
+        for c in chunks:
+            self.write(c)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def counting_connection(stats: WireStats) -> type[ClientConnection]:
+    class CountingConnection(ClientConnection):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(_CountingTransport(transport, stats))  # type: ignore[arg-type]
+
+        def data_received(self, data: bytes) -> None:
+            stats.down_bytes += len(data)
+            super().data_received(data)
+
+    return CountingConnection
+
+
+class _CountingStream(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream, stats: WireStats) -> None:
+        self._inner = inner
+        self._stats = stats
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = await self._inner.read(max_bytes, timeout)
+        self._stats.down_bytes += len(data)
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stats.up_bytes += len(buffer)
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _CountingBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, stats: WireStats, local_address: str | None = None) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._stats = stats
+        self._local = local_address
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(
+            host, port, timeout, local_address or self._local, socket_options
+        )
+        return _CountingStream(stream, self._stats)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+# ---------------------------------------------------------------------------------------------- the interface
+
+
+class DeviceError(Exception):
+    def __init__(self, frame: dict[str, Any]) -> None:
+        super().__init__(f"{frame.get('code')}: {frame.get('message')}")
+        self.frame = frame
+
+
+@dataclass
+class Account:
+    user_id: str
+    token: str
+    device: str = field(default_factory=lambda: f"dev-{uuid.uuid4().hex[:12]}")
+
+
+class Device(ABC):
+    """A device on one transport. ``messages`` gets each ``message.new``'s message once (by id), with the
+    arrival time in ``_rx_ns``; other server frames go to ``events``."""
+
+    kind = "abstract"
+
+    def __init__(self, base_url: str, account: Account, *, auto_ack: bool = True) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.account = account
+        self.auto_ack = auto_ack
+        self.stats = WireStats()
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.errors: list[dict[str, Any]] = []
+        self.auth_ok: dict[str, Any] | None = None
+        self._seen_ids: set[str] = set()
+        self._sent: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._sync_frames: list[dict[str, Any]] = []
+        self._sync_done: asyncio.Future[bool] | None = None
+        self._opened = asyncio.Event()
+        self._cmids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------ per transport
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and authenticate; returns after ``auth.ok`` (or its equivalent)."""
+
+    @abstractmethod
+    async def _uplink(self, frame: dict[str, Any]) -> None:
+        """Send one JSON protocol frame."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def ack(self, conv: str, seq: int) -> None:
+        await self._uplink({"type": "message.ack", "conv": conv, "seq": seq})
+
+    # ------------------------------------------------------------ protocol
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        ftype = frame.get("type")
+        if ftype == "message.new":
+            msg = frame["msg"]
+            if self.auto_ack:  # a repeated push is acknowledged too, or the server keeps retrying it
+                self._spawn(self.ack(msg["conv"], msg["seq"]))
+            if msg["id"] in self._seen_ids:
+                return
+            self._seen_ids.add(msg["id"])
+            msg["_rx_ns"] = time.time_ns()
+            self.messages.put_nowait(msg)
+        elif ftype == "message.sent":
+            fut = self._sent.pop(frame["cmid"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(frame)
+        elif ftype == "auth.ok":
+            self.auth_ok = frame
+            self._opened.set()
+        elif ftype in ("sync.batch", "sync.done"):
+            self._sync_frames.append(frame)
+            if ftype == "sync.done" and self._sync_done is not None and not self._sync_done.done():
+                self._sync_done.set_result(bool(frame["more"]))
+        elif ftype == "error":
+            self.errors.append(frame)
+            fut = self._sent.pop(str(frame.get("ref")), None)
+            if fut is not None and not fut.done():
+                fut.set_exception(DeviceError(frame))
+            else:
+                self.events.put_nowait(frame)
+        else:
+            self.events.put_nowait(frame)
+
+    async def send(
+        self, conv: str, text: str, cmid: str | None = None, timeout: float = 15.0
+    ) -> dict[str, Any]:
+        """Send a text message; returns the ``message.sent`` frame (the message is stored)."""
+        cmid = cmid or f"{self.account.device}-{next(self._cmids)}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._sent[cmid] = fut
+        await self._uplink({"type": "message.send", "cmid": cmid, "conv": conv, "kind": "text", "text": text})
+        return await asyncio.wait_for(fut, timeout)
+
+    async def read(self, conv: str, seq: int) -> None:
+        await self._uplink({"type": "message.read", "conv": conv, "seq": seq})
+
+    async def sync(self, cursors: dict[str, int], timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Everything after ``cursors`` (all pages); messages are also released to ``messages`` once."""
+        out: list[dict[str, Any]] = []
+        cursors = dict(cursors)
+        while True:
+            self._sync_frames = []
+            self._sync_done = asyncio.get_running_loop().create_future()
+            await self._uplink({"type": "sync", "cursors": cursors})
+            more = await asyncio.wait_for(self._sync_done, timeout)
+            for batch in self._sync_frames:
+                if batch["type"] != "sync.batch":
+                    continue
+                for msg in batch["messages"]:
+                    out.append(msg)
+                    cursors[batch["conv"]] = max(cursors.get(batch["conv"], 0), msg["seq"])
+                    if msg["id"] not in self._seen_ids:
+                        self._seen_ids.add(msg["id"])
+                        msg["_rx_ns"] = time.time_ns()
+                        self.messages.put_nowait(msg)
+            if not more:
+                return out
+
+    async def next_message(self, timeout: float = 10.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def next_event(
+        self, ftype: str, where: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = await asyncio.wait_for(self.events.get(), max(0.01, deadline - time.monotonic()))
+            if ev.get("type") == ftype and (where is None or where(ev)):
+                return ev
+
+    async def _cancel_tasks(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await t
+
+
+# ---------------------------------------------------------------------------------------------- native WebSocket
+
+
+def _ws_base(base_url: str) -> str:
+    return "ws" + base_url[len("http") :] if base_url.startswith("http") else base_url
+
+
+class NativeWsDevice(Device):
+    kind = "websocket"
+    path = "/ws"
+
+    def __init__(self, base_url: str, account: Account, **kw: Any) -> None:
+        super().__init__(base_url, account, **kw)
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self._ws = await connect(
+            _ws_base(self.base_url) + self.path,
+            create_connection=counting_connection(self.stats),
+            ping_interval=None,
+            max_size=2**20,
+        )
+        self._reader = asyncio.create_task(self._read())
+        await self._uplink({"type": "auth", "token": self.account.token, "device": self.account.device})
+        await asyncio.wait_for(self._opened.wait(), 15)
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        with contextlib.suppress(Exception):
+            async for data in self._ws:
+                self.stats.down_units += 1
+                self._on_frame(orjson.loads(data))
+
+    async def _uplink(self, frame: dict[str, Any]) -> None:
+        assert self._ws is not None
+        self.stats.up_units += 1
+        await self._ws.send(orjson.dumps(frame).decode())
+
+    async def close(self) -> None:
+        await self._cancel_tasks()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(BaseException):
+                await self._reader
+        self._opened.clear()
+
+
+# ---------------------------------------------------------------------------------------------- STOMP
+
+
+class StompDevice(Device):
+    """STOMP 1.2 with this repository's codec; subscribes to the user queue with ``client-individual`` acks."""
+
+    kind = "stomp"
+    path = "/stomp"
+
+    def __init__(
+        self, base_url: str, account: Account, *, ack_mode: str = "client-individual", **kw: Any
+    ) -> None:
+        super().__init__(base_url, account, **kw)
+        self.ack_mode = ack_mode
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._parser = stomp.StompParser(max_frame_bytes=2**20)
+        self._ack_ids: dict[tuple[str, int], str] = {}
+        self._receipts: dict[str, asyncio.Future[None]] = {}
+        self._receipt_ids = itertools.count(1)
+        self.connected: dict[str, str] | None = None
+        self.stomp_errors: list[stomp.StompFrame] = []
+
+    async def open(self) -> None:
+        self._ws = await connect(
+            _ws_base(self.base_url) + self.path,
+            subprotocols=["v12.stomp"],  # type: ignore[list-item]
+            create_connection=counting_connection(self.stats),
+            ping_interval=None,
+            max_size=2**20,
+        )
+        self._reader = asyncio.create_task(self._read())
+        await self._frame(
+            "CONNECT",
+            {
+                "accept-version": "1.2",
+                "host": "wsim",
+                "login": self.account.device,
+                "passcode": self.account.token,
+                "heart-beat": "10000,10000",
+            },
+        )
+        await asyncio.wait_for(self._opened.wait(), 15)
+        await self.request_receipt(
+            "SUBSCRIBE", {"id": "q", "destination": "/user/queue/messages", "ack": self.ack_mode}
+        )
+
+    async def _frame(self, command: str, headers: dict[str, str], body: bytes | str = b"") -> None:
+        assert self._ws is not None
+        self.stats.up_units += 1
+        await self._ws.send(
+            stomp.serialize_text(command, headers, body if isinstance(body, str) else body.decode())
+        )
+
+    async def request_receipt(self, command: str, headers: dict[str, str], body: bytes | str = b"") -> None:
+        rid = f"r{next(self._receipt_ids)}"
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._receipts[rid] = fut
+        await self._frame(command, {**headers, "receipt": rid}, body)
+        await asyncio.wait_for(fut, 15)
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        with contextlib.suppress(Exception):
+            async for data in self._ws:
+                for ev in self._parser.feed(data):
+                    if isinstance(ev, stomp.HeartBeat):
+                        continue
+                    self.stats.down_units += 1
+                    self._on_stomp(ev)
+
+    def _on_stomp(self, f: stomp.StompFrame) -> None:
+        if f.command == "CONNECTED":
+            self.connected = f.headers
+            self.auth_ok = {
+                "type": "auth.ok",
+                "user": f.headers.get("user-name"),
+                "device": f.headers.get("session"),
+            }
+            self._opened.set()
+        elif f.command == "RECEIPT":
+            fut = self._receipts.pop(f.headers.get("receipt-id", ""), None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        elif f.command == "ERROR":
+            self.stomp_errors.append(f)
+            for fut in self._receipts.values():
+                if not fut.done():
+                    fut.set_exception(
+                        DeviceError({"code": f.headers.get("wsim-code"), "message": f.headers.get("message")})
+                    )
+        elif f.command == "MESSAGE":
+            frame = orjson.loads(f.body)
+            ack_id = f.headers.get("ack")
+            if ack_id is not None and frame.get("type") == "message.new":
+                msg = frame["msg"]
+                self._ack_ids[(msg["conv"], msg["seq"])] = ack_id
+            self._on_frame(frame)
+
+    async def ack(self, conv: str, seq: int) -> None:
+        ack_id = self._ack_ids.pop((conv, seq), None)
+        if ack_id is None:  # a message that came with sync: acknowledge it the protocol's way
+            await super().ack(conv, seq)
+            return
+        await self._frame("ACK", {"id": ack_id})
+
+    async def nack(self, conv: str, seq: int) -> None:
+        ack_id = self._ack_ids.pop((conv, seq), None)
+        if ack_id is not None:
+            await self._frame("NACK", {"id": ack_id})
+
+    async def _uplink(self, frame: dict[str, Any]) -> None:
+        body = {k: v for k, v in frame.items() if k != "type"}
+        await self._frame(
+            "SEND",
+            {"destination": f"/app/{frame['type']}", "content-type": "application/json"},
+            orjson.dumps(body),
+        )
+
+    async def close(self) -> None:
+        await self._cancel_tasks()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self.request_receipt("DISCONNECT", {})
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(BaseException):
+                await self._reader
+        self._opened.clear()
+
+
+# ---------------------------------------------------------------------------------------------- HTTP polling
+
+
+class PollDevice(Device):
+    """Long polling (``interval_s`` None: a poll is always outstanding) or short polling (one every
+    ``interval_s``). Uplinks go at once in their own request (``wait: false``); both kinds of responses carry
+    frames, numbered by the cursor, so duplicates between them are dropped here."""
+
+    def __init__(
+        self,
+        base_url: str,
+        account: Account,
+        *,
+        path: str,
+        interval_s: float | None,
+        local_address: str | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(base_url, account, **kw)
+        self.kind = "long_poll" if interval_s is None else "short_poll"
+        self.path = path
+        self.interval_s = interval_s
+        self._pool = httpcore.AsyncConnectionPool(
+            network_backend=_CountingBackend(self.stats, local_address), max_connections=4
+        )
+        self.link: str | None = None
+        self.cursor = 0
+        self.links_seen = 0
+        self.closed: dict[str, Any] | None = None
+        self._out: list[dict[str, Any]] = []
+        self._flushing = False
+        self._poller: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def _request(self, frames: list[dict[str, Any]], wait: bool, close: bool = False) -> None:
+        body = {"device": self.account.device, "link": self.link, "cursor": self.cursor, "frames": frames}
+        body["wait"] = wait
+        if close:
+            body["close"] = True
+        self.stats.requests += 1
+        self.stats.up_units += 1
+        resp = await self._pool.request(
+            "POST",
+            self.base_url + self.path,
+            headers={"Authorization": f"Bearer {self.account.token}", "Content-Type": "application/json"},
+            content=orjson.dumps(body),
+            extensions={"timeout": {"connect": 10, "read": 60, "write": 10, "pool": 60}},
+        )
+        self.stats.down_units += 1
+        if resp.status != 200:
+            raise DeviceError(orjson.loads(resp.content).get("error", {"code": str(resp.status)}))
+        out = orjson.loads(resp.content)
+        self._on_response(out)
+
+    def _on_response(self, out: dict[str, Any]) -> None:
+        frames = out["frames"]
+        if not frames:
+            self.stats.empty_responses += 1
+        if out["link"] != self.link:
+            if frames and frames[0].get("type") == "auth.ok" and out["cursor"] == len(frames):
+                self.link = out["link"]  # a new link: numbering restarts (the caller syncs if it was open)
+                self.cursor = 0
+                self.links_seen += 1
+            else:
+                return  # a response of a link that has been replaced meanwhile
+        first = out["cursor"] - len(frames) + 1
+        for i, frame in enumerate(frames):
+            if first + i > self.cursor:
+                self.cursor = first + i
+                self._on_frame(frame)
+        if out.get("closed"):
+            self.closed = out["closed"]
+
+    async def open(self) -> None:
+        self._stopping = False
+        await self._request([], wait=False)
+        await asyncio.wait_for(self._opened.wait(), 15)
+        self._poller = asyncio.create_task(self._poll_loop())
+
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def _poll_loop(self) -> None:
+        while not self.stopping():
+            try:
+                if self.interval_s is not None:
+                    await asyncio.sleep(self.interval_s)
+                await self._request([], wait=self.interval_s is None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self.stopping():
+                    return
+                await asyncio.sleep(0.5)  # the cursor makes a lost response harmless: just ask again
+
+    async def _uplink(self, frame: dict[str, Any]) -> None:
+        self._out.append(frame)
+        if not self._flushing:
+            self._flushing = True
+            try:
+                while self._out:
+                    batch, self._out = self._out, []
+                    await self._request(batch, wait=False)
+            finally:
+                self._flushing = False
+
+    async def close(self) -> None:
+        self._stopping = True
+        await self._cancel_tasks()
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(BaseException):
+                await self._poller
+        with contextlib.suppress(Exception):
+            await self._request([], wait=False, close=True)
+        await self._pool.aclose()
+        self._opened.clear()
+        self.link = None
+        self.cursor = 0
+
+
+# ---------------------------------------------------------------------------------------------- MQTT
+
+
+def _remaining_length_bytes(n: int) -> int:
+    return 1 if n < 128 else 2 if n < 16384 else 3 if n < 2097152 else 4
+
+
+def mqtt_publish_bytes(topic: str, payload: bytes, qos: int = 1) -> int:
+    """Bytes of one MQTT 3.1.1 PUBLISH packet."""
+    remaining = 2 + len(topic.encode()) + (2 if qos else 0) + len(payload)
+    return 1 + _remaining_length_bytes(remaining) + remaining
+
+
+PUBACK_BYTES = 4
+
+
+class MqttDevice(Device):
+    """A device on the broker: credentials over HTTP, uplinks signed and published QoS 1, downlink subscribed."""
+
+    kind = "mqtt"
+
+    def __init__(
+        self,
+        base_url: str,
+        account: Account,
+        *,
+        credentials_path: str = "/api/transports/mqtt/credentials",
+        **kw: Any,
+    ) -> None:
+        super().__init__(base_url, account, **kw)
+        self.credentials_path = credentials_path
+        self.creds: dict[str, Any] | None = None
+        self._client: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def fetch_credentials(self) -> dict[str, Any]:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=self.base_url) as http:
+            r = await http.post(
+                self.credentials_path,
+                json={"device": self.account.device},
+                headers={"Authorization": f"Bearer {self.account.token}"},
+            )
+        if r.status_code != 200:
+            raise DeviceError(r.json()["error"])
+        creds: dict[str, Any] = r.json()
+        self.creds = creds
+        return creds
+
+    async def open(self) -> None:
+        import aiomqtt
+
+        creds = self.creds or await self.fetch_credentials()
+        self._stack = contextlib.AsyncExitStack()
+        self._client = await self._stack.enter_async_context(
+            aiomqtt.Client(
+                creds["broker"]["host"],
+                creds["broker"]["port"],
+                identifier=f"wsim-dev-{uuid.uuid4().hex[:16]}",
+                clean_session=True,
+                socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),  # as the bridge (see there)
+            )
+        )
+        await self._client.subscribe(creds["downlink"], qos=1)
+        self._reader = asyncio.create_task(self._read())
+        await self._uplink({"type": "auth"})  # the hello: (re)attach; the signature says who, not a token
+        await asyncio.wait_for(self._opened.wait(), 15)
+
+    async def _read(self) -> None:
+        assert self.creds is not None
+        down = self.creds["downlink"]
+        with contextlib.suppress(Exception):
+            async for message in self._client.messages:
+                payload = bytes(message.payload)
+                self.stats.down_units += 1
+                self.stats.down_bytes += mqtt_publish_bytes(down, payload)
+                self.stats.up_bytes += PUBACK_BYTES
+                frame = orjson.loads(payload)
+                if frame.get("type") == "closed":
+                    self._opened.clear()
+                    self.events.put_nowait(frame)
+                    continue
+                self._on_frame(frame)
+
+    async def _uplink(self, frame: dict[str, Any]) -> None:
+        assert self.creds is not None
+        topic = self.creds["uplink"]
+        payload = signed_payload(self.creds["key"], topic, time.time_ns() // 1_000_000, orjson.dumps(frame))
+        self.stats.up_units += 1
+        self.stats.up_bytes += mqtt_publish_bytes(topic, payload)
+        self.stats.down_bytes += PUBACK_BYTES
+        await self._client.publish(topic, payload, qos=1)
+
+    async def close(self) -> None:
+        await self._cancel_tasks()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        if self._stack is not None:
+            with contextlib.suppress(Exception):
+                await self._stack.aclose()
+        self._opened.clear()
+
+
+# ---------------------------------------------------------------------------------------------- factory
+
+TRANSPORT_KINDS = ("websocket", "stomp", "long_poll", "short_poll", "mqtt")
+
+
+def server_transports(topic_prefix: str) -> list[dict[str, Any]]:
+    """The ``strategies.transports`` setting that enables every transport (MQTT under ``topic_prefix``)."""
+    return [
+        {"kind": "websocket"},
+        {"kind": "stomp"},
+        {"kind": "long_poll"},
+        {"kind": "short_poll"},
+        {"kind": "mqtt", "topic_prefix": topic_prefix},
+    ]
+
+
+_FACTORIES: dict[str, Callable[..., Device]] = {
+    "websocket": lambda url, account, short_interval_s, **kw: NativeWsDevice(url, account, **kw),
+    "stomp": lambda url, account, short_interval_s, **kw: StompDevice(url, account, **kw),
+    "long_poll": lambda url, account, short_interval_s, **kw: PollDevice(
+        url, account, path="/api/poll/long", interval_s=None, **kw
+    ),
+    "short_poll": lambda url, account, short_interval_s, **kw: PollDevice(
+        url, account, path="/api/poll/short", interval_s=short_interval_s, **kw
+    ),
+    "mqtt": lambda url, account, short_interval_s, **kw: MqttDevice(url, account, **kw),
+}
+
+
+def make_device(
+    kind: str, base_url: str, account: Account, *, short_interval_s: float = 0.2, **kw: Any
+) -> Device:
+    try:
+        factory = _FACTORIES[kind]
+    except KeyError:
+        raise ValueError(f"unknown transport {kind!r}; known: {', '.join(TRANSPORT_KINDS)}") from None
+    return factory(base_url, account, short_interval_s, **kw)

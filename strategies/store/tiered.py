@@ -1,0 +1,245 @@
+"""Hot / warm / cold tiering of messages, and the reads that page across the tiers.
+
+Tiers (``store.tiering``; rules and formats in docs/database.md):
+
+* hot: the primary message store; every write goes here; messages up to ``hot_days`` (7) old;
+* warm: a second message store of any kind (another table/collection in the same database, or another DSN);
+  messages ``hot_days`` to ``warm_days`` (90) old;
+* cold: gzip JSON-lines objects in an :class:`~strategies.store.archive.Archive` (local directory or S3).
+
+The job (:class:`TierJob`, run by ``wsim tier`` or on a schedule inside the server) moves the oldest messages one
+batch at a time, always *copy, then delete from the source*:
+
+* hot -> warm: ``warm.import_messages(batch)`` (a no-op for copies already there), then ``hot.delete_messages``;
+* warm -> cold: per conversation, the seqs the archive already holds are left out, the rest is written as a new
+  object (atomic put), then the batch is deleted from warm.
+
+Interrupted anywhere, the job leaves every message in at least one tier (the copy precedes the delete), and a rerun
+finds the same oldest messages, skips what the destination holds and finishes the delete: nothing lost, nothing
+stored twice. Readers merge tiers by seq, so a message visible in two tiers during a move is returned once.
+The hot store keeps each conversation's counter when its messages leave, so new messages never reuse a seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.models import AppendResult, ConversationHead, DeadLetter, Marks, Message, MessageDraft
+from strategies.context import StrategyContext
+from strategies.store.archive import Archive, ColdTier, conv_prefix, encode_cold
+from strategies.store.base import TierableStore
+from strategies.store.config import TieringConfig
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class TierReport:
+    to_warm: int = 0
+    to_cold: int = 0
+    cold_objects: int = 0
+    batches: int = 0
+    skipped_present: int = 0  # copies the destination already held (a resumed run)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "to_warm": self.to_warm,
+            "to_cold": self.to_cold,
+            "cold_objects": self.cold_objects,
+            "batches": self.batches,
+            "skipped_present": self.skipped_present,
+        }
+
+
+class TierJob:
+    def __init__(
+        self,
+        hot: TierableStore,
+        warm: TierableStore,
+        cold: ColdTier,
+        config: TieringConfig,
+        ctx: StrategyContext,
+    ) -> None:
+        self.hot = hot
+        self.warm = warm
+        self.cold = cold
+        self.cfg = config
+        self.clock = ctx.clock
+
+    async def run(self, max_batches: int | None = None) -> TierReport:
+        """Move everything that is due; ``max_batches`` bounds one run (the schedule runs often, a little each)."""
+        report = TierReport()
+        now = self.clock.wall_ms()
+        hot_cutoff = now - int(self.cfg.hot_days * DAY_MS)
+        cold_cutoff = now - int(self.cfg.warm_days * DAY_MS)
+        while max_batches is None or report.batches < max_batches:
+            batch = await self.hot.oldest(hot_cutoff, self.cfg.batch)
+            if not batch:
+                break
+            await self.move_to_warm(batch, report)
+        while max_batches is None or report.batches < max_batches:
+            batch = await self.warm.oldest(cold_cutoff, self.cfg.batch)
+            if not batch:
+                break
+            await self.move_to_cold(batch, report)
+        return report
+
+    async def move_to_warm(self, batch: Sequence[Message], report: TierReport) -> None:
+        added = await self.warm.import_messages(batch)
+        report.skipped_present += len(batch) - added
+        await self.hot.delete_messages(batch)
+        report.to_warm += len(batch)
+        report.batches += 1
+
+    async def move_to_cold(self, batch: Sequence[Message], report: TierReport) -> None:
+        by_conv: dict[str, list[Message]] = {}
+        for m in batch:
+            by_conv.setdefault(m.conv, []).append(m)
+        for conv, msgs in sorted(by_conv.items()):
+            lo, hi = min(m.seq for m in msgs), max(m.seq for m in msgs)
+            present = await self.cold.seqs(conv, lo, hi)
+            todo = [m for m in msgs if m.seq not in present]
+            report.skipped_present += len(msgs) - len(todo)
+            if todo:
+                name, data = encode_cold(todo)
+                await self.cold.archive.put(conv_prefix(conv) + name, data)
+                report.cold_objects += 1
+        await self.warm.delete_messages(batch)
+        report.to_cold += len(batch)
+        report.batches += 1
+
+
+class TieredMessageStore:
+    """The hot store for writes; history reads that continue into warm and cold when the hot tier runs out.
+
+    Sync from a recent cursor and the newest history page are served by the hot store alone (one query); only a
+    page that reaches below the oldest hot message asks the warm store, and below that the archive.
+    """
+
+    def __init__(
+        self,
+        hot: TierableStore,
+        warm: TierableStore,
+        archive: Archive,
+        config: TieringConfig,
+        ctx: StrategyContext,
+    ) -> None:
+        self.hot = hot
+        self.warm = warm
+        self.archive = archive
+        self.cold = ColdTier(archive)
+        self.job = TierJob(hot, warm, self.cold, config, ctx)
+        self._cfg = config
+        self._clock = ctx.clock
+        self._metrics = ctx.metrics
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.hot.start()
+        await self.warm.start()
+        await self.archive.start()
+        if self._cfg.schedule_s > 0:
+            self._task = asyncio.create_task(self._schedule(), name="tier-job")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.archive.close()
+        await self.warm.close()
+        await self.hot.close()
+
+    async def run_tier_job(self, max_batches: int | None = None) -> TierReport:
+        async with self._lock:
+            return await self.job.run(max_batches)
+
+    async def _schedule(self) -> None:
+        while True:
+            await self._clock.sleep(self._cfg.schedule_s)
+            try:
+                report = await self.run_tier_job(max_batches=50)
+                if report.batches:
+                    log.info("tier job: %s", report.as_dict())
+            except Exception:
+                log.exception("tier job failed; it resumes at the next run")
+
+    # ---------------------------------------------------------------- writes and marks: the hot store
+    async def append(self, draft: MessageDraft) -> AppendResult:
+        return await self.hot.append(draft)
+
+    async def mark_recalled(self, msg_id: int) -> bool:
+        return await self.hot.mark_recalled(msg_id)
+
+    async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
+        await self.hot.set_marks(conv, user_id, delivered=delivered, read=read)
+
+    async def get_marks(self, conv: str) -> dict[int, Marks]:
+        return await self.hot.get_marks(conv)
+
+    async def user_marks(self, user_id: int, convs: Iterable[str]) -> dict[str, Marks]:
+        return await self.hot.user_marks(user_id, convs)
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        await self.hot.add_dead_letter(letter)
+
+    async def list_dead_letters(self, limit: int, offset: int) -> list[DeadLetter]:
+        return await self.hot.list_dead_letters(limit, offset)
+
+    async def count_dead_letters(self) -> int:
+        return await self.hot.count_dead_letters()
+
+    # ---------------------------------------------------------------- reads across tiers
+    async def get_message(self, msg_id: int) -> Message | None:
+        """Hot, then warm. The cold tier is not indexed by id: a recall (the one caller) is within minutes."""
+        return await self.hot.get_message(msg_id) or await self.warm.get_message(msg_id)
+
+    async def messages_before(self, conv: str, before_seq: int, limit: int) -> list[Message]:
+        got: dict[int, Message] = {}
+        for tier in self._tiers():
+            for m in await tier.messages_before(conv, before_seq, limit):
+                got.setdefault(m.seq, m)
+            top = sorted(got)[-limit:]
+            # Done when the newest `limit` seqs below `before` are all here without a hole (older tiers hold
+            # only older messages), or the conversation's first message is reached.
+            if top and _contiguous(top) and (len(top) == limit or top[0] == 1):
+                break
+        return [got[s] for s in sorted(got)[-limit:]]
+
+    async def messages_after(self, conv: str, after_seq: int, limit: int) -> list[Message]:
+        got: dict[int, Message] = {}
+        for tier in self._tiers():
+            for m in await tier.messages_after(conv, after_seq, limit):
+                got.setdefault(m.seq, m)
+            low = sorted(got)[:limit]
+            # Done when the answer starts right after the cursor without a hole: anything newer than what the
+            # hot tier returned is in the hot tier. (A hole means a message of that range has already moved.)
+            if low and low[0] == after_seq + 1 and _contiguous(low):
+                break
+        return [got[s] for s in sorted(got)[:limit]]
+
+    def _tiers(self) -> tuple[Any, ...]:
+        return (self.hot, self.warm, self.cold)
+
+    async def heads(self, convs: Iterable[str]) -> dict[str, ConversationHead]:
+        heads = await self.hot.heads(convs)
+        for conv, head in heads.items():
+            if head.last is None and head.last_seq > 0:  # the last message has moved to an older tier
+                page = await self.messages_before(conv, head.last_seq + 1, 1)
+                if page and page[-1].seq == head.last_seq:
+                    heads[conv] = ConversationHead(conv, head.last_seq, page[-1])
+        return heads
+
+
+def _contiguous(seqs: list[int]) -> bool:
+    return seqs[-1] - seqs[0] + 1 == len(seqs)

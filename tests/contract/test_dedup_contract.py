@@ -1,0 +1,133 @@
+"""The deduplicator contract (strategies/dedup/base.py) for every registered kind; ``redis`` on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+
+from core.clock import FakeClock
+from core.metrics import Metrics
+from strategies import dedup
+from strategies.context import StrategyContext
+from strategies.dedup.base import Deduplicator, DedupRecord
+from strategies.dedup.config import DedupConfig
+from tests.support.services import namespace, require_service
+from tests.support.stores import private_redis
+
+WINDOWED = {"memory", "redis"}  # kinds with a window ("off" remembers nothing)
+SHARED = {"redis"}  # kinds whose window one node's remember reaches on another node
+
+
+def config_for(kind: str, prefix: str, url: str, window_s: float) -> dict[str, Any]:
+    builders: dict[str, dict[str, Any]] = {
+        "off": {"kind": "off"},
+        "memory": {"kind": "memory", "window_s": window_s},
+        "redis": {"kind": "redis", "url": url, "prefix": prefix, "window_s": window_s},
+    }
+    assert kind in builders, f"no test config for dedup kind {kind!r}: add it to {__name__}"
+    return builders[kind]
+
+
+class Made:
+    def __init__(self, kind: str, clock: FakeClock, make: Callable[..., Awaitable[Deduplicator]]) -> None:
+        self.kind = kind
+        self.clock = clock
+        self.make = make
+
+
+@pytest.fixture(params=dedup.REGISTRY.names())
+async def made(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Made]:
+    kind: str = request.param
+    if kind in SHARED:
+        require_service("redis")
+    prefix = namespace("wsimt") + ":"
+    clock = FakeClock()
+    opened: list[Deduplicator] = []
+
+    async def make(url: str = "redis://127.0.0.1:6379/0", window_s: float = 300.0) -> Deduplicator:
+        cfg = TypeAdapter(DedupConfig).validate_python(config_for(kind, prefix, url, window_s))
+        d = dedup.REGISTRY.create(cfg, StrategyContext(clock, Metrics(), tmp_path, "test"))
+        await d.start()
+        opened.append(d)
+        return d
+
+    yield Made(kind, clock, make)
+    for d in opened:
+        await d.close()
+    if kind in SHARED:
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+        keys = [k async for k in r.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
+
+
+RECORD = DedupRecord(42, "d:1:2", 7, 1_700_000_000_000, "f" * 32)
+
+
+async def test_durable_key_names_sender_device_and_cmid(made: Made) -> None:
+    d = await made.make()
+    key = d.durable_key(1, "dev", "c1")
+    if made.kind == "off":
+        assert key is None
+    else:
+        assert key is not None and key == d.durable_key(1, "dev", "c1")
+        assert (
+            len(
+                {
+                    key,
+                    d.durable_key(2, "dev", "c1"),
+                    d.durable_key(1, "dev2", "c1"),
+                    d.durable_key(1, "dev", "c2"),
+                }
+            )
+            == 4
+        )
+
+
+async def test_remembered_record_is_found_within_the_window(made: Made) -> None:
+    d = await made.make()
+    assert await d.lookup("1:dev:c1") is None
+    await d.remember("1:dev:c1", RECORD)
+    expected = RECORD if made.kind in WINDOWED else None
+    assert await d.lookup("1:dev:c1") == expected
+    assert await d.lookup("1:dev:c2") is None
+
+
+async def test_records_expire_after_the_window(made: Made) -> None:
+    d = await made.make(window_s=0.2)
+    await d.remember("1:dev:c1", RECORD)
+    made.clock.advance(1.0)  # injected-clock kinds expire now; Redis expires on its own clock
+    for _ in range(300):
+        if await d.lookup("1:dev:c1") is None:
+            break
+        await asyncio.sleep(0.01)
+    assert await d.lookup("1:dev:c1") is None
+
+
+@pytest.mark.parametrize("made", sorted(SHARED), indirect=True)
+async def test_window_is_shared_between_nodes(made: Made) -> None:
+    a, b = await made.make(), await made.make()
+    await a.remember("1:dev:c9", RECORD)
+    assert await b.lookup("1:dev:c9") == RECORD
+
+
+@pytest.mark.parametrize("made", sorted(SHARED), indirect=True)
+async def test_unreachable_redis_answers_unknown_and_never_raises(made: Made, tmp_path: Path) -> None:
+    with private_redis(tmp_path / "redis") as r:
+        d = await made.make(url=r.url)
+        await d.remember("1:dev:c1", RECORD)
+        r.stop()
+        assert await d.lookup("1:dev:c1") is None
+        await d.remember("1:dev:c2", RECORD)
+        r.start()  # restarted empty (no persistence): the window is gone, the store's unique index remains
+        assert await d.lookup("1:dev:c1") is None
+        await d.remember("1:dev:c3", RECORD)
+        assert await d.lookup("1:dev:c3") == RECORD

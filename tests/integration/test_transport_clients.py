@@ -1,0 +1,331 @@
+"""Clients nobody here wrote: stomp.py over its WebSocket transport, and the mosquitto command-line tools (with
+openssl computing the uplink signature, as docs/transports.md tells a shell user to). Also the MQTT bridge's
+refusals: forged, tampered, replayed and logged-out uplinks post nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import shlex
+import shutil
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from core.sdk import WsimClient
+from experiments.transports.clients import Account, Device, make_device, server_transports
+from tests.conftest import ServerFactory, unique_name
+from tests.support.server import RunningServer
+from tests.support.services import IN_CI, namespace, require_service
+
+
+@pytest.fixture
+async def srv(start_server: ServerFactory) -> RunningServer:
+    require_service("mosquitto")
+    # stomp.py (websocket-client) always sends "Origin: http://<host>:<port>", a port known only after start.
+    return await start_server(
+        {"server": {"origins": ["*"]}, "strategies": {"transports": server_transports(namespace("wsimt"))}}
+    )
+
+
+@pytest.fixture
+async def pair(srv: RunningServer) -> AsyncIterator[tuple[WsimClient, WsimClient, str]]:
+    a, b = WsimClient(srv.url), WsimClient(srv.url)
+    for c in (a, b):
+        name = unique_name("cl")
+        await c.register(name, "password-123", name)
+    await a.befriend(b)
+    yield a, b, WsimClient.direct_conv(a.user_id, b.user_id)
+    await a.close()
+    await b.close()
+
+
+@pytest.fixture
+async def alice_ws(srv: RunningServer, pair: tuple[WsimClient, WsimClient, str]) -> AsyncIterator[Device]:
+    a = pair[0]
+    assert a.access_token is not None
+    dev = make_device("websocket", srv.url, Account(a.user_id, a.access_token))
+    await dev.open()
+    yield dev
+    await dev.close()
+
+
+def _refused(srv: RunningServer, reason: str) -> float:
+    return srv.node.metrics.transport_refused.labels("mqtt", reason)._value.get()
+
+
+# ---------------------------------------------------------------------------------------------- stomp.py
+
+
+async def test_stomp_py_client_logs_in_sends_receives_and_acks(
+    srv: RunningServer, pair: tuple[WsimClient, WsimClient, str], alice_ws: Device
+) -> None:
+    import stomp
+
+    _, bob, conv = pair
+    inbox: queue.Queue[tuple[str, dict[str, str], str]] = queue.Queue()
+
+    class Listener(stomp.ConnectionListener):  # type: ignore[misc]
+        def on_message(self, frame: Any) -> None:
+            inbox.put(("MESSAGE", dict(frame.headers), frame.body))
+
+        def on_receipt(self, frame: Any) -> None:
+            inbox.put(("RECEIPT", dict(frame.headers), frame.body))
+
+        def on_error(self, frame: Any) -> None:
+            inbox.put(("ERROR", dict(frame.headers), frame.body))
+
+    conn = stomp.WSStompConnection(
+        [("127.0.0.1", srv.port)],
+        ws_path="/stomp",
+        heartbeats=(10000, 10000),
+        header={"Sec-WebSocket-Protocol": "v12.stomp"},
+        reconnect_attempts_max=1,
+    )
+    conn.set_listener("t", Listener())
+
+    async def next_frame(command: str, timeout: float = 10.0) -> tuple[dict[str, str], str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            cmd, headers, body = await asyncio.to_thread(
+                inbox.get, True, max(0.01, deadline - time.monotonic())
+            )
+            if cmd == command:
+                return headers, body
+            assert cmd != "ERROR", (headers, body)
+
+    try:
+        await asyncio.to_thread(conn.connect, login="stomp-py", passcode=bob.access_token, wait=True)
+        await asyncio.to_thread(
+            conn.subscribe,
+            destination="/user/queue/messages",
+            id="q",
+            ack="client-individual",
+            headers={"receipt": "s1"},
+        )
+        assert (await next_frame("RECEIPT"))[0]["receipt-id"] == "s1"
+        # receive from a native WebSocket user, and ack the STOMP way
+        sent = await alice_ws.send(conv, "to a stomp.py client")
+        while True:
+            headers, body = await next_frame("MESSAGE")
+            frame = orjson.loads(body)
+            if frame["type"] == "message.new" and frame["msg"]["seq"] == sent["seq"]:
+                break
+        assert frame["msg"]["body"]["text"] == "to a stomp.py client"
+        assert headers["wsim-conv"] == conv and headers["subscription"] == "q"
+        await asyncio.to_thread(conn.ack, headers["ack"])
+        receipt = await alice_ws.next_event("receipt", lambda e: (e.get("delivered") or 0) >= sent["seq"])
+        assert receipt["user"] == bob.user_id
+        # send to the native user with a plain-text SEND; the RECEIPT means stored
+        await asyncio.to_thread(
+            conn.send,
+            destination=f"/conv/{conv}",
+            body="from stomp.py",
+            content_type="text/plain",
+            headers={"cmid": "stomppy-1", "receipt": "m1"},
+        )
+        assert (await next_frame("RECEIPT"))[0]["receipt-id"] == "m1"
+        got = await alice_ws.next_message()
+        assert got["body"]["text"] == "from stomp.py" and got["cmid"] == "stomppy-1"
+    finally:
+        await asyncio.to_thread(conn.disconnect)
+
+
+# ---------------------------------------------------------------------------------------------- mosquitto CLI
+
+
+class Shell:
+    """A mosquitto_sub process on the downlink, mosquitto_pub + openssl for uplinks."""
+
+    def __init__(self, creds: dict[str, Any]) -> None:
+        self.creds = creds
+        self.lines: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sub: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        b = self.creds["broker"]
+        self.sub = await asyncio.create_subprocess_exec(
+            "mosquitto_sub", "-h", b["host"], "-p", str(b["port"]), "-q", "1", "-t", self.creds["downlink"],
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.sub is not None and self.sub.stdout is not None
+        while line := await self.sub.stdout.readline():
+            self.lines.put_nowait(orjson.loads(line))
+
+    async def publish(
+        self, frame: str, ts_ms: int | None = None, key: str | None = None, raw: str | None = None
+    ) -> str:
+        """Sign with openssl in a shell, publish with mosquitto_pub; returns the payload."""
+        ts = ts_ms or time.time_ns() // 1_000_000
+        topic = self.creds["uplink"]
+        script = (
+            f"mac=$(printf '%s\\n%s\\n%s' {shlex.quote(topic)} {ts} {shlex.quote(frame)}"
+            f" | openssl dgst -sha256 -hmac {shlex.quote(key or self.creds['key'])} -r | cut -d' ' -f1); "
+            f'payload="{ts} $mac "{shlex.quote(frame)}; '
+            f"mosquitto_pub -h {self.creds['broker']['host']} -p {self.creds['broker']['port']} -q 1 "
+            f'-t {shlex.quote(topic)} -m "$payload"; printf \'%s\' "$payload"'
+        )
+        if raw is not None:
+            script = (
+                f"mosquitto_pub -h {self.creds['broker']['host']} -p {self.creds['broker']['port']} -q 1 "
+                f"-t {shlex.quote(topic)} -m {shlex.quote(raw)}; printf '%s' {shlex.quote(raw)}"
+            )
+        proc = await asyncio.create_subprocess_exec("bash", "-c", script, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        return out.decode()
+
+    async def next(self, ftype: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = await asyncio.wait_for(self.lines.get(), max(0.01, deadline - time.monotonic()))
+            if frame.get("type") == ftype:
+                return frame
+
+    async def attach(self) -> dict[str, Any]:
+        """Say hello until auth.ok shows the subscription is live (readiness by observation, not by sleeping)."""
+        for _ in range(20):
+            await self.publish('{"type":"auth"}')
+            try:
+                return await self.next("auth.ok", timeout=1.0)
+            except TimeoutError:
+                continue
+        raise AssertionError("no auth.ok on the downlink")
+
+    async def stop(self) -> None:
+        if self.sub is not None and self.sub.returncode is None:
+            self.sub.terminate()
+            await self.sub.wait()
+        if self._reader is not None:
+            await self._reader
+
+
+async def _credentials(srv: RunningServer, client: WsimClient, device: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=srv.url) as http:
+        r = await http.post(
+            "/api/transports/mqtt/credentials",
+            json={"device": device},
+            headers={"Authorization": f"Bearer {client.access_token}"},
+        )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+@pytest.fixture
+async def shell(srv: RunningServer, pair: tuple[WsimClient, WsimClient, str]) -> AsyncIterator[Shell]:
+    for tool in ("mosquitto_sub", "mosquitto_pub", "openssl"):
+        if shutil.which(tool) is None:
+            if IN_CI:
+                pytest.fail(f"{tool} is not installed; CI must provide it")
+            pytest.skip(f"{tool} is not installed")
+    sh = Shell(await _credentials(srv, pair[1], "shell"))
+    await sh.start()
+    yield sh
+    await sh.stop()
+
+
+async def test_mosquitto_cli_user_chats_with_websocket_user(
+    srv: RunningServer, pair: tuple[WsimClient, WsimClient, str], alice_ws: Device, shell: Shell
+) -> None:
+    _, bob, conv = pair
+    ok = await shell.attach()
+    assert ok["user"] == bob.user_id and ok["device"] == "shell"
+    sent = await alice_ws.send(conv, "hello mosquitto_sub")
+    new = await shell.next("message.new")
+    assert new["msg"]["body"]["text"] == "hello mosquitto_sub" and new["msg"]["seq"] == sent["seq"]
+    await shell.publish(orjson.dumps({"type": "message.ack", "conv": conv, "seq": sent["seq"]}).decode())
+    await alice_ws.next_event("receipt", lambda e: (e.get("delivered") or 0) >= sent["seq"])
+    await shell.publish(
+        orjson.dumps(
+            {"type": "message.send", "cmid": "sh-1", "conv": conv, "text": "hello from mosquitto_pub"}
+        ).decode()
+    )
+    stored = await shell.next("message.sent")
+    got = await alice_ws.next_message()
+    assert got["body"]["text"] == "hello from mosquitto_pub" and got["id"] == stored["id"]
+    assert got["from"] == bob.user_id
+
+
+async def test_bridge_refuses_what_it_cannot_attribute(
+    srv: RunningServer, pair: tuple[WsimClient, WsimClient, str], alice_ws: Device, shell: Shell
+) -> None:
+    alice, _, conv = pair
+    await shell.attach()
+
+    def send(cmid: str, text: str) -> str:
+        return orjson.dumps({"type": "message.send", "cmid": cmid, "conv": conv, "text": text}).decode()
+
+    # wrong key (someone who knows the topic but not the key)
+    before = _refused(srv, "mac")
+    await shell.publish(send("forged-1", "forged"), key="0" * 64)
+    # a payload that is not signed at all
+    await shell.publish("", raw=send("forged-2", "unsigned"))
+    # Bob's key on a credential tampered to claim Alice's identity
+    mine = shell.creds["uplink"].rsplit("/", 1)[1]
+    claims = mine.split(".")[0]
+    alice_creds = await _credentials(srv, alice, "alice-mqtt")
+    other_claims = alice_creds["uplink"].rsplit("/", 1)[1].split(".")[0]
+    tampered = Shell({**shell.creds, "uplink": shell.creds["uplink"].replace(claims, other_claims)})
+    await tampered.publish(send("forged-3", "as alice"))
+    # stale timestamp, then a replay of a valid uplink
+    await shell.publish(send("stale-1", "old"), ts_ms=time.time_ns() // 1_000_000 - 3_600_000)
+    payload = await shell.publish(send("real-1", "real one"))
+    await shell.publish("", raw=payload)
+    # the real one arrives, exactly once; nothing else does
+    got = await alice_ws.next_message()
+    assert got["body"]["text"] == "real one"
+    await asyncio.sleep(0.5)  # leave time for a wrongly accepted uplink to show up
+    assert alice_ws.messages.empty()
+    assert _refused(srv, "mac") >= before + 1
+    assert _refused(srv, "format") >= 1
+    assert _refused(srv, "credential") >= 1
+    assert _refused(srv, "stale") >= 1
+    assert _refused(srv, "replay") >= 1
+    page = await alice.history(conv, limit=50)
+    assert [m["cmid"] for m in page["messages"] if m["kind"] == "text"] == ["real-1"]
+
+
+async def test_logged_out_credentials_are_refused(
+    srv: RunningServer, pair: tuple[WsimClient, WsimClient, str], shell: Shell
+) -> None:
+    _, bob, _ = pair
+    await shell.attach()
+    await bob.logout()
+    closed = await shell.next("closed")
+    assert closed["code"] == 4010
+    await shell.publish('{"type":"auth"}')
+    err = await shell.next("error")
+    assert err["code"] == "unauthorized"
+    assert _refused(srv, "logged_out") >= 1
+
+
+def test_openssl_recipe_matches_the_server() -> None:
+    """The shell recipe in docs/transports.md computes the same MAC as the server (no broker involved)."""
+    from core.protocol.mqtt_auth import sign
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    import subprocess
+
+    topic, ts, frame, key = "wsim/up/abc.def", 1764216000123, '{"type":"ping"}', "k" * 64
+    out = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"printf '%s\\n%s\\n%s' '{topic}' {ts} '{frame}' | openssl dgst -sha256 -hmac {key} -r",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ},
+    ).stdout.split()[0]
+    assert out == sign(key, topic, ts, frame.encode())

@@ -1,0 +1,132 @@
+"""Every transport passes the same conversation scenario as the native WebSocket, against one real server that
+serves all of them (and the real Mosquitto broker for MQTT): send, deliver, ack, read, offline then resume; and
+users on different transports talk to each other."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from core.sdk import WsimClient
+from experiments.transports.clients import TRANSPORT_KINDS, Account, Device, make_device, server_transports
+from strategies import transport
+from tests.conftest import ServerFactory, unique_name
+from tests.support.server import RunningServer
+from tests.support.services import namespace, require_service
+
+
+@pytest.fixture
+async def all_transports_server(start_server: ServerFactory) -> RunningServer:
+    require_service("mosquitto")
+    return await start_server({"strategies": {"transports": server_transports(namespace("wsimt"))}})
+
+
+@pytest.fixture
+async def accounts(all_transports_server: RunningServer) -> AsyncIterator[Any]:
+    made: list[WsimClient] = []
+    devices: list[Device] = []
+
+    async def make(n: int) -> list[tuple[WsimClient, Account]]:
+        out = []
+        for _ in range(n):
+            c = WsimClient(all_transports_server.url)
+            made.append(c)
+            name = unique_name("tr")
+            await c.register(name, "password-123", name)
+            assert c.access_token is not None
+            out.append((c, Account(c.user_id, c.access_token)))
+        return out
+
+    def device(kind: str, account: Account, **kw: Any) -> Device:
+        d = make_device(kind, all_transports_server.url, account, short_interval_s=0.05, **kw)
+        devices.append(d)
+        return d
+
+    yield make, device
+    for d in devices:
+        await d.close()
+    for c in made:
+        await c.close()
+
+
+def _texts(msgs: list[dict[str, Any]]) -> list[str]:
+    return [m["body"].get("text", "") for m in msgs]
+
+
+@pytest.mark.parametrize("kind", transport.REGISTRY.names())  # a newly registered transport is tested at once
+async def test_conversation_scenario(kind: str, accounts: Any) -> None:
+    make, device = accounts
+    (alice_c, alice_acc), (bob_c, bob_acc) = await make(2)
+    await alice_c.befriend(bob_c)
+    conv = WsimClient.direct_conv(alice_c.user_id, bob_c.user_id)
+
+    alice = device("websocket", alice_acc)
+    bob = device(kind, bob_acc)
+    await alice.open()
+    await bob.open()
+    assert bob.auth_ok is not None and str(bob.auth_ok["user"]) == bob_acc.user_id
+    history = await bob.sync({})
+    assert [m["kind"] for m in history] == ["system"]  # friend.accepted
+    cursor = history[-1]["seq"]
+    await bob.next_message()
+
+    # send -> sent (stored) -> delivered to the other transport -> acked -> receipt
+    sent = await alice.send(conv, "hello over " + kind)
+    assert sent["seq"] == cursor + 1
+    got = await bob.next_message()
+    assert got["body"]["text"] == "hello over " + kind and got["seq"] == sent["seq"]
+    delivered = await alice.next_event("receipt", lambda e: (e.get("delivered") or 0) >= sent["seq"])
+    assert delivered["user"] == bob_acc.user_id
+    # read -> receipt
+    await bob.read(conv, sent["seq"])
+    read = await alice.next_event("receipt", lambda e: e.get("read") == sent["seq"])
+    assert read["user"] == bob_acc.user_id
+    # and back the other way
+    back = await bob.send(conv, "hi from " + kind)
+    assert (await alice.next_message())["body"]["text"] == "hi from " + kind
+    cursor = back["seq"]
+
+    # offline, then resume from the cursor: everything missed, in order, nothing twice
+    await bob.close()
+    missed = [await alice.send(conv, f"while away {i}") for i in range(3)]
+    assert [m["seq"] for m in missed] == [cursor + 1, cursor + 2, cursor + 3]
+    again = device(kind, bob_acc)
+    await again.open()
+    synced = await again.sync({conv: cursor})
+    assert _texts(synced) == [f"while away {i}" for i in range(3)]
+    assert [m["seq"] for m in synced] == [cursor + 1, cursor + 2, cursor + 3]
+    await asyncio.sleep(0.3)  # give a wrongly repeated push the time to show up
+    released = [again.messages.get_nowait() for _ in range(again.messages.qsize())]
+    assert _texts(released) == [f"while away {i}" for i in range(3)]
+    marks = (await bob_c.request("GET", f"/api/conversations/{conv}/receipts"))["marks"]
+    assert marks[bob_acc.user_id]["read"] >= sent["seq"]
+
+
+async def test_every_transport_in_one_group(accounts: Any) -> None:
+    make, device = accounts
+    people = await make(len(TRANSPORT_KINDS))
+    owner_c = people[0][0]
+    for c, _ in people[1:]:
+        await owner_c.befriend(c)
+    group = await owner_c.create_group("mixed", [c.user_id for c, _ in people[1:]])
+    conv = group["conv"]
+    devices = [device(kind, acc) for kind, (_, acc) in zip(TRANSPORT_KINDS, people, strict=True)]
+    await asyncio.gather(*(d.open() for d in devices))
+    for d, kind in zip(devices, TRANSPORT_KINDS, strict=True):
+        await d.send(conv, f"from {kind}")
+    for d, kind in zip(devices, TRANSPORT_KINDS, strict=True):
+        got = [await d.next_message(timeout=15) for _ in range(len(TRANSPORT_KINDS) - 1)]
+        assert sorted(_texts(got)) == sorted(f"from {k}" for k in TRANSPORT_KINDS if k != kind)
+        seqs = [m["seq"] for m in got]
+        assert seqs == sorted(seqs)
+
+
+async def test_transports_are_listed(all_transports_server: RunningServer) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=all_transports_server.url) as http:
+        body = (await http.get("/api/transports")).json()
+    assert [t["kind"] for t in body["transports"]] == list(TRANSPORT_KINDS)

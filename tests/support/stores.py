@@ -1,0 +1,202 @@
+"""Build every registered store backend against a real server, in a namespace of its own, for the contract suites.
+
+* sqlite: a file in the test's tmp directory.
+* mysql: a fresh ``wsim_<ns>`` database on the shared MariaDB, dropped afterwards.
+* mongo: ``nx-27017`` (a MongoDB wire-protocol server) started once per test session on a free port, with a fresh
+  database per test. The code targets real MongoDB; gaps of the stand-in are listed in docs/database.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.clock import Clock, SystemClock
+from core.metrics import Metrics
+from strategies.context import StrategyContext
+from tests.support.services import IN_CI, namespace, require_service
+
+MARIADB_DSN = "mysql://root@127.0.0.1:3306/{db}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Readiness: the port accepts a connection (polled, no fixed sleep); fail at once if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            time.sleep(0.02)
+            continue
+        return
+    raise RuntimeError(f"nothing listening on {port} after {timeout} s")
+
+
+@contextlib.contextmanager
+def nx_27017(data_dir: Path) -> Iterator[str]:
+    """Start the MongoDB stand-in; yields its URI."""
+    exe = shutil.which("nx-27017") or str(Path(sys.executable).with_name("nx-27017"))
+    if not Path(exe).exists():
+        message = "nx-27017 is not installed (pip install -e '.[test]')"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = (data_dir / "nx.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--data-dir",
+            str(data_dir / "db"),
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--log-file",
+            str(data_dir / "nx-daemon.log"),
+            "--pid-file",
+            str(data_dir / "nx.pid"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_port(port, proc)
+        yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def context(tmp_path: Path, clock: Clock | None = None) -> StrategyContext:
+    return StrategyContext(
+        clock=clock or SystemClock(), metrics=Metrics(), data_dir=tmp_path, node_name="test"
+    )
+
+
+async def drop_mysql_database(db: str) -> None:
+    import aiomysql
+
+    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+    finally:
+        conn.close()
+
+
+async def drop_mongo_database(uri: str, db: str) -> None:
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
+    try:
+        await client.drop_database(db)
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def backend_config(
+    kind: str, tmp_path: Path, mongo_uri: str | None, **extra: Any
+) -> AsyncIterator[dict[str, Any]]:
+    """A store config dict for ``kind`` in a fresh namespace; the namespace is removed afterwards."""
+    if kind == "sqlite":
+        yield {"kind": "sqlite", "path": str(tmp_path / f"{namespace('s')}.db"), **extra}
+    elif kind == "mysql":
+        require_service("mariadb")
+        db = namespace("wsim")
+        try:
+            yield {"kind": "mysql", "dsn": MARIADB_DSN.format(db=db), "shards": 4, **extra}
+        finally:
+            await drop_mysql_database(db)
+    elif kind == "mongo":
+        assert mongo_uri is not None
+        db = namespace("wsim")
+        try:
+            yield {"kind": "mongo", "uri": mongo_uri, "database": db, "write_concern": "majority", **extra}
+        finally:
+            await drop_mongo_database(mongo_uri, db)
+    else:  # pragma: no cover - a new backend must be added here to be tested
+        raise AssertionError(f"no test backend for store kind {kind!r}: add it to tests/support/stores.py")
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port, which the test may stop and start again (never the
+    shared one). No persistence: a restart empties it, the harshest case for a cache or a dedup window."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            message = "redis-server is not installed"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@contextlib.contextmanager
+def private_redis(workdir: Path) -> Iterator[PrivateRedis]:
+    r = PrivateRedis(workdir)
+    r.start()
+    try:
+        yield r
+    finally:
+        r.stop()

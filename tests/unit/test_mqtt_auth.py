@@ -1,0 +1,79 @@
+"""MQTT uplink attribution (core/protocol/mqtt_auth.py): what the bridge accepts and why it refuses the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.protocol.mqtt_auth import (
+    UplinkRefusedError,
+    UplinkVerifier,
+    device_key,
+    downlink_tag,
+    issue_credential,
+    signed_payload,
+    verify_credential,
+)
+
+SECRET = b"s" * 32
+NOW = 1_764_216_000_000
+FRAME = b'{"type":"ping"}'
+
+
+def setup() -> tuple[UplinkVerifier, str, str]:
+    cred = issue_credential(SECRET, 42, "phone", "fam1", NOW + 60_000)
+    return UplinkVerifier(SECRET, "wsim", 120_000), f"wsim/up/{cred.text}", device_key(SECRET, cred.text)
+
+
+def test_a_signed_uplink_is_attributed() -> None:
+    v, topic, key = setup()
+    up = v.verify(topic, signed_payload(key, topic, NOW, FRAME), NOW)
+    assert (up.credential.user, up.credential.device, up.credential.family) == (42, "phone", "fam1")
+    assert up.frame == FRAME
+
+
+def _reason(v: UplinkVerifier, topic: str, payload: bytes) -> str:
+    with pytest.raises(UplinkRefusedError) as err:
+        v.verify(topic, payload, NOW)
+    return err.value.reason
+
+
+def test_refusals() -> None:
+    v, topic, key = setup()
+    assert _reason(v, topic, signed_payload("0" * 64, topic, NOW, FRAME)) == "mac"  # the wrong key
+    tampered = topic[:-1] + ("A" if topic[-1] != "A" else "B")  # the credential's signature no longer matches
+    assert _reason(v, tampered, signed_payload(key, tampered, NOW, FRAME)) == "credential"
+    assert _reason(v, "wsim/down/42", signed_payload(key, "wsim/down/42", NOW, FRAME)) == "topic"
+    assert _reason(v, topic, b"not signed") == "format"
+
+
+def test_signature_binds_the_topic() -> None:
+    v, topic, key = setup()
+    other = issue_credential(SECRET, 7, "laptop", "fam2", NOW + 60_000)
+    other_topic = f"wsim/up/{other.text}"
+    with pytest.raises(UplinkRefusedError) as err:
+        v.verify(other_topic, signed_payload(key, topic, NOW, FRAME), NOW)
+    assert err.value.reason == "mac"
+
+
+def test_stale_expired_and_replayed() -> None:
+    v, topic, key = setup()
+    with pytest.raises(UplinkRefusedError, match="timestamp") as err:
+        v.verify(topic, signed_payload(key, topic, NOW - 121_000, FRAME), NOW)
+    assert err.value.reason == "stale"
+    payload = signed_payload(key, topic, NOW, FRAME)
+    v.verify(topic, payload, NOW)
+    with pytest.raises(UplinkRefusedError) as err:
+        v.verify(topic, payload, NOW + 1000)
+    assert err.value.reason == "replay"
+    with pytest.raises(UplinkRefusedError) as err:
+        v.verify(topic, signed_payload(key, topic, NOW + 61_000, FRAME), NOW + 61_000)
+    assert err.value.reason == "expired"
+
+
+def test_credentials_and_tags_depend_on_the_secret() -> None:
+    cred = issue_credential(SECRET, 42, "phone", "fam1", NOW)
+    with pytest.raises(UplinkRefusedError):
+        verify_credential(b"another secret", cred.text)
+    assert verify_credential(SECRET, cred.text) == cred
+    assert downlink_tag(SECRET, 42, "phone") != downlink_tag(b"another secret", 42, "phone")
+    assert downlink_tag(SECRET, 42, "phone") != downlink_tag(SECRET, 42, "laptop")
