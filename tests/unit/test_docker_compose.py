@@ -16,14 +16,11 @@ import yaml
 
 from core.config import Settings, load_settings
 from experiments import cluster_bench
-from strategies import store
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 BUSES = ("redis", "rabbitmq", "mqtt")
 NODES = ("wsim-1", "wsim-2", "wsim-3")
-# The storage backends come from issue 4 (strategies/store, branch issue-4-storage).
-STORE_LANDED = "mysql" in store.USER_STORES.names() and "mongo" in store.MESSAGE_STORES.names()
 
 
 def compose() -> dict[str, Any]:
@@ -92,28 +89,21 @@ def config_file(service: dict[str, Any], bus: str) -> Path:
     raise AssertionError("no config file mounted at /etc/wsim/wsim.yaml")
 
 
-def node_settings(
-    name: str, bus: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, with_store: bool
-) -> Settings:
+def node_settings(name: str, bus: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     service = compose()["services"][name]
-    data = yaml.safe_load(config_file(service, bus).read_text())
-    if not with_store:
-        data["strategies"].pop("store")
-    path = tmp_path / f"{name}-{bus}.yaml"
-    path.write_text(yaml.safe_dump(data))
     for key, value in node_env(service).items():
         monkeypatch.setenv(key, value)
-    return load_settings(path)
+    return load_settings(config_file(service, bus))
 
 
 @pytest.mark.parametrize("bus", BUSES)
 def test_every_node_reads_valid_settings_that_match_its_service(
-    bus: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    bus: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services = compose()["services"]
     names = set()
     for name in NODES:
-        s = node_settings(name, bus, monkeypatch, tmp_path, with_store=False)
+        s = node_settings(name, bus, monkeypatch)
         svc = services[name]
         assert s.server.node == name  # node names are the service names (and unique)
         names.add(s.server.node)
@@ -121,7 +111,8 @@ def test_every_node_reads_valid_settings_that_match_its_service(
         assert s.server.host == "0.0.0.0"
         assert s.strategies.bus.kind == bus
         assert s.strategies.presence.kind == "redis"
-        assert s.strategies.cache.kind == "off"  # l1 would be stale across nodes
+        assert s.strategies.cache.kind in ("off", "l2", "l1+l2")  # a bare l1 would be stale across nodes
+        assert s.strategies.dedup.kind != "memory"  # a resend after failover lands on another node
         # the data directory is the shared volume (uploads and the JWT secret are seen by every node)
         assert f"wsim-data:{s.server.data_dir}" in svc["volumes"]
         # browsers come through nginx's published port
@@ -168,23 +159,20 @@ def test_the_three_configs_differ_only_in_the_bus() -> None:
     assert datas["redis"] == datas["rabbitmq"] == datas["mqtt"]
 
 
-@pytest.mark.xfail(
-    not STORE_LANDED,
-    strict=True,
-    reason="the mysql and mongo store kinds come with issue 4 (branch issue-4-storage), not merged yet",
-)
 @pytest.mark.parametrize("bus", BUSES)
-def test_store_section_is_valid(bus: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    s = node_settings("wsim-1", bus, monkeypatch, tmp_path, with_store=True)
+def test_store_section_is_the_hybrid_storage(bus: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = node_settings("wsim-1", bus, monkeypatch)
     assert s.strategies.store.users.kind == "mysql"
+    assert s.strategies.store.users.replica_dsn is not None  # reads that may lag go to the replica
     assert s.strategies.store.messages.kind == "mongo"
+    assert s.strategies.store.messages.write_concern == "majority"
 
 
 def test_nginx_proxies_to_every_node_with_websocket_upgrade_and_sane_timeouts(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     conf = (DOCKER / "nginx.conf").read_text()
-    s = node_settings("wsim-1", "redis", monkeypatch, tmp_path, with_store=False)
+    s = node_settings("wsim-1", "redis", monkeypatch)
     upstream = re.search(r"upstream wsim \{(.*?)\}", conf, re.S)
     assert upstream
     servers = re.findall(r"server\s+([\w.-]+:\d+)", upstream.group(1))
@@ -213,12 +201,12 @@ def test_image_is_slim_non_root_with_a_health_check() -> None:
 
 
 def test_experiment_service_runs_the_benchmark_against_the_nodes(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     svc = compose()["services"]["experiment"]
     assert svc["entrypoint"][-1] == "experiments.cluster_bench"
     command = [c.replace("${WSIM_BUS:-redis}", "redis") for c in svc["command"]]
     args = cluster_bench.build_parser().parse_args(command)
-    port = node_settings("wsim-1", "redis", monkeypatch, tmp_path, with_store=False).server.port
+    port = node_settings("wsim-1", "redis", monkeypatch).server.port
     assert args.urls == [f"http://{n}:{port}" for n in NODES]
     assert any(v.endswith(f":{args.out}") for v in svc["volumes"])
