@@ -89,9 +89,10 @@ async def rename_group(
     return Response(status_code=NO_CONTENT)
 
 
-@router.delete("/{group_id:id}", status_code=NO_CONTENT)
+@router.post("/{group_id:id}/dissolve", status_code=NO_CONTENT)
 async def dissolve_group(group_id: GroupIdPath, principal: PrincipalDep, node: NodeDep) -> Response:
-    """Owner only. History stays readable by the members; nobody can send any more."""
+    """Owner only. The group is not deleted: history stays readable by the members (and the group by GET), but
+    nobody can send any more. Hence a POST action, not DELETE."""
     await node.social.dissolve_group(principal.user_id, ident(group_id, "group"))
     return Response(status_code=NO_CONTENT)
 

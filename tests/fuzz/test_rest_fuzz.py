@@ -25,29 +25,39 @@ async def test_schemathesis_finds_nothing(start_server: ServerFactory) -> None:
         r = await http.post("/api/auth/register", json={"username": "admin", "password": "password-123"})
         token = r.json()["access_token"]
     cli = Path(sys.executable).with_name("schemathesis")
-    proc = await asyncio.create_subprocess_exec(
-        str(cli),
-        "--config-file",
-        str(CONFIG),
-        "run",
-        f"{srv.url}/openapi.json",
-        "--checks",
-        "all",
-        "-H",
-        f"Authorization: Bearer {token}",
-        "--max-examples",
-        os.environ.get("WSIM_FUZZ_EXAMPLES", "25"),
-        "--workers",
-        "1",
-        "--exclude-path-regex",
-        "/api/auth/logout",  # it would revoke the token the run uses (tested elsewhere)
-        "--seed",
-        "20261127",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
-    text = out.decode(errors="replace")
+    log_dir = Path("test-output")
+    log_dir.mkdir(exist_ok=True)
+    for attempt in (1, 2):
+        proc = await asyncio.create_subprocess_exec(
+            str(cli),
+            "--config-file",
+            str(CONFIG),
+            "run",
+            f"{srv.url}/openapi.json",
+            "--checks",
+            "all",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "--max-examples",
+            os.environ.get("WSIM_FUZZ_EXAMPLES", "25"),
+            "--workers",
+            "1",
+            "--exclude-path-regex",
+            "/api/auth/logout",  # it would revoke the token the run uses (tested elsewhere)
+            "--seed",
+            "20261127",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
+        text = out.decode(errors="replace")
+        (log_dir / f"schemathesis-rest-{attempt}.log").write_text(text)
+        found_failures = "Failures:" in text or "Server error" in text
+        # A crash inside schemathesis itself (seen: CPython 3.11's "AST constructor recursion depth mismatch" in
+        # Hypothesis' lambda printing) is not a finding about the API: run once more before judging.
+        tool_crash_only = proc.returncode != 0 and not found_failures and "Runtime Error" in text
+        if not tool_crash_only:
+            break
     assert proc.returncode == 0, text[-6000:]
     assert "Server error" not in text

@@ -146,8 +146,8 @@ async def test_group_roles_membership_and_limits(
     assert sorted(m["user"]["id"] for m in members) == sorted([owner.user_id, admin.user_id])
     # ownership transfer, then dissolve by the new owner
     await owner.request("PUT", f"/api/groups/{gid}/members/{admin.user_id}/role", json={"role": "owner"})
-    await expect_error(owner.request("DELETE", f"/api/groups/{gid}"), 403, "forbidden")
-    await admin.request("DELETE", f"/api/groups/{gid}")
+    await expect_error(owner.request("POST", f"/api/groups/{gid}/dissolve"), 403, "forbidden")
+    await admin.request("POST", f"/api/groups/{gid}/dissolve")
     await admin.connect()
     with pytest.raises(SendError) as info:
         await admin.send(conv, "anyone?")

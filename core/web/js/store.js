@@ -802,7 +802,7 @@ export async function leaveGroup(conv) {
 export async function dissolveGroup(conv) {
   const c = state.convs.get(conv);
   try {
-    await api.request('DELETE', `/api/groups/${c.group}`);
+    await api.request('POST', `/api/groups/${c.group}/dissolve`);
     c.dissolved = true;
     await loadGroup(conv);
   } catch (err) {
