@@ -130,7 +130,12 @@ async def start_node(node: Node) -> None:
     await node.messaging.timeline.start()
     await node.cache.start()
     await node.dedup.start()
-    await node.presence_registry.start()
+    await node.presence_registry.start(node.name, node.hub.on_bus_gap, node.presence.changed)
+    leased = await node.presence_registry.lease_node_id(node.ids.node_id_count, node.ids.set_node_id)
+    if (
+        leased is not None
+    ):  # a shared registry hands out cluster-unique ids; otherwise the configured one stays
+        node.ids.set_node_id(leased)
     await node.file_storage.start()
     await node.bus.start(node.name, node.hub.on_envelope, node.hub.on_bus_gap)
     node.started = True

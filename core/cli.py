@@ -1,14 +1,19 @@
-"""``wsim`` command line: ``serve`` (one node), and the commands later subsystems add."""
+"""``wsim`` command line: ``serve`` (one node), ``cluster`` (N local nodes), ``config``, and the commands later
+subsystems add."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from core.cluster import LocalCluster
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -59,8 +64,66 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"(WebSocket /ws, API docs /docs, data in {settings.data_path})",
         flush=True,
     )
-    uvicorn.run(app, **uvicorn_options(settings))
+    if args.fd is None:
+        uvicorn.run(app, **uvicorn_options(settings))
+    else:
+        # A listening socket bound by the parent (wsim cluster): no race for the port.
+        server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
+        server.run(sockets=[socket.socket(fileno=args.fd)])
     return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from core.cluster import LocalCluster, cluster_settings
+
+    settings = load_settings(args.config, _overrides(args))
+    settings, notes = cluster_settings(settings, args.bus)
+    for note in notes:
+        print(f"wsim cluster: {note}", file=sys.stderr)
+    cluster = LocalCluster(settings, args.nodes, base_port=settings.server.port)
+    return asyncio.run(_run_cluster(cluster))
+
+
+async def _run_cluster(cluster: LocalCluster) -> int:
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        urls = await cluster.start()
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"wsim cluster: {exc}", file=sys.stderr)
+        return 1
+    bus = cluster.settings.strategies.bus.kind
+    print(
+        f"wsim cluster: {len(urls)} nodes (bus {bus}, data in {cluster.data_dir}); Ctrl-C stops them",
+        flush=True,
+    )
+    for member in cluster.members:
+        print(f"  {member.name}  {member.url}/  (log {member.log_path})", flush=True)
+    status = 0
+    while not stop.is_set():
+        exited = asyncio.ensure_future(cluster.wait_any_exit())
+        stopping = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if exited in done:
+            member = exited.result()
+            code = member.proc.returncode if member.proc else None
+            print(f"wsim cluster: {member.name} exited with {code}; the others keep running", flush=True)
+            status = 1
+            if not any(m.running for m in cluster.members):
+                break
+        else:
+            exited.cancel()
+    print("wsim cluster: stopping", flush=True)
+    codes = await cluster.stop()
+    print("wsim cluster: stopped " + ", ".join(f"{n} ({c})" for n, c in codes.items()), flush=True)
+    return status
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -113,7 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--data-dir", help="where SQLite files, uploads and the JWT secret live")
+    serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a listening socket from wsim cluster
     serve.set_defaults(func=cmd_serve)
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="run N nodes of one cluster on this machine (consecutive ports)",
+        description="Start N nodes as separate processes on consecutive ports from --port (default 8000), "
+        "print their URLs, and stop them all on Ctrl-C. Without a network bus in the configuration the Redis "
+        "bus and presence registry at 127.0.0.1:6379 are used.",
+    )
+    cluster.add_argument("--nodes", "-n", type=int, default=3)
+    cluster.add_argument("--config", "-c", help="YAML settings file shared by every node")
+    cluster.add_argument(
+        "--bus", choices=["redis", "rabbitmq", "mqtt"], help="override the configured bus kind"
+    )
+    cluster.add_argument("--host")
+    cluster.add_argument("--port", type=int, help="port of the first node (0: any free ports)")
+    cluster.add_argument("--data-dir", help="data directory shared by the nodes")
+    cluster.set_defaults(func=cmd_cluster)
 
     tier = sub.add_parser("tier", help="move old messages hot -> warm -> cold (store.tiering); resumable")
     tier.add_argument("--config", "-c")

@@ -71,6 +71,23 @@ class Metrics:
         )
         self.bus_published = Counter("wsim_bus_published", "Envelopes published on the bus", registry=r)
         self.bus_received = Counter("wsim_bus_received", "Envelopes received from the bus", registry=r)
+        self.bus_gaps = Counter(
+            "wsim_bus_gaps",
+            "Bus gaps reported to the node (its devices resync), by bus and cause",
+            ["bus", "cause"],
+            registry=r,
+        )
+        self.bus_duplicates = Counter(
+            "wsim_bus_duplicates", "Bus frames dropped as redeliveries of a frame already handled", registry=r
+        )
+        self.bus_publish_failures = Counter(
+            "wsim_bus_publish_failures", "Bus frames the broker did not take (their nodes resync)", registry=r
+        )
+        self.presence_expired = Counter(
+            "wsim_presence_expired",
+            "Device entries removed because their node's lease ran out (dead or partitioned node)",
+            registry=r,
+        )
         self.transport_requests = Counter(
             "wsim_transport_requests",
             "Requests that carry no socket (HTTP polls, MQTT uplinks), by transport",

@@ -2,7 +2,8 @@
 
 An envelope carries an already encoded frame: a group message is encoded once, not once per recipient or per
 node. The router asks the presence registry which nodes hold the recipients' devices and publishes only to those
-nodes (nobody online: nothing is published; the store keeps the message for sync).
+nodes (nobody online: nothing is published; the store keeps the message for sync). When the registry cannot be
+read the envelope is broadcast instead: dearer, never lost.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import orjson
 
 from core.metrics import Metrics
 from strategies.bus.base import Bus
-from strategies.presence.base import PresenceRegistry
+from strategies.presence.base import PresenceRegistry, PresenceUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,14 @@ class Router:
         track: Track | None = None,
         ts_ms: int | None = None,
     ) -> None:
-        routes = await self._presence.nodes_of(users)
+        try:
+            routes = await self._presence.nodes_of(users)
+        except PresenceUnavailable:
+            # No routing table: every node gets the envelope and delivers to whichever recipients it holds.
+            await self._publish(
+                Deliver(tuple(users), frame, exclude_user, exclude_device, track, ts_ms), None
+            )
+            return
         if not routes:
             return
         nodes: set[str] = set()

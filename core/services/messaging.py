@@ -222,8 +222,6 @@ class MessagingService:
                     msg.id, msg.conv, msg.seq, msg.ts_ms, fingerprint(msg.conv, msg.kind.value, msg.body)
                 ),
             )
-        self._push_ack(link, msg, frame.cmid, duplicate=not created)
-        self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
         if created:
             self._spawn(self._messages.set_marks(msg.conv, user, delivered=msg.seq, read=msg.seq))
             if "file" in body:
@@ -232,7 +230,11 @@ class MessagingService:
             self._metrics.dedup_hits.inc()
         # A durable duplicate means the window missed it (node restart, other node): the original's fan-out may
         # have been lost with that node, so fan out again; devices drop the duplicate by message id.
+        # Fan out before acknowledging: a node killed in between leaves the sender without an ack, so it resends
+        # (to another node), which fans out again; acknowledging first could leave a stored message unpushed.
         await self._fanout(msg, members, exclude_user=user, exclude_device=link.device)
+        self._push_ack(link, msg, frame.cmid, duplicate=not created)
+        self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
 
     async def _dedup_hit(self, key: str) -> Message | DedupRecord | None:
         pending = self._inflight.get(key)

@@ -10,7 +10,7 @@ from core.protocol.codec import encode
 from core.protocol.frames import PresenceFrame
 from core.routing import Router
 from core.services.social import SocialService
-from strategies.presence.base import PresenceRegistry
+from strategies.presence.base import PresenceRegistry, PresenceUnavailable
 
 
 class PresenceService:
@@ -24,7 +24,10 @@ class PresenceService:
         friends = await self._social.friend_ids(user)
         if not friends:
             return
-        devices = (await self._registry.online_devices([user])).get(user, 0)
+        try:
+            devices = (await self._registry.online_devices([user])).get(user, 0)
+        except PresenceUnavailable:
+            devices = 1 if online else 0  # the flip itself is known; the exact count is not
         await self._router.deliver(
             friends, encode(PresenceFrame(user=str(user), online=online, devices=devices))
         )
@@ -36,6 +39,12 @@ class PresenceService:
     async def disconnected(self, link: DeviceLink) -> None:
         if await self._registry.device_offline(link.user, link.device, self._node):
             await self._announce(link.user, False)
+
+    async def changed(self, users: list[int], online: bool) -> None:
+        """Flips the registry found outside a connect/disconnect (a dead node's lease ran out, or a node
+        re-registered its devices after losing the registry): announced once, by the node that found them."""
+        for user in users:
+            await self._announce(user, online)
 
     async def heartbeat(self, link: DeviceLink) -> None:
         await self._registry.refresh(link.user, link.device, self._node)

@@ -12,6 +12,13 @@ Contract every implementation states and meets or weakens explicitly:
   addresses to itself).
 * concurrency: ``publish`` may be called from many tasks at once; the handler is awaited for one envelope at a
   time per source.
+* failure: ``publish`` does not raise when the broker is unreachable (the message is already stored and
+  acknowledged): the envelopes it could not hand over become a gap at their target nodes. ``on_gap`` is called
+  whenever the node may have missed envelopes (lost or re-made subscription, a sequence jump, a publisher's gap
+  notice), after the node can receive again, so devices that resync then miss nothing. ``start`` returns once
+  the node receives what is published from then on, and fails if the broker stays unreachable.
+
+Network buses share the framing in :mod:`strategies.bus.endpoint` and :mod:`strategies.bus.framed`.
 """
 
 from __future__ import annotations

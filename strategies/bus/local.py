@@ -18,13 +18,17 @@ class LocalBus:
 
     def __init__(self, *_: Any) -> None:
         self._handler: BusHandler | None = None
+        self._node = ""
 
     async def start(self, node: str, handler: BusHandler, on_gap: GapHandler) -> None:
         self._handler = handler
+        self._node = node
 
     async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
         if self._handler is None:
             raise RuntimeError("bus not started")
+        if nodes is not None and self._node not in nodes:
+            return  # addressed to other nodes: there are none
         try:
             await self._handler(payload)
         except Exception:

@@ -13,4 +13,13 @@ class IdGenerator(Protocol):
     @property
     def node_id(self) -> int: ...
 
+    @property
+    def node_id_count(self) -> int:
+        """How many distinct node ids exist (a cluster leases one per node)."""
+        ...
+
+    def set_node_id(self, node_id: int) -> None:
+        """Adopt a leased node id (at start-up, or when a lost lease was replaced by another id)."""
+        ...
+
     def next_id(self, now_ms: int) -> int: ...

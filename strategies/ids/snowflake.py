@@ -33,8 +33,13 @@ class SnowflakeIds:
     def node_id(self) -> int:
         return self._node
 
+    @property
+    def node_id_count(self) -> int:
+        return MAX_NODE + 1
+
     def set_node_id(self, node_id: int) -> None:
-        """Adopt a node id leased at start-up (before the first id is issued)."""
+        """Adopt a leased node id. Safe after ids were issued too: ids are unique per (time, node, sequence), and
+        a released id's previous holder stopped renewing it at least a lease ago, so it issued nothing newer."""
         if not 0 <= node_id <= MAX_NODE:
             raise ValueError(f"node_id must be in 0..{MAX_NODE}")
         self._node = node_id

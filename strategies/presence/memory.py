@@ -3,9 +3,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from strategies.presence.base import ChangeHandler, GapHandler, NodeIdHandler
+
 
 class MemoryPresence:
-    """Registry in this process: exact and immediate for a single node; other nodes cannot see it."""
+    """Registry in this process: exact and immediate for a single node; other nodes cannot see it.
+
+    Flips are exact (one event loop, no awaits inside an update). Nothing expires: the registry dies with its
+    node, and so do the node's connections. No shared state, so no node id lease: the configured id is used.
+    """
 
     def __init__(self, *_: Any) -> None:
         self._devices: dict[int, dict[str, str]] = {}
@@ -35,7 +41,10 @@ class MemoryPresence:
     async def nodes_of(self, users: Iterable[int]) -> dict[int, set[str]]:
         return {u: set(d.values()) for u in users if (d := self._devices.get(u))}
 
-    async def start(self) -> None:
+    async def start(self, node: str, on_gap: GapHandler, on_changed: ChangeHandler) -> None:
+        return None
+
+    async def lease_node_id(self, id_count: int, on_change: NodeIdHandler) -> int | None:
         return None
 
     async def close(self) -> None:

@@ -1,0 +1,164 @@
+"""The part every network bus shares, by composition: in-process self-delivery, framing, gap notices.
+
+A bus implementation supplies one coroutine, ``send(frames)``, that hands frames to its broker in order and raises
+when the broker did not take them. :class:`FramedBus` does the rest the same way for every broker:
+
+* envelopes addressed to this node are handed to the handler in the caller's task (exactly once, in order,
+  without a broker round trip);
+* one frame per remote target is built from the payload encoded once (a header is prefixed, the payload bytes
+  are shared);
+* a ``send`` that fails never raises to the publisher (the message is already stored and acknowledged): the
+  streams it was for are owed a gap notice, which a background task sends as soon as the broker takes it, so
+  the receiving nodes resync their devices from the store;
+* received frames go through :class:`~strategies.bus.endpoint.GapDetector` (duplicates dropped, jumps reported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Collection
+
+from core.metrics import Metrics
+from strategies.bus.base import BusHandler, GapHandler
+from strategies.bus.endpoint import (
+    BROADCAST,
+    BadFrameError,
+    BusFrame,
+    GapDetector,
+    Sequencer,
+    decode_frame,
+    new_publisher_id,
+)
+
+log = logging.getLogger(__name__)
+
+# Called synchronously in publish order; must fix the frames' place in the broker's order before returning
+# (enqueue or start writing), and return an awaitable that fails if the broker did not take them.
+SendFrames = Callable[[list[BusFrame]], Awaitable[None]]
+
+
+class FramedBus:
+    def __init__(self, kind: str, metrics: Metrics, gap_retry_s: float) -> None:
+        self.kind = kind
+        self._metrics = metrics
+        self._gap_retry_s = gap_retry_s
+        self.node = ""
+        self.publisher = ""
+        self._handler: BusHandler | None = None
+        self._on_gap: GapHandler | None = None
+        self._sequencer: Sequencer | None = None
+        self._detector: GapDetector | None = None
+        self._send: SendFrames | None = None
+        self._gap_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def bind(self, node: str, handler: BusHandler, on_gap: GapHandler, send: SendFrames) -> None:
+        self.node = node
+        self.publisher = new_publisher_id(node)
+        self._handler = handler
+        self._on_gap = on_gap
+        self._sequencer = Sequencer(self.publisher)
+        self._detector = GapDetector(self.publisher)
+        self._send = send
+        self._closing = False
+
+    # ---------------------------------------------------------------- publishing
+    async def publish(self, payload: bytes, nodes: Collection[str] | None) -> None:
+        seq = self._sequencer
+        if seq is None or self._handler is None or self._send is None:
+            raise RuntimeError(f"{self.kind} bus not started")
+        if nodes is None:
+            frames = [seq.data(BROADCAST, payload)]
+            local = True
+        else:
+            frames = [seq.data(n, payload) for n in nodes if n != self.node]
+            local = self.node in nodes
+        # Hand the frames over before anything can yield: the order of calls is the order on the wire.
+        sent = self._send(frames) if frames else None
+        if local:
+            await self._deliver(payload)
+        if sent is None:
+            return
+        try:
+            await sent
+        except Exception as exc:
+            self._metrics.bus_publish_failures.inc(len(frames))
+            log.warning("%s bus: %d frame(s) not published (%r); their nodes will be told to resync",
+                        self.kind, len(frames), exc)  # fmt: skip
+            seq.failed(frames)
+            self._ensure_gap_task()
+
+    def _ensure_gap_task(self) -> None:
+        if self._gap_task is None or self._gap_task.done():
+            self._gap_task = asyncio.create_task(self._send_gap_notices(), name=f"{self.kind}-bus-gaps")
+
+    async def _send_gap_notices(self) -> None:
+        """Retry gap notices until the broker takes them (or the bus closes)."""
+        seq = self._sequencer
+        assert seq is not None and self._send is not None
+        while seq.owes and not self._closing:
+            await asyncio.sleep(self._gap_retry_s)
+            for frame in seq.owed():
+                try:
+                    await self._send([frame])
+                except Exception as exc:
+                    log.debug("%s bus: gap notice for %s not sent yet: %r", self.kind, frame.stream, exc)
+                    break
+                seq.gap_sent(frame)
+
+    # ---------------------------------------------------------------- receiving
+    async def on_raw(self, data: bytes) -> None:
+        """One frame from the broker, in the order the broker delivered it."""
+        detector = self._detector
+        if detector is None:
+            return
+        try:
+            frame = decode_frame(data)
+        except BadFrameError as exc:
+            log.warning("%s bus: dropped %s", self.kind, exc)
+            return
+        verdict = detector.receive(frame)
+        if verdict.duplicate:
+            self._metrics.bus_duplicates.inc()
+        if verdict.gap is not None:
+            await self.gap("sequence" if verdict.deliver else "publisher", verdict.gap)
+        if verdict.deliver:
+            await self._deliver(frame.payload)
+
+    async def _deliver(self, payload: bytes) -> None:
+        assert self._handler is not None
+        try:
+            await self._handler(payload)
+        except Exception:
+            log.exception("%s bus: handler failed", self.kind)
+
+    async def gap(self, cause: str, reason: str) -> None:
+        self._metrics.bus_gaps.labels(self.kind, cause).inc()
+        if self._on_gap is None:
+            return
+        try:
+            await self._on_gap(f"{self.kind} bus: {reason}")
+        except Exception:
+            log.exception("%s bus: gap handler failed", self.kind)
+
+    async def resubscribed(self, reason: str) -> None:
+        """The subscription was re-made after a loss: forget baselines and report one gap."""
+        if self._detector is not None:
+            self._detector.reset()
+        await self.gap("reconnect", reason)
+
+    # ---------------------------------------------------------------- closing
+    async def close(self) -> None:
+        self._closing = True
+        if self._gap_task is not None:
+            self._gap_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._gap_task
+            self._gap_task = None
+        self._handler = None
+        self._on_gap = None
+        self._send = None
+        self._sequencer = None
+        self._detector = None

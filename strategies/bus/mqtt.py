@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Collection, Sequence
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from strategies.bus.base import BusHandler, GapHandler
+from strategies.bus.config import MqttBusConfig
+from strategies.bus.endpoint import BROADCAST, BusFrame, encode_frame
+from strategies.bus.framed import FramedBus
+from strategies.context import StrategyContext
+
+log = logging.getLogger(__name__)
+
+
+class MqttBus:
+    """MQTT 5 (aiomqtt, e.g. Mosquitto): topic ``<prefix>/node/<node>`` per node and ``<prefix>/all``, QoS 1.
+
+    * delivery: **at least once** while the broker keeps the node's session. A publish returns after the
+      broker's PUBACK; each node has a persistent session (``session_expiry_s``), so QoS 1 frames published
+      while it reconnects are queued by the broker and delivered after, possibly twice (duplicates are dropped
+      by sequence number). Brokers cap that queue (Mosquitto ``max_queued_messages``, 1000 by default) and drop
+      the rest: sequence numbers reveal it as a gap. A re-made connection is reported as a gap as well.
+    * order: MQTT keeps a publisher's QoS 1 messages on one topic in order; a redelivery after a reconnect can
+      come out of order, which the sequence check turns into a (harmless) resync.
+    * targeting: one publish per target node (the payload is encoded once); envelopes for this node never
+      leave the process.
+    * failure: a publish never raises to the caller; unconfirmed publishes are followed by a gap notice. The
+      first connection starts a clean session (envelopes for a previous incarnation are stale).
+    * cost: a PUBACK round trip per publish, many in flight at once (``max_inflight``).
+    """
+
+    def __init__(self, config: MqttBusConfig, ctx: StrategyContext) -> None:
+        self._cfg = config
+        self._framed = FramedBus("mqtt", ctx.metrics, config.gap_retry_s)
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def _topic(self, stream: str) -> str:
+        if stream == BROADCAST:
+            return f"{self._cfg.prefix}/all"
+        return f"{self._cfg.prefix}/node/{stream}"
+
+    async def start(self, node: str, handler: BusHandler, on_gap: GapHandler) -> None:
+        self._closing = False
+        self._framed.bind(node, handler, on_gap, self._send)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(node, ready), name="mqtt-bus")
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), self._cfg.start_timeout_s)
+        except TimeoutError:
+            await self.close()
+            raise ConnectionError(
+                f"mqtt bus: cannot reach {self._cfg.host}:{self._cfg.port} within {self._cfg.start_timeout_s:g} s"
+            ) from None
+
+    async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
+        await self._framed.publish(payload, nodes)
+
+    # ---------------------------------------------------------------- publishing
+    def _send(self, frames: list[BusFrame]) -> Awaitable[None]:
+        """Start the publishes now, in order (each task hands its frame to paho on its first step, and tasks
+        start in creation order); wait for the PUBACKs."""
+        client = self._client
+        if client is None:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            fut.set_exception(ConnectionError("mqtt bus is not connected"))
+            return fut
+        tasks = [
+            asyncio.ensure_future(
+                client.publish(
+                    self._topic(f.stream),
+                    encode_frame(f),
+                    qos=self._cfg.qos,
+                    timeout=self._cfg.publish_timeout_s,
+                )
+            )
+            for f in frames
+        ]
+        return self._confirmed(tasks)
+
+    @staticmethod
+    async def _confirmed(tasks: Sequence[asyncio.Future[Any]]) -> None:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise ConnectionError(f"mqtt publish not acknowledged: {r!r}")
+
+    # ---------------------------------------------------------------- connection and subscription
+    def _new_client(self, node: str, clean_start: bool) -> aiomqtt.Client:
+        cfg = self._cfg
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = cfg.session_expiry_s
+        return aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            identifier=f"wsim-{cfg.prefix}-{node}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=clean_start,
+            properties=props,
+            keepalive=cfg.keepalive_s,
+            timeout=cfg.publish_timeout_s,
+            max_inflight_messages=cfg.max_inflight,
+        )
+
+    async def _run(self, node: str, ready: asyncio.Future[None]) -> None:
+        cfg = self._cfg
+        attempt = 0
+        first = True
+        while not self._closing:
+            client = self._new_client(node, clean_start=first)
+            try:
+                async with client:
+                    topics: list[tuple[str, int]] = [
+                        (self._topic(node), cfg.qos),
+                        (self._topic(BROADCAST), cfg.qos),
+                    ]
+                    await client.subscribe(topics, timeout=cfg.publish_timeout_s)
+                    first = False
+                    attempt = 0
+                    self._client = client
+                    if not ready.done():
+                        ready.set_result(None)
+                    else:
+                        await self._framed.resubscribed("session re-made after a disconnect")
+                    async for message in client.messages:
+                        payload = message.payload
+                        if isinstance(payload, bytes | bytearray):
+                            await self._framed.on_raw(bytes(payload))
+                raise aiomqtt.MqttError("message stream ended")
+            except asyncio.CancelledError:
+                raise
+            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+                if not self._closing:
+                    log.warning("mqtt bus connection of %s lost (%r); reconnecting", node, exc)
+            finally:
+                self._client = None
+            delay = random.uniform(0, min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2**attempt))
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._framed.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
