@@ -254,9 +254,14 @@ def throughput(sends: pd.DataFrame, receives: pd.DataFrame, duration_s: float) -
     }
 
 
-def server_metrics(before: str, after: str) -> dict[str, Any]:
-    """Figures from two /metrics scrapes (a node restart in between resets counters: the after scrape alone)."""
-    b, a = prom.parse(before), prom.parse(after)
+def server_metrics(before: str | list[str], after: str | list[str]) -> dict[str, Any]:
+    """Figures from two /metrics scrapes (a node restart in between resets counters: the after scrape alone).
+    With several nodes, each node's scrapes are compared and the results summed (counters and buckets add)."""
+    befores = [before] if isinstance(before, str) else before
+    afters = [after] if isinstance(after, str) else after
+    b, a = prom.parse(befores[0]), prom.parse(afters[0])
+    if len(afters) > 1:
+        b, a = prom.merged_deltas([prom.parse(x) for x in befores], [prom.parse(x) for x in afters])
     hits = prom.delta(b, a, "wsim_cache_hits_total")
     misses = prom.delta(b, a, "wsim_cache_misses_total")
     hist = prom.histogram_summary(b, a, "wsim_history_query_seconds")

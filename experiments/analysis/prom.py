@@ -87,3 +87,14 @@ def histogram_summary(before: Samples, after: Samples, name: str) -> dict[str, f
         v = quantile(q, buckets)
         out[f"p{round(q * 100)}"] = None if v is None else v * 1000
     return out
+
+
+def merged_deltas(befores: list[Samples], afters: list[Samples]) -> tuple[Samples, Samples]:
+    """Several nodes as one: (empty, sum over nodes of each node's increase). A node whose counter went down
+    (restarted) contributes its after value, as :func:`delta` does."""
+    total: Samples = {}
+    for b, a in zip(befores, afters, strict=True):
+        for key, value in a.items():
+            inc = value - b.get(key, 0.0)
+            total[key] = total.get(key, 0.0) + (inc if inc >= 0 else value)
+    return {}, total

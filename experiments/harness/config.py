@@ -44,18 +44,11 @@ class CellSpec(_Spec):
 
 
 class ClusterSpec(_Spec):
-    """Nodes per cell. More than one node needs the cluster launcher (issue 5); until it lands, a cell asking
-    for several nodes is refused at validation with that reason."""
+    """Nodes per cell: each a ``wsim serve`` process on its own port, sharing the data directory (SQLite files
+    and JWT secret) as ``wsim cluster`` does. Clients are spread over the nodes and fail over to the next one.
+    Several nodes need a cross-node bus and presence (checked per cell)."""
 
     nodes: Annotated[int, Field(ge=1, le=16)] = 1
-
-    @model_validator(mode="after")
-    def _single_node_for_now(self) -> ClusterSpec:
-        if self.nodes > 1:
-            raise ValueError(
-                "clusters of several nodes need the cluster launcher (issue 5), not available yet"
-            )
-        return self
 
 
 class LocustSpec(_Spec):
@@ -113,6 +106,30 @@ class Cell:
 
     def server_settings(self) -> dict[str, Any]:
         return self.experiment.server
+
+
+# What the placeholders look like at validation time (the real values exist only once the run starts them).
+PLACEHOLDER_SAMPLES = {
+    "backend.redis.url": "redis://127.0.0.1:6379/0",
+    "backend.mariadb.url": "mysql://root@127.0.0.1:3306/wsim",
+    "backend.rabbitmq.url": "amqp://guest:guest@127.0.0.1:5672/",
+    "backend.mongo.url": "mongodb://127.0.0.1:27017/?directConnection=true",
+    "run.id": "0a1b2c3d",
+}
+
+
+def substitute(value: Any, mapping: dict[str, str]) -> Any:
+    """Replace ``{backend.<name>.url}`` placeholders in server settings by the private instances' URLs, and
+    ``{run.id}`` by a name unique to this run (prefixes on shared brokers)."""
+    if isinstance(value, str):
+        for k, v in mapping.items():
+            value = value.replace("{" + k + "}", v)
+        return value
+    if isinstance(value, dict):
+        return {k: substitute(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, mapping) for v in value]
+    return value
 
 
 def base_server() -> dict[str, Any]:
@@ -243,11 +260,16 @@ def expand(exp: Experiment, raw: dict[str, Any]) -> list[Cell]:
             problems.append(format_validation_error(exc, f"cell {cell_name}"))
             continue
         try:
-            settings = load_settings(None, deep_merge(base_server(), cell_exp.server))
+            server = substitute(cell_exp.server, PLACEHOLDER_SAMPLES)
+            settings = load_settings(None, deep_merge(base_server(), server))
         except ConfigError as exc:
             problems.append(
                 str(exc).replace("invalid config", f"invalid server settings of cell {cell_name}", 1)
             )
+            continue
+        cluster_problem = _cluster_problem(cell_exp, settings)
+        if cluster_problem:
+            problems.append(f"  cell {cell_name}: {cluster_problem}")
             continue
         unavailable = _unloadable_strategies(settings)
         if unavailable:
@@ -257,6 +279,24 @@ def expand(exp: Experiment, raw: dict[str, Any]) -> list[Cell]:
     if problems:
         raise ExperimentError("\n".join(problems))
     return cells
+
+
+def _cluster_problem(exp: Experiment, settings: Settings) -> str | None:
+    if exp.cluster.nodes == 1:
+        return None
+    s = settings.strategies
+    if s.bus.kind == "local":
+        return "a cluster needs a cross-node bus: set strategies.bus (redis, rabbitmq or mqtt), not local"
+    if s.presence.kind == "memory":
+        return "a cluster needs shared presence: set strategies.presence to redis, not memory"
+    if exp.proxy is not None and exp.proxy.enabled:
+        return "the fault proxy fronts one node; it cannot be combined with cluster.nodes > 1 yet"
+    if exp.driver == "locust":
+        return "the Locust driver targets one node; use the swarm driver for a cluster"
+    for i, f in enumerate(exp.faults):
+        if f.type == "node_kill" and f.node >= exp.cluster.nodes:
+            return f"faults.{i}.node: {f.node} but the cell has {exp.cluster.nodes} node(s)"
+    return None
 
 
 def _unloadable_strategies(settings: Settings) -> list[str]:

@@ -22,7 +22,7 @@ from core.config import deep_merge
 from experiments.analysis import metrics as m
 from experiments.faults.backends import PrivateBackend, make_backend
 from experiments.harness import environment, results
-from experiments.harness.config import Cell, Experiment, ExperimentError, base_server, expand
+from experiments.harness.config import Cell, Experiment, ExperimentError, base_server, expand, substitute
 from experiments.harness.server import ServerProcess
 from experiments.load.coordinator import WorkerPool, prepare_population, source_addresses
 from experiments.load.spec import CLIENT_FAULT_TYPES, BackendRestartFault, NodeKillFault
@@ -52,19 +52,6 @@ def check_services(names: Sequence[str]) -> None:
             "services this experiment needs are not reachable: " + ", ".join(down) + "; start them "
             "(see the README's service commands) or run only the cells that do not need them (--cell NAME)"
         )
-
-
-def substitute(value: Any, mapping: dict[str, str]) -> Any:
-    """Replace ``{backend.<name>.url}`` placeholders in server settings by the private instances' URLs."""
-    if isinstance(value, str):
-        for k, v in mapping.items():
-            value = value.replace("{" + k + "}", v)
-        return value
-    if isinstance(value, dict):
-        return {k: substitute(v, mapping) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute(v, mapping) for v in value]
-    return value
 
 
 def membership(creds: list[Credential]) -> dict[str, list[int]]:
@@ -120,7 +107,7 @@ class _Proxy:
 async def _server_fault(
     fault: NodeKillFault | BackendRestartFault,
     t0_ns: int,
-    server: ServerProcess,
+    nodes: list[ServerProcess],
     backends: dict[str, PrivateBackend],
     windows: list[tuple[int, int]],
     log: list[dict[str, Any]],
@@ -128,9 +115,10 @@ async def _server_fault(
     await asyncio.sleep(max(0.0, (t0_ns - time.time_ns()) / 1e9 + fault.at_s))
     start = time.time_ns()
     if isinstance(fault, NodeKillFault):
-        await server.kill(fault.signal)
+        node = nodes[fault.node]
+        await node.kill(fault.signal)
         await asyncio.sleep(fault.down_s)
-        await server.restart()
+        await node.restart()
     else:
         backend = backends[fault.backend]
         await backend.stop()
@@ -162,7 +150,7 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
     with tempfile.TemporaryDirectory(prefix="wsim-exp-") as tmp_s:
         tmp = Path(tmp_s)
         backends: dict[str, PrivateBackend] = {}
-        server: ServerProcess | None = None
+        nodes: list[ServerProcess] = []
         proxy: _Proxy | None = None
         pool: WorkerPool | None = None
         try:
@@ -170,16 +158,24 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
                 backend = backends[name] = make_backend(name, tmp / "backends" / name)
                 await backend.start()
             urls = {f"backend.{k}.url": b.url for k, b in backends.items()}
-            server = ServerProcess(
-                deep_merge(base_server(), substitute(exp.server, urls)), tmp / "server", "node0"
-            )
-            await server.start()
+            urls["run.id"] = f"{seed:x}{time.time_ns() % 0xFFFFFF:06x}"
+            settings = deep_merge(base_server(), substitute(exp.server, urls))
+            # The nodes of a cluster share the data directory (the SQLite files, the JWT secret), as `wsim cluster`
+            # does; the first node creates the schema and the secret before the others start.
+            settings = deep_merge(settings, {"server": {"data_dir": str(tmp / "data")}})
+            for i in range(exp.cluster.nodes):
+                node = ServerProcess(settings, tmp / f"node{i}", f"node-{i + 1}")
+                nodes.append(node)
+                await node.start()
+            server = nodes[0]
             addrs = source_addresses(exp.population.users, exp.population.source_addresses)
+            ws_urls = [n.ws_url for n in nodes]
             ws_url = server.ws_url
             if exp.proxy is not None and exp.proxy.enabled:
                 proxy = _Proxy(exp, server.port, out, addrs)
                 await proxy.start()
                 ws_url = f"ws://127.0.0.1:{proxy.port}/ws"
+                ws_urls = [ws_url]
             creds = await prepare_population(server.url, exp.population, prefix=f"r{rep}", progress=say)
             workload = exp.workload.model_copy()
             if proxy is not None and exp.proxy is not None and exp.proxy.stall_rate_per_s > 0:
@@ -190,9 +186,8 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
             server_tasks: list[asyncio.Task[None]] = []
 
             def start_server_faults(t0: int) -> None:
-                assert server is not None
                 server_tasks.extend(
-                    asyncio.create_task(_server_fault(f, t0, server, backends, fault_windows, fault_log))
+                    asyncio.create_task(_server_fault(f, t0, nodes, backends, fault_windows, fault_log))
                     for f in exp.faults
                     if isinstance(f, (NodeKillFault, BackendRestartFault))
                 )
@@ -200,15 +195,16 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
             if exp.driver == "locust":
                 from experiments.load.locust_driver import run_locust
 
-                driver_stats, before, after, t0 = await run_locust(
+                driver_stats, before_one, after_one, t0 = await run_locust(
                     exp, creds, server, ws_url, out, seed, start_server_faults
                 )
+                before, after = [before_one], [after_one]
                 for t in server_tasks:
                     await t
             else:
                 pool = WorkerPool(exp.population.workers, tmp / "workers")
                 await pool.start()
-                await pool.setup(ws_url, creds, addrs, workload.model_dump(), seed)
+                await pool.setup(ws_urls, creds, addrs, workload.model_dump(), seed)
                 conns = await pool.call(
                     lambda _: {
                         "cmd": "connect",
@@ -218,7 +214,7 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
                 )
                 connected = sum(c["connected"] for c in conns)
                 say(f"{connected}/{exp.population.users} connected")
-                before = await server.metrics_text()
+                before = [await n.metrics_text() for n in nodes]
                 t0 = time.time_ns() + 1_000_000_000
                 client_faults = [f.model_dump() for f in exp.faults if f.type in CLIENT_FAULT_TYPES]
                 start_server_faults(t0)
@@ -232,7 +228,7 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
                 )
                 for t in server_tasks:
                     await t
-                after = await server.metrics_text()
+                after = [await n.metrics_text() for n in nodes]
                 dumps = await pool.call(lambda i: {"cmd": "dump", "dir": str(out), "prefix": f"w{i}"})
                 driver_stats = {
                     "connected": connected,
@@ -245,14 +241,15 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
             if pool is not None:
                 await pool.close()
             proxy_stats = await proxy.stop() if proxy is not None else {}
-            if server is not None:
-                await server.stop()
+            for i, node in enumerate(nodes):
+                await node.stop()
                 with contextlib.suppress(OSError):
-                    (out / "server.log").write_bytes(server.log_path.read_bytes()[-200_000:])
+                    log_name = "server.log" if len(nodes) == 1 else f"server-node{i + 1}.log"
+                    (out / log_name).write_bytes(node.log_path.read_bytes()[-200_000:])
             for b in backends.values():
                 await b.stop()
         return _collect(
-            exp, out, members, server, driver_stats, proxy_stats, (before, after), end_ns, fault_windows
+            exp, out, members, nodes, driver_stats, proxy_stats, (before, after), end_ns, fault_windows
         )
 
 
@@ -260,10 +257,10 @@ def _collect(
     exp: Experiment,
     out: Path,
     members: dict[str, list[int]],
-    server: ServerProcess,
+    nodes: list[ServerProcess],
     driver_stats: dict[str, Any],
     proxy_stats: dict[str, Any],
-    scrapes: tuple[str, str],
+    scrapes: tuple[list[str], list[str]],
     end_ns: int,
     fault_windows: list[tuple[int, int]],
 ) -> dict[str, Any]:
@@ -275,7 +272,9 @@ def _collect(
     )  # fmt: skip
     figures.update(m.server_metrics(*scrapes))
     figures.update(
-        m.resources([s.cpu_percent for s in server.samples], [s.rss_bytes for s in server.samples])
+        m.resources(
+            [s.cpu_percent for n in nodes for s in n.samples], [s.rss_bytes for n in nodes for s in n.samples]
+        )
     )
     figures["connected"] = m.figure(float(driver_stats.get("connected", 0)), exp.population.users)
     for k, v in proxy_stats.items():

@@ -215,13 +215,18 @@ class WorkerPool:
         return await asyncio.gather(*(self._one(p, make(i)) for i, p in enumerate(self.procs)))
 
     async def setup(
-        self, ws_url: str, creds: list[Credential], addrs: list[str], workload: dict[str, Any], seed: int = 0
+        self,
+        ws_urls: str | list[str],
+        creds: list[Credential],
+        addrs: list[str],
+        workload: dict[str, Any],
+        seed: int = 0,
     ) -> None:
         shards = [creds[i :: self.count] for i in range(self.count)]
         await self.call(
             lambda i: {
                 "cmd": "setup",
-                "ws_url": ws_url,
+                "ws_urls": [ws_urls] if isinstance(ws_urls, str) else ws_urls,
                 "clients": [asdict(c) for c in shards[i]],
                 "source_addrs": addrs,
                 "workload": workload,

@@ -200,13 +200,13 @@ class SwarmClient:
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
-        host, port = self.swarm.target
+        # Nodes of a cluster are tried in turn from the client's home node on: a reconnect after a failure moves
+        # on to the next node (failover), as the SDK does.
+        uri, (host, port) = self.swarm.targets[(self.idx + self.attempt) % len(self.swarm.targets)]
         try:
             local = (self.source_addr, 0) if self.source_addr else None
             await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _WsProtocol(self, self.swarm.ws_uri), host, port, local_addr=local
-                ),
+                loop.create_connection(lambda: _WsProtocol(self, uri), host, port, local_addr=local),
                 self.swarm.open_timeout_s,
             )
         except (OSError, TimeoutError) as exc:
@@ -520,7 +520,7 @@ class Swarm:
 
     def __init__(
         self,
-        ws_url: str,
+        ws_urls: str | list[str],
         creds: list[Credential],
         source_addrs: list[str],
         workload: Workload | None = None,
@@ -529,9 +529,8 @@ class Swarm:
         gap_timeout_s: float = 1.0,
         seed: int = 0,
     ) -> None:
-        uri = parse_uri(ws_url)
-        self.ws_uri = ws_url
-        self.target = (uri.host, uri.port)
+        urls = [ws_urls] if isinstance(ws_urls, str) else list(ws_urls)
+        self.targets = [(u, (parse_uri(u).host, parse_uri(u).port)) for u in urls]
         self.workload = workload or Workload()
         self.heartbeat_s: float | None = self.workload.heartbeat_s
         self.open_timeout_s = open_timeout_s

@@ -34,7 +34,7 @@ class Worker:
         if name == "setup":
             creds = [Credential(**c) for c in cmd["clients"]]
             self.swarm = Swarm(
-                cmd["ws_url"],
+                cmd["ws_urls"],
                 creds,
                 list(cmd.get("source_addrs") or []),
                 Workload.model_validate(cmd.get("workload") or {}),
