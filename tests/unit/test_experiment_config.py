@@ -78,7 +78,6 @@ def test_bad_server_key_in_a_cell_is_reported(tmp_path: Path) -> None:
         ({"name": "Bad Name"}, "name"),
         ({"name": "t", "faults": [{"type": "meteor", "at_s": 1}]}, "faults.0"),
         ({"name": "t", "faults": [{"type": "drop"}]}, "faults.0.drop.at_s"),
-        ({"name": "t", "cluster": {"nodes": 3}}, "cluster launcher"),
         ({"name": "t", "faults": [{"type": "backend_restart", "at_s": 1, "backend": "redis"}]}, "backends"),
         ({"name": "t", "population": {"users": 10, "groups": 1, "group_size": 20}}, "group_size"),
         ({"name": "t", "services": ["oracle"]}, "services.0"),
@@ -177,3 +176,53 @@ def test_missing_optional_driver_is_reported_at_validation(
         ExperimentError, match=r"cell default: install wsim-testbed\[redis\] to use cache kind 'l1'"
     ):
         expand(exp, raw)
+
+
+REDIS_BUS = {"kind": "redis", "url": "{backend.redis.url}", "prefix": "b{run.id}"}
+REDIS_PRESENCE = {"kind": "redis", "url": "{backend.redis.url}", "prefix": "p{run.id}"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "fragment"),
+    [
+        ({}, "cross-node bus"),
+        ({"server": {"strategies": {"bus": REDIS_BUS}}}, "shared presence"),
+        (
+            {
+                "server": {"strategies": {"bus": REDIS_BUS, "presence": REDIS_PRESENCE}},
+                "proxy": {"delay_ms": 5},
+            },
+            "fault proxy",
+        ),
+        (
+            {
+                "server": {"strategies": {"bus": REDIS_BUS, "presence": REDIS_PRESENCE}},
+                "faults": [{"type": "node_kill", "at_s": 1, "node": 2}],
+            },
+            "faults.0.node: 2 but the cell has 2 node(s)",
+        ),
+    ],
+)
+def test_cluster_cells_need_cross_node_strategies(tmp_path: Path, doc: dict[str, Any], fragment: str) -> None:
+    exp, raw = load_experiment(
+        write(tmp_path, {"name": "t", "cluster": {"nodes": 2}, "backends": {"redis": {}}, **doc})
+    )
+    with pytest.raises(ExperimentError, match="cell default") as info:
+        expand(exp, raw)
+    assert fragment in str(info.value)
+
+
+def test_cluster_cell_with_placeholders_validates(tmp_path: Path) -> None:
+    doc = {
+        "name": "t",
+        "cluster": {"nodes": 3},
+        "backends": {"redis": {}},
+        "server": {"strategies": {"bus": REDIS_BUS, "presence": REDIS_PRESENCE}},
+        "faults": [{"type": "node_kill", "at_s": 1, "node": 2}],
+    }
+    exp, raw = load_experiment(write(tmp_path, doc))
+    (cell,) = expand(exp, raw)
+    assert cell.settings.strategies.bus.kind == "redis"
+    assert (
+        cell.experiment.server["strategies"]["bus"]["prefix"] == "b{run.id}"
+    )  # substituted when the run starts
