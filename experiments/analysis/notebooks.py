@@ -19,7 +19,7 @@ nbformat: Any = _nbformat  # nbformat has no type hints; keep the Any in one pla
 
 COMPARISONS = (
     "quickstart", "ack_loss", "retry_policies", "dedup_resends", "ordering_faults", "offline_push",
-    "reconnect_storm", "concurrency",
+    "reconnect_storm", "concurrency", "store_backends", "cache_tiers", "cluster_bus",
 )  # fmt: skip
 
 _SETUP = """\
@@ -98,6 +98,7 @@ _SUMMARY = [
 def _notebook(cells: list[tuple[str, str]], **fmt: str) -> Any:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["wsim"] = {"template": "summary" if "name" not in fmt else "comparison", **fmt}
     for kind, src in cells:
         text = src.format(**fmt) if kind != "code" else src
         if kind == "markdown":
@@ -131,6 +132,11 @@ def experiment_of(path: Path) -> str | None:
     return None if stem.endswith("_summary") else stem.split("_", 1)[1]
 
 
+def is_template_notebook(path: Path) -> bool:
+    """Made by :func:`write_notebooks` (others, like 07_transports, bring their own parameters and runner)."""
+    return "wsim" in nbformat.read(str(path), as_version=4).metadata
+
+
 def run_notebooks(
     directory: Path,
     *,
@@ -151,6 +157,19 @@ def run_notebooks(
     done: list[Path] = []
     for path in sorted(directory.glob("*.ipynb")):
         exp = experiment_of(path)
+        if not is_template_notebook(path):
+            # A notebook of its own kind (e.g. 07_transports reads experiments/transports/run.py's folders): run
+            # it only where its results exist, with the figures directory, and never with template overrides.
+            if parameters or exp is None or not any((reports / exp).glob("*/")):
+                print(f"skipping {path.name}: not a template notebook, or no reports/{exp}/ results")
+                continue
+            out = (output_dir / path.name) if output_dir else path
+            pm.execute_notebook(
+                str(path), str(out), parameters={"figures_dir": str(figures)}, cwd=str(directory),
+                kernel_name="python3", progress_bar=False, execution_timeout=timeout_s,
+            )  # fmt: skip
+            done.append(out)
+            continue
         params: dict[str, str] = {"reports_dir": str(reports), "figures_dir": str(figures)}
         if exp is not None:
             params["experiment"] = exp
