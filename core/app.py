@@ -79,7 +79,13 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
     timeline_impl = timeline.REGISTRY.create(s.store.timeline, ctx, messages_store, id_gen)
 
     secret = jwt_secret(settings)
-    hub = Hub(settings.server.node, clock, metrics, settings.limits.max_connections_per_user)
+    hub = Hub(
+        settings.server.node,
+        clock,
+        metrics,
+        settings.limits.max_connections_per_user,
+        settings.sync.resync_spread_s,
+    )
     router = Router(bus_impl, presence_registry, metrics)
     accounts = AccountService(users_store, id_gen, clock, settings.auth, secret, cache_impl, router)
     social = SocialService(users_store, messages_store, id_gen, clock, cache_impl, router, settings.limits)

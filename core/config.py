@@ -91,6 +91,8 @@ class HeartbeatConfig(_Section):
 class SyncConfig(_Section):
     # Messages a device that has no cursor for a conversation receives (its recent history).
     recent_messages: Annotated[int, Field(ge=0)] = 50
+    # After a bus gap every device on the node must resync: spread those requests over this many seconds.
+    resync_spread_s: Annotated[float, Field(ge=0)] = 2.0
 
 
 def _default_transports() -> list[TransportConfig]:

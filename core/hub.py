@@ -7,8 +7,10 @@ overflows closes itself as a slow consumer (the device resyncs on reconnect, not
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+import random
+from collections.abc import Iterator
 from typing import Protocol
 
 from core.clock import Clock
@@ -52,14 +54,16 @@ class TooManyConnectionsError(Exception):
 
 
 class Hub:
-    def __init__(self, node: str, clock: Clock, metrics: Metrics, max_per_user: int) -> None:
+    def __init__(
+        self, node: str, clock: Clock, metrics: Metrics, max_per_user: int, resync_spread_s: float = 2.0
+    ) -> None:
         self.node = node
         self._clock = clock
         self._metrics = metrics
         self._max_per_user = max_per_user
+        self._resync_spread_s = resync_spread_s
         self._links: dict[int, dict[str, DeviceLink]] = {}
         self._count = 0
-        self.on_resync: Callable[[str], Awaitable[None]] | None = None
 
     # ---------------------------------------------------------------- registry
     def register(self, link: DeviceLink) -> DeviceLink | None:
@@ -113,9 +117,7 @@ class Hub:
                     link.close(CloseCode(env.code), env.reason)
         elif isinstance(env, Resync):
             targets = env.users or tuple(self._links)
-            for user in targets:
-                for link in self.links(user):
-                    link.request_sync(env.reason)
+            self._request_syncs([link for user in targets for link in self.links(user)], env.reason)
 
     def deliver(self, env: Deliver) -> None:
         links = self._links
@@ -131,5 +133,15 @@ class Hub:
     async def on_bus_gap(self, reason: str) -> None:
         """The bus may have dropped envelopes for this node: every local device resyncs from its cursors."""
         log.warning("bus gap on %s (%s): asking %d devices to resync", self.node, reason, self._count)
-        for link in self.all_links():
-            link.request_sync(reason)
+        self._request_syncs(list(self.all_links()), reason)
+
+    def _request_syncs(self, links: list[DeviceLink], reason: str) -> None:
+        """Ask many devices to sync, spread over ``resync_spread_s`` so 19k syncs do not hit the store at once.
+        A few devices are asked at once: the spread only matters for storms."""
+        if len(links) <= 100 or self._resync_spread_s <= 0:
+            for link in links:
+                link.request_sync(reason)
+            return
+        loop = asyncio.get_running_loop()
+        for link in links:
+            loop.call_later(random.uniform(0, self._resync_spread_s), link.request_sync, reason)

@@ -215,6 +215,18 @@ class MessagingService:
             raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
         # Write fan-out inboxes are part of "sent" (idempotent, so a duplicate repairs an interrupted fan-out).
         await self._timeline_append(msg, members)
+        if created:
+            self._spawn(self._messages.set_marks(msg.conv, user, delivered=msg.seq, read=msg.seq))
+            if "file" in body:  # before the fan-out: a recipient may download the file at once
+                await self._users.add_file_ref(int(body["file"]), msg.conv)
+        else:
+            self._metrics.dedup_hits.inc()
+        # A durable duplicate means the window missed it (node restart, other node): the original's fan-out may
+        # have been lost with that node, so fan out again; devices drop the duplicate by message id.
+        # Fan out before remembering and acknowledging: a node killed in between leaves the sender without an
+        # ack, so it resends (to another node), which meets the durable key and fans out again. Remembering first
+        # would let a shared window (dedup redis) answer that resend without the fan-out ever happening.
+        await self._fanout(msg, members, exclude_user=user, exclude_device=link.device)
         if key is not None:
             await self._dedup.remember(
                 key,
@@ -222,17 +234,6 @@ class MessagingService:
                     msg.id, msg.conv, msg.seq, msg.ts_ms, fingerprint(msg.conv, msg.kind.value, msg.body)
                 ),
             )
-        if created:
-            self._spawn(self._messages.set_marks(msg.conv, user, delivered=msg.seq, read=msg.seq))
-            if "file" in body:
-                self._spawn(self._users.add_file_ref(int(body["file"]), msg.conv))
-        else:
-            self._metrics.dedup_hits.inc()
-        # A durable duplicate means the window missed it (node restart, other node): the original's fan-out may
-        # have been lost with that node, so fan out again; devices drop the duplicate by message id.
-        # Fan out before acknowledging: a node killed in between leaves the sender without an ack, so it resends
-        # (to another node), which fans out again; acknowledging first could leave a stored message unpushed.
-        await self._fanout(msg, members, exclude_user=user, exclude_device=link.device)
         self._push_ack(link, msg, frame.cmid, duplicate=not created)
         self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
 

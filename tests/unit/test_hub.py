@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from core.clock import SystemClock
+from core.errors import CloseCode
+from core.hub import Hub
+from core.metrics import Metrics
+from core.routing import Track
+
+
+@dataclass
+class FakeLink:
+    user: int
+    device: str
+    family: str = "f"
+    transport: str = "fake"
+    syncs: list[str] = field(default_factory=list)
+
+    def push(self, frame: str, track: Track | None = None, ts_ms: int | None = None) -> None:
+        pass
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        pass
+
+    def request_sync(self, reason: str) -> None:
+        self.syncs.append(reason)
+
+
+async def test_a_bus_gap_resync_is_spread_then_complete() -> None:
+    hub = Hub("n1", SystemClock(), Metrics(), max_per_user=10, resync_spread_s=0.3)
+    links = [FakeLink(u, "d") for u in range(1, 301)]
+    for link in links:
+        hub.register(link)
+    await hub.on_bus_gap("test")
+    assert sum(len(link.syncs) for link in links) < len(links)  # not all at once
+    await asyncio.sleep(0.4)
+    assert all(link.syncs == ["test"] for link in links)  # each exactly once, within the spread
+
+
+async def test_few_devices_resync_at_once() -> None:
+    hub = Hub("n1", SystemClock(), Metrics(), max_per_user=10, resync_spread_s=5.0)
+    links = [FakeLink(u, "d") for u in range(1, 4)]
+    for link in links:
+        hub.register(link)
+    await hub.on_bus_gap("small")
+    assert all(link.syncs == ["small"] for link in links)
