@@ -1,0 +1,1 @@
+"""wsim experiments: load drivers, fault injectors, the experiment runner, analysis helpers and benchmarks."""

@@ -1,0 +1,1 @@
+"""Metrics from ledgers and /metrics (pure, tested), report loading and the thesis figure style."""

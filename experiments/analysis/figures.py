@@ -1,0 +1,223 @@
+"""The thesis figure style: one look for every chart, Chinese labels in a CJK font, error bars from repetitions.
+
+The font is Noto Sans CJK SC (``fonts-noto-cjk``, installed by .ci/run). A missing font or a missing glyph is an
+error, never a chart with empty boxes: :func:`setup_style` raises :class:`MissingGlyphsError` if no CJK font is
+found, and turns matplotlib's "Glyph ... missing" warning into an exception.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+from cycler import cycler
+
+mpl.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib import font_manager
+from matplotlib.figure import Figure
+
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Serif CJK SC",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+)
+PALETTE = ("#1f4e79", "#c55a11", "#548235", "#7030a0", "#bf9000", "#2e75b6", "#833c0b")
+
+# metric -> (Chinese label, English label, unit)
+METRIC_LABELS: dict[str, tuple[str, str, str]] = {
+    "delivery_rate": ("送达率", "delivery rate", ""),
+    "delivery_rate_acked": ("已确认消息送达率", "delivery rate (acked sends)", ""),
+    "send_success_rate": ("发送成功率", "send success rate", ""),
+    "lost_deliveries": ("丢失投递数", "lost deliveries", "条"),
+    "duplicate_rate": ("重复率", "duplicate rate", ""),
+    "duplicate_deliveries": ("重复投递数", "duplicate deliveries", "条"),
+    "streams_in_order_rate": ("会话有序率", "conversations in order", ""),
+    "order_violations": ("乱序次数", "order violations", "次"),
+    "sender_order_violations": ("发送方乱序次数", "sender-order violations", "次"),
+    "send_ack_p50_ms": ("发送→确认 P50", "send→ack p50", "ms"),
+    "send_ack_p99_ms": ("发送→确认 P99", "send→ack p99", "ms"),
+    "send_deliver_p50_ms": ("发送→送达 P50", "send→deliver p50", "ms"),
+    "send_deliver_p99_ms": ("发送→送达 P99", "send→deliver p99", "ms"),
+    "send_deliver_all_p99_ms": ("发送→送达 P99（含同步）", "send→deliver p99 (incl. sync)", "ms"),
+    "reconnect_success_rate": ("重连成功率", "reconnect success rate", ""),
+    "reconnect_p50_ms": ("重连耗时 P50", "reconnect time p50", "ms"),
+    "reconnect_p99_ms": ("重连耗时 P99", "reconnect time p99", "ms"),
+    "offline_push_success": ("离线推送成功率", "offline push success", ""),
+    "offline_push_p99_ms": ("离线消息补发 P99", "offline delivery p99", "ms"),
+    "server_retries": ("服务端重试次数", "server retries", "次"),
+    "server_dead_letters": ("死信数", "dead letters", "条"),
+    "server_dedup_hits": ("去重命中数", "dedup hits", "次"),
+    "connected": ("在线连接数", "connections", "个"),
+    "server_cpu_median_percent": ("服务端 CPU（中位数）", "server CPU (median)", "%"),
+    "server_rss_max_mib": ("服务端内存峰值", "server memory (max RSS)", "MiB"),
+    "sent_per_s": ("发送吞吐", "messages sent", "条/秒"),
+    "delivered_per_s": ("投递吞吐", "deliveries", "条/秒"),
+    "history_p99_ms": ("历史查询 P99", "history query p99", "ms"),
+    "cache_hit_rate": ("缓存命中率", "cache hit rate", ""),
+}
+
+
+class MissingGlyphsError(RuntimeError):
+    pass
+
+
+def label(metric: str) -> str:
+    zh, en, unit = METRIC_LABELS.get(metric, (metric, "", ""))
+    text = f"{zh}\n{en}" if en else zh
+    return f"{text} ({unit})" if unit else text
+
+
+def cjk_font() -> str:
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    for name in CJK_FONTS:
+        if name in names:
+            return name
+    raise MissingGlyphsError(
+        "no CJK font found for the Chinese labels (install fonts-noto-cjk: apt-get install fonts-noto-cjk; "
+        "then remove matplotlib's font cache if the font is still not seen)"
+    )
+
+
+def check_glyphs(text: str, font: str | None = None) -> None:
+    """Raise if the chosen font lacks a glyph of ``text`` (a chart would show empty boxes)."""
+    from matplotlib.ft2font import FT2Font
+
+    path = font_manager.findfont(
+        font_manager.FontProperties(family=font or cjk_font()), fallback_to_default=False
+    )
+    ft = FT2Font(path)
+    missing = sorted({ch for ch in text if not ch.isspace() and ft.get_char_index(ord(ch)) == 0})
+    if missing:
+        raise MissingGlyphsError(f"font {path} has no glyph for {''.join(missing)!r}")
+
+
+def setup_style() -> str:
+    """Apply the thesis style; returns the CJK font used."""
+    font = cjk_font()
+    check_glyphs("".join(zh for zh, _, _ in METRIC_LABELS.values()) + "单元格重复次数误差", font)
+    warnings.filterwarnings("error", message=r".*Glyph .* missing from font.*")
+    mpl.rcParams.update(
+        {
+            "font.family": "sans-serif",
+            "font.sans-serif": [font, "DejaVu Sans"],
+            "axes.unicode_minus": False,
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "axes.labelsize": 9,
+            "legend.fontsize": 8,
+            "xtick.labelsize": 8,
+            "ytick.labelsize": 8,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "axes.grid.axis": "y",
+            "grid.alpha": 0.3,
+            "axes.prop_cycle": cycler(color=PALETTE),
+            "figure.figsize": (4.8, 3.2),
+            "figure.dpi": 100,
+            "savefig.dpi": 300,
+            "savefig.bbox": "tight",
+            "pdf.fonttype": 42,
+        }
+    )
+    return font
+
+
+def _near_one(metric: str, means: np.ndarray) -> bool:
+    finite = means[~np.isnan(means)]
+    return metric.endswith(("_rate", "_success")) and finite.size > 0 and float(finite.min()) >= 0.9
+
+
+def _draw(ax: Any, stats: pd.DataFrame, metric: str, *, annotate: bool, label_size: float = 8) -> None:
+    """Bars from zero; for rates that are all near 1, points with error bars on a zoomed axis instead (a bar
+    from zero would hide a 99.3 % vs 100 % difference)."""
+    x = np.arange(len(stats))
+    means = stats["mean"].astype(float).to_numpy()
+    stds = stats["std"].fillna(0).astype(float).to_numpy()
+    colors = [PALETTE[i % len(PALETTE)] for i in x]
+    if _near_one(metric, means):
+        for i in range(len(stats)):
+            ax.errorbar(i, means[i], yerr=stds[i], fmt="o", color=colors[i], capsize=4, markersize=6)
+        low = float(np.nanmin(means - stds))
+        pad = max(0.002, (1.0 - low) * 0.25)
+        ax.set_ylim(low - pad, 1.0 + pad)
+        ax.set_xlim(-0.6, len(stats) - 0.4)
+        ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle="--")
+    else:
+        ax.bar(x, np.nan_to_num(means), yerr=stds, capsize=4, color=colors, width=0.6)
+        if metric.endswith("_rate") and np.nanmax(np.nan_to_num(means, nan=0.0)) <= 1.0:
+            ax.set_ylim(0, 1.12)
+    ax.set_xticks(x, list(stats["cell"]), rotation=15 if len(stats) > 3 else 0, fontsize=label_size)
+    if annotate:
+        for pos, (m, sd, reps, n) in enumerate(
+            zip(means, stds, stats["repetitions"], stats["n_events"], strict=True)
+        ):
+            if not np.isnan(m):  # above the error bar, so the two never overlap
+                ax.annotate(f"{m:.4g}\nn={int(n)}, r={int(reps)}", (pos, m + sd), ha="center", va="bottom",
+                            fontsize=7, xytext=(0, 3), textcoords="offset points")  # fmt: skip
+
+
+def comparison_bar(stats: pd.DataFrame, metric: str, title: str | None = None) -> Figure:
+    """One bar (or point) per cell: mean over repetitions, error bar = standard deviation, n annotated."""
+    fig, ax = plt.subplots()
+    _draw(ax, stats, metric, annotate=True)
+    ax.set_ylabel(label(metric))
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def latency_cdf(samples: dict[str, np.ndarray], metric_label: str) -> Figure:
+    """Empirical CDF per cell of latency samples in ms (log x): the whole distribution, not an average."""
+    fig, ax = plt.subplots()
+    for i, (cell, values) in enumerate(samples.items()):
+        if len(values) == 0:
+            continue
+        v = np.sort(np.clip(values, 0.01, None))
+        ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", label=f"{cell} (n={len(v)})",
+                color=PALETTE[i % len(PALETTE)])  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel(metric_label)
+    ax.set_ylabel("累积比例\ncumulative share")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def save(fig: Figure, experiment: str, metric: str, out_dir: str | Path) -> list[Path]:
+    """``<out_dir>/<experiment>__<metric>.png`` and ``.pdf``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{experiment}__{metric}.png", out / f"{experiment}__{metric}.pdf"]
+    for p in paths:
+        fig.savefig(p, metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
+    plt.close(fig)
+    return paths
+
+
+def headline_grid(panels: Sequence[tuple[str, str, pd.DataFrame]]) -> Figure:
+    """The summary: one small bar chart per (experiment, metric)."""
+    n = max(1, len(panels))
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, (exp, metric, stats) in zip(axes.flat, panels, strict=False):
+        _draw(ax, stats, metric, annotate=False, label_size=6)
+        ax.set_title(f"{exp}\n{label(metric).splitlines()[0]}", fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def describe_style() -> dict[str, Any]:
+    return {"font": cjk_font(), "dpi": mpl.rcParams["savefig.dpi"], "palette": list(PALETTE)}

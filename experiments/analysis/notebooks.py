@@ -1,0 +1,189 @@
+"""The analysis notebooks: how they are made (one per comparison, all from one template) and run headless.
+
+Every comparison notebook is the same template with its experiment name as a papermill parameter, so a new
+experiment gets its notebook from :func:`write_notebooks`; notebooks read only ``reports/`` through
+:mod:`experiments.analysis.reports` and write figures through :mod:`experiments.analysis.figures`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import nbformat as _nbformat
+
+from experiments.analysis.reports import NoResultsError, latest_run
+
+nbformat: Any = _nbformat  # nbformat has no type hints; keep the Any in one place
+
+COMPARISONS = (
+    "quickstart", "ack_loss", "retry_policies", "dedup_resends", "ordering_faults", "offline_push",
+    "reconnect_storm", "concurrency", "store_backends", "cache_tiers", "cluster_bus",
+)  # fmt: skip
+
+_SETUP = """\
+import sys
+from pathlib import Path
+
+root = Path.cwd().resolve()
+while not (root / "run_experiment.py").exists() and root != root.parent:
+    root = root.parent
+sys.path.insert(0, str(root))
+reports_dir = Path(reports_dir) if Path(reports_dir).is_absolute() else root / reports_dir
+figures_dir = Path(figures_dir) if Path(figures_dir).is_absolute() else root / figures_dir
+
+from experiments.analysis import figures, reports
+
+font = figures.setup_style()
+"""
+
+_COMPARISON = [
+    (
+        "markdown",
+        "# {title}\n\nReads the latest run of the experiment under `reports/` and writes "
+        "`thesis_figures/<experiment>__<metric>.png|pdf`: one bar chart per headline metric (mean over "
+        "repetitions, error bars = standard deviation, n = events behind the figure) and the send->deliver "
+        "latency CDF.",
+    ),
+    (
+        "parameters",
+        'experiment = "{name}"\nreports_dir = "reports"\nfigures_dir = "thesis_figures"\nrun = None',
+    ),
+    ("code", _SETUP),
+    (
+        "code",
+        "run_dir = Path(run) if run else reports.latest_run(reports_dir, experiment)\n"
+        "question = reports.resolved(run_dir)['experiment']['question']\n"
+        "print(run_dir.name, '-', question)\n"
+        "reports.summary_table(run_dir)",
+    ),
+    (
+        "code",
+        "saved = []\n"
+        "for metric in reports.headline(run_dir):\n"
+        "    stats = reports.metric_stats(run_dir, metric)\n"
+        "    fig = figures.comparison_bar(stats, metric)\n"
+        "    saved += figures.save(fig, experiment, metric, figures_dir)\n"
+        "samples = reports.deliver_latency_ms(run_dir)\n"
+        "if any(len(v) for v in samples.values()):\n"
+        "    fig = figures.latency_cdf(samples, figures.label('send_deliver_p50_ms').replace(' P50', '').replace(' p50', ''))\n"
+        "    saved += figures.save(fig, experiment, 'send_deliver_cdf', figures_dir)\n"
+        "[p.name for p in saved]",
+    ),
+]
+
+_SUMMARY = [
+    (
+        "markdown",
+        "# Summary of all experiments\n\nThe headline metrics of the latest run of every experiment under "
+        "`reports/`, one panel each: `thesis_figures/summary__headline.png|pdf`.",
+    ),
+    ("parameters", 'reports_dir = "reports"\nfigures_dir = "thesis_figures"'),
+    ("code", _SETUP),
+    (
+        "code",
+        "panels = []\n"
+        "for exp in reports.experiments_with_results(reports_dir):\n"
+        "    run_dir = reports.latest_run(reports_dir, exp)\n"
+        "    for metric in reports.headline(run_dir)[:1]:\n"
+        "        panels.append((exp, metric, reports.metric_stats(run_dir, metric)))\n"
+        "assert panels, f'no results under {reports_dir}'\n"
+        "fig = figures.headline_grid(panels)\n"
+        "[p.name for p in figures.save(fig, 'summary', 'headline', figures_dir)]",
+    ),
+]
+
+
+def _notebook(cells: list[tuple[str, str]], **fmt: str) -> Any:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["wsim"] = {"template": "summary" if "name" not in fmt else "comparison", **fmt}
+    for kind, src in cells:
+        text = src.format(**fmt) if kind != "code" else src
+        if kind == "markdown":
+            nb.cells.append(nbformat.v4.new_markdown_cell(text))
+        else:
+            cell = nbformat.v4.new_code_cell(text)
+            if kind == "parameters":
+                cell.metadata["tags"] = ["parameters"]
+            nb.cells.append(cell)
+    return nb
+
+
+def notebook_path(directory: Path, index: int, name: str) -> Path:
+    return directory / f"{index:02d}_{name}.ipynb"
+
+
+def write_notebooks(directory: Path, experiments: Iterable[str] = COMPARISONS) -> list[Path]:
+    """(Re)generate the summary notebook and one notebook per comparison."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / "00_summary.ipynb"]
+    nbformat.write(_notebook(_SUMMARY), paths[0])
+    for i, name in enumerate(experiments, start=1):
+        path = notebook_path(directory, i, name)
+        nbformat.write(_notebook(_COMPARISON, name=name, title=name.replace("_", " ").capitalize()), path)
+        paths.append(path)
+    return paths
+
+
+def experiment_of(path: Path) -> str | None:
+    stem = path.stem
+    return None if stem.endswith("_summary") else stem.split("_", 1)[1]
+
+
+def is_template_notebook(path: Path) -> bool:
+    """Made by :func:`write_notebooks` (others, like 07_transports, bring their own parameters and runner)."""
+    return "wsim" in nbformat.read(str(path), as_version=4).metadata
+
+
+def run_notebooks(
+    directory: Path,
+    *,
+    reports: Path,
+    figures: Path | None = None,
+    output_dir: Path | None = None,
+    parameters: dict[str, str] | None = None,
+    timeout_s: int = 600,
+) -> list[Path]:
+    """Execute every notebook headless (papermill); skip comparisons that have no results yet, with a note.
+
+    Outputs overwrite the notebooks unless ``output_dir`` is given; ``parameters`` override each notebook's."""
+    import papermill as pm
+
+    figures = figures or reports.parent / "thesis_figures"
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    done: list[Path] = []
+    for path in sorted(directory.glob("*.ipynb")):
+        exp = experiment_of(path)
+        if not is_template_notebook(path):
+            # A notebook of its own kind (e.g. 07_transports reads experiments/transports/run.py's folders): run
+            # it only where its results exist, with the figures directory, and never with template overrides.
+            if parameters or exp is None or not any((reports / exp).glob("*/")):
+                print(f"skipping {path.name}: not a template notebook, or no reports/{exp}/ results")
+                continue
+            out = (output_dir / path.name) if output_dir else path
+            pm.execute_notebook(
+                str(path), str(out), parameters={"figures_dir": str(figures)}, cwd=str(directory),
+                kernel_name="python3", progress_bar=False, execution_timeout=timeout_s,
+            )  # fmt: skip
+            done.append(out)
+            continue
+        params: dict[str, str] = {"reports_dir": str(reports), "figures_dir": str(figures)}
+        if exp is not None:
+            params["experiment"] = exp
+        params.update(parameters or {})
+        if exp is not None:
+            try:
+                latest_run(reports, params["experiment"])
+            except NoResultsError as exc:
+                print(f"skipping {path.name}: {exc}")
+                continue
+        out = (output_dir / path.name) if output_dir else path
+        pm.execute_notebook(
+            str(path), str(out), parameters=params, cwd=str(directory), kernel_name="python3",
+            progress_bar=False, execution_timeout=timeout_s,
+        )  # fmt: skip
+        done.append(out)
+    return done

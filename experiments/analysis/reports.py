@@ -1,0 +1,127 @@
+"""Reading result folders (reports/<experiment>/<run>/): the only way notebooks get at numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+
+class NoResultsError(FileNotFoundError):
+    pass
+
+
+def runs(reports_dir: str | Path, experiment: str) -> list[Path]:
+    """Completed runs of ``experiment`` (those with a summary.json), oldest first."""
+    base = Path(reports_dir) / experiment
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if (p / "summary.json").is_file())
+
+
+def latest_run(reports_dir: str | Path, experiment: str) -> Path:
+    found = runs(reports_dir, experiment)
+    if not found:
+        raise NoResultsError(
+            f"no results for {experiment!r} under {reports_dir}: run python run_experiment.py experiments/{experiment}.yaml"
+        )
+    return found[-1]
+
+
+def experiments_with_results(reports_dir: str | Path) -> list[str]:
+    base = Path(reports_dir)
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and runs(base, p.name))
+
+
+def summary(run_dir: str | Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+    return data
+
+
+def resolved(run_dir: str | Path) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(
+        (Path(run_dir) / "config.resolved.yaml").read_text(encoding="utf-8")
+    )
+    return data
+
+
+def headline(run_dir: str | Path) -> list[str]:
+    """The metrics the experiment puts first (its ``headline``), those present in the results."""
+    names: list[str] = resolved(run_dir)["experiment"]["headline"]
+    cells = summary(run_dir)["cells"]
+    return [n for n in names if any(n in c["metrics"] for c in cells.values())]
+
+
+def cell_order(run_dir: str | Path) -> list[str]:
+    return [c["name"] for c in resolved(run_dir)["cells"]]
+
+
+def metric_stats(run_dir: str | Path, metric: str) -> pd.DataFrame:
+    """Per cell (in the experiment's order): mean, std, repetitions, and n_events (summed over repetitions)."""
+    cells = summary(run_dir)["cells"]
+    rows = []
+    for cell in cell_order(run_dir):
+        st = cells.get(cell, {}).get("metrics", {}).get(metric)
+        if st is None:
+            rows.append({"cell": cell, "mean": np.nan, "std": np.nan, "repetitions": 0, "n_events": 0})
+            continue
+        rows.append(
+            {
+                "cell": cell,
+                "mean": np.nan if st["mean"] is None else st["mean"],
+                "std": np.nan if st["std"] is None else st["std"],
+                "repetitions": st["repetitions"],
+                "n_events": sum(n for n in st["n"] if n),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summary_table(run_dir: str | Path, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Cells x metrics, each 'mean ± std' (for display)."""
+    names = metrics or headline(run_dir)
+    table = {}
+    for name in names:
+        st = metric_stats(run_dir, name).set_index("cell")
+        table[name] = [
+            "-" if np.isnan(m) else f"{m:.4g} ± {s:.2g}"
+            for m, s in zip(st["mean"], st["std"].fillna(0), strict=True)
+        ]
+    return pd.DataFrame(table, index=cell_order(run_dir))
+
+
+def ledger(run_dir: str | Path, table: str, cell: str | None = None) -> pd.DataFrame:
+    """A ledger table (sends / receives / events) of every repetition of one cell (or every cell), with
+    ``cell`` and ``repetition`` columns."""
+    frames = []
+    base = Path(run_dir) / "cells"
+    for cell_dir in sorted(base.iterdir()) if base.is_dir() else []:
+        if cell is not None and cell_dir.name != cell:
+            continue
+        for rep_dir in sorted(cell_dir.glob("rep*")):
+            for path in sorted(rep_dir.glob(f"*.{table}.parquet")):
+                df = pd.read_parquet(path)
+                df["cell"] = cell_dir.name
+                df["repetition"] = int(rep_dir.name[3:])
+                frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def deliver_latency_ms(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """send->deliver latency samples (first release per device and message, pushes only) per cell, in ms."""
+    out: dict[str, np.ndarray] = {}
+    for cell in cell_order(run_dir):
+        rec = ledger(run_dir, "receives", cell)
+        if rec.empty:
+            out[cell] = np.array([])
+            continue
+        rec = rec[(rec["t_sent_ns"] > 0) & (rec["via"] == "push")]
+        rec = rec.sort_values("t_recv_ns").drop_duplicates(["repetition", "client", "cmid"])
+        out[cell] = ((rec["t_recv_ns"] - rec["t_sent_ns"]) / 1e6).to_numpy()
+    return out

@@ -1,0 +1,1 @@
+"""Load drivers: the asyncio swarm (scales to 10k+ connections) and the Locust user class (realistic think time)."""

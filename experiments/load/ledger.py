@@ -1,0 +1,133 @@
+"""The per-client ledger every load driver keeps: every send (with its fate and times), every message released
+to the application, every connection event. The metrics (experiments/analysis/metrics.py) are computed from
+these tables only, so the same functions judge the asyncio swarm and Locust.
+
+Rows are kept as tuples in lists (cheap to append at 100k+/s) and written column-wise to Parquet.
+Times are ``time.time_ns()``: senders and receivers live in different processes on one machine, and the wall
+clock is the one clock they share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+
+class SendState(StrEnum):
+    ACKED = "acked"  # message.sent arrived: durably stored
+    FAILED = "failed"  # an error frame refused it (code in ``error``)
+    UNKNOWN = "unknown"  # still unacknowledged when the run ended: may or may not be stored
+    WRITTEN = "written"  # ack policy off: the frame was written, no ack exists to wait for
+    IN_FLIGHT = "in_flight"  # awaiting its ack (only seen before the run ends)
+
+
+SEND_COLUMNS = (
+    "client", "user", "device", "cmid", "conv", "is_group", "t_send_ns", "t_ack_ns", "state", "seq", "msg_id",
+    "attempts", "error", "duplicate", "sent_twice",
+)  # fmt: skip
+RECV_COLUMNS = (
+    "client", "user", "conv", "seq", "msg_id", "sender", "sender_device", "cmid", "t_recv_ns", "t_sent_ns", "via",
+)  # fmt: skip
+EVENT_COLUMNS = ("client", "t_ns", "event", "code", "detail")
+
+
+@dataclass(slots=True)
+class SendRecord:
+    client: int
+    user: str
+    device: str
+    cmid: str
+    conv: str
+    is_group: bool
+    t_send_ns: int
+    t_ack_ns: int = 0
+    state: SendState = SendState.IN_FLIGHT
+    seq: int = 0
+    msg_id: str = ""
+    attempts: int = 1
+    error: str = ""
+    duplicate: bool = False
+    sent_twice: bool = False
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.client, self.user, self.device, self.cmid, self.conv, self.is_group, self.t_send_ns,
+            self.t_ack_ns, str(self.state), self.seq, self.msg_id, self.attempts, self.error, self.duplicate,
+            self.sent_twice,
+        )  # fmt: skip
+
+
+@dataclass
+class Ledger:
+    sends: list[SendRecord] = field(default_factory=list)
+    receives: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def receive(
+        self,
+        client: int,
+        user: str,
+        conv: str,
+        seq: int,
+        msg_id: str,
+        sender: str,
+        sender_device: str,
+        cmid: str,
+        t_recv_ns: int,
+        t_sent_ns: int,
+        via: str,
+    ) -> None:
+        self.receives.append(
+            (client, user, conv, seq, msg_id, sender, sender_device, cmid, t_recv_ns, t_sent_ns, via)
+        )
+
+    def event(self, client: int, t_ns: int, event: str, code: int = 0, detail: str = "") -> None:
+        self.events.append((client, t_ns, event, code, detail))
+
+    def finish(self, ack_off: bool) -> None:
+        """Close the books: what is still in flight becomes unknown (or written, when no ack exists)."""
+        for s in self.sends:
+            if s.state is SendState.IN_FLIGHT:
+                s.state = SendState.WRITTEN if ack_off else SendState.UNKNOWN
+
+    def write(self, directory: Path, prefix: str) -> dict[str, Path]:
+        """Write the three tables as Parquet files ``<prefix>.<table>.parquet``; return their paths."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        directory.mkdir(parents=True, exist_ok=True)
+        tables = {
+            "sends": (SEND_COLUMNS, [s.row() for s in self.sends]),
+            "receives": (RECV_COLUMNS, self.receives),
+            "events": (EVENT_COLUMNS, self.events),
+        }
+        out: dict[str, Path] = {}
+        for name, (columns, rows) in tables.items():
+            cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+            table = pa.table(
+                {c: pa.array(list(v), type=_TYPES[c]) for c, v in zip(columns, cols, strict=True)}
+            )
+            path = directory / f"{prefix}.{name}.parquet"
+            pq.write_table(table, path)
+            out[name] = path
+        return out
+
+
+def _types() -> dict[str, Any]:
+    import pyarrow as pa
+
+    ints = ("client", "t_send_ns", "t_ack_ns", "seq", "attempts", "t_recv_ns", "t_sent_ns", "t_ns", "code")
+    bools = ("is_group", "duplicate", "sent_twice")
+    cols = set(SEND_COLUMNS) | set(RECV_COLUMNS) | set(EVENT_COLUMNS)
+    return {c: pa.int64() if c in ints else pa.bool_() if c in bools else pa.string() for c in cols}
+
+
+class _LazyTypes(dict[str, Any]):
+    def __missing__(self, key: str) -> Any:
+        self.update(_types())
+        return dict.__getitem__(self, key)
+
+
+_TYPES = _LazyTypes()

@@ -1,0 +1,332 @@
+"""Locust users that speak the wsim protocol (docs/protocol.md) over ``websocket-client`` (gevent-friendly).
+
+Run by :mod:`experiments.load.locust_driver` as ``locust -f experiments/load/locust_wsim.py --headless ...`` with
+``WSIM_LOCUST_PLAN`` naming a JSON plan (credentials, workload, client faults, start time) and
+``WSIM_LOCUST_OUT`` the directory for the ledger. Each user: connects and authenticates, syncs from its cursors,
+heartbeats, sends 1:1 and group messages with the workload's mix and think time, acknowledges deliveries
+cumulatively, sends read marks, resends unacknowledged messages with the same cmid after reconnecting (with
+backoff and full jitter), and records everything in the same ledger the asyncio swarm keeps. Locust keeps its
+own statistics too: ``message.send`` (send->ack), ``message.deliver`` (send->deliver), ``connect``.
+
+Locust costs 130-160 ms of its own latency at 10k msg/s on this machine (measured): use it for behaviour with
+realistic think time, and the swarm for capacity and latency.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import orjson
+import websocket
+from locust import User, events, task
+
+from core.protocol.ordering import OrderingBuffer
+from experiments.load.ledger import Ledger, SendRecord, SendState
+from experiments.load.spec import Workload
+from experiments.load.swarm import sent_time, text_for
+
+PLAN: dict[str, Any] = (
+    json.loads(Path(os.environ["WSIM_LOCUST_PLAN"]).read_text()) if "WSIM_LOCUST_PLAN" in os.environ else {}
+)
+WORKLOAD = Workload.model_validate(PLAN.get("workload") or {})
+LEDGER = Ledger()
+_NEXT = itertools.count()
+_STATE: dict[str, Any] = {"server_ack": "three_state"}
+
+
+def _think() -> float:
+    rate = WORKLOAD.rate_per_user_per_s
+    if rate <= 0:
+        return 3600.0
+    return random.expovariate(rate) if WORKLOAD.think == "poisson" else 1.0 / rate
+
+
+def _write_ledger(environment: Any, **_: Any) -> None:
+    out = os.environ.get("WSIM_LOCUST_OUT")
+    if out:
+        LEDGER.finish(ack_off=_STATE["server_ack"] == "off")
+        LEDGER.write(Path(out), f"locust{os.getpid()}")
+
+
+events.quitting.add_listener(_write_ledger)  # type: ignore[no-untyped-call]
+
+
+class WsimUser(User):
+    """One device of one prepared user."""
+
+    def wait_time(self) -> float:
+        return _think()
+
+    def on_start(self) -> None:
+        creds = PLAN["clients"]
+        self.cred = creds[next(_NEXT) % len(creds)]
+        self.idx: int = self.cred["idx"]
+        self.ordering: OrderingBuffer[dict[str, Any] | None] = OrderingBuffer(1.0)
+        self.outbox: dict[str, SendRecord] = {}
+        self.ws: websocket.WebSocket | None = None
+        self.synced = False
+        self.down_since = 0
+        self.seq_no = 0
+        self.read_counts: dict[str, int] = {}
+        self.stopping = False
+        self.attempt = 0
+        rng = random.Random(PLAN.get("seed", 0) * 100_003 + self.idx)
+        self.fault_times = sorted(
+            PLAN["start_ns"] / 1e9 + f["at_s"] + k * (f.get("every_s") or 0)
+            for f in PLAN.get("faults", [])
+            if f["type"] in ("drop", "storm")
+            for k in range(f.get("count", 1))
+            if rng.random() < f["fraction"]
+        )
+        self.sender = gevent.spawn(self._connection_loop)
+        gevent.spawn(self._maintenance)
+
+    # ---------------------------------------------------------------- connection
+    def _connect(self) -> websocket.WebSocket:
+        t = time.perf_counter()
+        try:
+            ws = websocket.create_connection(
+                PLAN["ws_url"], timeout=30, enable_multithread=True, suppress_origin=True
+            )
+        except Exception as exc:
+            self.environment.events.request.fire(
+                request_type="WS", name="connect", response_time=(time.perf_counter() - t) * 1000,
+                response_length=0, exception=exc, context={},
+            )  # fmt: skip
+            raise
+        self.environment.events.request.fire(
+            request_type="WS", name="connect", response_time=(time.perf_counter() - t) * 1000,
+            response_length=0, exception=None, context={},
+        )  # fmt: skip
+        ws.send(
+            orjson.dumps(
+                {"type": "auth", "token": self.cred["token"], "device": self.cred["device"]}
+            ).decode()
+        )
+        return ws
+
+    def _done(self) -> bool:
+        return self.stopping
+
+    def _connection_loop(self) -> None:
+        while not self._done():
+            try:
+                self.ws = self._connect()
+                self.attempt = 0
+                while not self._done():
+                    raw = self.ws.recv()
+                    if not raw:
+                        break
+                    self._on_frame(orjson.loads(raw))
+            except (websocket.WebSocketException, OSError) as exc:
+                if not self._done():  # our own close at the end of the test is not a disconnect
+                    code = getattr(exc, "status_code", 0) or 1006
+                    LEDGER.event(self.idx, time.time_ns(), "closed", code)
+            self.ws = None
+            self.synced = False
+            if self._done():
+                return
+            if not self.down_since:
+                self.down_since = time.time_ns()
+            delay = random.uniform(
+                0, min(WORKLOAD.reconnect_cap_s, WORKLOAD.reconnect_base_s * 2**self.attempt)
+            )
+            self.attempt += 1
+            gevent.sleep(delay)
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        ws = self.ws
+        if ws is not None:
+            try:
+                ws.send(orjson.dumps(frame).decode())
+            except (websocket.WebSocketException, OSError):
+                pass
+
+    def _drop(self) -> None:
+        """Abort with a TCP reset (SO_LINGER 0), like a dead network path."""
+        ws = self.ws
+        if ws is None or ws.sock is None:
+            return
+        LEDGER.event(self.idx, time.time_ns(), "drop")
+        try:
+            ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            ws.sock.close()
+        except OSError:
+            pass
+
+    def _maintenance(self) -> None:
+        last_ping = time.monotonic()
+        last_ack: dict[str, int] = {}
+        while not self.stopping:
+            gevent.sleep(0.05)
+            now = time.monotonic()
+            if self.fault_times and time.time() >= self.fault_times[0]:
+                self.fault_times.pop(0)
+                self._drop()
+            if not self.synced:
+                continue
+            for conv, cursor in self.ordering.cursors().items():  # cumulative acks, batched
+                if cursor > 0 and last_ack.get(conv, 0) < cursor and _STATE["server_ack"] != "off":
+                    last_ack[conv] = cursor
+                    self._send({"type": "message.ack", "conv": conv, "seq": cursor})
+            if now - last_ping > (WORKLOAD.heartbeat_s or 30.0):
+                last_ping = now
+                self._send({"type": "ping", "ts": int(time.time() * 1000)})
+            gaps = self.ordering.gaps(now)
+            if gaps:
+                cursors = self.ordering.cursors()
+                for g in gaps:
+                    self.ordering.mark_syncing(g, now)
+                self._send({"type": "sync", "cursors": {g: cursors[g] for g in gaps if cursors[g] >= 0}})
+            timeout_ns = int(WORKLOAD.ack_timeout_s * 1e9)
+            for rec in list(self.outbox.values()):
+                if (
+                    rec.attempts <= WORKLOAD.max_resends
+                    and time.time_ns() - rec.t_send_ns > timeout_ns * rec.attempts
+                ):
+                    rec.attempts += 1
+                    self._write(rec)
+
+    # ---------------------------------------------------------------- inbound
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        ftype = frame.get("type")
+        if ftype == "message.new":
+            msg = frame["msg"]
+            offer = self.ordering.offer(msg["conv"], msg["seq"], msg, time.monotonic())
+            if offer.needs_sync:
+                self._send({"type": "sync", "cursors": {}})
+            self._released(msg["conv"], offer.ready, "push")
+        elif ftype == "message.sent":
+            rec = self.outbox.pop(frame["cmid"], None)
+            if rec is not None:
+                rec.state, rec.t_ack_ns, rec.seq, rec.msg_id = (
+                    SendState.ACKED,
+                    time.time_ns(),
+                    frame["seq"],
+                    frame["id"],
+                )
+                rec.duplicate = bool(frame.get("duplicate"))
+                self.environment.events.request.fire(
+                    request_type="WS", name="message.send", response_time=(rec.t_ack_ns - rec.t_send_ns) / 1e6,
+                    response_length=0, exception=None, context={},
+                )  # fmt: skip
+            if self.ordering.cursor(frame["conv"]) is not None:
+                offer = self.ordering.offer(frame["conv"], frame["seq"], None, time.monotonic())
+                self._released(frame["conv"], offer.ready, "push")
+        elif ftype == "sync.batch":
+            conv, msgs = frame["conv"], frame["messages"]
+            cursor = self.ordering.cursor(conv)
+            if cursor is None or cursor < 0:
+                start = msgs[0]["seq"] - 1 if msgs else frame["last_seq"]
+                self._released(conv, self.ordering.set_cursor(conv, start), "push")
+            for mm in msgs:
+                mine = mm["from"] == self.cred["user_id"] and mm["device"] == self.cred["device"]
+                offer = self.ordering.offer(conv, mm["seq"], None if mine else mm, time.monotonic())
+                self._released(conv, offer.ready, "sync")
+        elif ftype == "sync.done":
+            if frame["more"]:
+                self._send({"type": "sync", "cursors": self._cursors()})
+            elif not self.synced:
+                self.synced = True
+                now = time.time_ns()
+                if self.down_since:
+                    LEDGER.event(self.idx, now, "reconnected", 0, str(now - self.down_since))
+                    self.down_since = 0
+                else:
+                    LEDGER.event(self.idx, now, "connected")
+                for rec in list(self.outbox.values()):
+                    rec.attempts += 1
+                    self._write(rec)
+        elif ftype == "auth.ok":
+            _STATE["server_ack"] = frame["ack"]
+            self._send({"type": "sync", "cursors": self._cursors()})
+        elif ftype == "error":
+            rec = self.outbox.get(frame.get("ref") or "")
+            if rec is not None and frame["code"] not in ("rate_limited", "unavailable"):
+                del self.outbox[rec.cmid]
+                rec.state, rec.error = SendState.FAILED, frame["code"]
+                self.environment.events.request.fire(
+                    request_type="WS", name="message.send", response_time=0, response_length=0,
+                    exception=RuntimeError(frame["code"]), context={},
+                )  # fmt: skip
+        elif ftype == "sync.required":
+            self._send({"type": "sync", "cursors": self._cursors()})
+
+    def _cursors(self) -> dict[str, int]:
+        return {c: s for c, s in self.ordering.cursors().items() if s >= 0}
+
+    def _released(self, conv: str, items: list[dict[str, Any] | None], via: str) -> None:
+        for msg in items:
+            if msg is None or msg.get("kind") != "text":
+                continue
+            now = time.time_ns()
+            t_sent = sent_time(msg["body"].get("text", ""))
+            LEDGER.receive(
+                self.idx, self.cred["user_id"], conv, msg["seq"], msg["id"], msg["from"], msg["device"],
+                msg["cmid"], now, t_sent, via,
+            )  # fmt: skip
+            if t_sent and via == "push":
+                self.environment.events.request.fire(
+                    request_type="WS", name="message.deliver", response_time=(now - t_sent) / 1e6,
+                    response_length=0, exception=None, context={},
+                )  # fmt: skip
+        if items and WORKLOAD.read_every:
+            n = self.read_counts.get(conv, 0) + len(items)
+            if n >= WORKLOAD.read_every:
+                n = 0
+                self._send({"type": "message.read", "conv": conv, "seq": self.ordering.cursor(conv) or 0})
+            self.read_counts[conv] = n
+
+    # ---------------------------------------------------------------- outbound
+    def _write(self, rec: SendRecord) -> None:
+        frame = {
+            "type": "message.send", "cmid": rec.cmid, "conv": rec.conv, "kind": "text",
+            "text": text_for(rec.t_send_ns, rec.cmid, WORKLOAD.text_bytes),
+        }  # fmt: skip
+        self._send(frame)
+        if rec.sent_twice:
+            self._send(frame)
+
+    @task
+    def send_message(self) -> None:
+        if time.time_ns() < PLAN["start_ns"] or len(self.outbox) >= WORKLOAD.max_inflight:
+            return
+        directs, groups = self.cred["directs"], self.cred["groups"]
+        if not directs and not groups:
+            return
+        is_group = bool(groups) and (not directs or random.random() < WORKLOAD.group_fraction)
+        conv = random.choice(groups if is_group else directs)
+        self.seq_no += 1
+        rec = SendRecord(self.idx, self.cred["user_id"], self.cred["device"], f"{self.idx}-{self.seq_no}", conv,
+                         is_group, time.time_ns())  # fmt: skip
+        rec.sent_twice = random.random() < WORKLOAD.duplicate_fraction
+        LEDGER.sends.append(rec)
+        if _STATE["server_ack"] == "off":
+            if self.synced:
+                self._write(rec)
+                rec.state = SendState.WRITTEN
+            return
+        self.outbox[rec.cmid] = rec
+        if self.synced:
+            self._write(rec)
+
+    def on_stop(self) -> None:
+        """Drain: wait for outstanding acks (up to the workload's drain time), then close."""
+        deadline = time.monotonic() + WORKLOAD.drain_s
+        while self.outbox and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        gevent.sleep(WORKLOAD.drain_quiet_s)
+        self.stopping = True
+        if self.ws is not None:
+            try:
+                self.ws.close()
+            except (websocket.WebSocketException, OSError):
+                pass

@@ -1,0 +1,156 @@
+"""The experiment harness end to end: the quickstart experiment against real server processes, then every
+notebook executed headless on its results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import run_experiment
+from experiments.analysis import reports
+from experiments.analysis.notebooks import COMPARISONS, run_notebooks
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = [
+    "--set", "population.users=30", "--set", "workload.duration_s=8", "--set", "workload.drain_s=8",
+    "--set", "population.groups=2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reports")
+    code = run_experiment.main(
+        [str(ROOT / "experiments" / "quickstart.yaml"), "--reports", str(out), "--no-progress", *QUICK]
+    )
+    assert code == 0
+    return reports.latest_run(out, "quickstart")
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end(quickstart_run: Path) -> None:
+    run = quickstart_run
+    for name in ("config.resolved.yaml", "metadata.json", "summary.json", "report.md", "metrics.csv"):
+        assert (run / name).is_file(), name
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["git_sha"] and "git_dirty" in meta and meta["cpu_count"] >= 1
+    assert meta["libraries"]["websockets"] != "not installed" and meta["failures"] == []
+    assert sorted(p.name for p in (run / "cells").iterdir()) == ["ack=off", "ack=three_state"]
+    rep = run / "cells" / "ack=three_state" / "rep0"
+    for table in ("sends", "receives", "events"):
+        assert list(rep.glob(f"*.{table}.parquet")), table
+    cells = reports.summary(run)["cells"]
+    on = cells["ack=three_state"]["metrics"]
+    assert on["sends"]["mean"] > 0
+    assert on["delivery_rate"]["mean"] == 1.0 and on["delivery_rate"]["n"][0] > 0
+    assert on["duplicate_rate"]["mean"] == 0.0
+    assert on["streams_in_order_rate"]["mean"] == 1.0
+    assert on["reconnect_success_rate"]["mean"] == 1.0 and on["reconnect_success_rate"]["n"][0] > 0
+    assert on["send_ack_p99_ms"]["mean"] > 0
+    off = cells["ack=off"]["metrics"]
+    assert off["send_ack_p99_ms"]["mean"] is None  # no acks exist with ack off
+    assert off["sends"]["mean"] > 0
+    report = (run / "report.md").read_text()
+    assert "| delivery_rate |" in report and "ack=three_state" in report
+
+
+@pytest.mark.slow
+def test_every_notebook_executes_on_the_quickstart_results(quickstart_run: Path, tmp_path: Path) -> None:
+    reports_dir = quickstart_run.parents[1]
+    figures_dir = tmp_path / "figures"
+    done = run_notebooks(
+        ROOT / "notebooks",
+        reports=reports_dir,
+        figures=figures_dir,
+        output_dir=tmp_path / "executed",
+        parameters={"experiment": "quickstart"},
+    )
+    assert len(done) == len(COMPARISONS) + 1  # every comparison notebook and the summary
+    for metric in reports.headline(quickstart_run):
+        assert (figures_dir / f"quickstart__{metric}.png").stat().st_size > 10_000
+        assert (figures_dir / f"quickstart__{metric}.pdf").is_file()
+    assert (figures_dir / "summary__headline.png").is_file()
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_experiment.main([str(ROOT / "experiments" / "retry_policies.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "3 cell(s) x 3 repetition(s)" in out
+    assert "retry=none" in out and "retry=fixed" in out and "retry=exponential" in out
+
+
+def test_invalid_experiment_exits_2_naming_the_path(capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_experiment.main(
+        [
+            str(ROOT / "experiments" / "quickstart.yaml"),
+            "--dry-run",
+            "--set",
+            "matrix={strategies.ack: [three_state, sometimes]}",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "strategies.ack" in err and "'sometimes'" in err and "'three_state'" in err
+
+
+@pytest.mark.slow
+def test_locust_driver_end_to_end(tmp_path: Path) -> None:
+    exp = tmp_path / "locust_smoke.yaml"
+    exp.write_text(
+        "name: locust_smoke\n"
+        "question: does the Locust driver speak the protocol and keep the ledger?\n"
+        "driver: locust\n"
+        "population: {users: 16, friends_per_user: 2, groups: 2, group_size: 4}\n"
+        "workload: {duration_s: 5, rate_per_user_per_s: 1.0, group_fraction: 0.3, drain_s: 8, drain_quiet_s: 1}\n"
+        "faults: [{type: drop, at_s: 2, fraction: 0.25}]\n"
+        "locust: {spawn_rate_per_s: 50}\n",
+        encoding="utf-8",
+    )
+    assert run_experiment.main([str(exp), "--reports", str(tmp_path / "reports"), "--no-progress"]) == 0
+    run = reports.latest_run(tmp_path / "reports", "locust_smoke")
+    metrics = reports.summary(run)["cells"]["default"]["metrics"]
+    assert metrics["sends"]["mean"] > 0
+    assert metrics["delivery_rate"]["mean"] == 1.0
+    assert metrics["send_ack_p50_ms"]["mean"] > 0
+    stats = (run / "cells" / "default" / "rep0" / "locust_stats.csv").read_text()
+    assert "message.send" in stats and "message.deliver" in stats
+
+
+def test_cell_filter_in_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(ROOT / "experiments" / "retry_policies.yaml")
+    assert run_experiment.main([path, "--dry-run", "--cell", "retry=none"]) == 0
+    assert "1 cell(s)" in capsys.readouterr().out
+    assert run_experiment.main([path, "--dry-run", "--cell", "retry=sometimes"]) == 2
+    assert "cells: retry=none, retry=fixed, retry=exponential" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_node_cluster_with_a_node_kill(tmp_path: Path) -> None:
+    """Clients spread over two nodes on a private Redis bus; node 2 is killed and restarted mid-run: its clients
+    fail over, and every message still reaches every member."""
+    exp = tmp_path / "cluster_smoke.yaml"
+    exp.write_text(
+        "name: cluster_smoke\n"
+        "question: do two nodes deliver across the bus through a node crash?\n"
+        "cluster: {nodes: 2}\n"
+        "backends: {redis: {}}\n"
+        "server:\n"
+        "  strategies:\n"
+        '    bus: {kind: redis, url: "{backend.redis.url}", prefix: "b{run.id}"}\n'
+        '    presence: {kind: redis, url: "{backend.redis.url}", prefix: "p{run.id}"}\n'
+        '    cache: {kind: "off"}\n'
+        "population: {users: 24, friends_per_user: 2, groups: 2, group_size: 6}\n"
+        "workload: {duration_s: 8, rate_per_user_per_s: 1.0, group_fraction: 0.3, drain_s: 15}\n"
+        "faults: [{type: node_kill, at_s: 3, down_s: 1, node: 1}]\n",
+        encoding="utf-8",
+    )
+    assert run_experiment.main([str(exp), "--reports", str(tmp_path / "reports"), "--no-progress"]) == 0
+    run = reports.latest_run(tmp_path / "reports", "cluster_smoke")
+    metrics = reports.summary(run)["cells"]["default"]["metrics"]
+    assert metrics["delivery_rate"]["mean"] == 1.0 and metrics["delivery_rate"]["n"][0] > 0
+    assert metrics["disconnects"]["mean"] > 0  # the killed node's clients
+    assert metrics["reconnect_success_rate"]["mean"] == 1.0
+    rep = run / "cells" / "default" / "rep0"
+    assert (rep / "server-node1.log").is_file() and (rep / "server-node2.log").is_file()
