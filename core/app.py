@@ -161,7 +161,6 @@ async def stop_node(node: Node) -> None:
         if node.hub.connection_count == 0:
             break
         await asyncio.sleep(0.02)
-    await node.messaging.drain()
     for closer in (
         node.bus.close,
         node.file_storage.close,

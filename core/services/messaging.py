@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -86,24 +86,14 @@ class MessagingService:
         self._limits = limits
         self._sync = sync
         self._inflight: dict[str, asyncio.Future[Message]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
 
     # ---------------------------------------------------------------- helpers
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run a write whose result nobody waits for (marks), keeping a reference until it ends."""
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.warning("background write failed: %r", exc)
-
-    async def drain(self) -> None:
-        """Wait for background writes (called at shutdown, before the stores close)."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+    def _queue_marks(self, conv: str, user: int, *, delivered: int = 0, read: int = 0) -> None:
+        """Marks nobody waits for (own messages, delivered acks): batched by the store, no task per mark."""
+        try:
+            self._messages.queue_marks(conv, user, delivered=delivered, read=read)
+        except StoreUnavailable as exc:
+            log.warning("mark %s/%s not queued: %s", conv, user, exc)
 
     async def _append(self, draft: MessageDraft) -> tuple[Message, bool]:
         try:
@@ -216,7 +206,7 @@ class MessagingService:
         # Write fan-out inboxes are part of "sent" (idempotent, so a duplicate repairs an interrupted fan-out).
         await self._timeline_append(msg, members)
         if created:
-            self._spawn(self._messages.set_marks(msg.conv, user, delivered=msg.seq, read=msg.seq))
+            self._queue_marks(msg.conv, user, delivered=msg.seq, read=msg.seq)
             if "file" in body:  # before the fan-out: a recipient may download the file at once
                 await self._users.add_file_ref(int(body["file"]), msg.conv)
         else:
@@ -282,7 +272,7 @@ class MessagingService:
         )
         msg, _ = await self._append(draft)
         # The actor caused this notice: it is not unread for them (as their own messages are not).
-        self._spawn(self._messages.set_marks(conv, actor, delivered=msg.seq, read=msg.seq))
+        self._queue_marks(conv, actor, delivered=msg.seq, read=msg.seq)
         members = await self._social.conversation_members(conv)
         recipients = list(dict.fromkeys([*members, *extra_recipients]))
         await self._timeline_append(msg, recipients)
@@ -339,7 +329,7 @@ class MessagingService:
         user = link.user
         await self._social.first_readable_seq(user, conv)
         self._metrics.acks.labels("delivered").inc()
-        self._spawn(self._messages.set_marks(conv, user, delivered=seq))
+        self._queue_marks(conv, user, delivered=seq)
         kind, parts = parse_conversation(conv)
         if kind == "d":  # groups get read counts, not per-member delivered receipts (200x the traffic)
             peer = parts[0] if parts[1] == user else parts[1]

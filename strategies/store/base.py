@@ -192,7 +192,12 @@ class MessageStore(Protocol):
     async def mark_recalled(self, msg_id: int) -> bool: ...
 
     async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
-        """Raise the user's marks in ``conv`` to at least these values."""
+        """Raise the user's marks in ``conv`` to at least these values; returns once written."""
+        ...
+
+    def queue_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
+        """Like ``set_marks`` but fire-and-forget: written with the next batch, a failure is logged. For the hot
+        path (every delivered ack): a lost mark only delays an unread count or a receipt, never a message."""
         ...
 
     async def get_marks(self, conv: str) -> dict[int, Marks]:

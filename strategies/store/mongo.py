@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cachetools import LRUCache
@@ -54,6 +52,7 @@ from core.models import (
 from strategies.context import StrategyContext
 from strategies.store.base import StoreUnavailable
 from strategies.store.config import MongoStoreConfig
+from strategies.store.group_commit import GroupCommit, MarksBatch
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +91,6 @@ def _message(d: Doc) -> Message:
     )
 
 
-@dataclass(slots=True)
-class _Pending:
-    draft: MessageDraft
-    future: asyncio.Future[AppendResult]
-
-
 class MongoMessageStore:
     """Messages, marks and dead letters in MongoDB (module docstring)."""
 
@@ -107,12 +100,15 @@ class MongoMessageStore:
         self._client: AsyncMongoClient[Doc] | None = None
         self._db: AsyncDatabase[Doc] | None = None
         self._last: LRUCache[str, int] = LRUCache(maxsize=max(1, config.seq_cache_entries))
-        self._appends: list[_Pending] = []
-        self._marks: dict[tuple[str, int], list[int]] = {}
-        self._marks_waiters: list[asyncio.Future[None]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._gc = GroupCommit(
+            "mongo",
+            self._commit,
+            config.max_batch,
+            ctx.metrics,
+            quiet_errors=(PyMongoError,),
+            # a failed batch may have stored some drafts under numbers we no longer trust: forget the hints
+            on_failure=self._last.clear,
+        )
 
     # ---------------------------------------------------------------- set-up
     def _coll(self, name: str) -> AsyncCollection[Doc]:
@@ -142,8 +138,7 @@ class MongoMessageStore:
             await self._client.close()
             self._client = self._db = None
             raise StoreUnavailable(f"mongo: {exc}") from exc
-        self._closing = False
-        self._task = asyncio.create_task(self._writer_loop(), name="mongo-group-commit")
+        self._gc.start()
 
     async def _ensure_indexes(self) -> None:
         """Index creation is idempotent in MongoDB: every node runs it on start (the schema's migration)."""
@@ -155,86 +150,24 @@ class MongoMessageStore:
         await self._coll("dead_letters").create_index([("created_ms", DESCENDING)], name="created")
 
     async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        await self._gc.close()
         if self._client is not None:
             await self._client.close()
         self._client = self._db = None
 
     # ---------------------------------------------------------------- group commit
     async def append(self, draft: MessageDraft) -> AppendResult:
-        if self._closing or self._task is None:
-            raise StoreUnavailable("mongo message store is closed")
-        fut: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._appends.append(_Pending(draft, fut))
-        self._wake.set()
-        return await fut
+        return await self._gc.append(draft)
 
     async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
-        if self._closing or self._task is None:
-            raise StoreUnavailable("mongo message store is closed")
-        cur = self._marks.get((conv, user_id))
-        if cur is None:
-            self._marks[(conv, user_id)] = [delivered, read]
-        else:
-            cur[0] = max(cur[0], delivered)
-            cur[1] = max(cur[1], read)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._marks_waiters.append(fut)
-        self._wake.set()
-        await fut
+        await self._gc.set_marks(conv, user_id, delivered, read)
 
-    async def _writer_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._appends or self._marks:
-                appends = self._appends[: self._cfg.max_batch]
-                del self._appends[: len(appends)]
-                marks, self._marks = self._marks, {}
-                waiters, self._marks_waiters = self._marks_waiters, []
-                await self._commit(appends, marks, waiters)
-            if self._closing:
-                return
+    def queue_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
+        self._gc.queue_marks(conv, user_id, delivered, read)
 
-    async def _commit(
-        self,
-        appends: list[_Pending],
-        marks: dict[tuple[str, int], list[int]],
-        waiters: list[asyncio.Future[None]],
-    ) -> None:
-        start = time.perf_counter()
-        try:
-            results, _ = await asyncio.gather(
-                self._append_batch([p.draft for p in appends]), self._write_marks(marks)
-            )
-        except Exception as exc:
-            if isinstance(exc, StoreUnavailable):
-                err = exc
-            else:
-                err = StoreUnavailable(f"mongo: {exc}")
-                if not isinstance(exc, PyMongoError):
-                    log.exception("group commit failed")
-            # A failed batch may have stored some drafts under numbers we no longer trust: forget the hints.
-            self._last.clear()
-            for p in appends:
-                if not p.future.done():
-                    p.future.set_exception(err)
-            for w in waiters:
-                if not w.done():
-                    w.set_exception(err)
-            return
-        self._metrics.store_seconds.labels("mongo", "commit").observe(time.perf_counter() - start)
-        self._metrics.store_batch_size.observe(len(appends) + len(marks))
-        for p, r in zip(appends, results, strict=True):
-            if not p.future.done():
-                p.future.set_result(r)
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+    async def _commit(self, drafts: list[MessageDraft], marks: MarksBatch) -> list[AppendResult]:
+        results, _ = await asyncio.gather(self._append_batch(drafts), self._write_marks(marks))
+        return results
 
     async def _write_marks(self, marks: dict[tuple[str, int], list[int]]) -> None:
         if not marks:

@@ -18,7 +18,6 @@ compared on the same workload. The schema, its indexes and why are in docs/datab
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -50,6 +49,7 @@ from core.models import (
 from strategies.context import StrategyContext
 from strategies.store.base import DuplicateError, StoreUnavailable
 from strategies.store.config import MysqlStoreConfig
+from strategies.store.group_commit import GroupCommit, MarksBatch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -889,110 +889,41 @@ def _message(row: Any) -> Message:
     )
 
 
-@dataclass(slots=True)
-class _Pending:
-    draft: MessageDraft
-    future: asyncio.Future[AppendResult]
-
-
 class MysqlMessageStore:
     """Messages, marks and dead letters in MySQL with group commit (module docstring)."""
 
     def __init__(self, config: MysqlStoreConfig, ctx: StrategyContext) -> None:
         self._db = _Mysql(config, "messages", ctx)
         self._p = config.table_prefix
-        self._max_batch = config.max_batch
         self._metrics = ctx.metrics
-        self._appends: list[_Pending] = []
-        self._marks: dict[tuple[str, int], list[int]] = {}
-        self._marks_waiters: list[asyncio.Future[None]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._gc = GroupCommit("mysql", self._commit, config.max_batch, ctx.metrics)
 
     def _g(self, table: str) -> str:
         return f"`{self._p}{table}`"
 
     async def start(self) -> None:
         await self._db.open(lambda: _message_migrations(self._p), None)
-        self._closing = False
-        self._task = asyncio.create_task(self._writer_loop(), name="mysql-group-commit")
+        self._gc.start()
 
     async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        await self._gc.close()
         await self._db.close()
 
     # ---------------------------------------------------------------- group commit
     async def append(self, draft: MessageDraft) -> AppendResult:
-        if self._closing or self._task is None:
-            raise StoreUnavailable("mysql message store is closed")
-        fut: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._appends.append(_Pending(draft, fut))
-        self._wake.set()
-        return await fut
+        return await self._gc.append(draft)
 
     async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
-        if self._closing or self._task is None:
-            raise StoreUnavailable("mysql message store is closed")
-        cur = self._marks.get((conv, user_id))
-        if cur is None:
-            self._marks[(conv, user_id)] = [delivered, read]
-        else:
-            cur[0] = max(cur[0], delivered)
-            cur[1] = max(cur[1], read)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._marks_waiters.append(fut)
-        self._wake.set()
-        await fut
+        await self._gc.set_marks(conv, user_id, delivered, read)
 
-    async def _writer_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._appends or self._marks:
-                appends = self._appends[: self._max_batch]
-                del self._appends[: len(appends)]
-                marks, self._marks = self._marks, {}
-                waiters, self._marks_waiters = self._marks_waiters, []
-                await self._commit(appends, marks, waiters)
-            if self._closing:
-                return
+    def queue_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
+        self._gc.queue_marks(conv, user_id, delivered, read)
 
-    async def _commit(
-        self,
-        appends: list[_Pending],
-        marks: dict[tuple[str, int], list[int]],
-        waiters: list[asyncio.Future[None]],
-    ) -> None:
-        start = time.perf_counter()
-        try:
-            results = await self._db.tx(lambda cur: self._write_batch(cur, appends, marks), attempts=5)
-        except Exception as exc:
-            err = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(f"mysql: {exc}")
-            if not isinstance(exc, StoreUnavailable):
-                log.exception("group commit failed")
-            for p in appends:
-                if not p.future.done():
-                    p.future.set_exception(err)
-            for w in waiters:
-                if not w.done():
-                    w.set_exception(err)
-            return
-        self._metrics.store_seconds.labels("mysql", "commit").observe(time.perf_counter() - start)
-        self._metrics.store_batch_size.observe(len(appends) + len(marks))
-        for p, r in zip(appends, results, strict=True):
-            if not p.future.done():
-                p.future.set_result(r)
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+    async def _commit(self, drafts: list[MessageDraft], marks: MarksBatch) -> list[AppendResult]:
+        return await self._db.tx(lambda cur: self._write_batch(cur, drafts, marks), attempts=5)
 
     async def _write_batch(
-        self, cur: aiomysql.Cursor, appends: list[_Pending], marks: dict[tuple[str, int], list[int]]
+        self, cur: aiomysql.Cursor, drafts: list[MessageDraft], marks: MarksBatch
     ) -> list[AppendResult]:
         if marks:
             await cur.executemany(
@@ -1001,9 +932,8 @@ class MysqlMessageStore:
                 "read_seq = GREATEST(read_seq, VALUES(read_seq))",
                 [(conv, user, v[0], v[1]) for (conv, user), v in sorted(marks.items())],
             )
-        if not appends:
+        if not drafts:
             return []
-        drafts = [p.draft for p in appends]
         convs = sorted({d.conv for d in drafts})
         # Lock the heads in a fixed order (sorted) so concurrent batches on several nodes cannot deadlock.
         await cur.executemany(

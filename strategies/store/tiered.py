@@ -184,6 +184,9 @@ class TieredMessageStore:
     async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
         await self.hot.set_marks(conv, user_id, delivered=delivered, read=read)
 
+    def queue_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
+        self.hot.queue_marks(conv, user_id, delivered=delivered, read=read)
+
     async def get_marks(self, conv: str) -> dict[int, Marks]:
         return await self.hot.get_marks(conv)
 

@@ -221,6 +221,16 @@ async def test_marks_only_move_forward(mbackend: Backend) -> None:
     assert set(mine) == {"g:1"} and mine["g:1"].read == 8
 
 
+async def test_queued_marks_are_written_with_the_next_batch(mbackend: Backend) -> None:
+    store = await mbackend.messages()
+    for seq in range(1, 30):  # many fire-and-forget marks of one user merge into one row
+        store.queue_marks("d:3:4", 3, delivered=seq)
+    store.queue_marks("d:3:4", 4, read=7)
+    await store.set_marks("d:3:4", 9, delivered=1)  # returns after a batch that carries the queued marks
+    marks = await store.get_marks("d:3:4")
+    assert (marks[3].delivered, marks[4].read, marks[9].delivered) == (29, 7, 1)
+
+
 async def test_dead_letters(mbackend: Backend) -> None:
     store = await mbackend.messages()
     letters = [DeadLetter(nid(), nid(), "d:1:2", i, 2, "dev", 4, "no ack", 1000 + i) for i in range(3)]

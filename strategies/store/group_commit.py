@@ -1,0 +1,148 @@
+"""Group commit, shared by the message stores (SQLite, MySQL, MongoDB).
+
+Appends and receipt marks that arrive while a write is in flight are collected and written together by the
+next one: one transaction (or one bulk write) per batch instead of one per message, so throughput grows with load
+while each caller still returns only after its own write is durable. Marks for the same (conversation, user) are
+merged (the higher seq wins) before they are written.
+
+The backend supplies ``commit(drafts, marks) -> results`` (one AppendResult per draft, in order); this class owns
+the queues, the single writer task, the error fan-out and the metrics. ``queue_marks`` is the fire-and-forget
+form used on the hot path (a device's delivered ack, a sender's own read mark): it costs no task and no future,
+and a failed write is logged, since a mark is an optimisation of unread counts and receipts, never a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.metrics import Metrics
+from core.models import AppendResult, MessageDraft
+from strategies.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+MarksBatch = dict[tuple[str, int], list[int]]  # (conv, user) -> [delivered, read]
+CommitFn = Callable[[list[MessageDraft], MarksBatch], Awaitable[list[AppendResult]]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    draft: MessageDraft
+    future: asyncio.Future[AppendResult]
+
+
+class GroupCommit:
+    def __init__(
+        self,
+        backend: str,
+        commit: CommitFn,
+        max_batch: int,
+        metrics: Metrics,
+        *,
+        quiet_errors: tuple[type[BaseException], ...] = (),
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        """``quiet_errors``: backend errors that mean "unavailable" and need no traceback in the log;
+        ``on_failure``: called after a failed batch (e.g. to forget cached sequence hints)."""
+        self._backend = backend
+        self._commit_fn = commit
+        self._max_batch = max_batch
+        self._commit_seconds = metrics.store_seconds.labels(backend, "commit")
+        self._batch_size = metrics.store_batch_size
+        self._quiet = quiet_errors
+        self._on_failure = on_failure
+        self._appends: list[_Pending] = []
+        self._marks: MarksBatch = {}
+        self._marks_waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._closing = False
+        self._task = asyncio.create_task(self._writer_loop(), name=f"{self._backend}-group-commit")
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    def _check_open(self) -> None:
+        if self._closing or self._task is None:
+            raise StoreUnavailable(f"{self._backend} message store is closed")
+
+    async def append(self, draft: MessageDraft) -> AppendResult:
+        self._check_open()
+        fut: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._appends.append(_Pending(draft, fut))
+        self._wake.set()
+        return await fut
+
+    def queue_marks(self, conv: str, user_id: int, delivered: int, read: int) -> None:
+        self._check_open()
+        cur = self._marks.get((conv, user_id))
+        if cur is None:
+            self._marks[(conv, user_id)] = [delivered, read]
+        else:
+            cur[0] = max(cur[0], delivered)
+            cur[1] = max(cur[1], read)
+        self._wake.set()
+
+    async def set_marks(self, conv: str, user_id: int, delivered: int, read: int) -> None:
+        self.queue_marks(conv, user_id, delivered, read)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._marks_waiters.append(fut)
+        await fut
+
+    async def _writer_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._appends or self._marks:
+                appends = self._appends[: self._max_batch]
+                del self._appends[: len(appends)]
+                marks, self._marks = self._marks, {}
+                waiters, self._marks_waiters = self._marks_waiters, []
+                await self._commit(appends, marks, waiters)
+            if self._closing:
+                return
+
+    async def _commit(
+        self, appends: list[_Pending], marks: MarksBatch, waiters: list[asyncio.Future[None]]
+    ) -> None:
+        start = time.perf_counter()
+        try:
+            results = await self._commit_fn([p.draft for p in appends], marks)
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                err = exc
+            else:
+                err = StoreUnavailable(f"{self._backend}: {exc}")
+                if not isinstance(exc, self._quiet):
+                    log.exception("%s group commit failed", self._backend)
+            if self._on_failure is not None:
+                self._on_failure()
+            if marks and not waiters:
+                log.warning("%s: %d receipt marks not written: %s", self._backend, len(marks), err)
+            for p in appends:
+                if not p.future.done():
+                    p.future.set_exception(err)
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(err)
+            return
+        self._commit_seconds.observe(time.perf_counter() - start)
+        self._batch_size.observe(len(appends) + len(marks))
+        for p, r in zip(appends, results, strict=True):
+            if not p.future.done():
+                p.future.set_result(r)
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
