@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import multiprocessing
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from core.clock import SystemClock
 from core.metrics import Metrics
 from core.models import MessageDraft, MessageKind
 from strategies.context import StrategyContext
 from strategies.store.config import SqliteStoreConfig
-from strategies.store.sqlite import SqliteMessageStore
+from strategies.store.sqlite import SqliteMessageStore, _SqliteThread
 
 
 async def test_two_writers_on_one_file_allocate_disjoint_contiguous_seqs(tmp_path: Path) -> None:
@@ -49,3 +53,61 @@ async def test_two_writers_on_one_file_allocate_disjoint_contiguous_seqs(tmp_pat
     finally:
         for s in stores:
             await s.close()
+
+
+class _LockedTwice:
+    """A connection whose journal-mode switch is refused twice, as when nodes start together on one file."""
+
+    def __init__(self) -> None:
+        self.refusals = 2
+        self.mode = "delete"
+
+    def execute(self, sql: str) -> _LockedTwice:
+        if sql == "PRAGMA journal_mode = WAL":
+            if self.refusals:
+                self.refusals -= 1
+                raise sqlite3.OperationalError("database is locked")
+            self.mode = "wal"
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return (self.mode,)
+
+
+def test_wal_switch_retries_while_another_process_holds_the_file(tmp_path: Path) -> None:
+    thread = _SqliteThread(tmp_path / "x.db", SqliteStoreConfig(busy_timeout_ms=2000), "t")
+    conn = _LockedTwice()
+    thread._enable_wal(conn)  # type: ignore[arg-type]
+    assert conn.mode == "wal" and conn.refusals == 0
+
+
+def test_wal_switch_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    thread = _SqliteThread(tmp_path / "x.db", SqliteStoreConfig(busy_timeout_ms=50), "t")
+    conn = _LockedTwice()
+    conn.refusals = 10**6
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        thread._enable_wal(conn)  # type: ignore[arg-type]
+
+
+def _open_store(path: str) -> str:
+    async def go() -> None:
+        store = SqliteMessageStore(
+            SqliteStoreConfig(path=path), StrategyContext(SystemClock(), Metrics(), Path(path).parent, "n")
+        )
+        await store.start()
+        await store.close()
+
+    try:
+        asyncio.run(go())
+    except Exception as exc:  # reported to the parent, which asserts on it
+        return repr(exc)
+    return "ok"
+
+
+def test_nodes_starting_together_on_a_fresh_file_all_open_it(tmp_path: Path) -> None:
+    """CI once saw node-3 of a local cluster die with "database is locked" at start-up."""
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(6) as pool:
+        for round_ in range(8):
+            path = str(tmp_path / f"fresh{round_}.db")
+            assert pool.map(_open_store, [path] * 6) == ["ok"] * 6
