@@ -1,13 +1,25 @@
-"""Prometheus metrics of one node, in a registry of its own so several nodes can live in one test process."""
+"""Metrics of one node, exported in the Prometheus text format, in a registry of its own so several nodes can
+live in one test process.
+
+The hot path updates these many times per message, so they are plain Python objects: prometheus-client's own
+Counter takes a lock and re-checks its labels on every ``inc`` (measured: about 12 % of the server's CPU per
+message under cProfile). Here a labelled child is looked up once per label set and cached, an increment is an
+addition, and the registry reads the values only when /metrics is scraped. They are updated from the event loop's
+thread only (the server's one thread that handles frames); nothing else writes them.
+"""
 
 from __future__ import annotations
 
+import bisect
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Generic, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "Metrics"]
 
@@ -17,9 +29,146 @@ _LATENCY_BUCKETS = (
 )  # fmt: skip
 
 
+class _Value:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.value -= amount
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+    def get(self) -> float:
+        return self.value
+
+
+class _Buckets:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @contextmanager
+    def time(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(time.perf_counter() - start)
+
+
+C = TypeVar("C", _Value, _Buckets)
+
+
+class _Family(Generic[C]):
+    def __init__(
+        self, name: str, doc: str, labelnames: Sequence[str] = (), *, registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], C] = {}
+        self._unlabelled: C | None = None if self.labelnames else self._new()
+        registry.register(self)  # type: ignore[arg-type]
+
+    def _new(self) -> C:
+        raise NotImplementedError  # pragma: no cover - the three subclasses define it
+
+    def labels(self, *values: object) -> C:
+        key = tuple(map(str, values))
+        child = self._children.get(key)
+        if child is None:
+            if len(key) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {key}")
+            child = self._children[key] = self._new()
+        return child
+
+    def _series(self) -> Iterable[tuple[list[str], C]]:
+        if self._unlabelled is not None:
+            yield [], self._unlabelled
+        for key, child in list(self._children.items()):
+            yield list(key), child
+
+    def children(self) -> dict[tuple[str, ...], C]:
+        return dict(self._children)
+
+    def describe(self) -> list[Metric]:
+        return []
+
+
+class Counter(_Family[_Value]):
+    def _new(self) -> _Value:
+        return _Value()
+
+    def inc(self, amount: float = 1.0) -> None:
+        assert self._unlabelled is not None, f"{self.name} needs labels"
+        self._unlabelled.value += amount
+
+    def value(self, *labels: object) -> float:
+        child = self._unlabelled if not labels else self._children.get(tuple(str(v) for v in labels))
+        return 0.0 if child is None else child.value
+
+    def collect(self) -> list[Metric]:
+        fam = CounterMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for labels, child in self._series():
+            fam.add_metric(labels, child.value)
+        return [fam]
+
+
+class Gauge(Counter):
+    def collect(self) -> list[Metric]:
+        fam = GaugeMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for labels, child in self._series():
+            fam.add_metric(labels, child.value)
+        return [fam]
+
+
+class Histogram(_Family[_Buckets]):
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labelnames: Sequence[str] = (),
+        *,
+        registry: CollectorRegistry,
+        buckets: Sequence[float] = _LATENCY_BUCKETS,
+    ) -> None:
+        self._bounds = tuple(float(b) for b in buckets)
+        super().__init__(name, doc, labelnames, registry=registry)
+
+    def _new(self) -> _Buckets:
+        return _Buckets(self._bounds)
+
+    def observe(self, value: float) -> None:
+        assert self._unlabelled is not None, f"{self.name} needs labels"
+        self._unlabelled.observe(value)
+
+    def collect(self) -> list[Metric]:
+        fam = HistogramMetricFamily(self.name, self.doc, labels=self.labelnames)
+        for labels, child in self._series():
+            cumulative, buckets = 0, []
+            for bound, count in zip([*self._bounds, math.inf], child.counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+            fam.add_metric(labels, buckets, child.sum)
+        return [fam]
+
+
 class Metrics:
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry = CollectorRegistry(auto_describe=False)
         self.connections = Gauge("wsim_connections", "Open device connections", ["transport"], registry=r)
         self.connections_opened = Counter(
             "wsim_connections_opened", "Device connections authenticated", ["transport"], registry=r

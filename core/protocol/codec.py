@@ -50,7 +50,42 @@ def decode(data: str | bytes) -> ClientFrame:
 
 
 def encode(frame: BaseModel) -> str:
-    return orjson.dumps(frame.model_dump(mode="json", by_alias=True, exclude_none=True)).decode()
+    """A server frame as JSON text. Server frames hold only JSON-native values and have no aliases, so their fields
+    are dumped directly, without pydantic's serializer (several times per message on the hot path);
+    tests/unit/test_codec.py pins this to ``model_dump(mode="json", by_alias=True, exclude_none=True)``."""
+    return orjson.dumps({k: v for k, v in frame.__dict__.items() if v is not None}).decode()
+
+
+# The three frames sent for every message (the sender's ack, each recipient's copy, the delivered receipt) are
+# built directly: even pydantic's model_construct costs about 20 us each. tests/unit/test_codec.py pins every
+# builder to its pydantic model's serialization, so the documented schema and the bytes cannot drift apart.
+
+
+def message_sent_json(cmid: str, msg_id: int, conv: str, seq: int, ts: int, duplicate: bool) -> str:
+    return orjson.dumps(
+        {
+            "type": "message.sent",
+            "cmid": cmid,
+            "id": str(msg_id),
+            "conv": conv,
+            "seq": seq,
+            "ts": ts,
+            "duplicate": duplicate,
+        }
+    ).decode()
+
+
+def message_new_json(msg: dict[str, Any]) -> str:
+    return orjson.dumps({"type": "message.new", "msg": msg}).decode()
+
+
+def receipt_json(conv: str, user: int, *, delivered: int | None = None, read: int | None = None) -> str:
+    frame: dict[str, Any] = {"type": "receipt", "conv": conv, "user": str(user)}
+    if delivered is not None:
+        frame["delivered"] = delivered
+    if read is not None:
+        frame["read"] = read
+    return orjson.dumps(frame).decode()
 
 
 def encode_obj(obj: dict[str, Any]) -> str:

@@ -23,13 +23,10 @@ from core.errors import ErrorCode, WsimError
 from core.hub import DeviceLink
 from core.metrics import Metrics
 from core.models import CLIENT_KINDS, DeadLetter, Message, MessageDraft, MessageKind
-from core.protocol.codec import encode
+from core.protocol.codec import encode, message_new_json, message_sent_json, receipt_json
 from core.protocol.delivery import Pending
 from core.protocol.frames import (
-    MessageNew,
     MessageSend,
-    MessageSent,
-    Receipt,
     ServerFrame,
     Sync,
     SyncBatch,
@@ -83,6 +80,8 @@ class MessagingService:
         self._ack = ack
         self._clock = clock
         self._metrics = metrics
+        self._acks_sent = metrics.acks.labels("sent")
+        self._acks_delivered = metrics.acks.labels("delivered")
         self._limits = limits
         self._sync = sync
         self._inflight: dict[str, asyncio.Future[Message]] = {}
@@ -121,7 +120,7 @@ class MessagingService:
         exclude_user: int | None = None,
         exclude_device: str | None = None,
     ) -> None:
-        frame = encode(MessageNew(msg=msg.wire()))
+        frame = message_new_json(msg.wire())
         await self._router.deliver(
             members,
             frame,
@@ -162,12 +161,10 @@ class MessagingService:
         return MessageKind(frame.kind), body
 
     def _push_ack(self, link: DeviceLink, msg: Message, cmid: str, duplicate: bool) -> None:
-        ack = MessageSent(
-            cmid=cmid, id=str(msg.id), conv=msg.conv, seq=msg.seq, ts=msg.ts_ms, duplicate=duplicate
-        )
+        ack = message_sent_json(cmid, msg.id, msg.conv, msg.seq, msg.ts_ms, duplicate)
         for frame in self._ack.sent_ack(ack):
-            link.push(encode(frame))
-            self._metrics.acks.labels("sent").inc()
+            link.push(frame)
+            self._acks_sent.inc()
 
     # ---------------------------------------------------------------- send
     async def send(self, link: DeviceLink, frame: MessageSend, received_at: float) -> None:
@@ -248,10 +245,9 @@ class MessagingService:
         if stored_fp != fp:
             raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
         self._metrics.dedup_hits.inc()
-        ack = MessageSent(cmid=cmid, id=str(msg_id), conv=conv, seq=seq, ts=ts, duplicate=True)
-        for f in self._ack.sent_ack(ack):
-            link.push(encode(f))
-            self._metrics.acks.labels("sent").inc()
+        for f in self._ack.sent_ack(message_sent_json(cmid, msg_id, conv, seq, ts, True)):
+            link.push(f)
+            self._acks_sent.inc()
 
     async def post_system(
         self, conv: str, actor: int, body: dict[str, Any], extra_recipients: Sequence[int] = ()
@@ -328,13 +324,13 @@ class MessagingService:
     async def mark_delivered(self, link: DeviceLink, conv: str, seq: int) -> None:
         user = link.user
         await self._social.first_readable_seq(user, conv)
-        self._metrics.acks.labels("delivered").inc()
+        self._acks_delivered.inc()
         self._queue_marks(conv, user, delivered=seq)
         kind, parts = parse_conversation(conv)
         if kind == "d":  # groups get read counts, not per-member delivered receipts (200x the traffic)
             peer = parts[0] if parts[1] == user else parts[1]
-            for r in self._ack.receipts(Receipt(conv=conv, user=str(user), delivered=seq)):
-                await self._router.deliver([peer], encode(r))
+            for r in self._ack.receipts(receipt_json(conv, user, delivered=seq)):
+                await self._router.deliver([peer], r)
 
     async def mark_read(self, link: DeviceLink, conv: str, seq: int) -> None:
         user = link.user
@@ -350,8 +346,8 @@ class MessagingService:
             raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; try again") from None
         self._metrics.acks.labels("read").inc()
         members = await self._social.conversation_members(conv)
-        for r in self._ack.receipts(Receipt(conv=conv, user=str(user), read=seq)):
-            await self._router.deliver(members, encode(r), exclude_user=user, exclude_device=link.device)
+        for r in self._ack.receipts(receipt_json(conv, user, read=seq)):
+            await self._router.deliver(members, r, exclude_user=user, exclude_device=link.device)
 
     async def typing(self, link: DeviceLink, conv: str) -> None:
         members = await self._social.authorize_send(link.user, conv)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from core.protocol.delivery import DeliveryTracker
-    from core.protocol.frames import MessageSent, Receipt
     from strategies.retry.base import RetryPolicy
 
 
@@ -26,12 +25,13 @@ class AckPolicy(Protocol):
         """Told to clients in ``auth.ok`` so they know whether to wait for acks."""
         ...
 
-    def sent_ack(self, ack: MessageSent) -> Sequence[MessageSent]:
-        """Frames that confirm a stored message to its sender (none when acks are off)."""
+    def sent_ack(self, frame: str) -> Sequence[str]:
+        """Given the encoded ``message.sent`` frame of a stored message, the frames to push to its sender (none
+        when acks are off). Frames are passed encoded: the policy decides whether they go out, not what they say."""
         ...
 
-    def receipts(self, receipt: Receipt) -> Sequence[Receipt]:
-        """Receipts to forward to the other members for a delivered/read mark."""
+    def receipts(self, frame: str) -> Sequence[str]:
+        """Given an encoded ``receipt`` frame for a delivered/read mark, the frames to forward to the members."""
         ...
 
     def new_tracker(self, retry: RetryPolicy, max_pending: int) -> DeliveryTracker:

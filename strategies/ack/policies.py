@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.protocol.delivery import DeliveryTracker, NullTracker, RetryingTracker
-from core.protocol.frames import MessageSent, Receipt
 from strategies.retry.base import RetryPolicy
 
 
@@ -18,11 +17,11 @@ class ThreeStateAck:
     def name(self) -> str:
         return "three_state"
 
-    def sent_ack(self, ack: MessageSent) -> Sequence[MessageSent]:
-        return (ack,)
+    def sent_ack(self, frame: str) -> Sequence[str]:
+        return (frame,)
 
-    def receipts(self, receipt: Receipt) -> Sequence[Receipt]:
-        return (receipt,)
+    def receipts(self, frame: str) -> Sequence[str]:
+        return (frame,)
 
     def new_tracker(self, retry: RetryPolicy, max_pending: int) -> DeliveryTracker:
         return RetryingTracker(retry, max_pending)
@@ -38,10 +37,10 @@ class AckOff:
     def name(self) -> str:
         return "off"
 
-    def sent_ack(self, ack: MessageSent) -> Sequence[MessageSent]:
+    def sent_ack(self, frame: str) -> Sequence[str]:
         return ()
 
-    def receipts(self, receipt: Receipt) -> Sequence[Receipt]:
+    def receipts(self, frame: str) -> Sequence[str]:
         return ()
 
     def new_tracker(self, retry: RetryPolicy, max_pending: int) -> DeliveryTracker:

@@ -4,7 +4,6 @@ import itertools
 from typing import Any
 
 from cachetools import LRUCache, TTLCache
-from prometheus_client import Counter
 
 from strategies.cache.base import MISS
 from strategies.cache.config import L1CacheConfig
@@ -14,7 +13,7 @@ from strategies.context import StrategyContext
 class _CountingTTLCache(TTLCache[str, Any]):
     """TTLCache that counts capacity evictions (cachetools calls ``popitem`` only to make room)."""
 
-    def __init__(self, maxsize: int, ttl: float, timer: Any, evictions: Counter) -> None:
+    def __init__(self, maxsize: int, ttl: float, timer: Any, evictions: Any) -> None:
         super().__init__(maxsize=maxsize, ttl=ttl, timer=timer)
         self._evictions = evictions
 
@@ -42,6 +41,7 @@ class L1Cache:
         self._metrics = ctx.metrics
         self._tier = tier
         self._maps: dict[str, _CountingTTLCache] = {}
+        self._hit_miss: dict[str, tuple[Any, Any]] = {}
         self._counter = itertools.count(1)
         self._missed: LRUCache[tuple[str, str], int] = LRUCache(maxsize=config.max_entries)
         self._deleted: LRUCache[tuple[str, str], int] = LRUCache(maxsize=config.max_entries)
@@ -60,13 +60,24 @@ class L1Cache:
 
     def peek(self, name: str, key: str) -> Any:
         """The value or MISS, counting a hit or a miss; a miss opens a fill window (see the class docstring)."""
-        value = self._map(name).get(key, MISS)
-        if value is MISS:
-            self._metrics.cache_misses.labels(self._tier, name).inc()
+        m = self._maps.get(name) or self._map(name)
+        try:
+            value = m[key]  # one lookup: TTLCache.get() would look twice (contains, then getitem)
+        except KeyError:
+            self._counters(name)[1].inc()
             self._missed[(name, key)] = next(self._counter)
-        else:
-            self._metrics.cache_hits.labels(self._tier, name).inc()
+            return MISS
+        self._counters(name)[0].inc()
         return value
+
+    def _counters(self, name: str) -> tuple[Any, Any]:
+        pair = self._hit_miss.get(name)
+        if pair is None:
+            pair = self._hit_miss[name] = (
+                self._metrics.cache_hits.labels(self._tier, name),
+                self._metrics.cache_misses.labels(self._tier, name),
+            )
+        return pair
 
     def fill(self, name: str, key: str, value: Any) -> None:
         opened = self._missed.pop((name, key), None)

@@ -56,7 +56,7 @@ async def alice_ws(srv: RunningServer, pair: tuple[WsimClient, WsimClient, str])
 
 
 def _refused(srv: RunningServer, reason: str) -> float:
-    return srv.node.metrics.transport_refused.labels("mqtt", reason)._value.get()
+    return srv.node.metrics.transport_refused.value("mqtt", reason)
 
 
 # ---------------------------------------------------------------------------------------------- stomp.py

@@ -243,7 +243,7 @@ async def test_stomp_recoverable_errors_group_topics_and_nack(
     # NACK: not delivered; the retry policy pushes it again (a new ack id), and an ACK then settles it
     await dev.nack(conv, sent["seq"])
     await eventually(lambda: (conv, sent["seq"]) in dev._ack_ids, timeout=5)
-    retries_before = srv.node.metrics.retries._value.get()
+    retries_before = srv.node.metrics.retries.value()
     await dev.ack(conv, sent["seq"])
 
     async def delivered_mark() -> int:
@@ -256,7 +256,7 @@ async def test_stomp_recoverable_errors_group_topics_and_nack(
         await asyncio.sleep(0.05)
     assert await delivered_mark() >= sent["seq"]
     await asyncio.sleep(0.5)  # longer than the retry wait: an acked message is not pushed again
-    assert srv.node.metrics.retries._value.get() == retries_before
+    assert srv.node.metrics.retries.value() == retries_before
     # a recoverable error arrives as a MESSAGE on the user queue; the connection stays
     bad = await dev.send(conv, "ok again")
     assert bad["seq"] == sent["seq"] + 1
