@@ -3,12 +3,16 @@
     python experiments/bench_core.py                      # full scale: 10,000 connections, 2 swarm processes
     python experiments/bench_core.py --connections 500 --duration-s 5    # a quick check
 
-Three figures, each from the asyncio swarm's own timestamps (HDR histograms) and cross-checked against the
+Four figures, each from the asyncio swarm's own timestamps (HDR histograms) and cross-checked against the
 server's /metrics:
 1. idle connections one server process holds, and its memory per connection (RSS delta / connections);
-2. 1:1 messages/s persisted and delivered (closed loop: each sender keeps ``--window`` sends awaiting their
+2. push latency at fixed offered loads (open loop, ``--open-rates`` messages/s in total, Poisson think time, a
+   ``--open-group-fraction`` share to the group): send->ack and send->deliver p50/p99/p99.9 while every connection
+   stays open. This is the figure for "push latency < 100 ms": a closed loop measures capacity, and its latency
+   is queueing by construction (Little's law: window x senders / throughput);
+3. 1:1 messages/s persisted and delivered (closed loop: each sender keeps ``--window`` sends awaiting their
    ack), with send->ack and send->deliver p50/p99;
-3. group fan-out deliveries/s for a ``--group-size`` member group.
+4. group fan-out deliveries/s for a ``--group-size`` member group.
 
 Results are printed and saved to reports/bench_core/<UTC>-<sha>/result.json with the environment.
 The server runs as its own process; the swarm in ``--workers`` processes, its sockets spread over several
@@ -199,6 +203,25 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             }
             _say(f"idle: {still} held, {idle['bytes_per_connection'] / 1024:.1f} KiB per connection")
 
+            open_loop = []
+            for rate in args.open_rates:
+                load = Workload(
+                    duration_s=args.duration_s,
+                    rate_per_user_per_s=rate / pair_users,
+                    group_fraction=args.open_group_fraction,
+                    read_every=10,
+                    drain_s=30,
+                )
+                _say(f"open loop: {rate:,.0f} msgs/s offered by {pair_users} users, {args.duration_s} s")
+                phase = await _repeated(pool, server, load, list(range(pair_users)), args.repeats)
+                phase["offered_per_s"] = rate
+                phase["group_fraction"] = args.open_group_fraction
+                open_loop.append(phase)
+                _say(
+                    f"open loop {rate:,.0f}/s: send->deliver p50 {_fmt(phase['send_deliver_ms']['p50'], ' ms')}, "
+                    f"p99 {_fmt(phase['send_deliver_ms']['p99'], ' ms')}"
+                )
+
             direct = Workload(
                 duration_s=args.duration_s, window=args.window, group_fraction=0.0, read_every=0, drain_s=30
             )
@@ -229,6 +252,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "store": "sqlite (embedded default)",
         "args": vars(args),
         "idle": idle,
+        "open_loop": open_loop,
         "one_to_one": one_to_one,
         "fanout": fanout,
         "server_cpu_percent_median": sorted(cpu)[len(cpu) // 2] if cpu else None,
@@ -254,6 +278,13 @@ def report(result: dict[str, Any]) -> str:
         "|---|---|",
         f"| idle connections held by one process | {idle['still_connected_after_hold']:,} of {idle['connections_target']:,} |",
         f"| memory per connection (RSS delta / connections) | {idle['bytes_per_connection'] / 1024:.1f} KiB |",
+        *(
+            f"| push latency at {o['offered_per_s']:,.0f} msgs/s offered ({o['acked_per_s']:,.0f} acked/s, "
+            f"{o['group_fraction']:.0%} to the group): send->deliver p50 / p99 / p99.9 | "
+            f"{_fmt(o['send_deliver_ms']['p50'], ' ms')} / {_fmt(o['send_deliver_ms']['p99'], ' ms')} / "
+            f"{_fmt(o['send_deliver_ms'].get('p99_9'), ' ms')} |"
+            for o in result.get("open_loop", [])
+        ),
         f"| 1:1 messages/s persisted and acked ({one['senders']} senders, window {one['window']}) | {one['acked_per_s']:,.0f} ({_range(one['acked_per_s_range'])}) |",
         f"| 1:1 deliveries/s | {one['delivered_per_s']:,.0f} ({_range(one['delivered_per_s_range'])}) |",
         f"| 1:1 send->ack p50 / p99 (swarm) | {_fmt(one['send_ack_ms']['p50'], ' ms')} / {_fmt(one['send_ack_ms']['p99'], ' ms')} |",
@@ -278,6 +309,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--hold-s", type=float, default=10.0, help="idle hold before counting and measuring memory"
     )
     p.add_argument("--pair-users", type=int, default=1000, help="users sending 1:1 (ring friends)")
+    p.add_argument(
+        "--open-rates",
+        type=lambda v: [float(x) for x in v.split(",") if x],
+        default=[500.0, 1000.0, 2000.0],
+        help="offered loads (msgs/s in total, comma-separated) of the open-loop push-latency phase; '' skips it",
+    )
+    p.add_argument(
+        "--open-group-fraction", type=float, default=0.0, help="share of open-loop sends to the group"
+    )
     p.add_argument("--window", type=int, default=4, help="1:1 sends awaiting their ack per sender")
     p.add_argument("--group-size", type=int, default=200)
     p.add_argument("--group-senders", type=int, default=4)

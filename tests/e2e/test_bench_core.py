@@ -14,7 +14,7 @@ from experiments import bench_core
 def test_bench_core_tiny_scale(tmp_path: Path) -> None:
     args = [
         "--connections", "60", "--workers", "2", "--pair-users", "20", "--group-size", "20", "--group-senders", "2",
-        "--duration-s", "2", "--hold-s", "0.5", "--repeats", "2", "--out", str(tmp_path),
+        "--duration-s", "2", "--hold-s", "0.5", "--repeats", "2", "--open-rates", "40", "--out", str(tmp_path),
     ]  # fmt: skip
     assert bench_core.main(args) == 0
     (run,) = (tmp_path / "bench_core").iterdir()
@@ -27,6 +27,10 @@ def test_bench_core_tiny_scale(tmp_path: Path) -> None:
     assert fan["delivered"] > fan["acked"]  # each group message reaches the other members
     assert "| idle connections held by one process | 60 of 60 |" in (run / "report.md").read_text()
     assert one["repeats"] == 2 and len(one["runs"]) == 2
+    (open_loop,) = result["open_loop"]  # 40 msgs/s offered by 20 users: about 80 in 2 s, every one delivered
+    assert open_loop["offered_per_s"] == 40 and 20 <= open_loop["acked"] <= 200
+    assert open_loop["delivered"] >= open_loop["acked"] and open_loop["send_deliver_ms"]["p99"] is not None
+    assert "push latency at 40 msgs/s offered" in (run / "report.md").read_text()
     lo, hi = one["acked_per_s_range"]
     assert lo <= one["acked_per_s"] <= hi
 
