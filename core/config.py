@@ -51,6 +51,9 @@ class AuthConfig(_Section):
     jwt_secret: str = ""
     access_ttl_s: Annotated[int, Field(ge=1, le=86400)] = 900
     refresh_ttl_s: Annotated[int, Field(ge=60)] = 30 * 86400
+    # A used refresh token presented again within this many seconds is a second tab refreshing at the same time
+    # (it gets tokens of the same session); later it is a replay and revokes the session. 0: no leeway.
+    refresh_reuse_grace_s: Annotated[float, Field(ge=0, le=60)] = 10.0
     # Usernames allowed to use /api/admin/*.
     admins: list[str] = Field(default_factory=list)
     # argon2id cost (argon2-cffi defaults are RFC 9106's "low memory" profile).

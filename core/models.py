@@ -54,6 +54,8 @@ class RefreshToken:
     used: bool = False
     revoked: bool = False
     device: str | None = None
+    # When it was first exchanged (wall ms; 0: never). A second use shortly after is a concurrent tab, not theft.
+    used_ms: int = 0
 
 
 @dataclass(slots=True)

@@ -4,6 +4,10 @@ Passwords are hashed with Argon2id in a worker thread, at most ``max_concurrent_
 are short-lived HS256 JWTs (algorithm pinned, ``exp``/``iat``/``sub``/``sid``/``typ`` required, times checked
 against the injected clock). Refresh tokens are opaque random strings stored hashed; each use rotates them, and
 presenting a used one again revokes the whole login session (reuse detection: a stolen token is worth one use).
+The one exception is a second use within ``refresh_reuse_grace_s`` of the first, which gets fresh tokens of the
+same session: two tabs of one browser share the tokens through localStorage, which Chromium propagates between
+tab processes asynchronously, so the second tab can read the old token after the first one spent it (seen in the
+browser tests). Okta, Auth0 and Ory Hydra have the same leeway for the same reason.
 """
 
 from __future__ import annotations
@@ -245,11 +249,14 @@ class AccountService:
         return await self._new_session(user, device)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
-        token, first_use = await self._store.claim_refresh_token(_hash_token(refresh_token))
+        now_ms = self._clock.wall_ms()
+        token, first_use = await self._store.claim_refresh_token(_hash_token(refresh_token), now_ms)
         if token is None:
             raise WsimError(ErrorCode.UNAUTHORIZED, "unknown refresh token")
         if token.revoked:
             raise WsimError(ErrorCode.UNAUTHORIZED, "session has been logged out")
+        if not first_use and 0 <= now_ms - token.used_ms <= self._cfg.refresh_reuse_grace_s * 1000:
+            first_use = True  # a concurrent refresh of the same session (module docstring), not a replay
         if not first_use:
             await self.logout(token.family, reason="refresh token reused")
             raise WsimError(ErrorCode.TOKEN_REUSED, "refresh token was already used; the session is revoked")

@@ -76,11 +76,21 @@ def label(metric: str) -> str:
     return f"{text} ({unit})" if unit else text
 
 
+def _find_cjk(names: set[str]) -> str | None:
+    return next((name for name in CJK_FONTS if name in names), None)
+
+
 def cjk_font() -> str:
-    names = {f.name for f in font_manager.fontManager.ttflist}
-    for name in CJK_FONTS:
-        if name in names:
-            return name
+    found = _find_cjk({f.name for f in font_manager.fontManager.ttflist})
+    if found is None:
+        # matplotlib caches its font list; a cache built before fonts-noto-cjk was installed (a machine set up in
+        # that order, as CI's is) never sees it. Register the system's CJK font files directly.
+        for path in font_manager.findSystemFonts():
+            if "CJK" in Path(path).name:
+                font_manager.fontManager.addfont(path)
+        found = _find_cjk({f.name for f in font_manager.fontManager.ttflist})
+    if found is not None:
+        return found
     raise MissingGlyphsError(
         "no CJK font found for the Chinese labels (install fonts-noto-cjk: apt-get install fonts-noto-cjk; "
         "then remove matplotlib's font cache if the font is still not seen)"

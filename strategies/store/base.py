@@ -95,9 +95,10 @@ class UserStore(Protocol):
 
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
 
-    async def claim_refresh_token(self, token_hash: str) -> tuple[RefreshToken | None, bool]:
-        """Atomically mark a refresh token used. Returns (token, True) for the first claim, (token, False) when it
-        was already used (reuse: the caller revokes the family), (None, False) if unknown."""
+    async def claim_refresh_token(self, token_hash: str, now_ms: int) -> tuple[RefreshToken | None, bool]:
+        """Atomically mark a refresh token used at ``now_ms``. Returns (token, True) for the first claim, (token,
+        False) when it was already used (its ``used_ms`` says when: the caller tells a concurrent tab from a
+        replay), (None, False) if unknown."""
         ...
 
     # friends and blocks

@@ -329,7 +329,9 @@ def _user_migrations(p: str, shards: int) -> list[list[str]]:
                 user_id BIGINT NOT NULL, group_id BIGINT NOT NULL, PRIMARY KEY (user_id, group_id)
             ) {_TABLE_OPTS}""",
         ]
-    return [v1]
+    # v2: refresh_tokens.used holds when the token was exchanged (ms), for the reuse grace period
+    v2 = [f"ALTER TABLE `{p}refresh_tokens` MODIFY used BIGINT NOT NULL DEFAULT 0"]
+    return [v1, v2]
 
 
 _USER_COLS = "id, username, display_name, password_hash, bio, avatar_file, created_ms"
@@ -536,7 +538,7 @@ class MysqlUserStore:
             (token.token_hash, token.user_id, token.family, token.expires_ms, int(token.used), token.device),
         )
 
-    async def claim_refresh_token(self, token_hash: str) -> tuple[RefreshToken | None, bool]:
+    async def claim_refresh_token(self, token_hash: str, now_ms: int) -> tuple[RefreshToken | None, bool]:
         async def run(cur: aiomysql.Cursor) -> tuple[RefreshToken | None, bool]:
             await cur.execute(
                 f"SELECT t.token_hash, t.user_id, t.family, t.expires_ms, t.used, t.device, s.revoked "
@@ -547,11 +549,15 @@ class MysqlUserStore:
             row = await cur.fetchone()
             if row is None:
                 return None, False
-            tok = RefreshToken(row[0], int(row[1]), row[2], int(row[3]), bool(row[4]), bool(row[6]), row[5])
+            # `used` holds the wall ms of the first exchange (1 for tokens marked by a logout)
+            tok = RefreshToken(
+                row[0], int(row[1]), row[2], int(row[3]), bool(row[4]), bool(row[6]), row[5], int(row[4])
+            )
             if tok.used:
                 return tok, False
             await cur.execute(
-                f"UPDATE {self._g('refresh_tokens')} SET used = 1 WHERE token_hash = %s", (token_hash,)
+                f"UPDATE {self._g('refresh_tokens')} SET used = %s WHERE token_hash = %s",
+                (max(1, now_ms), token_hash),
             )
             return tok, True
 

@@ -423,7 +423,7 @@ class SqliteUserStore:
             (token.token_hash, token.user_id, token.family, token.expires_ms, int(token.used), token.device),
         )
 
-    async def claim_refresh_token(self, token_hash: str) -> tuple[RefreshToken | None, bool]:
+    async def claim_refresh_token(self, token_hash: str, now_ms: int) -> tuple[RefreshToken | None, bool]:
         def run(conn: sqlite3.Connection) -> tuple[RefreshToken | None, bool]:
             cur = conn.execute(
                 "SELECT t.token_hash, t.user_id, t.family, t.expires_ms, t.used, t.device, s.revoked "
@@ -433,10 +433,15 @@ class SqliteUserStore:
             row = cur.fetchone()
             if row is None:
                 return None, False
-            tok = RefreshToken(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[6]), row[5])
+            # `used` holds the wall ms of the first exchange (1 for tokens marked by a logout)
+            tok = RefreshToken(
+                row[0], row[1], row[2], row[3], bool(row[4]), bool(row[6]), row[5], int(row[4])
+            )
             if tok.used:
                 return tok, False
-            conn.execute("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?", (token_hash,))
+            conn.execute(
+                "UPDATE refresh_tokens SET used = ? WHERE token_hash = ?", (max(1, now_ms), token_hash)
+            )
             return tok, True
 
         return await self._db.write(run)

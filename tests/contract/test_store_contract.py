@@ -292,9 +292,12 @@ async def test_sessions_and_refresh_token_rotation(ubackend: Backend) -> None:
     await store.create_session("fam1", 1, "dev", 1000)
     assert await store.session_active("fam1")
     await store.add_refresh_token(RefreshToken("h1", 1, "fam1", 99_999))
-    results = await asyncio.gather(*(store.claim_refresh_token("h1") for _ in range(5)))
+    results = await asyncio.gather(*(store.claim_refresh_token("h1", 5000 + i) for i in range(5)))
     assert sorted(ok for _, ok in results) == [False] * 4 + [True]
-    assert await store.claim_refresh_token("nope") == (None, False)
+    (winner,) = [5000 + i for i, (_, ok) in enumerate(results) if ok]
+    tok, ok = await store.claim_refresh_token("h1", 9000)
+    assert tok is not None and not ok and tok.used_ms == winner  # when it was first exchanged
+    assert await store.claim_refresh_token("nope", 9000) == (None, False)
     assert await store.revoke_session("fam1") == 1
     assert not await store.session_active("fam1")
     assert await store.revoke_session("unknown") is None

@@ -20,7 +20,8 @@ def ws_url(server: RunningServer) -> str:
     return server.url.replace("http", "ws") + "/ws"
 
 
-async def test_register_login_refresh_rotation_and_reuse_detection(server: RunningServer) -> None:
+async def test_register_login_refresh_rotation_and_reuse_detection(start_server: ServerFactory) -> None:
+    server = await start_server({"auth": {"refresh_reuse_grace_s": 0}})
     async with httpx.AsyncClient(base_url=server.url) as http:
         r = await http.post("/api/auth/register", json={"username": "Rotator", "password": "password-123"})
         assert r.status_code == 201
@@ -40,6 +41,28 @@ async def test_register_login_refresh_rotation_and_reuse_detection(server: Runni
         assert r4.status_code == 401
         me = await http.get("/api/users/me", headers={"Authorization": f"Bearer {r2.json()['access_token']}"})
         assert me.status_code == 401
+
+
+async def test_a_second_tab_refreshing_with_the_same_token_at_once_keeps_the_session(
+    server: RunningServer,
+) -> None:
+    """Within the grace period a reused refresh token is a concurrent tab: both get working tokens of one session."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        r = await http.post("/api/auth/register", json={"username": "twotabs", "password": "password-123"})
+        first = r.json()["refresh_token"]
+        tab1, tab2 = await asyncio.gather(
+            *(http.post("/api/auth/refresh", json={"refresh_token": first}) for _ in range(2))
+        )
+        assert (tab1.status_code, tab2.status_code) == (200, 200)
+        assert tab1.json()["session"] == tab2.json()["session"] == r.json()["session"]
+        assert tab1.json()["refresh_token"] != tab2.json()["refresh_token"]
+        for tab in (tab1, tab2):
+            me = await http.get(
+                "/api/users/me", headers={"Authorization": f"Bearer {tab.json()['access_token']}"}
+            )
+            assert me.status_code == 200
+            nxt = await http.post("/api/auth/refresh", json={"refresh_token": tab.json()["refresh_token"]})
+            assert nxt.status_code == 200
 
 
 async def test_wrong_password_and_unknown_user_answer_alike_then_429(server: RunningServer) -> None:

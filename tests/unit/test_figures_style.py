@@ -39,3 +39,13 @@ def test_every_metric_has_a_chinese_label() -> None:
     for metric, (zh, en, _) in figures.METRIC_LABELS.items():
         assert zh and en, metric
         assert any("\u4e00" <= ch <= "\u9fff" for ch in zh), metric
+
+
+def test_a_font_cache_built_before_the_font_was_installed_still_finds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from matplotlib import font_manager
+
+    stale = [f for f in font_manager.fontManager.ttflist if "CJK" not in f.name]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
+    assert figures.cjk_font() in figures.CJK_FONTS
