@@ -27,6 +27,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,14 @@ async def _phase(
             "retries": prom.delta(before, after, "wsim_delivery_retries_total"),
         },
     }
+
+
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 def median_of(runs: list[Any]) -> Any:
@@ -199,6 +208,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "rss_before_bytes": rss_before,
                 "rss_after_bytes": rss_after,
                 "bytes_per_connection": (rss_after - rss_before) / max(1, connected),
+                # why a connection was not held: failed attempts and the close codes the clients saw
+                "connect_failures": sum(s["stats"]["connect_failures"] for s in stats),
+                "close_codes": _sum_counts(s["stats"]["closes"] for s in stats),
                 "source_addresses": addrs,
             }
             _say(f"idle: {still} held, {idle['bytes_per_connection'] / 1024:.1f} KiB per connection")
@@ -277,6 +289,7 @@ def report(result: dict[str, Any]) -> str:
         "| figure | value |",
         "|---|---|",
         f"| idle connections held by one process | {idle['still_connected_after_hold']:,} of {idle['connections_target']:,} |",
+        f"| connection attempts that failed; close codes seen by clients | {idle.get('connect_failures', '-')}; {idle.get('close_codes') or 'none'} |",
         f"| memory per connection (RSS delta / connections) | {idle['bytes_per_connection'] / 1024:.1f} KiB |",
         *(
             f"| push latency at {o['offered_per_s']:,.0f} msgs/s offered ({o['acked_per_s']:,.0f} acked/s, "

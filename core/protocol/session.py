@@ -89,7 +89,10 @@ class ServerSession:
         self.phase = Phase.AWAIT_AUTH
         self.opened_at = now
         self.last_seen = now
-        self._auth_deadline = now + limits.auth_timeout_s
+        # The auth timeout bounds how long a client may take to *send* its auth frame (a socket held open without
+        # one); once it has arrived, a server slow to verify it (a busy node) must not close it as unauthorized,
+        # which tells a client to stop reconnecting.
+        self._auth_deadline: float | None = now + limits.auth_timeout_s
         self._token_deadline: float | None = None
         self._bucket = TokenBucket(limits.rate_per_s, limits.rate_burst, now)
         self._strikes = TokenBucket(1.0, limits.rate_strikes, now)
@@ -120,6 +123,7 @@ class ServerSession:
         self.last_seen = now
         if self.phase is Phase.AWAIT_AUTH:
             if isinstance(frame, Auth):
+                self._auth_deadline = None
                 return [Handle(frame)]
             return self._close(CloseCode.UNAUTHORIZED, "the first frame must be 'auth'")
         if isinstance(frame, Auth):
@@ -198,7 +202,7 @@ class ServerSession:
         if self.phase is Phase.CLOSED:
             return []
         if self.phase is Phase.AWAIT_AUTH:
-            if now >= self._auth_deadline:
+            if self._auth_deadline is not None and now >= self._auth_deadline:
                 return self._close(CloseCode.UNAUTHORIZED, "no auth frame in time")
             return []
         if now >= self.heartbeat_deadline():

@@ -57,6 +57,17 @@ def test_auth_timeout() -> None:
     assert closes(s.tick(5.0)) == [CloseCode.UNAUTHORIZED]
 
 
+def test_auth_timeout_stops_once_the_auth_frame_arrived() -> None:
+    """A busy node verifying the token late must not close the client as unauthorized (it would stop retrying)."""
+    s = ServerSession(SessionLimits(auth_timeout_s=5), NullTracker(), now=0.0)
+    [ev] = s.receive_data(AUTH, 4.0)
+    assert isinstance(ev, Handle)
+    assert s.next_deadline() is None
+    assert s.tick(60.0) == [] and s.phase is Phase.AWAIT_AUTH
+    s.opened(token_deadline=900.0, now=61.0)
+    assert s.phase is Phase.OPEN
+
+
 def test_heartbeat_reaping_after_missed_beats() -> None:
     s = opened(SessionLimits(heartbeat_interval_s=30, missed_heartbeats=2))
     assert s.next_deadline() == 60.0
