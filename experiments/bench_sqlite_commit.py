@@ -6,6 +6,10 @@ Appends through ``SqliteMessageStore.append`` from N concurrent writers (one con
 a dedup key, as the server sends them) and prints appends/s and the mean commit time per concurrency level, as
 the median of the repetitions. It uses only the store's public API, so the same script measures any commit of the
 project (that is how the aiosqlite version was compared).
+
+``--loop-busy-us N`` keeps the event loop as busy as a server's: a background task holds the loop for N us and
+yields, over and over, so every callback waits up to N us for its turn. A store alone on an idle loop hides what
+each hop between the loop and a database thread costs inside the server; this brings it back.
 """
 
 from __future__ import annotations
@@ -26,7 +30,16 @@ from strategies.store.config import SqliteStoreConfig
 from strategies.store.sqlite import SqliteMessageStore
 
 
-async def run_once(messages: int, concurrency: int) -> tuple[float, float]:
+async def _busy_loop(busy_us: float, stop: asyncio.Event) -> None:
+    """Hold the loop ``busy_us`` at a time, as frame handling does in a loaded server."""
+    while not stop.is_set():
+        until = time.perf_counter() + busy_us / 1e6
+        while time.perf_counter() < until:
+            pass
+        await asyncio.sleep(0)
+
+
+async def run_once(messages: int, concurrency: int, busy_us: float = 0.0) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         metrics = Metrics()
         store = SqliteMessageStore(
@@ -51,9 +64,14 @@ async def run_once(messages: int, concurrency: int) -> tuple[float, float]:
                     )
                 )
 
+        stop = asyncio.Event()
+        busy = asyncio.ensure_future(_busy_loop(busy_us, stop)) if busy_us > 0 else None
         start = time.perf_counter()
         await asyncio.gather(*(writer(w) for w in range(1, concurrency + 1)))
         elapsed = time.perf_counter() - start
+        stop.set()
+        if busy is not None:
+            await busy
         samples = {
             s.name: s.value
             for metric in metrics.store_seconds.collect()
@@ -71,9 +89,12 @@ async def main() -> None:
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[50, 200])
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--loop-busy-us", type=float, default=0.0, help="keep the event loop this busy (see above)"
+    )
     args = ap.parse_args()
     for c in args.concurrency:
-        runs = [await run_once(args.messages, c) for _ in range(args.repeat)]
+        runs = [await run_once(args.messages, c, args.loop_busy_us) for _ in range(args.repeat)]
         rates = [r for r, _ in runs]
         commits = [m for _, m in runs]
         print(
