@@ -388,3 +388,38 @@ async def test_upload_size_is_enforced_while_streaming(
     writer.close()
     tmp = Path(srv.node.settings.data_path) / "files"
     await eventually(lambda: not [p for p in tmp.rglob("*") if p.is_file()], timeout=5)
+
+
+async def test_http_transports_take_tokens_only_from_the_header_and_allow_no_cross_origin(
+    start_server: ServerFactory, clients: list[WsimClient]
+) -> None:
+    """Polling has no Origin check because it needs none: the token travels only in ``Authorization`` (never a
+    cookie or the URL), so a foreign page can neither ride a victim's session nor read answers (no CORS)."""
+    srv = await start_server({"strategies": {"transports": [{"kind": "websocket"}, {"kind": "long_poll"}]}})
+    c = WsimClient(srv.url)
+    clients.append(c)
+    await c.register("poller", "password-123")
+    async with httpx.AsyncClient(base_url=srv.url) as http:
+        preflight = await http.options(
+            "/api/poll/long",
+            headers={
+                "Origin": "http://evil.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert "access-control-allow-origin" not in preflight.headers
+        for where in (
+            {"params": {"access_token": c.access_token}},
+            {"headers": {"Cookie": f"token={c.access_token}"}},
+        ):
+            r = await http.post("/api/poll/long", json={"device": "d1", "wait": False}, **where)  # type: ignore[arg-type]
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+            r = await http.get("/api/users/me", **where)  # type: ignore[arg-type]
+            assert r.status_code == 401
+        ok = await http.post(
+            "/api/poll/long",
+            json={"device": "d1", "wait": False},
+            headers={"Authorization": f"Bearer {c.access_token}"},
+        )
+        assert ok.status_code == 200 and "access-control-allow-origin" not in ok.headers
