@@ -211,6 +211,13 @@ async def test_refresh_reuse_revokes_the_family_and_closes_its_sockets(
 ) -> None:
     alice = await make_client(connect=False)
     stolen = alice.refresh_token
+    async with httpx.AsyncClient(base_url=server.url) as http:  # a refresh token is not an access token
+        r = await http.get("/api/users/me", headers={"Authorization": f"Bearer {stolen}"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    async with connect(ws_url(server)) as raw:
+        await raw.send(orjson.dumps({"type": "auth", "token": stolen}).decode())
+        assert (await next_of(raw, "error"))["code"] == "unauthorized"
+        assert await closed_with(raw) == 4001
     ws = await authed(server, alice.access_token)
     await alice.refresh()  # the legitimate client rotates; the thief replays the old token
     async with httpx.AsyncClient(base_url=server.url) as thief:
