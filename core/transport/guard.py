@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from core.errors import ErrorCode, http_status
+from core.errors import CloseCode, ErrorCode, http_status
 
 
 def origin_allowed(origin: str | None, allowed: list[str], host: str | None = None) -> bool:
@@ -69,7 +69,14 @@ def client_address(ws: WebSocket) -> str:
 async def _deny(ws: WebSocket, code: ErrorCode, message: str, headers: dict[str, str] | None = None) -> None:
     """Refuse the handshake with an HTTP status and the usual JSON error body (before accept)."""
     body = {"error": {"code": code.value, "message": message}}
-    await ws.send_denial_response(JSONResponse(body, status_code=http_status(code), headers=headers))
+    try:
+        await ws.send_denial_response(JSONResponse(body, status_code=http_status(code), headers=headers))
+    except RuntimeError:  # a server without the denial-response extension: a bare 403 still refuses
+        await ws.close(
+            code=int(
+                CloseCode.ORIGIN_REJECTED if code is ErrorCode.FORBIDDEN else CloseCode.TOO_MANY_CONNECTIONS
+            )
+        )
 
 
 async def admit(ws: WebSocket, origins: list[str], slots: AddressSlots) -> Callable[[], None] | None:
