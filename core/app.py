@@ -32,6 +32,7 @@ from core.services.files import FileService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
 from core.services.social import SocialService
+from core.transport.guard import AddressSlots
 from core.web_client import mount_web_client
 from strategies import ack, bus, cache, dedup, ids, presence, retry, timeline
 from strategies import files as file_strategies
@@ -127,6 +128,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
         messaging=messaging,
         presence=presence_service,
         files=file_service,
+        address_slots=AddressSlots(settings.limits.max_connections_per_address),
     )
 
 

@@ -18,13 +18,16 @@ if TYPE_CHECKING:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How a node runs under uvicorn (shared by ``serve``, the cluster launcher and the benchmarks)."""
+    from core.transport.guard import guarded_http_protocol
+
     return {
         "host": settings.server.host,
         "port": settings.server.port,
         # websockets' sans-I/O implementation: measured here at ~2x the legacy mode (65k echo msgs/s per core).
         "ws": "websockets-sansio",
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools plus a deadline and a size bound for request headers (slowloris): core/transport/guard.py.
+        "http": guarded_http_protocol(settings.server.header_timeout_s, settings.server.max_header_bytes),
         "lifespan": "on",
         "ws_max_size": settings.limits.max_frame_bytes + 1024,
         # Liveness is the protocol's own heartbeat (30 s, reaped after missed beats): no second ping layer.

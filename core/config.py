@@ -40,6 +40,10 @@ class ServerConfig(_Section):
     origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"])
     # Serve the web client at "/".
     web_client: bool = True
+    # Each HTTP request's headers (and a WebSocket handshake) must arrive within this time and size, or the
+    # connection is closed (slowloris); uvicorn alone has no such deadline (core/transport/guard.py).
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
     # Freeze the start-up heap out of the cyclic GC and raise its thresholds: full collections at 10k connections
     # caused 110 ms p99 spikes (measured; see docs/architecture.md).
     gc_tuning: bool = True
@@ -74,6 +78,9 @@ class LimitsConfig(_Section):
     rate_strikes: Annotated[int, Field(ge=1)] = 20
     error_budget: Annotated[int, Field(ge=1)] = 10
     max_connections_per_user: Annotated[int, Field(ge=1)] = 10
+    # Open sockets (WebSocket and STOMP, counted from the handshake, authenticated or not) per client address.
+    # High enough for a NAT or an office behind one address; load generators raise it.
+    max_connections_per_address: Annotated[int, Field(ge=1)] = 1000
     # Frames queued to one device before it is closed as a slow consumer (4008).
     outbound_queue_frames: Annotated[int, Field(ge=10)] = 2000
     # Pending (unacknowledged) deliveries tracked per device.

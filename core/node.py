@@ -14,6 +14,7 @@ from core.services.files import FileService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
 from core.services.social import SocialService
+from core.transport.guard import AddressSlots
 from strategies.ack.base import AckPolicy
 from strategies.bus.base import Bus
 from strategies.cache.base import Cache
@@ -47,6 +48,8 @@ class Node:
     messaging: MessagingService
     presence: PresenceService
     files: FileService
+    # Open sockets per client address, shared by every WebSocket transport's handshake gate.
+    address_slots: AddressSlots
     started: bool = field(default=False)
 
     @property

@@ -62,6 +62,7 @@ BENCH_SERVER: dict[str, Any] = {
         "max_group_members": 5000,
         "outbound_queue_frames": 100_000,
         "max_pending_deliveries": 100_000,
+        "max_connections_per_address": 1_000_000,  # every load client connects from this machine
     },
 }
 

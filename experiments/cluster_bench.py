@@ -102,7 +102,7 @@ def arm_settings(arm: str, data_dir: Path, prefix: str, args: argparse.Namespace
     base: dict[str, Any] = {
         "server": {"data_dir": str(data_dir), "log_level": "warning", "origins": ["*"]},
         "auth": FAST_AUTH,
-        "limits": {"rate_per_s": 10_000, "rate_burst": 20_000},
+        "limits": {"rate_per_s": 10_000, "rate_burst": 20_000, "max_connections_per_address": 1_000_000},
         "strategies": {"cache": {"kind": "off"}},
     }
     if arm != "single":

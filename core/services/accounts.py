@@ -98,7 +98,9 @@ class AccountService:
             parallelism=config.argon2_parallelism,
         )
         self._hash_slots = asyncio.Semaphore(config.max_concurrent_hashes)
-        self._dummy_hash: str | None = None
+        # Verified instead of a real hash when the username is unknown, so that both answers cost one verify.
+        # Made now, not on the first unknown login: that one would otherwise take a hash *and* a verify.
+        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
         self._failures: TTLCache[str, TokenBucket] = TTLCache(maxsize=100_000, ttl=600, timer=clock.monotonic)
 
     # ---------------------------------------------------------------- hashing
@@ -237,8 +239,6 @@ class AccountService:
         user = await self._store.get_user_by_name(name)
         if user is None:
             # Same work and same answer as a wrong password, so usernames cannot be probed by timing.
-            if self._dummy_hash is None:
-                self._dummy_hash = await self._hash(secrets.token_hex(16))
             await self._verify(self._dummy_hash, password)
             ok = False
         else:

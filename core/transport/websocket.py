@@ -8,32 +8,18 @@ itself is shared with the other transports in :mod:`core.transport.link`.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.errors import CloseCode
 from core.node import Node
 from core.protocol.frames import Auth
 from core.routing import Track
+from core.transport.guard import admit, origin_allowed
 from core.transport.link import SessionLink, session_limits
 
 __all__ = ["WebSocketConnection", "origin_allowed", "session_limits", "websocket_endpoint"]
 
 TRANSPORT = "ws"
-
-
-def origin_allowed(origin: str | None, allowed: list[str], host: str | None = None) -> bool:
-    """Allowed: no Origin (not a browser), a listed Origin, or the page's own origin (the web client served by
-    this node, whatever host and port it is reached at). Sockets carry no ambient credentials (the token is in
-    the first frame), so same-origin needs no list."""
-    if origin is None:
-        return (
-            True  # not a browser: Origin protects browsers from cross-site sockets, it is not authentication
-        )
-    if host and urlsplit(origin).netloc.lower() == host.lower():
-        return True
-    return "*" in allowed or origin in allowed
 
 
 class WebSocketConnection(SessionLink):
@@ -83,7 +69,10 @@ class WebSocketConnection(SessionLink):
 
 async def websocket_endpoint(ws: WebSocket) -> None:
     node: Node = ws.app.state.node
-    if not origin_allowed(ws.headers.get("origin"), node.settings.server.origins, ws.headers.get("host")):
-        await ws.close(code=int(CloseCode.ORIGIN_REJECTED))  # before accept: the handshake gets HTTP 403
-        return
-    await WebSocketConnection(ws, node).run()
+    release = await admit(ws, node.settings.server.origins, node.address_slots)
+    if release is None:
+        return  # refused before accept: the handshake got an HTTP error with a JSON body
+    try:
+        await WebSocketConnection(ws, node).run()
+    finally:
+        release()

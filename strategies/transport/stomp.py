@@ -48,8 +48,8 @@ from core.protocol.stomp import (
     serialize_text,
 )
 from core.routing import Track
+from core.transport.guard import admit
 from core.transport.link import ERROR_PREFIX, SessionLink
-from core.transport.websocket import origin_allowed
 from strategies.transport.config import StompTransportConfig
 
 log = logging.getLogger(__name__)
@@ -451,10 +451,13 @@ class StompTransport:
 
     async def endpoint(self, ws: WebSocket) -> None:
         node = self.node
-        if not origin_allowed(ws.headers.get("origin"), node.settings.server.origins, ws.headers.get("host")):
-            await ws.close(code=int(CloseCode.ORIGIN_REJECTED))
-            return
-        await StompLink(ws, node, self.config).run()
+        release = await admit(ws, node.settings.server.origins, node.address_slots)
+        if release is None:
+            return  # refused before accept (403 foreign Origin, 429 too many sockets from the address)
+        try:
+            await StompLink(ws, node, self.config).run()
+        finally:
+            release()
 
     def routes(self) -> Sequence[BaseRoute]:
         return [WebSocketRoute(self.config.path, self.endpoint)]

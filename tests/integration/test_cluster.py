@@ -107,6 +107,20 @@ async def test_messages_and_presence_cross_nodes(bus: str, tmp_path: Path, clien
         assert ev["online"] is False
         await asyncio.sleep(0.3)
         assert not [e for e in _drain(alice.events) if e.get("type") == "presence"]
+        # logout on one node closes every socket of that login session on every node (4010); another session of
+        # the same user (alice2: a second login) stays open
+        alice_tab = client(urls, 1)  # the same login session as alice, on node-2
+        clients.append(alice_tab)
+        alice_tab.user, alice_tab.access_token = alice.user, alice.access_token
+        await alice_tab.connect()
+        alice2 = await device(clients, urls, 2, alice)
+        await alice2.connect()
+        assert (alice.node, alice_tab.node, alice2.node) == ("node-1", "node-2", "node-3")
+        await alice.logout()
+        for c in (alice, alice_tab):
+            await wait_until(lambda c=c: c.last_close is not None, 10, f"{c.node} closes the socket")
+            assert c.last_close is not None and c.last_close[0] == 4010
+        assert alice2.connected.is_set() and alice2.last_close is None
 
 
 def _drain(q: asyncio.Queue[Any]) -> list[Any]:
