@@ -207,9 +207,11 @@ async def test_message_rate_limit_answers_then_closes_4029(
 
 
 async def test_refresh_reuse_revokes_the_family_and_closes_its_sockets(
-    server: RunningServer, make_client: ClientFactory
+    start_server: ServerFactory, make_client: ClientFactory
 ) -> None:
-    alice = await make_client(connect=False)
+    # no grace period: the thief's replay comes right after the legitimate rotation (auth.refresh_reuse_grace_s)
+    server = await start_server({"auth": {"refresh_reuse_grace_s": 0}})
+    alice = await make_client(connect=False, url=server.url)
     stolen = alice.refresh_token
     async with httpx.AsyncClient(base_url=server.url) as http:  # a refresh token is not an access token
         r = await http.get("/api/users/me", headers={"Authorization": f"Bearer {stolen}"})
