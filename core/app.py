@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -153,9 +154,28 @@ async def start_node(node: Node) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+    _watch_gc(node)
+
+
+def _watch_gc(node: Node) -> None:
+    """Record every collector pause in ``wsim_gc_pause_seconds`` (a pause holds the loop and every socket)."""
+    pauses = [node.metrics.gc_pause_seconds.labels(str(g)) for g in range(3)]
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].observe(time.perf_counter() - started[0])
+
+    gc.callbacks.append(on_gc)
+    node.gc_callback = on_gc
 
 
 async def stop_node(node: Node) -> None:
+    if node.gc_callback is not None and node.gc_callback in gc.callbacks:
+        gc.callbacks.remove(node.gc_callback)
+        node.gc_callback = None
     for link in list(node.hub.all_links()):
         link.close(CloseCode.GOING_AWAY, "server shutting down")
     # give writers a moment to send the close frames

@@ -261,6 +261,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # Garbage-collector pauses stop the event loop: at 10k connections they were the latency tail.
+        self.gc_pause_seconds = Histogram(
+            "wsim_gc_pause_seconds",
+            "Cyclic garbage collector pauses, by generation",
+            ["generation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
 
     @contextmanager
     def store_op(self, store: str, op: str) -> Iterator[None]:

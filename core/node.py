@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.clock import Clock
@@ -51,6 +52,8 @@ class Node:
     # Open sockets per client address, shared by every WebSocket transport's handshake gate.
     address_slots: AddressSlots
     started: bool = field(default=False)
+    # The gc callback that records pauses (removed when the node stops: tests run many nodes in one process).
+    gc_callback: Callable[[str, dict[str, int]], None] | None = field(default=None)
 
     @property
     def name(self) -> str:

@@ -111,6 +111,14 @@ async def _phase(
             "send_ack_ms": prom.histogram_summary(before, after, "wsim_send_ack_seconds"),
             "send_deliver_ms": prom.histogram_summary(before, after, "wsim_send_deliver_seconds"),
             "retries": prom.delta(before, after, "wsim_delivery_retries_total"),
+            # collector pauses during the phase: (count, total ms) per generation
+            "gc_pauses": {
+                g: {
+                    "count": prom.delta(before, after, "wsim_gc_pause_seconds_count", generation=g),
+                    "total_ms": prom.delta(before, after, "wsim_gc_pause_seconds_sum", generation=g) * 1000,
+                }
+                for g in ("0", "1", "2")
+            },
         },
     }
 
