@@ -321,25 +321,24 @@ class ProtocolMachine(RuleBasedStateMachine):
                 if d.link is not None:
                     self.run(self._disconnect(d, lose_in_flight=True))
 
+    async def _drain(self, rounds: int) -> None:
+        """Let every device process what reached it until nothing more arrives (at most ``rounds`` times)."""
+        for _ in range(rounds):
+            for d in self.devices:
+                await self._process(d)
+            await self._settle()
+            if not any(d.inbox for d in self.devices):
+                break
+
     async def _final_check(self) -> None:
         for d in self.devices:  # everyone comes back and syncs until quiet
             if d.link is None:
                 await self._connect(d)
-        for _ in range(50):
-            for d in self.devices:
-                await self._process(d)
-            await self._settle()
-            if not any(d.inbox for d in self.devices):
-                break
+        await self._drain(50)
         for d in self.devices:
             await self._send_sync(d)  # a last sync: pushes lost to a disconnect come back from the store
             await self._process(d)
-        for _ in range(20):
-            for d in self.devices:
-                await self._process(d)
-            await self._settle()
-            if not any(d.inbox for d in self.devices):
-                break
+        await self._drain(20)
         store = self.node.messages_store
         history = {conv: await store.messages_after(conv, 0, 10_000) for conv in self.convs}
         for conv, msgs in history.items():
