@@ -14,6 +14,7 @@ from core.services.files import FileService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
 from core.services.social import SocialService
+from core.sweeper import Sweeper
 from strategies.ack.base import AckPolicy
 from strategies.bus.base import Bus
 from strategies.cache.base import Cache
@@ -47,6 +48,7 @@ class Node:
     messaging: MessagingService
     presence: PresenceService
     files: FileService
+    sweeper: Sweeper
     started: bool = field(default=False)
 
     @property
