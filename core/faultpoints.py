@@ -52,6 +52,7 @@ class CrashPoint:
         self.count += 1
         if self.count != self.at:
             return
+        self.marker.parent.mkdir(parents=True, exist_ok=True)
         with self.marker.open("a", encoding="utf-8") as fh:
             fh.write(f"{point} {self.count} {detail} pid={os.getpid()}\n")
             fh.flush()

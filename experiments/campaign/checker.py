@@ -78,6 +78,7 @@ class Member:
     device: str
     user: str
     windows: Mapping[str, tuple[int, int]]
+    timed: bool = True  # counts toward the live latency (not a device made slow on purpose)
 
 
 @dataclass
@@ -134,9 +135,9 @@ def check(
     v = Verdict(messages=len(sends), stored=len(stored))
     by_key: dict[tuple[str, str, str], list[Stored]] = defaultdict(list)
     by_id: dict[str, Stored] = {}
-    for s in stored:
-        by_key[(s.sender, s.device, s.cmid)].append(s)
-        by_id[s.msg_id] = s
+    for st in stored:
+        by_key[(st.sender, st.device, st.cmid)].append(st)
+        by_id[st.msg_id] = st
     for key, copies in by_key.items():
         if len(copies) > 1:
             v.duplicates_stored += len(copies) - 1
@@ -185,27 +186,27 @@ def check(
                 v.order_violations += 1
                 _note(v, "order_violations", f"{member.device} in {m.conv}: seq {m.seq} after {prev}")
             last_seq[m.conv] = max(m.seq, prev or 0)
-            s = by_id.get(m.msg_id)
+            original = by_id.get(m.msg_id)
             window = member.windows.get(m.conv)
-            if s is None or window is None or not window[0] <= m.seq <= window[1]:
+            if original is None or window is None or not window[0] <= m.seq <= window[1]:
                 v.unexpected += 1
                 _note(
                     v, "unexpected", f"{member.device} shown {m.conv}#{m.seq} ({m.msg_id}), window {window}"
                 )
-            elif m.live:
-                latencies.append(max(0.0, m.t_s - s.ts_s))
+            elif m.live and member.timed:
+                latencies.append(max(0.0, m.t_s - original.ts_s))
         held = {m.msg_id for m in mine}
-        for s in stored:
-            window = member.windows.get(s.conv)
-            if window is None or not window[0] <= s.seq <= window[1] or s.device == member.device:
+        for st in stored:
+            window = member.windows.get(st.conv)
+            if window is None or not window[0] <= st.seq <= window[1] or st.device == member.device:
                 continue
-            if s.msg_id not in held:
-                if (s.sender, s.device, s.cmid) in acked_keys:
+            if st.msg_id not in held:
+                if (st.sender, st.device, st.cmid) in acked_keys:
                     v.lost += 1
-                    _note(v, "lost", f"{member.device} lacks acked {s.conv}#{s.seq}")
+                    _note(v, "lost", f"{member.device} lacks acked {st.conv}#{st.seq}")
                 else:
                     v.undelivered += 1
-                    _note(v, "undelivered", f"{member.device} lacks stored {s.conv}#{s.seq}")
+                    _note(v, "undelivered", f"{member.device} lacks stored {st.conv}#{st.seq}")
     v.live_deliveries = len(latencies)
     if latencies:
         latencies.sort()
