@@ -80,10 +80,11 @@ class Stage:
         return self.cluster.urls
 
     async def add_device(
-        self, node: int, *, of: WsimClient | None = None, judged: bool = True, **kw: Any
+        self, node: int, *, of: WsimClient | None = None, judged: bool = True, pinned: bool = False, **kw: Any
     ) -> Device:
-        """A new device (a new user in the group, or another device of ``of``) connected to ``node`` first."""
-        c = client(self.urls, node, **kw)
+        """A new device (a new user in the group, or another device of ``of``) connected to ``node`` first
+        (``pinned``: to that node only, it never fails over)."""
+        c = client(self.urls[node : node + 1] if pinned else self.urls, 0 if pinned else node, **kw)
         if of is None:
             name = f"cp{next(_names)}{uuid.uuid4().hex[:6]}"
             await c.register(name, PASSWORD)
