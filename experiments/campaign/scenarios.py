@@ -326,21 +326,27 @@ async def _settle(stage: Stage, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _final_resync(stage: Stage, timeout_s: float = 30.0) -> None:
-    """Every device reconnected and synced after the faults healed; then nothing more arrives."""
+async def _final_resync(stage: Stage, timeout_s: float = 45.0) -> None:
+    """Every device reconnected and synced after the faults healed; then 2 s without a new release."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not all(d.client.connected.is_set() for d in stage.devices):  # noqa: ASYNC110 - polls many clients
+
+    def ready() -> bool:
+        return all(d.client.connected.is_set() and d.client.synced.is_set() for d in stage.devices)
+
+    while time.monotonic() < deadline and not ready():  # noqa: ASYNC110 - polls many clients
         await asyncio.sleep(0.1)
     stage.book.resyncing = True
     for d in stage.devices:
         await d.resync()
-    last = -1
-    quiet = 0
-    while time.monotonic() < deadline and quiet < 10:  # 1 s without a new release
+    last, quiet = -1, 0
+    while time.monotonic() < deadline and (quiet < 20 or not ready()):
         n = len(stage.book.shown)
         quiet = quiet + 1 if n == last else 0
         last = n
         await asyncio.sleep(0.1)
+    stale = [d.name for d in stage.devices if not (d.client.connected.is_set() and d.client.synced.is_set())]
+    if stale:
+        stage.notes["not_resynced"] = stale
 
 
 # ==================================================================== the faults
