@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from core.errors import TERMINAL_CLOSE_CODES, CloseCode
 from core.protocol.ordering import OrderingBuffer
@@ -309,7 +309,9 @@ class WsimClient:
                     self._ws = ws
                     attempt = 0
                     await self._session(ws)
-            except (OSError, TimeoutError, InvalidStatus, ConnectionClosed) as exc:
+            # InvalidHandshake, not only InvalidStatus: a handshake response cut off by the network (InvalidMessage)
+            # used to end this loop for good, and the device never came back (found by the fault campaign).
+            except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                 self.stats.connect_failures += 1
                 log.debug("connection to %s failed: %r", ws_url, exc)
             finally:
