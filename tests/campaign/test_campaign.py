@@ -17,8 +17,9 @@ NEEDS = {"database_down": "mariadbd", "bus_restart": "redis-server"}
 
 
 # Known failure, kept visible (strict: it fails the suite once it passes, so the mark gets removed): in the
-# crash-point fault a device does not get connected again within 30 s after a crash-restart of node-1, and one
-# device ends holding none of the traffic; not yet diagnosed (harness or server). See docs/reliability.md.
+# crash-point fault a device does not get connected within 30 s after a crash-restart of node-1, and the devices
+# that failed over from node-1 end connected to node-2 yet holding none of the traffic, even after the final
+# resync; not yet diagnosed (harness or server). See docs/reliability.md.
 KNOWN_FAILING = {"crash_points"}
 
 
