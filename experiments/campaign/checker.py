@@ -79,6 +79,8 @@ class Member:
     user: str
     windows: Mapping[str, tuple[int, int]]
     timed: bool = True  # counts toward the live latency (not a device made slow on purpose)
+    # Seqs inside a window the device may or may not hold (a membership change raced with these sends).
+    uncertain: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -199,6 +201,9 @@ def check(
         for st in stored:
             window = member.windows.get(st.conv)
             if window is None or not window[0] <= st.seq <= window[1] or st.device == member.device:
+                continue
+            maybe = member.uncertain.get(st.conv)
+            if maybe is not None and maybe[0] <= st.seq <= maybe[1]:
                 continue
             if st.msg_id not in held:
                 if (st.sender, st.device, st.cmid) in acked_keys:

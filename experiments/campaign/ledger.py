@@ -157,5 +157,11 @@ async def read_store(auditor: WsimClient, convs: list[str]) -> list[Stored]:
     return out
 
 
-def member(device: Device, convs: dict[str, tuple[int, int]], *, timed: bool = True) -> Member:
-    return Member(device.name, device.user, convs, timed)
+def member(
+    device: Device,
+    convs: dict[str, tuple[int, int]],
+    *,
+    timed: bool = True,
+    uncertain: dict[str, tuple[int, int]] | None = None,
+) -> Member:
+    return Member(device.name, device.user, convs, timed, uncertain or {})

@@ -71,9 +71,8 @@ class Stage:
     latency_bound_s: float = 5.0
     check_latency: bool = True
     extra: list[Device] = field(default_factory=list)  # devices that send but are not judged as members
-    untimed: set[str] = field(
-        default_factory=set
-    )  # devices left out of the live latency (made slow on purpose)
+    uncertain_of: dict[str, tuple[int, int]] = field(default_factory=dict)  # device -> seqs it may lack
+    untimed: set[str] = field(default_factory=set)  # left out of the live latency (made slow on purpose)
 
     @property
     def urls(self) -> list[str]:
@@ -744,6 +743,7 @@ async def member_removed(stage: Stage) -> None:
     task = asyncio.create_task(stage.traffic(stage.devices))
     await asyncio.sleep(stage.opts.traffic_s / 2)
     group = stage.conv.split(":", 1)[1]
+    head = (await stage.owner.history(stage.conv, limit=1))["messages"][-1]["seq"]
     await stage.owner.request("DELETE", f"/api/groups/{group}/members/{victim.user}")
     await asyncio.sleep(stage.opts.traffic_s / 2)
     stage.stop.set()
@@ -759,7 +759,11 @@ async def member_removed(stage: Stage) -> None:
         if not page["has_newer"]:
             break
     assert removal_seq is not None, "no removal notice in the history"
+    # Everything up to the head read just before the removal is the member's; what was stored between that read
+    # and the removal notice raced with the removal (it may or may not have reached the member); after the
+    # notice, nothing may reach it.
     stage.windows_of[victim.name] = (1, removal_seq)
+    stage.uncertain_of[victim.name] = (head + 1, removal_seq - 1)
     refused = [s for s in stage.book.sends.values() if s.device == victim.name and s.state == "failed"]
     stage.notes["removal_seq"] = removal_seq
     stage.notes["victim_sends_refused"] = len(refused)

@@ -4,6 +4,7 @@ raised ``InvalidMessage``, which the SDK's reconnect loop did not catch, so the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from core.sdk import WsimClient
 
@@ -14,6 +15,9 @@ async def test_a_truncated_handshake_response_is_retried_not_fatal() -> None:
         writer.write(b"HTTP/1.1 101 Swi")  # the response stops here: the connection is aborted
         await writer.drain()
         writer.transport.abort()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
 
     server = await asyncio.start_server(cut, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
