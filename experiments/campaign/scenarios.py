@@ -573,7 +573,10 @@ async def slow_consumer(stage: Stage) -> None:
     except ConnectionClosed as exc:
         code = exc.rcvd.code if exc.rcvd is not None else None
     except TimeoutError:
+        pass
+    finally:
         await raw.close()
+        await raw.wait_closed()
     stage.windows.append((t, time.time()))
     stage.notes["slow_close_code"] = code
     await slow.client.connect(timeout=30)  # back: syncs from its cursors
