@@ -159,7 +159,11 @@ class WsimClient:
     def _rotate_url(self) -> None:
         self._url_index = (self._url_index + 1) % len(self.urls)
         base = self.urls[self._url_index]
-        self.http = httpx.AsyncClient(base_url=base, timeout=30.0)
+        old, self.http = self.http, httpx.AsyncClient(base_url=base, timeout=30.0)
+        # close the previous pool (its sockets leaked until garbage collection; seen in the fault campaign)
+        task = asyncio.ensure_future(old.aclose())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _take_tokens(self, body: dict[str, Any]) -> dict[str, Any]:
         self.user = body["user"]

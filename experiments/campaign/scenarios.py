@@ -95,7 +95,11 @@ class Stage:
             if kw.get("device"):
                 c.device = kw["device"]
             await c.login(of.user["username"], PASSWORD)
-        await c.connect(timeout=30)
+        try:
+            await c.connect(timeout=30)
+        except BaseException:
+            await c.close()  # not handed to the stage: nobody else would close it
+            raise
         d = Device(self.book, c)
         d.start_collecting()
         (self.devices if judged else self.extra).append(d)
