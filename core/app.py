@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core import __version__
+from core import __version__, faultpoints
 from core.api import admin, auth, conversations, files, groups, ops, transports, users
 from core.api.schemas import ErrorOut
 from core.clock import Clock, SystemClock
@@ -33,6 +33,7 @@ from core.services.files import FileService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
 from core.services.social import SocialService
+from core.sweeper import Sweeper
 from core.transport.guard import AddressSlots
 from core.web_client import mount_web_client
 from strategies import ack, bus, cache, dedup, ids, presence, retry, timeline
@@ -61,7 +62,7 @@ def jwt_secret(settings: Settings) -> bytes:
 
 
 def build_node(settings: Settings, clock: Clock | None = None) -> Node:
-    clock = clock or SystemClock()
+    clock = clock or faultpoints.clock_from_env() or SystemClock()
     metrics = Metrics()
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +109,16 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
     social.system = messaging
     presence_service = PresenceService(presence_registry, social, router, settings.server.node)
     file_service = FileService(users_store, file_storage, social, id_gen, clock, settings.limits, secret)
+    sweeper = Sweeper(
+        hub,
+        social,
+        messages_store,
+        clock,
+        metrics,
+        settings.sync.sweep_interval_s,
+        settings.sync.sweep_grace_s,
+        settings.sync.sweep_batch,
+    )
     return Node(
         settings=settings,
         clock=clock,
@@ -130,6 +141,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
         presence=presence_service,
         files=file_service,
         address_slots=AddressSlots(settings.limits.max_connections_per_address),
+        sweeper=sweeper,
     )
 
 
@@ -147,6 +159,7 @@ async def start_node(node: Node) -> None:
         node.ids.set_node_id(leased)
     await node.file_storage.start()
     await node.bus.start(node.name, node.hub.on_envelope, node.hub.on_bus_gap)
+    node.sweeper.start()
     node.started = True
     if node.settings.server.gc_tuning:
         # Measured: at 10k connections full collections gave 110 ms p99 spikes; freezing the start-up heap and
@@ -184,6 +197,7 @@ async def stop_node(node: Node) -> None:
             break
         await asyncio.sleep(0.02)
     for closer in (
+        node.sweeper.close,
         node.bus.close,
         node.file_storage.close,
         node.presence_registry.close,

@@ -103,6 +103,13 @@ class SyncConfig(_Section):
     recent_messages: Annotated[int, Field(ge=0)] = 50
     # After a bus gap every device on the node must resync: spread those requests over this many seconds.
     resync_spread_s: Annotated[float, Field(ge=0)] = 2.0
+    # Anti-entropy (core/sweeper.py): every interval, devices whose conversations' store heads are ahead of what
+    # they are known to hold (for longer than the grace) are told to sync; repairs a stored message whose fan-out
+    # died with its node. 0 turns the sweeper off.
+    sweep_interval_s: Annotated[float, Field(ge=0)] = 5.0
+    sweep_grace_s: Annotated[float, Field(ge=0)] = 2.0
+    # Devices examined per sweep (round robin): bounds the store reads of one sweep on a crowded node.
+    sweep_batch: Annotated[int, Field(ge=1)] = 1000
 
 
 def _default_transports() -> list[TransportConfig]:

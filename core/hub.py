@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
+from core import faultpoints
 from core.clock import Clock
 from core.errors import CloseCode
 from core.metrics import Metrics
@@ -46,6 +47,20 @@ class DeviceLink(Protocol):
 
     def request_sync(self, reason: str) -> None:
         """Ask the device to sync from its cursors (a routing gap may have lost pushes)."""
+        ...
+
+    @property
+    def held(self) -> Mapping[str, int]:
+        """Per conversation, the highest seq this device is known to hold (for the sweeper, core/sweeper.py)."""
+        ...
+
+    @property
+    def opened_ms(self) -> int:
+        """Wall time the device connected: what was stored before came with its first sync."""
+        ...
+
+    def note_held(self, conv: str, seq: int) -> None:
+        """Record that the device holds ``conv`` up to ``seq``."""
         ...
 
 
@@ -129,6 +144,8 @@ class Hub:
                 if user == env.exclude_user and device == env.exclude_device:
                     continue
                 link.push(env.frame, env.track, env.ts_ms)
+                if faultpoints.ARMED is not None and env.track is not None:
+                    faultpoints.ARMED.reached("mid_fanout", f"{env.track.conv}#{env.track.seq} to {user}")
 
     async def on_bus_gap(self, reason: str) -> None:
         """The bus may have dropped envelopes for this node: every local device resyncs from its cursors."""

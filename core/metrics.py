@@ -10,11 +10,15 @@ thread only (the server's one thread that handles frames); nothing else writes t
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
+import os
+import resource
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST as PROMETHEUS_CONTENT_TYPE
@@ -166,9 +170,42 @@ class Histogram(_Family[_Buckets]):
         return [fam]
 
 
+class RuntimeCollector:
+    """The process's resident memory, open file descriptors and asyncio tasks, read at scrape time: the fault
+    campaign checks that each is back near its baseline once the faults heal (leaks show up here first)."""
+
+    def collect(self) -> list[Metric]:
+        rss = GaugeMetricFamily("wsim_process_resident_bytes", "Resident memory of the node process")
+        rss.add_metric([], _resident_bytes())
+        fds = GaugeMetricFamily("wsim_process_open_fds", "Open file descriptors of the node process")
+        fds.add_metric([], _open_fds())
+        tasks = GaugeMetricFamily("wsim_asyncio_tasks", "Live asyncio tasks of the node's event loop")
+        try:
+            tasks.add_metric([], len(asyncio.all_tasks()))
+        except RuntimeError:  # scraped outside the loop (tests): no loop, no tasks
+            tasks.add_metric([], 0)
+        return [rss, fds, tasks]
+
+
+def _resident_bytes() -> float:
+    try:
+        pages = int(Path("/proc/self/statm").read_text(encoding="ascii").split()[1])
+        return float(pages * os.sysconf("SC_PAGE_SIZE"))
+    except OSError:  # not Linux: the peak is the best portable figure
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _open_fds() -> float:
+    try:
+        return float(sum(1 for _ in Path("/proc/self/fd").iterdir()))
+    except OSError:
+        return math.nan
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=False)
+        r.register(RuntimeCollector())
         self.connections = Gauge("wsim_connections", "Open device connections", ["transport"], registry=r)
         self.connections_opened = Counter(
             "wsim_connections_opened", "Device connections authenticated", ["transport"], registry=r
@@ -231,6 +268,11 @@ class Metrics:
         )
         self.bus_publish_failures = Counter(
             "wsim_bus_publish_failures", "Bus frames the broker did not take (their nodes resync)", registry=r
+        )
+        self.sweep_resyncs = Counter(
+            "wsim_sweep_resyncs",
+            "Devices told to sync by the anti-entropy sweeper (their conversations' heads were ahead)",
+            registry=r,
         )
         self.presence_expired = Counter(
             "wsim_presence_expired",

@@ -15,6 +15,7 @@ from core.services.files import FileService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
 from core.services.social import SocialService
+from core.sweeper import Sweeper
 from core.transport.guard import AddressSlots
 from strategies.ack.base import AckPolicy
 from strategies.bus.base import Bus
@@ -51,6 +52,7 @@ class Node:
     files: FileService
     # Open sockets per client address, shared by every WebSocket transport's handshake gate.
     address_slots: AddressSlots
+    sweeper: Sweeper
     started: bool = field(default=False)
     # The gc callback that records pauses (removed when the node stops: tests run many nodes in one process).
     gc_callback: Callable[[str, dict[str, int]], None] | None = field(default=None)

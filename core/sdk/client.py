@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from core.errors import TERMINAL_CLOSE_CODES, CloseCode
 from core.protocol.ordering import OrderingBuffer
@@ -159,7 +159,11 @@ class WsimClient:
     def _rotate_url(self) -> None:
         self._url_index = (self._url_index + 1) % len(self.urls)
         base = self.urls[self._url_index]
-        self.http = httpx.AsyncClient(base_url=base, timeout=30.0)
+        old, self.http = self.http, httpx.AsyncClient(base_url=base, timeout=30.0)
+        # close the previous pool (its sockets leaked until garbage collection; seen in the fault campaign)
+        task = asyncio.ensure_future(old.aclose())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _take_tokens(self, body: dict[str, Any]) -> dict[str, Any]:
         self.user = body["user"]
@@ -309,7 +313,9 @@ class WsimClient:
                     self._ws = ws
                     attempt = 0
                     await self._session(ws)
-            except (OSError, TimeoutError, InvalidStatus, ConnectionClosed) as exc:
+            # InvalidHandshake, not only InvalidStatus: a handshake response cut off by the network (InvalidMessage)
+            # used to end this loop for good, and the device never came back (found by the fault campaign).
+            except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
                 self.stats.connect_failures += 1
                 log.debug("connection to %s failed: %r", ws_url, exc)
             finally:

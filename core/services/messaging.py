@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from core import faultpoints
 from core.clock import Clock
 from core.config import LimitsConfig, SyncConfig
 from core.errors import ErrorCode, WsimError
@@ -162,6 +163,7 @@ class MessagingService:
 
     def _push_ack(self, link: DeviceLink, msg: Message, cmid: str, duplicate: bool) -> None:
         ack = message_sent_json(cmid, msg.id, msg.conv, msg.seq, msg.ts_ms, duplicate)
+        link.note_held(msg.conv, msg.seq)
         for frame in self._ack.sent_ack(ack):
             link.push(frame)
             self._acks_sent.inc()
@@ -187,6 +189,8 @@ class MessagingService:
         if key is not None:
             future = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
+        if faultpoints.ARMED is not None:
+            faultpoints.ARMED.reached("before_store", frame.cmid)
         try:
             msg, created = await self._append(draft)
         except BaseException as exc:
@@ -200,6 +204,8 @@ class MessagingService:
             del self._inflight[key]  # type: ignore[arg-type]
         if not created and fingerprint(msg.conv, msg.kind.value, msg.body) != fp and not msg.recalled:
             raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
+        if faultpoints.ARMED is not None:
+            faultpoints.ARMED.reached("after_store", f"{msg.conv}#{msg.seq}")
         # Write fan-out inboxes are part of "sent" (idempotent, so a duplicate repairs an interrupted fan-out).
         await self._timeline_append(msg, members)
         if created:
@@ -214,6 +220,8 @@ class MessagingService:
         # ack, so it resends (to another node), which meets the durable key and fans out again. Remembering first
         # would let a shared window (dedup redis) answer that resend without the fan-out ever happening.
         await self._fanout(msg, members, exclude_user=user, exclude_device=link.device)
+        if faultpoints.ARMED is not None:
+            faultpoints.ARMED.reached("after_fanout", f"{msg.conv}#{msg.seq}")
         if key is not None:
             await self._dedup.remember(
                 key,
@@ -222,6 +230,8 @@ class MessagingService:
                 ),
             )
         self._push_ack(link, msg, frame.cmid, duplicate=not created)
+        if faultpoints.ARMED is not None:
+            faultpoints.ARMED.reached("after_ack", f"{msg.conv}#{msg.seq}")
         self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
 
     async def _dedup_hit(self, key: str) -> Message | DedupRecord | None:
@@ -245,6 +255,7 @@ class MessagingService:
         if stored_fp != fp:
             raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
         self._metrics.dedup_hits.inc()
+        link.note_held(conv, seq)
         for f in self._ack.sent_ack(message_sent_json(cmid, msg_id, conv, seq, ts, True)):
             link.push(f)
             self._acks_sent.inc()

@@ -375,10 +375,12 @@ class SocialService:
         if target_role is Role.OWNER or (actor_role is Role.ADMIN and target_role is Role.ADMIN):
             raise WsimError(ErrorCode.FORBIDDEN, "you cannot remove this member")
         conv = group_conversation(group_id)
-        # Announce first, so the removed member's devices see why the conversation went read-only.
-        await self._post(conv, actor, {"event": "group.member_removed", "users": [str(user_id)]})
+        # Remove, then announce (to the removed member too, as an extra recipient): announcing first let messages
+        # stored between the notice and the removal reach the removed member after its notice (found by the
+        # fault campaign, member_removed).
         await self._users.remove_member(group_id, user_id)
         await self._invalidate_group(group_id, [user_id])
+        await self._post(conv, actor, {"event": "group.member_removed", "users": [str(user_id)]}, [user_id])
         await self._notify([user_id], "group.removed", {"group": str(group_id), "conv": conv})
 
     async def set_role(self, actor: int, group_id: int, user_id: int, role: Role) -> None:

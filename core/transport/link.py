@@ -15,7 +15,7 @@ import logging
 import secrets
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -37,6 +37,7 @@ from core.protocol.frames import (
     Pong,
     ServerFrame,
     Sync,
+    SyncBatch,
     SyncRequired,
     Typing,
 )
@@ -104,6 +105,8 @@ class SessionLink(ABC):
         self.registered = False
         self._cleaned = False
         self._tasks: set[asyncio.Future[None]] = set()
+        self._held: dict[str, int] = {}
+        self._opened_ms = node.clock.wall_ms()
 
     # ---------------------------------------------------------------- DeviceLink
     @property
@@ -121,6 +124,18 @@ class SessionLink(ABC):
     @property
     def transport(self) -> str:
         return self.TRANSPORT
+
+    @property
+    def held(self) -> Mapping[str, int]:
+        return self._held
+
+    @property
+    def opened_ms(self) -> int:
+        return self._opened_ms
+
+    def note_held(self, conv: str, seq: int) -> None:
+        if seq > self._held.get(conv, 0):
+            self._held[conv] = seq
 
     def closing(self) -> bool:
         return self._close_request is not None
@@ -177,6 +192,7 @@ class SessionLink(ABC):
         node = self.node
         node.metrics.frames_out.inc()
         if track is not None:
+            self.note_held(track.conv, track.seq)
             self.session.delivered(track.msg_id, track.conv, track.seq, frame, node.clock.monotonic())
             self._reschedule()
         if ts_ms is not None:
@@ -278,13 +294,18 @@ class SessionLink(ABC):
                 case MessageSend():
                     await node.messaging.send(self, frame, node.clock.monotonic())
                 case MessageAck():
+                    self.note_held(frame.conv, frame.seq)
                     await node.messaging.mark_delivered(self, frame.conv, frame.seq)
                 case MessageRead():
                     await node.messaging.mark_read(self, frame.conv, frame.seq)
                 case MessageRecall():
                     await node.messaging.recall(self, frame.id)
                 case Sync():
+                    for conv, cursor in frame.cursors.items():
+                        self.note_held(conv, cursor)
                     for out in await node.messaging.sync(self._user, frame):
+                        if isinstance(out, SyncBatch):
+                            self.note_held(out.conv, out.messages[-1]["seq"] if out.more else out.last_seq)
                         self.push_frame(out)
                 case Typing():
                     await node.messaging.typing(self, frame.conv)
@@ -337,6 +358,7 @@ class SessionLink(ABC):
         self.registered = True
         if old is not None:
             old.close(CloseCode.REPLACED, "the same device connected again")
+        self._opened_ms = node.clock.wall_ms()
         self.session.opened(self._token_deadline(principal.exp_ms), node.clock.monotonic())
         node.metrics.connections.labels(self.TRANSPORT).inc()
         node.metrics.connections_opened.labels(self.TRANSPORT).inc()

@@ -17,6 +17,11 @@ class FakeLink:
     family: str = "f"
     transport: str = "fake"
     syncs: list[str] = field(default_factory=list)
+    held: dict[str, int] = field(default_factory=dict)
+    opened_ms: int = 0
+
+    def note_held(self, conv: str, seq: int) -> None:
+        self.held[conv] = max(seq, self.held.get(conv, 0))
 
     def push(self, frame: str, track: Track | None = None, ts_ms: int | None = None) -> None:
         pass

@@ -1,0 +1,5 @@
+import sys
+
+from experiments.campaign.runner import main
+
+sys.exit(main())

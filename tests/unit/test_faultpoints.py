@@ -1,0 +1,39 @@
+"""The test-only crash points: parsing, counting to the n-th pass, the marker that proves the point was hit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import faultpoints
+from core.faultpoints import SkewedClock, parse_crash_at
+
+
+def test_disabled_by_default() -> None:
+    assert faultpoints.ARMED is None  # the test process has no WSIM_FAULT_CRASH_AT: hot path checks None only
+
+
+def test_the_nth_pass_writes_the_marker_then_kills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kills: list[int] = []
+    monkeypatch.setattr(faultpoints, "_kill_self", lambda: kills.append(1))
+    cp = parse_crash_at("after_store:3", str(tmp_path / "marker"))
+    for i in range(5):
+        cp.reached("before_store", f"x{i}")  # another point: not counted
+        cp.reached("after_store", f"d:1:2#{i}")
+    assert kills == [1]
+    line = (tmp_path / "marker").read_text().split()
+    assert line[:3] == ["after_store", "3", "d:1:2#2"]
+
+
+@pytest.mark.parametrize("bad", ["nowhere:1", "after_store:0"])
+def test_bad_settings_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="WSIM_FAULT_CRASH_AT"):
+        parse_crash_at(bad, None)
+
+
+def test_skewed_clock_steps_back_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = SkewedClock(skew_ms=-3000, back_ms=2000, back_after_s=3600)
+    assert abs(clock.wall_ms() - (faultpoints.SystemClock().wall_ms() - 3000)) < 200
+    stepped = SkewedClock(skew_ms=0, back_ms=2000, back_after_s=0)
+    assert abs(stepped.wall_ms() - (faultpoints.SystemClock().wall_ms() - 2000)) < 200
