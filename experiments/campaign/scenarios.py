@@ -103,6 +103,12 @@ class Stage:
         d = Device(self.book, c)
         d.start_collecting()
         (self.devices if judged else self.extra).append(d)
+        # A member added later reads from the seq at which it joined (docs/security.md, history is limited to
+        # membership time): the device is judged from there, not from the conversation's first message.
+        convs = (await c.request("GET", "/api/conversations"))["conversations"]
+        first = next((cv["first_seq"] for cv in convs if cv["conv"] == self.conv), 1)
+        if first > 1 and d.name not in self.windows_of:
+            self.windows_of[d.name] = (first, 2**62)
         return d
 
     async def traffic(self, senders: list[Device], pause_s: float = 0.02, text: str = "") -> int:
@@ -402,12 +408,28 @@ async def crash(stage: Stage) -> None:
     marker = stage.opts.workdir / "crash" / "markers.txt"
     hit: dict[str, str] = {}
     steady = await stage.add_device(1)
-    steady_task = asyncio.create_task(stage.traffic([steady], pause_s=0.05))
+    # The steady sender's group messages are fanned out on node-1 too, so they count towards a crash point such
+    # as mid_fanout: it pauses while node-1's devices are being set up, or node-1 could die in the middle of a
+    # registration (seen: the fault aborted with a ReadError or a connect timeout instead of running).
+    steady_go = asyncio.Event()
+    steady_go.set()
+
+    async def steady_traffic() -> None:
+        n = 0
+        while not stage.stop.is_set():
+            await steady_go.wait()
+            await steady.send(stage.conv, f"{steady.name}#{n}", timeout=30)
+            n += 1
+            await asyncio.sleep(0.05)
+
+    steady_task = asyncio.create_task(steady_traffic())
     for point in CRASH_POINTS:
         env = {"WSIM_FAULT_CRASH_AT": f"{point}:5", "WSIM_FAULT_MARKER": str(marker)}
+        steady_go.clear()
         await restart_with_env(cluster, 0, env)
         locals_ = [await stage.add_device(0) for _ in range(2)]  # recipients on the node that will die
         sender = await stage.add_device(0, judged=False, pinned=True)
+        steady_go.set()
         t0 = time.time()
         stop = asyncio.Event()
 
@@ -442,6 +464,7 @@ async def crash(stage: Stage) -> None:
         del locals_
     await restart_with_env(cluster, 0, {})
     stage.stop.set()
+    steady_go.set()
     await steady_task
     stage.notes["points_hit"] = hit
     stage.notes["fault_ok"] = all(v != "not reached" for v in hit.values())
@@ -769,7 +792,7 @@ async def member_removed(stage: Stage) -> None:
     # Everything up to the head read just before the removal is the member's; what was stored between that read
     # and the removal notice raced with the removal (it may or may not have reached the member); after the
     # notice, nothing may reach it.
-    stage.windows_of[victim.name] = (1, removal_seq)
+    stage.windows_of[victim.name] = (stage.windows_of.get(victim.name, (1, 0))[0], removal_seq)
     stage.uncertain_of[victim.name] = (head + 1, removal_seq - 1)
     refused = [s for s in stage.book.sends.values() if s.device == victim.name and s.state == "failed"]
     stage.notes["removal_seq"] = removal_seq

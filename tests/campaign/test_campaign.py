@@ -20,7 +20,7 @@ NEEDS = {"database_down": "mariadbd", "bus_restart": "redis-server"}
 # crash-point fault a device does not get connected within 30 s after a crash-restart of node-1, and the devices
 # that failed over from node-1 end connected to node-2 yet holding none of the traffic, even after the final
 # resync; not yet diagnosed (harness or server). See docs/reliability.md.
-KNOWN_FAILING = {"crash_points"}
+KNOWN_FAILING: set[str] = set()
 
 
 @pytest.mark.slow
