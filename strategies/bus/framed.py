@@ -162,3 +162,15 @@ class FramedBus:
         self._send = None
         self._sequencer = None
         self._detector = None
+
+
+async def wait_ready(
+    ready: asyncio.Future[None], timeout_s: float, close: Callable[[], Awaitable[None]], unreachable: str
+) -> None:
+    """Wait for a bus's first subscription; past ``timeout_s`` close it and fail with ``unreachable`` (the broker
+    it could not reach), so a node with a wrong bus URL stops at start instead of running without a bus."""
+    try:
+        await asyncio.wait_for(asyncio.shield(ready), timeout_s)
+    except TimeoutError:
+        await close()
+        raise ConnectionError(f"{unreachable} within {timeout_s:g} s") from None

@@ -14,7 +14,7 @@ from paho.mqtt.properties import Properties
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import MqttBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame, encode_frame
-from strategies.bus.framed import FramedBus
+from strategies.bus.framed import FramedBus, wait_ready
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,12 @@ class MqttBus:
         self._framed.bind(node, handler, on_gap, self._send)
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(node, ready), name="mqtt-bus")
-        try:
-            await asyncio.wait_for(asyncio.shield(ready), self._cfg.start_timeout_s)
-        except TimeoutError:
-            await self.close()
-            raise ConnectionError(
-                f"mqtt bus: cannot reach {self._cfg.host}:{self._cfg.port} within {self._cfg.start_timeout_s:g} s"
-            ) from None
+        await wait_ready(
+            ready,
+            self._cfg.start_timeout_s,
+            self.close,
+            f"mqtt bus: cannot reach {self._cfg.host}:{self._cfg.port}",
+        )
 
     async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
         await self._framed.publish(payload, nodes)

@@ -21,7 +21,7 @@ from yarl import URL
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import RabbitmqBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame, encode_frame
-from strategies.bus.framed import FramedBus
+from strategies.bus.framed import FramedBus, wait_ready
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
@@ -76,13 +76,9 @@ class RabbitmqBus:
         self._framed.bind(node, handler, on_gap, self._send)
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(node, ready), name="rabbitmq-bus")
-        try:
-            await asyncio.wait_for(asyncio.shield(ready), self._cfg.start_timeout_s)
-        except TimeoutError:
-            await self.close()
-            raise ConnectionError(
-                f"rabbitmq bus: cannot reach {self._cfg.url} within {self._cfg.start_timeout_s:g} s"
-            ) from None
+        await wait_ready(
+            ready, self._cfg.start_timeout_s, self.close, f"rabbitmq bus: cannot reach {self._cfg.url}"
+        )
 
     async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
         await self._framed.publish(payload, nodes)

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import RedisBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame, encode_frame
-from strategies.bus.framed import FramedBus
+from strategies.bus.framed import FramedBus, wait_ready
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,9 @@ class RedisBus:
         self._writer = asyncio.create_task(self._write_loop(), name="redis-bus-writer")
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_loop(node, ready), name="redis-bus-reader")
-        try:
-            await asyncio.wait_for(asyncio.shield(ready), self._cfg.start_timeout_s)
-        except TimeoutError:
-            await self.close()
-            raise ConnectionError(
-                f"redis bus: cannot subscribe at {self._cfg.url} within {self._cfg.start_timeout_s:g} s"
-            ) from None
+        await wait_ready(
+            ready, self._cfg.start_timeout_s, self.close, f"redis bus: cannot subscribe at {self._cfg.url}"
+        )
 
     async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
         await self._framed.publish(payload, nodes)
