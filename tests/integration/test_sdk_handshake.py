@@ -10,7 +10,12 @@ from core.sdk import WsimClient
 
 
 async def test_a_truncated_handshake_response_is_retried_not_fatal() -> None:
+    writers: list[
+        asyncio.StreamWriter
+    ] = []  # closed at the end: a handler still reading must not outlive the loop
+
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         await reader.read(100)
         writer.write(b"HTTP/1.1 101 Swi")  # the response stops here: the connection is aborted
         await writer.drain()
@@ -29,7 +34,13 @@ async def test_a_truncated_handshake_response_is_retried_not_fatal() -> None:
         assert not connecting.done()  # still trying: the loop survived every cut handshake
         assert client.stats.connect_failures >= 2
         connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
     finally:
         await client.close()
         server.close()
         await server.wait_closed()
+        for w in writers:
+            w.close()
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
