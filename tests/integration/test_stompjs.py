@@ -14,7 +14,7 @@ import pytest
 from core.sdk import WsimClient
 from experiments.transports.clients import Account, make_device
 from tests.conftest import ServerFactory, unique_name
-from tests.support.services import IN_CI
+from tests.support.services import unavailable
 
 HERE = Path(__file__).resolve().parents[1] / "support" / "stompjs"
 CACHE = Path(os.environ.get("WSIM_NPM_CACHE", Path.home() / ".cache" / "wsim-stompjs"))
@@ -23,9 +23,7 @@ CACHE = Path(os.environ.get("WSIM_NPM_CACHE", Path.home() / ".cache" / "wsim-sto
 async def _install() -> Path:
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
-            if IN_CI:
-                pytest.fail(f"{tool} is not installed; CI must provide it")
-            pytest.skip(f"{tool} is not installed")
+            unavailable(f"{tool} is not installed")
     CACHE.mkdir(parents=True, exist_ok=True)
     for name in ("package.json", "client.mjs"):
         shutil.copy(HERE / name, CACHE / name)
@@ -36,10 +34,7 @@ async def _install() -> Path:
         )  # fmt: skip
         out, _ = await asyncio.wait_for(proc.communicate(), 300)
         if proc.returncode != 0:
-            message = f"npm install failed: {out.decode()[-2000:]}"
-            if IN_CI:
-                pytest.fail(message)
-            pytest.skip(message)
+            unavailable(f"npm install failed: {out.decode()[-2000:]}")
     return CACHE
 
 

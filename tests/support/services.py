@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from typing import NoReturn
 
 import pytest
 
@@ -32,15 +33,19 @@ def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
     return True
 
 
+def unavailable(message: str, *, module: bool = False) -> NoReturn:
+    """Something a test needs is absent: in CI (which must provide it) the test fails; elsewhere it is skipped."""
+    if IN_CI:
+        pytest.fail(f"{message}; CI must provide it (.ci/run installs or starts it)", pytrace=False)
+    pytest.skip(f"{message} (skipped outside CI only)", allow_module_level=module)
+
+
 def require_service(name: str, host: str | None = None, port: int | None = None) -> tuple[str, int]:
     default_host, default_port = SERVICES.get(name, ("127.0.0.1", 0))
     host = host or default_host
     port = port or default_port
     if not reachable(host, port):
-        message = f"{name} is not reachable at {host}:{port}"
-        if IN_CI:
-            pytest.fail(f"{message}; CI must provide it (.ci/run starts it)")
-        pytest.skip(f"{message} (skipped outside CI only)")
+        unavailable(f"{name} is not reachable at {host}:{port}")
     return host, port
 
 

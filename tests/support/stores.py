@@ -18,12 +18,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from core.clock import Clock, SystemClock
 from core.metrics import Metrics
 from strategies.context import StrategyContext
-from tests.support.services import IN_CI, namespace, require_service
+from tests.support.services import namespace, require_service, unavailable
 
 MARIADB_DSN = "mysql://root@127.0.0.1:3306/{db}"
 
@@ -54,10 +52,7 @@ def nx_27017(data_dir: Path) -> Iterator[str]:
     """Start the MongoDB stand-in; yields its URI."""
     exe = shutil.which("nx-27017") or str(Path(sys.executable).with_name("nx-27017"))
     if not Path(exe).exists():
-        message = "nx-27017 is not installed (pip install -e '.[test]')"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("nx-27017 is not installed (pip install -e '.[test]')")
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "nx.log").open("wb")
@@ -159,10 +154,7 @@ class PrivateRedis:
     def start(self) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
-            message = "redis-server is not installed"
-            if IN_CI:
-                pytest.fail(message)
-            pytest.skip(message)
+            unavailable("redis-server is not installed")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
