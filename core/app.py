@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import __version__, faultpoints
 from core.api import admin, auth, conversations, files, groups, ops, transports, users
+from core.api.docs import mount_api_docs
 from core.api.schemas import ErrorOut
 from core.clock import Clock, SystemClock
 from core.config import Settings
@@ -328,8 +329,11 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
         version=__version__,
         summary="Distributed WebSocket instant messaging: REST API (the socket protocol is in docs/protocol.md)",
         lifespan=lifespan,
+        docs_url=None,  # served by mount_api_docs from local assets
+        redoc_url=None,
     )
     app.state.node = node
+    mount_api_docs(app)
     install_error_handlers(app)
     for r in (
         ops.router,

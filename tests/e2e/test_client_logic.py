@@ -72,6 +72,7 @@ async def test_backoff_and_links(browser: Browser, web: WebServer) -> None:
           growth: [0, 1, 2, 3, 4].map((a) => m.backoffDelayMs(a, {random: top})),
           capped: m.backoffDelayMs(40, {random: top}),
           spread: new Set(Array.from({length: 200}, () => m.backoffDelayMs(3))).size,
+          reconnect: [0, 1, 2, 3].map((a) => m.reconnectDelayMs(a, {random: top})),
         };
         """,
     )
@@ -79,6 +80,8 @@ async def test_backoff_and_links(browser: Browser, web: WebServer) -> None:
     assert delays["growth"] == [999, 1999, 3999, 7999, 15999]
     assert delays["capped"] == 29999
     assert delays["spread"] > 100  # full jitter: spread over the whole window, not a fixed step
+    # Reconnecting: the first attempt after a drop is immediate, then full jitter from 1 s (issue 13: 9-14 s outages).
+    assert delays["reconnect"] == [0, 999, 1999, 3999]
 
     links = await run(
         page,

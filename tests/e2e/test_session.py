@@ -74,6 +74,7 @@ async def test_two_tabs_silent_refresh_and_logout(browser: Browser, web: WebServ
 
         # Logging out in one tab ends the session in both.
         await tab1.get_by_test_id("logout").click()
+        await tab1.get_by_test_id("confirm").get_by_test_id("confirm-ok").click()
         for tab in (tab1, tab2):
             await expect(tab.get_by_test_id("login")).to_be_visible()
         assert await tab2.evaluate("localStorage.getItem('wsim.auth')") is None
@@ -120,8 +121,11 @@ async def test_language_switch_and_phone_layout(browser: Browser, web: WebServer
         await page.get_by_test_id("back").click()
         await expect(page.get_by_test_id("conv-list")).to_be_visible()
 
-        # English everywhere after the switch, including the connection state.
-        await page.get_by_test_id("lang").click()
+        # English everywhere after the switch, including the connection state (on a phone the language button is in
+        # the list header's menu, not in the tab bar).
+        await expect(page.get_by_test_id("lang")).to_be_hidden()
+        await page.get_by_test_id("me-menu").click()
+        await page.get_by_test_id("menu-lang").click()
         await expect(page.get_by_test_id("conn-status")).to_have_text("Connected")
         await expect(page.get_by_test_id("nav-chats")).to_have_attribute("aria-label", "Chats")
     finally:

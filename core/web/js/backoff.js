@@ -5,3 +5,10 @@ export function backoffDelayMs(attempt, { baseMs = 1000, capMs = 30000, random =
   const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
   return Math.floor(random() * ceiling);
 }
+
+// The delay before reconnect attempt `attempt` (0 = the first after a drop). The first is immediate: most drops are
+// a blip or a server that restarts at once, and waiting a random second there only adds latency; a failed first
+// attempt then backs off with full jitter from 1 s up.
+export function reconnectDelayMs(attempt, opts = {}) {
+  return attempt === 0 ? 0 : backoffDelayMs(attempt - 1, opts);
+}

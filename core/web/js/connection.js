@@ -10,7 +10,7 @@
 //   with a targeted sync: messages reach the view exactly once and in order (OrderingBuffer);
 // - the state shown ("connected", "reconnecting in N s") is the socket's real state.
 
-import { backoffDelayMs } from './backoff.js';
+import { reconnectDelayMs } from './backoff.js';
 import { OrderingBuffer } from './ordering.js';
 
 const TICK_MS = 250;
@@ -208,7 +208,7 @@ export class Connection {
 
   _scheduleReconnect() {
     if (this.stopped) return;
-    const delay = backoffDelayMs(this.attempt, this.backoff);
+    const delay = reconnectDelayMs(this.attempt, this.backoff);
     this.attempt += 1;
     this._setState('waiting', { retryAt: Date.now() + delay, attempt: this.attempt });
     clearTimeout(this._retryTimer);

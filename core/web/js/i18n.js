@@ -146,6 +146,36 @@ const zh = {
   err_network: '网络错误，请检查连接',
   err_unavailable: '服务暂时不可用，请稍后再试',
   err_generic: '出错了：{message}',
+  err_invalid: '输入有误，请检查后重试',
+  err_invalid_password: '密码需要 8–128 个字符',
+  err_invalid_username: '用户名需为 3–32 个字符，只能包含字母、数字和 _ . -',
+  err_invalid_display_name: '昵称需为 1–64 个字符',
+  err_invalid_name: '名称需为 1–64 个字符',
+  err_not_found: '找不到（可能已被删除）',
+  err_internal: '服务器出错了，请稍后再试',
+  err_http: '服务器出错了，请稍后再试',
+  err_unauthorized: '登录已失效，请重新登录',
+  err_token_expired: '登录已过期，请重新登录',
+  err_token_reused: '登录已失效，请重新登录',
+  err_group_full: '群成员已满',
+  err_conflict: '请求冲突，请重试',
+  err_bad_frame: '请求格式错误',
+  err_code: '出错了（{code}），请稍后再试',
+  passwordRule: '至少 8 个字符',
+  usernameRule: '3–32 个字符：字母、数字和 _ . -',
+  ok: '确定',
+  confirmLogout: '确定退出登录吗？',
+  me: '我',
+  newMessages: '新消息',
+  jumpLatest: '回到最新',
+  emoji: '表情',
+  dropHere: '松开即可发送',
+  notifyAsk: '开启桌面通知，新消息不再错过',
+  notifyEnable: '开启',
+  notifyLater: '不用了',
+  mute: '消息免打扰',
+  unmute: '取消免打扰',
+  muted: '已开启免打扰',
   sessionExpired: '登录已过期，请重新登录',
   loggedOutElsewhere: '你已退出登录',
 };
@@ -288,6 +318,36 @@ const en = {
   err_network: 'Network error; check your connection',
   err_unavailable: 'Service unavailable; try again shortly',
   err_generic: 'Something went wrong: {message}',
+  err_invalid: 'Invalid input; please check and try again',
+  err_invalid_password: 'The password needs 8 to 128 characters',
+  err_invalid_username: 'Usernames have 3 to 32 characters: letters, digits and _ . -',
+  err_invalid_display_name: 'The display name needs 1 to 64 characters',
+  err_invalid_name: 'The name needs 1 to 64 characters',
+  err_not_found: 'Not found (it may have been deleted)',
+  err_internal: 'Server error; try again shortly',
+  err_http: 'Server error; try again shortly',
+  err_unauthorized: 'Your session ended; please log in again',
+  err_token_expired: 'Your session expired; please log in again',
+  err_token_reused: 'Your session ended; please log in again',
+  err_group_full: 'The group is full',
+  err_conflict: 'Conflicting request; try again',
+  err_bad_frame: 'Malformed request',
+  err_code: 'Something went wrong ({code}); try again shortly',
+  passwordRule: 'At least 8 characters',
+  usernameRule: '3 to 32 characters: letters, digits and _ . -',
+  ok: 'OK',
+  confirmLogout: 'Log out?',
+  me: 'Me',
+  newMessages: 'New messages',
+  jumpLatest: 'Latest',
+  emoji: 'Emoji',
+  dropHere: 'Drop to send',
+  notifyAsk: 'Turn on desktop notifications for new messages',
+  notifyEnable: 'Turn on',
+  notifyLater: 'Not now',
+  mute: 'Mute notifications',
+  unmute: 'Unmute',
+  muted: 'Muted',
   sessionExpired: 'Your session expired; please log in again',
   loggedOutElsewhere: 'You were logged out',
 };
@@ -309,9 +369,17 @@ export function t(key, params) {
   return s;
 }
 
+// A server error in the reader's language. The server's message is English for developers; a form never shows it.
+// `invalid` names the field first ("password: String should have ..."): the field picks the sentence.
 export function errorText(err) {
   const code = err && err.code;
-  if (code && `err_${code}` in DICTS[i18n.lang]) return t(`err_${code}`);
+  const dict = DICTS[i18n.lang];
+  if (code === 'invalid' && typeof err.message === 'string') {
+    const field = err.message.split(':', 1)[0].split('.').pop().trim();
+    if (`err_invalid_${field}` in dict) return t(`err_invalid_${field}`);
+  }
+  if (code && `err_${code}` in dict) return t(`err_${code}`);
   if (err && err.status === 0) return t('err_network');
+  if (code && /^[a-z_]+$/.test(code)) return t('err_code', { code });
   return t('err_generic', { message: (err && err.message) || String(err) });
 }

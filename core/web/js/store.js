@@ -5,8 +5,11 @@ import { Api } from './api.js';
 import { Connection, newCmid } from './connection.js';
 import { acquireDevice } from './device.js';
 import { errorText, t } from './i18n.js';
+import { loadMuted, notify } from './notify.js';
 
 const HISTORY_PAGE = 40;
+const OPEN_MAX_PAGES = 5; // opening at the first unread loads at most this many pages; beyond, it opens at the newest
+const ACTIVE_KEY = 'wsim.active';
 const TYPING_SHOW_MS = 5000;
 const TYPING_SEND_EVERY_MS = 3000;
 
@@ -32,7 +35,8 @@ export const state = reactive({
   users: new Map(), // user id -> profile
   convs: new Map(), // conv -> conversation summary
   msgs: new Map(), // conv -> Map(seq -> message)
-  history: new Map(), // conv -> {loading, loaded}
+  history: new Map(), // conv -> {loading, loaded, ready (the opening pages are in)}
+  unreadFrom: new Map(), // conv -> first unread seq when the chat was opened (the "new messages" marker)
   marks: new Map(), // conv -> {user id: {delivered, read}}
   groups: new Map(), // conv -> {id, name, owner, members: [{user, role, joined}], dissolved}
   typing: new Map(), // conv -> Map(user id -> until ms)
@@ -51,6 +55,7 @@ let lastTypingSent = new Map();
 export function toast(text, kind = 'info') {
   const id = ++toastSeq;
   state.toasts.push({ id, text, kind });
+  if (state.toasts.length > 3) state.toasts.shift();
   setTimeout(() => {
     const i = state.toasts.findIndex((x) => x.id === id);
     if (i >= 0) state.toasts.splice(i, 1);
@@ -116,8 +121,19 @@ export function peerOf(conv) {
   return a === state.me.id ? b : a;
 }
 
+// Unread as the seq range after the read mark, less the "you are friends now" notices in it: a notice is not a
+// message anyone wrote (the server counts the range; the notices are known from the messages seen).
 export function unreadOf(c) {
-  return Math.max(0, c.lastSeq - Math.max(c.readSeq, c.firstSeq - 1));
+  const from = Math.max(c.readSeq, c.firstSeq - 1);
+  let n = c.lastSeq - from;
+  for (const seq of c.notices) if (seq > from && seq <= c.lastSeq) n -= 1;
+  return Math.max(0, n);
+}
+
+const isNotice = (msg) => msg && msg.kind === 'system' && msg.body && msg.body.event === 'friend.accepted';
+
+function noteNotice(c, msg) {
+  if (isNotice(msg) && !c.notices.includes(msg.seq)) c.notices.push(msg.seq);
 }
 
 export function totalUnread() {
@@ -147,6 +163,7 @@ function ensureConv(conv) {
       name: '',
       dissolved: false,
       left: false,
+      notices: [], // seqs of friend notices (not counted as unread)
     };
     state.convs.set(conv, c);
     c = state.convs.get(conv); // the reactive proxy: changes through it update the views
@@ -204,6 +221,7 @@ function applyRecall(ev) {
 
 function bumpConv(c, msg) {
   if (msg.seq > c.lastSeq) c.lastSeq = msg.seq;
+  noteNotice(c, msg);
   if (!c.last || msg.seq >= c.last.seq) {
     c.last = msg;
     c.updated = Math.max(c.updated, msg.ts);
@@ -228,6 +246,8 @@ function onSystemMessage(c, msg) {
 const handlers = {
   onMessages(conv, msgs) {
     const c = ensureConv(conv);
+    const before = c.lastSeq;
+    maybeNotify(c, msgs.filter((m) => m.seq > before));
     for (const msg of msgs) {
       insertMessage(msg);
       bumpConv(c, msg);
@@ -307,7 +327,13 @@ const handlers = {
         break;
       case 'group.added':
         refreshConversations();
-        toast(t('addedToGroup', { name: data.name }));
+        // The creator is told too (she is a member of the new group): the toast is only for people added by others.
+        // Only creation makes the owner a member, so "I own it" means "I just made it".
+        api.request('GET', `/api/groups/${data.group}`)
+          .then((g) => {
+            if (g.owner !== state.me.id) toast(t('addedToGroup', { name: data.name }));
+          })
+          .catch(() => toast(t('addedToGroup', { name: data.name })));
         break;
       case 'group.removed': {
         const c = state.convs.get(data.conv);
@@ -329,6 +355,19 @@ const handlers = {
     endSession(reason && reason.includes('expired') ? t('sessionExpired') : t('loggedOutElsewhere'));
   },
 };
+
+// A desktop notification for the newest fresh message from someone else (fresh: written in the last minute, so a
+// sync after a long absence does not replay a burst of them).
+function maybeNotify(c, msgs) {
+  const now = Date.now();
+  const fresh = msgs.filter((m) => m.from !== state.me.id && ['text', 'image', 'file'].includes(m.kind) && now - m.ts < 60_000);
+  if (!fresh.length) return;
+  const m = fresh[fresh.length - 1];
+  let body = m.kind === 'text' ? m.body.text || '' : m.kind === 'image' ? t('image') : t('fileLabel', { name: m.body.name || '' });
+  if (c.kind === 'group') body = `${userName(m.from)}: ${body}`;
+  if (body.length > 140) body = `${body.slice(0, 140)}…`;
+  notify(c.conv, convTitle(c) || userName(m.from), body, () => openConv(c.conv));
+}
 
 function clearTyping(conv, user) {
   const m = state.typing.get(conv);
@@ -355,6 +394,7 @@ export async function refreshConversations() {
       c.readSeq = Math.max(c.readSeq, r.read_seq);
       c.firstSeq = r.first_seq;
       if (r.last && (!c.last || r.last.seq >= c.last.seq)) c.last = r.last;
+      if (r.last) noteNotice(c, r.last);
       c.updated = Math.max(c.updated, r.updated);
       if (r.kind === 'group') {
         c.name = r.name || '';
@@ -459,6 +499,7 @@ export async function loadHistory(conv, older = false) {
     c.firstSeq = page.first_seq;
     for (const msg of page.messages) {
       insertMessage(msg);
+      noteNotice(c, msg);
       if (msg.seq > c.lastSeq) c.lastSeq = msg.seq;
     }
     // Recall events on this page point at older messages that may already be shown.
@@ -490,7 +531,11 @@ export async function startSession() {
     new Connection({ api, device: state.device, handlers, status: state.status, outbox: state.outbox }),
   );
   conn.start();
+  loadMuted(state.me.id);
   await Promise.all([loadFriends(), loadRequests(), refreshConversations(), loadBlocks()]);
+  // A reload reopens the chat that was open in this tab.
+  const saved = sessionStorage.getItem(ACTIVE_KEY);
+  if (saved && !state.active && state.convs.has(saved)) openConv(saved);
   api.request('GET', '/api/users/me').then((me) => {
     state.me = me;
     rememberUser(me);
@@ -516,7 +561,8 @@ function endSession(notice = '') {
     blocks: [],
     uploads: [],
   });
-  for (const k of ['friends', 'users', 'convs', 'msgs', 'history', 'marks', 'groups', 'typing', 'outbox']) state[k].clear();
+  sessionStorage.removeItem(ACTIVE_KEY);
+  for (const k of ['friends', 'users', 'convs', 'msgs', 'history', 'unreadFrom', 'marks', 'groups', 'typing', 'outbox']) state[k].clear();
   links.clear();
   lastTypingSent = new Map();
   if (api.loggedIn) api.clearAuth();
@@ -534,6 +580,10 @@ export async function register(username, password, displayName) {
   await api.register(username, password, displayName, device);
   state.notice = '';
   await startSession();
+}
+
+export function confirmLogout() {
+  state.modal = { type: 'confirm', text: t('confirmLogout'), ok: logout };
 }
 
 export async function logout() {
@@ -556,20 +606,43 @@ export function reconnectNow() {
 }
 
 // ---------------------------------------------------------------------------------------------- conversations
-export function openConv(conv) {
+// Open a chat at its first unread message (marked "new messages") when that is within a few pages, else at the
+// newest. The stream positions itself once history.ready is set.
+export async function openConv(conv) {
   state.active = conv;
+  sessionStorage.setItem(ACTIVE_KEY, conv);
   state.tab = 'chats';
   const c = ensureConv(conv);
   state.panel = null;
-  loadHistory(conv);
+  const h0 = state.history.get(conv);
+  if (h0) h0.ready = false;
+  const unread = unreadOf(c);
+  if (unread > 0) state.unreadFrom.set(conv, Math.max(c.readSeq, c.firstSeq - 1) + 1);
+  else state.unreadFrom.delete(conv);
   loadReceipts(conv);
   if (c.kind === 'group') loadGroup(conv);
   markRead(conv);
+  await loadHistory(conv);
+  const from = state.unreadFrom.get(conv);
+  for (let i = 1; from && i < OPEN_MAX_PAGES && hasOlder(conv) && minLoaded(conv) > from; i++) {
+    await loadHistory(conv, true);
+  }
+  if (from && minLoaded(conv) > from && hasOlder(conv)) state.unreadFrom.delete(conv);
+  const h = state.history.get(conv);
+  if (h) h.ready = true;
+}
+
+function minLoaded(conv) {
+  const m = state.msgs.get(conv);
+  let min = Infinity;
+  if (m) for (const s of m.keys()) if (s < min) min = s;
+  return min;
 }
 
 export function closeConv() {
   state.active = null;
   state.panel = null;
+  sessionStorage.removeItem(ACTIVE_KEY);
 }
 
 export function markRead(conv) {

@@ -3,9 +3,9 @@ import { defineComponent, watchEffect } from '../../vendor/vue/vue.runtime.esm-b
 import { html } from '../html.js';
 import { i18n, setLang, t } from '../i18n.js';
 import { icon } from '../icons.js';
-import { logout, state, totalUnread, userName } from '../store.js';
+import { confirmLogout, state, totalUnread, userName } from '../store.js';
 import { ChatView } from './chat.js';
-import { avatar, ConfirmModal, Lightbox, Toasts } from './common.js';
+import { avatar, closeMenu, ConfirmModal, Lightbox, Toasts } from './common.js';
 import { AddMembersModal, GroupPanel, NewGroupModal, RemarkModal } from './group.js';
 import { ConversationList, Contacts } from './lists.js';
 import { LoginView } from './login.js';
@@ -21,6 +21,10 @@ function modal() {
   return null;
 }
 
+const toggleLang = () => setLang(i18n.lang === 'zh-CN' ? 'en' : 'zh-CN');
+
+// On a phone the tab bar holds only the two tabs; language and log out (with a confirmation) are in the list
+// header's menu, away from the thumb's path.
 const Shell = defineComponent({
   setup() {
     return () => {
@@ -37,13 +41,20 @@ const Shell = defineComponent({
           ${tab('chats', t('chats'), 'chat', unread)}
           ${tab('contacts', t('contacts'), 'contacts', nReq)}
           <div class="rail-spacer"></div>
-          <button class="rail-btn" data-testid="lang" title=${t('language')} aria-label=${t('language')}
-            onClick=${() => setLang(i18n.lang === 'zh-CN' ? 'en' : 'zh-CN')}>${icon('globe')}<span class="rail-label">${t('language')}</span></button>
-          <button class="rail-btn" data-testid="logout" title=${t('logout')} aria-label=${t('logout')} onClick=${logout}>
+          <button class="rail-btn rail-wide" data-testid="lang" title=${t('language')} aria-label=${t('language')}
+            onClick=${toggleLang}>${icon('globe')}<span class="rail-label">${t('language')}</span></button>
+          <button class="rail-btn rail-wide" data-testid="logout" title=${t('logout')} aria-label=${t('logout')} onClick=${confirmLogout}>
             ${icon('logout')}<span class="rail-label">${t('logout')}</span></button>
         </nav>
         <section class="list-pane">
-          <header class="pane-head"><h1>${state.tab === 'chats' ? t('chats') : t('contacts')}</h1><${StatusPill} /></header>
+          <header class="pane-head"><h1>${state.tab === 'chats' ? t('chats') : t('contacts')}</h1><${StatusPill} />
+            <details class="menu pane-menu">
+              <summary class="icon-btn" aria-label=${t('me')} title=${t('me')} data-testid="me-menu">${icon('more')}</summary>
+              <div class="menu-pop" onClick=${closeMenu}>
+                <button data-testid="menu-lang" onClick=${toggleLang}>${t('language')}</button>
+                <button class="danger" data-testid="menu-logout" onClick=${confirmLogout}>${t('logout')}</button>
+              </div>
+            </details></header>
           ${state.tab === 'chats' ? html`<${ConversationList} />` : html`<${Contacts} />`}
         </section>
         <main class="chat-pane">

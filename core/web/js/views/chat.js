@@ -11,6 +11,7 @@ import {
   canRecall, convTitle, discardSend, fileLink, hasOlder, isBlocked, loadHistory, messagesOf, notifyTyping,
   pendingOf, presenceOf, receiptOf, recall, retrySend, sendFile, sendText, state, typingNames, userName, closeConv,
 } from '../store.js';
+import { isMuted, toggleMute } from '../notify.js';
 import { avatar, systemText } from './common.js';
 import { ConnectionBanner } from './status.js';
 
@@ -97,7 +98,9 @@ function content(kind, body, preview) {
   return textBody(body.text || '');
 }
 
-function messageRow(msg, group) {
+// `cont`: the previous row is by the same sender a moment earlier, so avatar and name are not repeated; `showTime`:
+// the last of such a run carries the time (ticks stay on every message of mine).
+function messageRow(msg, group, { cont = false, showTime = true } = {}) {
   if (msg.kind === 'system') {
     return html`<div class="sys" data-testid="msg" data-kind="system" data-seq=${msg.seq} key=${`s${msg.seq}`}>${systemText(msg)}</div>`;
   }
@@ -107,19 +110,25 @@ function messageRow(msg, group) {
       ${mine ? t('recalledByMe') : t('recalledBy', { name: userName(msg.from) })}</div>`;
   }
   const name = userName(msg.from);
-  return html`<div class=${['row', mine ? 'mine' : 'theirs']} key=${`s${msg.seq}`} data-testid="msg" data-kind=${msg.kind}
-      data-seq=${msg.seq} data-id=${msg.id}>
-    ${mine ? null : avatar(msg.from, name, { size: 'sm' })}
+  return html`<div class=${['row', mine ? 'mine' : 'theirs', { cont }]} key=${`s${msg.seq}`} data-testid="msg" data-kind=${msg.kind}
+      data-seq=${msg.seq} data-id=${msg.id} data-cont=${String(cont)}>
+    ${mine ? null : cont ? html`<span class="avatar-gap"></span>` : avatar(msg.from, name, { size: 'sm' })}
     <div class="stack">
-      ${group && !mine ? html`<div class="sender">${name}</div>` : null}
+      ${group && !mine && !cont ? html`<div class="sender">${name}</div>` : null}
       <div class="bubble-line">
         <div class=${['bubble', `k-${msg.kind}`]}>${content(msg.kind, msg.body)}</div>
         ${canRecall(msg) ? html`<button class="recall-btn" data-testid="recall" title=${t('recall')} onClick=${() => recall(msg)}>${icon('undo')}<span>${t('recall')}</span></button>` : null}
       </div>
-      <div class="meta"><time>${timeOfDay(msg.ts)}</time>${mine ? ticks(msg, group) : null}</div>
+      ${showTime || mine ? html`<div class=${['meta', { 'no-time': !showTime }]}>${showTime ? html`<time data-testid="time">${timeOfDay(msg.ts)}</time>` : null}${mine ? ticks(msg, group) : null}</div>` : null}
     </div>
   </div>`;
 }
+
+// Consecutive messages from one sender within this window (and the same day) form one run.
+const RUN_MS = 5 * 60 * 1000;
+const runs = (a, b) => !!a && !!b && a.from === b.from && !a.recalled && !b.recalled
+  && ['text', 'image', 'file'].includes(a.kind) && ['text', 'image', 'file'].includes(b.kind)
+  && b.ts - a.ts < RUN_MS && dayKey(a.ts) === dayKey(b.ts);
 
 function pendingRow(e) {
   const failed = e.state === 'failed';
@@ -152,37 +161,68 @@ function uploadRow(u) {
 }
 
 // ------------------------------------------------------------------------------------------------ stream
+// The only scrolling part of a chat. It opens at the first unread message (with a marker) or at the newest, follows
+// new messages while at the bottom, keeps its place when older pages are prepended or the layout changes size
+// (images loading, the phone keyboard, the pane hidden behind the group panel), and offers "jump to latest".
 const MessageStream = defineComponent({
   props: { conv: String },
   setup(props) {
     const el = ref(null);
+    const inner = ref(null);
+    const away = ref(false); // scrolled up from the newest message
     let stick = true;
+    let positioned = false; // the opening position has been taken
+    let fromBottom = 0; // distance from the bottom, kept across size changes
     let anchor = null; // {height, top} before older messages are prepended
+    let observer = null;
 
-    const atBottom = () => {
-      const e = el.value;
-      return !e || e.scrollHeight - e.scrollTop - e.clientHeight < 48;
-    };
+    const distance = (e) => e.scrollHeight - e.scrollTop - e.clientHeight;
     const toBottom = () => {
       const e = el.value;
       if (e) e.scrollTop = e.scrollHeight;
+      stick = true;
+      fromBottom = 0;
+      away.value = false;
     };
     const maybeLoadOlder = async () => {
       const e = el.value;
       const h = state.history.get(props.conv);
-      if (!e || (h && h.loading) || !hasOlder(props.conv)) return;
-      if (e.scrollTop > 120 && e.scrollHeight > e.clientHeight + 8) return;
+      if (!e || !positioned || (h && h.loading) || !hasOlder(props.conv)) return;
+      if (e.scrollTop > 300 && e.scrollHeight > e.clientHeight + 8) return;
       anchor = { height: e.scrollHeight, top: e.scrollTop };
       await loadHistory(props.conv, true);
     };
     const onScroll = () => {
-      stick = atBottom();
+      const e = el.value;
+      if (!e || !e.clientHeight) return; // hidden (display: none) resets scrollTop: not the reader's doing
+      fromBottom = distance(e);
+      stick = fromBottom < 48;
+      away.value = fromBottom > 160;
+      maybeLoadOlder();
+    };
+    // The opening position: the unread marker near the top, else the newest message.
+    const position = () => {
+      const e = el.value;
+      if (!e) return;
+      const mark = e.querySelector('[data-testid="unread-marker"]');
+      if (mark) {
+        e.scrollTop = Math.max(0, mark.offsetTop - e.offsetTop - 12);
+        fromBottom = distance(e);
+        stick = fromBottom < 48;
+        away.value = fromBottom > 160;
+      } else toBottom();
+      positioned = true;
       maybeLoadOlder();
     };
     const afterRender = async () => {
       await nextTick();
       const e = el.value;
       if (!e) return;
+      const h = state.history.get(props.conv);
+      if (!positioned) {
+        if (h && h.ready) position();
+        return;
+      }
       if (anchor) {
         e.scrollTop = e.scrollHeight - anchor.height + anchor.top;
         anchor = null;
@@ -190,24 +230,36 @@ const MessageStream = defineComponent({
       if (e.scrollHeight <= e.clientHeight + 8) maybeLoadOlder();
     };
     watch(
-      () => [messagesOf(props.conv).length, pendingOf(props.conv).length, state.uploads.length, props.conv],
-      (now, before) => {
-        if (before && now[3] !== before[3]) stick = true;
-        afterRender();
-      },
+      () => [messagesOf(props.conv).length, state.uploads.length, (state.history.get(props.conv) || {}).ready],
+      () => afterRender(),
     );
-    onMounted(() => {
-      toBottom();
+    // Sending scrolls to the newest message, as in every chat app.
+    watch(() => pendingOf(props.conv).length, (n, old) => {
+      if (n > (old || 0)) stick = true;
       afterRender();
     });
+    onMounted(() => {
+      afterRender();
+      observer = new ResizeObserver(() => {
+        const e = el.value;
+        if (!e || !e.clientHeight || !positioned) return;
+        if (stick) e.scrollTop = e.scrollHeight;
+        else e.scrollTop = e.scrollHeight - e.clientHeight - fromBottom;
+      });
+      observer.observe(el.value);
+      observer.observe(inner.value);
+    });
+    onBeforeUnmount(() => observer && observer.disconnect());
 
     return () => {
       const conv = props.conv;
       const group = conv.startsWith('g:');
       const msgs = messagesOf(conv);
       const h = state.history.get(conv);
+      const from = state.unreadFrom.get(conv);
       const items = [];
       let lastDay = null;
+      let marked = false;
       const sep = (ts) => {
         const k = dayKey(ts);
         if (k !== lastDay) {
@@ -215,10 +267,20 @@ const MessageStream = defineComponent({
           items.push(html`<div class="day" key=${`d${k}`} data-testid="day"><span>${dayLabel(ts, state.now)}</span></div>`);
         }
       };
-      for (const m of msgs) {
+      msgs.forEach((m, i) => {
         sep(m.ts);
-        items.push(messageRow(m, group));
-      }
+        const markHere = from && !marked && m.seq >= from && m.from !== state.me.id;
+        if (markHere) {
+          marked = true;
+          items.push(html`<div class="unread-mark" key="unread" data-testid="unread-marker"><span>${t('newMessages')}</span></div>`);
+        }
+        const next = msgs[i + 1];
+        const nextMarked = next && from && !marked && next.seq >= from && next.from !== state.me.id;
+        items.push(messageRow(m, group, {
+          cont: !markHere && runs(msgs[i - 1], m),
+          showTime: nextMarked || !runs(m, next),
+        }));
+      });
       for (const e of pendingOf(conv)) {
         sep(e.createdAt);
         items.push(pendingRow(e));
@@ -226,15 +288,21 @@ const MessageStream = defineComponent({
       for (const u of state.uploads) if (u.conv === conv) items.push(uploadRow(u));
       const older = hasOlder(conv);
       return html`<div class="stream" ref=${el} onScroll=${onScroll} data-testid="stream">
-        <div class="stream-top">${h && h.loading ? t('loadingOlder') : !older && msgs.length ? t('noOlder') : ''}</div>
-        ${items}
-      </div>`;
+        <div ref=${inner}>
+          <div class="stream-top" data-testid="stream-top">${h && h.loading ? t('loadingOlder') : !older && msgs.length ? t('noOlder') : ''}</div>
+          ${items}
+        </div>
+      </div>
+      ${away.value ? html`<button class="jump-latest" data-testid="jump-latest" onClick=${toBottom}>${icon('down')} ${t('jumpLatest')}</button>` : null}`;
     };
   },
 });
 
 // ------------------------------------------------------------------------------------------------ composer
 const narrow = window.matchMedia('(max-width: 760px)');
+
+// The emoji offered by the picker: the everyday ones of chat apps (faces, gestures, hearts, a few objects).
+const EMOJI = [...'😀😁😂🤣😊😍😘😎🤔😅😉🙂🙃😇🥰😋😜🤗🤩😴😭😢😡😱😳🥲😤🤯🥳😏🙄😬🤝👍👎👌✌️🙏👏💪👀🎉🎂🎁🌹❤️💔💯🔥✨⭐☕🍻🍉🍜🚀⏰📷📎✅❌❓'.matchAll(/\p{Extended_Pictographic}\uFE0F?/gu)].map((m) => m[0]);
 
 const Composer = defineComponent({
   props: { conv: String },
@@ -270,6 +338,7 @@ const Composer = defineComponent({
       for (const f of e.target.files) sendFile(props.conv, f);
       e.target.value = '';
     };
+    // A pasted image (a screenshot, an image copied in a browser) is uploaded like a picked one.
     const onPaste = (e) => {
       const files = [...(e.clipboardData ? e.clipboardData.files : [])];
       if (files.length) {
@@ -277,14 +346,47 @@ const Composer = defineComponent({
         files.forEach((f) => sendFile(props.conv, f));
       }
     };
+    const emojiOpen = ref(false);
+    const root = ref(null);
+    // Insert at the caret (replacing a selection), keep the picker open for more, keep focus in the text.
+    const insertEmoji = (emo) => {
+      const e = input.value;
+      const start = e ? e.selectionStart : text.value.length;
+      const end = e ? e.selectionEnd : text.value.length;
+      text.value = text.value.slice(0, start) + emo + text.value.slice(end);
+      nextTick(() => {
+        if (!e) return;
+        e.focus();
+        e.selectionStart = e.selectionEnd = start + emo.length;
+        resize();
+      });
+    };
+    const onDocDown = (e) => {
+      if (emojiOpen.value && root.value && !root.value.contains(e.target)) emojiOpen.value = false;
+    };
+    const onDocKey = (e) => {
+      if (e.key === 'Escape') emojiOpen.value = false;
+    };
+    onMounted(() => {
+      document.addEventListener('pointerdown', onDocDown);
+      document.addEventListener('keydown', onDocKey);
+    });
+    onBeforeUnmount(() => {
+      document.removeEventListener('pointerdown', onDocDown);
+      document.removeEventListener('keydown', onDocKey);
+    });
     watch(() => props.conv, () => {
       text.value = '';
     });
     onMounted(() => {
       if (window.matchMedia('(pointer: fine)').matches && input.value) input.value.focus();
     });
-    return () => html`<div class="composer">
+    return () => html`<div class="composer" ref=${root}>
+      ${emojiOpen.value ? html`<div class="emoji-pop" role="dialog" aria-label=${t('emoji')} data-testid="emoji-picker">
+        ${EMOJI.map((emo) => html`<button key=${emo} data-testid="emoji" onClick=${() => insertEmoji(emo)}>${emo}</button>`)}</div>` : null}
       <div class="tools">
+        <button class=${['icon-btn', { on: emojiOpen.value }]} title=${t('emoji')} aria-label=${t('emoji')} data-testid="emoji-btn"
+          aria-expanded=${String(emojiOpen.value)} onClick=${() => (emojiOpen.value = !emojiOpen.value)}>${icon('smile')}</button>
         <button class="icon-btn" title=${t('sendImage')} aria-label=${t('sendImage')} data-testid="attach-image"
           onClick=${() => imageInput.value.click()}>${icon('image')}</button>
         <button class="icon-btn" title=${t('sendFile')} aria-label=${t('sendFile')} data-testid="attach-file"
@@ -311,6 +413,32 @@ export const ChatView = defineComponent({
     };
     onMounted(() => document.addEventListener('keydown', onKey));
     onBeforeUnmount(() => document.removeEventListener('keydown', onKey));
+    // Files dragged over the chat: a drop zone over the whole pane; dropping uploads each file with its progress bar.
+    const dragging = ref(0);
+    const hasFiles = (e) => !!e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+    const canSend = () => {
+      const c = state.convs.get(props.conv);
+      return c && !c.dissolved && !c.left && !(c.kind === 'direct' && isBlocked(c.peer));
+    };
+    const onDragEnter = (e) => {
+      if (!hasFiles(e) || !canSend()) return;
+      e.preventDefault();
+      dragging.value += 1;
+    };
+    const onDragOver = (e) => {
+      if (!hasFiles(e) || !canSend()) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'copy';
+    };
+    const onDragLeave = (e) => {
+      if (hasFiles(e) && dragging.value > 0) dragging.value -= 1;
+    };
+    const onDrop = (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      dragging.value = 0;
+      if (canSend()) for (const f of e.dataTransfer.files) sendFile(props.conv, f);
+    };
     return () => {
       const c = state.convs.get(props.conv);
       if (!c) return null;
@@ -327,12 +455,18 @@ export const ChatView = defineComponent({
       if (group && c.dissolved) blockedReason = t('dissolvedNotice');
       else if (group && c.left) blockedReason = t('readOnly');
       else if (!group && isBlocked(c.peer)) blockedReason = t('blockedNotice');
-      return html`<section class="chat" data-testid="chat" data-conv=${c.conv}>
+      const muted = isMuted(c.conv);
+      return html`<section class="chat" data-testid="chat" data-conv=${c.conv} onDragenter=${onDragEnter}
+          onDragover=${onDragOver} onDragleave=${onDragLeave} onDrop=${onDrop}>
+        ${dragging.value ? html`<div class="drop-zone" data-testid="drop-zone">${icon('paperclip')} ${t('dropHere')}</div>` : null}
         <header class="chat-head">
           <button class="icon-btn back" onClick=${closeConv} aria-label=${t('back')} data-testid="back">${icon('back')}</button>
           ${avatar(group ? c.conv : c.peer, title, { group, online })}
           <div class="chat-title"><h2 data-testid="chat-title">${title}</h2>
             <div class=${['chat-sub', { typing: typing.length }]} data-testid=${typing.length ? 'typing' : 'chat-sub'}>${sub}</div></div>
+          <button class=${['icon-btn', { on: muted }]} data-testid="mute" data-muted=${String(muted)}
+            title=${muted ? t('unmute') : t('mute')} aria-label=${muted ? t('unmute') : t('mute')}
+            onClick=${() => toggleMute(c.conv)}>${icon(muted ? 'bellOff' : 'bell')}</button>
           ${group ? html`<button class="icon-btn" data-testid="group-info" title=${t('groupInfo')} aria-label=${t('groupInfo')}
             onClick=${() => (state.panel = state.panel === 'group' ? null : 'group')}>${icon('more')}</button>` : null}
         </header>

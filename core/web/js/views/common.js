@@ -88,7 +88,7 @@ export const ConfirmModal = defineComponent({
         html`<p class="confirm-text">${props.text}</p>
           <footer class="modal-foot">
             <button class="btn ghost" onClick=${close}>${t('cancel')}</button>
-            <button class="btn danger" data-testid="confirm-ok" disabled=${busy.value} onClick=${confirm}>OK</button>
+            <button class="btn danger" data-testid="confirm-ok" disabled=${busy.value} onClick=${confirm}>${t('ok')}</button>
           </footer>`,
         close,
         'confirm',

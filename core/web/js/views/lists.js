@@ -8,6 +8,7 @@ import {
   answerRequest, block, convTitle, directConv, isBlocked, loadBlocks, openConv, presenceOf, removeFriend, requestFriend,
   searchUsers, sortedConvs, state, typingNames, unblock, unreadOf, userName,
 } from '../store.js';
+import { askPermission, dismissOffer, isMuted, shouldOffer } from '../notify.js';
 import { avatar, closeMenu, confirmThen, systemText } from './common.js';
 
 export function preview(c) {
@@ -35,6 +36,9 @@ export const ConversationList = defineComponent({
       return html`<div class="pane-body">
         <div class="searchbox">${icon('search')}<input placeholder=${t('searchChats')} value=${q.value}
           onInput=${(e) => (q.value = e.target.value)} /></div>
+        ${convs.length && shouldOffer() ? html`<div class="notify-bar" data-testid="notify-offer">${icon('bell')}<span>${t('notifyAsk')}</span>
+          <button class="btn small primary" data-testid="notify-enable" onClick=${askPermission}>${t('notifyEnable')}</button>
+          <button class="btn small ghost" data-testid="notify-later" onClick=${dismissOffer}>${t('notifyLater')}</button></div>` : null}
         ${convs.length === 0 ? html`<div class="empty-hint">${t('noChats')}</div>` : null}
         <ul class="conv-list" data-testid="conv-list">
           ${convs.map((c) => {
@@ -53,7 +57,8 @@ export const ConversationList = defineComponent({
                   <span class="conv-bottom">
                     <span class=${['conv-preview', { typing: typing.length }]} data-testid="conv-preview">
                       ${typing.length ? t('typing', { name: typing.join(t('listSep')) }) : preview(c)}</span>
-                    ${unread ? html`<span class="badge" data-testid="unread">${unread > 99 ? '99+' : unread}</span>` : null}
+                    ${isMuted(c.conv) ? html`<span class="muted-mark" title=${t('muted')} data-testid="muted">${icon('bellOff')}</span>` : null}
+                    ${unread ? html`<span class=${['badge', { quiet: isMuted(c.conv) }]} data-testid="unread">${unread > 99 ? '99+' : unread}</span>` : null}
                   </span>
                 </span>
               </button></li>`;
@@ -64,13 +69,20 @@ export const ConversationList = defineComponent({
   },
 });
 
+// "Name · @user · online": parts joined in one string (markup line breaks would eat the spaces).
+function personSub(f) {
+  const parts = f.remark ? [f.user.display_name, `@${f.user.username}`] : [`@${f.user.username}`];
+  const online = presenceOf(f.user.id);
+  if (online !== null) parts.push(online ? t('online') : t('offline'));
+  return parts.join(' · ');
+}
+
 function friendRow(f) {
   const name = f.remark || f.user.display_name || f.user.username;
   return html`<li key=${f.user.id} class="person" data-testid="friend" data-user=${f.user.id}>
     ${avatar(f.user.id, name, { online: presenceOf(f.user.id) })}
     <span class="person-main"><span class="person-name">${name}</span>
-      <span class="person-sub">${f.remark ? `${f.user.display_name} · @${f.user.username}` : `@${f.user.username}`} ·
-        ${presenceOf(f.user.id) === null ? '' : f.online ? t('online') : t('offline')}</span></span>
+      <span class="person-sub" data-testid="friend-sub">${personSub(f)}</span></span>
     <span class="person-actions">
       <button class="btn small primary" data-testid="friend-message" onClick=${() => openConv(f.conv)}>${t('message')}</button>
       <details class="menu">

@@ -33,7 +33,7 @@ export const ConnectionBanner = defineComponent({
       if (s === 'connected') return null;
       return html`<div class=${['conn-banner', s]} role="status" data-testid="conn-banner" data-state=${s}>
         <span>${statusText()}</span>
-        ${s === 'waiting' ? html`<button class="link-btn" data-testid="reconnect-now" onClick=${reconnectNow}>${icon('refresh')} ${t('reconnectNow')}</button>` : null}
+        ${s === 'waiting' ? html`<button class="btn small primary" data-testid="reconnect-now" onClick=${reconnectNow}>${icon('refresh')} ${t('reconnectNow')}</button>` : null}
       </div>`;
     };
   },
