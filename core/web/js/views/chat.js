@@ -240,11 +240,17 @@ const MessageStream = defineComponent({
     });
     onMounted(() => {
       afterRender();
+      // Content growing (an image loaded, a message below) keeps the reader's place unless they follow the newest;
+      // the box itself resizing (keyboard, rotation, shown again after being hidden) keeps the distance from the
+      // bottom, so what was in view stays in view.
+      let boxHeight = 0;
       observer = new ResizeObserver(() => {
         const e = el.value;
         if (!e || !e.clientHeight || !positioned) return;
+        const boxChanged = e.clientHeight !== boxHeight;
+        boxHeight = e.clientHeight;
         if (stick) e.scrollTop = e.scrollHeight;
-        else e.scrollTop = e.scrollHeight - e.clientHeight - fromBottom;
+        else if (boxChanged) e.scrollTop = e.scrollHeight - e.clientHeight - fromBottom;
       });
       observer.observe(el.value);
       observer.observe(inner.value);
