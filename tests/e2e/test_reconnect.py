@@ -47,6 +47,8 @@ async def test_restart_mid_conversation(browser: Browser, web: WebServer) -> Non
         banner = p.get_by_test_id("conn-banner")
         await expect(banner).to_have_attribute("data-state", "waiting")
         await expect(banner).to_contain_text("秒后重连")
+        # "Reconnect now" is a real button, not a faint link (issue 13).
+        await expect(banner.get_by_test_id("reconnect-now")).to_have_class(re.compile(r"\bbtn\b.*\bprimary\b"))
     await shot(alice, "05-reconnecting")
 
     gap_alice = [f"gap alice {i}" for i in range(1, 4)]
@@ -142,4 +144,27 @@ async def test_unacknowledged_message_is_resent_once_after_reload(browser: Brows
     await expect(stream_msgs(bob).filter(has_text="stored but never acknowledged")).to_have_count(1)
     cmids = {f["cmid"] for f in sends if f.get("text") == "stored but never acknowledged"}
     assert len(cmids) == 1, sends
+    assert errors == [], errors
+
+
+async def test_first_reconnect_is_immediate(browser: Browser, web: WebServer) -> None:
+    """A dropped socket is reopened at once; only a failed attempt waits (a 5 s outage took 9-14 s before)."""
+    errors = PageErrors()
+    page = await new_page(browser, errors)
+    await register(page, web.url, "alice", "Alice")
+    await page.evaluate(
+        """async () => {
+          const vue = await import('/app/vendor/vue/vue.runtime.esm-browser.prod.js');
+          const store = await import('/app/js/store.js');
+          window.__waits = [];
+          vue.watch(() => store.state.status.state, (s) => {
+            if (s === 'waiting') window.__waits.push(store.state.status.retryAt - Date.now());
+          }, { flush: 'sync' });
+          store.connection().drop();
+        }"""
+    )
+    await page.wait_for_function("window.__waits.length > 0")
+    await expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected")
+    waits = await page.evaluate("window.__waits")
+    assert len(waits) == 1 and waits[0] <= 0, waits
     assert errors == [], errors
