@@ -186,7 +186,9 @@ async def test_long_chat(browser: Browser, web: WebServer, viewport: tuple[int, 
 
         # Sending from the composer keeps the newest message in view.
         await send_text(page, "在的，你说 🙂")
-        await expect(stream_msgs(page).last.get_by_test_id("receipt")).to_have_attribute("data-status", "delivered")
+        await expect(stream_msgs(page).last.get_by_test_id("receipt")).to_have_attribute(
+            "data-status", "delivered"
+        )
         await newest_in_view(page)
         await page_does_not_scroll(page)
         await shot(page, f"09-long-chat-{name}")

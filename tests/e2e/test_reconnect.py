@@ -48,7 +48,9 @@ async def test_restart_mid_conversation(browser: Browser, web: WebServer) -> Non
         await expect(banner).to_have_attribute("data-state", "waiting")
         await expect(banner).to_contain_text("秒后重连")
         # "Reconnect now" is a real button, not a faint link (issue 13).
-        await expect(banner.get_by_test_id("reconnect-now")).to_have_class(re.compile(r"\bbtn\b.*\bprimary\b"))
+        await expect(banner.get_by_test_id("reconnect-now")).to_have_class(
+            re.compile(r"\bbtn\b.*\bprimary\b")
+        )
     await shot(alice, "05-reconnecting")
 
     gap_alice = [f"gap alice {i}" for i in range(1, 4)]

@@ -8,7 +8,7 @@ import { errorText, t } from './i18n.js';
 import { loadMuted, notify } from './notify.js';
 
 const HISTORY_PAGE = 40;
-const OPEN_MAX_PAGES = 5; // opening at the first unread loads at most this many pages; beyond, it opens at the newest
+const OPEN_MAX_PAGES = 3; // opening at the first unread loads at most this many pages; beyond, it opens at the newest
 const ACTIVE_KEY = 'wsim.active';
 const TYPING_SHOW_MS = 5000;
 const TYPING_SEND_EVERY_MS = 3000;
