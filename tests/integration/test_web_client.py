@@ -126,3 +126,16 @@ async def test_socket_accepts_its_own_origin_only(server: RunningServer) -> None
         async with connect(ws, origin="http://127.0.0.1:1"):  # type: ignore[arg-type]
             pass
     assert info.value.response.status_code == 403
+
+
+async def test_api_docs_assets_are_served_locally(server: RunningServer) -> None:
+    """/docs and /redoc load Swagger UI and ReDoc from this server (the fastapi-offline package), not a CDN."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for page in ("/docs", "/redoc"):
+            resp = await http.get(page)
+            assert resp.status_code == 200, page
+            sources = re.findall(r'(?:src|href)="([^"]+)"', resp.text)
+            assert sources and all(s.startswith("/docs-assets/") for s in sources), (page, sources)
+            for src in sources:
+                asset = await http.get(src)
+                assert asset.status_code == 200 and len(asset.content) > 1000, src
