@@ -15,12 +15,41 @@ class NoResultsError(FileNotFoundError):
     pass
 
 
+def run_kind(run_dir: str | Path) -> str | None:
+    """What produced a result folder (metadata.json's ``kind``); folders from before the field existed count
+    as experiment runs when they have the harness's files. None for anything else (a foreign folder)."""
+    d = Path(run_dir)
+    try:
+        meta = json.loads((d / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if isinstance(kind, str):
+        return kind
+    harness_files = ("summary.json", "config.resolved.yaml", "metadata.json")
+    return "experiment" if all((d / f).is_file() for f in harness_files) else None
+
+
+def is_clean(run_dir: str | Path) -> bool:
+    """Made from a committed tree (metadata.json ``git_dirty`` false)."""
+    try:
+        meta = json.loads((Path(run_dir) / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return meta.get("git_dirty") is False
+
+
 def runs(reports_dir: str | Path, experiment: str) -> list[Path]:
-    """Completed runs of ``experiment`` (those with a summary.json), oldest first."""
+    """Completed experiment runs of ``experiment``, oldest first. Folders written by other producers (bench_core,
+    campaign, cluster_bench, ...) or by an interrupted run are skipped, never read."""
     base = Path(reports_dir) / experiment
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if (p / "summary.json").is_file())
+    return sorted(
+        p
+        for p in base.iterdir()
+        if p.is_dir() and (p / "summary.json").is_file() and run_kind(p) == "experiment"
+    )
 
 
 def latest_run(reports_dir: str | Path, experiment: str) -> Path:

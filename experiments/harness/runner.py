@@ -305,6 +305,8 @@ async def run_experiment(
     meta = environment.metadata()
     meta["command"] = command
     meta["started"] = meta.pop("utc")
+    meta["cells_selected"] = [c.name for c in cells]
+    environment.save_diff(out)
     results.write_resolved(out, exp, cells, command)
     runs = [(c, r) for c in cells for r in range(exp.repetitions)]
     per_run = [estimate_run_s(c.experiment) for c, _ in runs]
