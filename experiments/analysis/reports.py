@@ -142,15 +142,19 @@ def ledger(run_dir: str | Path, table: str, cell: str | None = None) -> pd.DataF
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def deliver_latency_ms(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """send->deliver latency samples (first release per device and message, pushes only) per cell, in ms."""
+def deliver_latency_ms(run_dir: str | Path, via: str = "any") -> dict[str, np.ndarray]:
+    """send->deliver latency samples per cell, in ms: the first release per device and message by any path
+    (``via="any"``: when the message became visible, slow recoveries through sync included), or the first
+    release if it was a push (``via="push"``)."""
     out: dict[str, np.ndarray] = {}
     for cell in cell_order(run_dir):
         rec = ledger(run_dir, "receives", cell)
         if rec.empty:
             out[cell] = np.array([])
             continue
-        rec = rec[(rec["t_sent_ns"] > 0) & (rec["via"] == "push")]
-        rec = rec.sort_values("t_recv_ns").drop_duplicates(["repetition", "client", "cmid"])
+        rec = rec[rec["t_sent_ns"] > 0]
+        rec = rec.sort_values("t_recv_ns", kind="stable").drop_duplicates(["repetition", "client", "cmid"])
+        if via != "any":
+            rec = rec[rec["via"] == via]
         out[cell] = ((rec["t_recv_ns"] - rec["t_sent_ns"]) / 1e6).to_numpy()
     return out
