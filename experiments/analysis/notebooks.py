@@ -62,7 +62,7 @@ _COMPARISON = [
     (
         "code",
         "saved = []\n"
-        "for metric in reports.headline(run_dir):\n"
+        "for metric in reports.drawn_metrics(run_dir):\n"
         "    stats = reports.metric_stats(run_dir, metric)\n"
         "    fig = figures.comparison_bar(stats, metric)\n"
         "    saved += figures.save(fig, experiment, metric, figures_dir)\n"

@@ -80,11 +80,24 @@ def resolved(run_dir: str | Path) -> dict[str, Any]:
     return data
 
 
+# Drawn for every experiment beside its headline, where the run has them: when messages became visible by any
+# path, and how much of that came through sync rather than push.
+ALWAYS_DRAWN = ("send_deliver_all_p99_ms", "recovered_by_sync_rate")
+
+
 def headline(run_dir: str | Path) -> list[str]:
     """The metrics the experiment puts first (its ``headline``), those present in the results."""
     names: list[str] = resolved(run_dir)["experiment"]["headline"]
     cells = summary(run_dir)["cells"]
     return [n for n in names if any(n in c["metrics"] for c in cells.values())]
+
+
+def drawn_metrics(run_dir: str | Path) -> list[str]:
+    """The headline, then :data:`ALWAYS_DRAWN` where present: one figure each."""
+    first = headline(run_dir)
+    cells = summary(run_dir)["cells"]
+    extra = [n for n in ALWAYS_DRAWN if n not in first and any(n in c["metrics"] for c in cells.values())]
+    return first + extra
 
 
 def cell_order(run_dir: str | Path) -> list[str]:
