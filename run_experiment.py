@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--allow-dirty", action="store_true", help="with --figures: accept runs from a modified tree"
     )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete experiment runs no figure is drawn from (see the manifest)",
+    )
     p.add_argument("--figures-dir", type=Path, default=ROOT / "thesis_figures")
     p.add_argument(
         "--executed",
@@ -57,6 +62,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.schema:
         print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+        return 0
+    if args.prune:
+        import shutil
+
+        from experiments.analysis.manifest import FigureError, unpinned_runs
+
+        try:
+            stale = unpinned_runs(args.reports, args.figures_dir, ROOT)
+        except FigureError as exc:
+            print(f"run_experiment: {exc}", file=sys.stderr)
+            return 2
+        for run in stale:
+            shutil.rmtree(run)
+            print(f"deleted {run}")
         return 0
     if args.figures:
         from experiments.analysis.manifest import FigureError, rebuild

@@ -215,3 +215,15 @@ def captions(manifest: dict[str, Any], runs: dict[str, Path]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def unpinned_runs(reports_dir: Path, figures_dir: Path, root: Path) -> list[Path]:
+    """Experiment runs under ``reports_dir`` that no figure is drawn from: not committed (``--prune`` deletes
+    them), so the repository keeps only what backs a figure."""
+    pinned = {p.resolve() for p in pinned_runs(load(figures_dir), root).values()}
+    return [
+        run
+        for exp in rep.experiments_with_results(reports_dir)
+        for run in rep.runs(reports_dir, exp)
+        if run.resolve() not in pinned
+    ]

@@ -117,7 +117,7 @@ class Ledger:
                 {c: pa.array(list(v), type=_TYPES[c]) for c, v in zip(columns, cols, strict=True)}
             )
             path = directory / f"{prefix}.{name}.parquet"
-            pq.write_table(table, path)
+            pq.write_table(table, path, compression="zstd", compression_level=9)
             out[name] = path
         return out
 

@@ -64,3 +64,24 @@ def test_cell_option_reaches_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         run_experiment.main([path, "--cell", "retry=none", "--reports", str(tmp_path), "--no-progress"]) == 2
     )
     assert seen["only"] == ["retry=none"]
+
+
+# The committed results' size budget (docs/experiments.md, "Results"): raw ledgers are zstd-compressed Parquet
+# and only the runs the figure manifest pins are committed.
+REPORTS_BUDGET_BYTES = 60 * 2**20
+
+
+def test_committed_results_stay_within_their_budget() -> None:
+    import subprocess
+
+    root = Path(run_experiment.ROOT)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "reports"], cwd=root, capture_output=True, check=False
+    ).stdout.split(b"\0")
+    files = [root / f.decode() for f in listed if f]
+    if not files:
+        from tests.support.services import unavailable
+
+        unavailable("git ls-files lists nothing under reports/ (not a git checkout)")
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    assert total <= REPORTS_BUDGET_BYTES, f"reports/ holds {total / 2**20:.1f} MiB of committed files"
