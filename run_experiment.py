@@ -1,7 +1,8 @@
 """Run a wsim experiment, or regenerate the thesis figures.
 
     python run_experiment.py experiments/quickstart.yaml [--set key=value ...] [--dry-run]
-    python run_experiment.py --figures            # execute every notebook headless -> thesis_figures/
+    python run_experiment.py --figures            # redraw thesis_figures/ from the runs its manifest pins
+    python run_experiment.py --figures --latest   # re-pin each experiment to its newest clean run, then redraw
     python run_experiment.py --schema             # print the experiment file's JSON schema
 
 See docs/experiments.md.
@@ -32,7 +33,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--reports", type=Path, default=ROOT / "reports", help="where result folders go")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--figures", action="store_true", help="execute every notebook headless")
+    p.add_argument(
+        "--figures",
+        action="store_true",
+        help="redraw thesis_figures/ from the runs pinned in its manifest.json",
+    )
+    p.add_argument(
+        "--latest", action="store_true", help="with --figures: pin each experiment's newest clean run"
+    )
+    p.add_argument(
+        "--allow-dirty", action="store_true", help="with --figures: accept runs from a modified tree"
+    )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete experiment runs no figure is drawn from (see the manifest)",
+    )
+    p.add_argument("--figures-dir", type=Path, default=ROOT / "thesis_figures")
+    p.add_argument(
+        "--executed",
+        type=Path,
+        default=None,
+        help="where executed notebook copies go (default: a temp folder)",
+    )
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
     p.add_argument("--schema", action="store_true", help="print the experiment JSON schema")
     args = p.parse_args(argv)
@@ -40,11 +63,46 @@ def main(argv: list[str] | None = None) -> int:
     if args.schema:
         print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
         return 0
-    if args.figures:
-        from experiments.analysis.notebooks import run_notebooks
+    if args.prune:
+        import shutil
 
-        for path in run_notebooks(args.notebooks, reports=args.reports):
+        from experiments.analysis.manifest import FigureError, unpinned_runs
+
+        try:
+            stale = unpinned_runs(args.reports, args.figures_dir, ROOT)
+        except FigureError as exc:
+            print(f"run_experiment: {exc}", file=sys.stderr)
+            return 2
+        for run in stale:
+            shutil.rmtree(run)
+            print(f"deleted {run}")
+        return 0
+    if args.figures:
+        from experiments.analysis.manifest import FigureError, rebuild
+
+        try:
+            done = rebuild(
+                root=ROOT,
+                notebooks_dir=args.notebooks,
+                reports_dir=args.reports,
+                figures_dir=args.figures_dir,
+                latest=args.latest,
+                allow_dirty=args.allow_dirty,
+                executed_dir=args.executed,
+            )
+        except FigureError as exc:
+            print(f"run_experiment: {exc}", file=sys.stderr)
+            return 2
+        for note in done.notes:
+            print(f"note: {note}")
+        for path in done.notebooks:
             print(f"executed {path}")
+        print(
+            f"figures: {len(done.unchanged)} byte-identical, {len(done.changed)} changed, {len(done.new)} new; "
+            f"manifest {args.figures_dir / 'manifest.json'}"
+        )
+        for name in done.changed:
+            print(f"  changed: {name}")
         return 0
     if not args.experiment:
         p.error("give an experiment file, --figures or --schema")
@@ -59,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
 
         out = asyncio.run(
             run_experiment(
-                exp, raw, args.reports, [sys.argv[0], *sys.argv[1:]], progress=not args.no_progress
+                exp,
+                raw,
+                args.reports,
+                [sys.argv[0], *sys.argv[1:]],
+                progress=not args.no_progress,
+                only=args.cell or None,
             )
         )
     except (ExperimentError, ConfigError) as exc:

@@ -277,7 +277,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "one_to_one": one_to_one,
         "fanout": fanout,
         "server_cpu_percent_median": sorted(cpu)[len(cpu) // 2] if cpu else None,
-        "environment": metadata(),
+        "environment": metadata("bench_core"),
     }
 
 

@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps({"args": vars(args), "params": results["params"]}, indent=2)
     )
     (folder / "metadata.json").write_text(
-        json.dumps({**env_info, "mongo_server": results["mongo_server"]}, indent=2)
+        json.dumps({"kind": "bench_storage", **env_info, "mongo_server": results["mongo_server"]}, indent=2)
     )
     (folder / "summary.json").write_text(json.dumps(results["median"], indent=2))
     (folder / "runs.json").write_text(json.dumps(results["runs"], indent=2))

@@ -15,7 +15,7 @@ Local (starts and stops the clusters itself; small proof run, then the real one 
 External (nodes already running, e.g. docker compose; one arm named by --label):
     python -m experiments.cluster_bench --urls http://wsim-1:8000 http://wsim-2:8000 http://wsim-3:8000
 
-Results: ``<out>/cluster_bus/<UTC time>-<git sha>/`` with config.resolved.yaml, metadata.json, cells/*.json and
+Results: ``<out>/cluster_bench/<UTC time>-<git sha>/`` with config.resolved.yaml, metadata.json, cells/*.json and
 summary.json.
 """
 
@@ -365,7 +365,7 @@ async def run(args: argparse.Namespace) -> Path:
     started = datetime.now(UTC)
     folder = (
         Path(args.out)
-        / "cluster_bus"
+        / "cluster_bench"
         / f"{started:%Y%m%dT%H%M%SZ}-{git_sha() if not args.urls else args.label}"
     )
     (folder / "cells").mkdir(parents=True, exist_ok=True)
@@ -396,6 +396,7 @@ async def run(args: argparse.Namespace) -> Path:
     (folder / "metadata.json").write_text(
         json.dumps(
             {
+                "kind": "cluster_bench",
                 "experiment": "cluster_bus",
                 "started": started.isoformat(),
                 "finished": datetime.now(UTC).isoformat(),

@@ -7,6 +7,7 @@ found, and turns matplotlib's "Glyph ... missing" warning into an exception.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,7 +48,13 @@ METRIC_LABELS: dict[str, tuple[str, str, str]] = {
     "send_ack_p99_ms": ("发送→确认 P99", "send→ack p99", "ms"),
     "send_deliver_p50_ms": ("发送→送达 P50", "send→deliver p50", "ms"),
     "send_deliver_p99_ms": ("发送→送达 P99", "send→deliver p99", "ms"),
-    "send_deliver_all_p99_ms": ("发送→送达 P99（含同步）", "send→deliver p99 (incl. sync)", "ms"),
+    "send_deliver_all_p50_ms": ("发送→可见 P50（推送或同步）", "send→visible p50 (push or sync)", "ms"),
+    "send_deliver_all_p99_ms": ("发送→可见 P99（推送或同步）", "send→visible p99 (push or sync)", "ms"),
+    "recovered_by_sync_rate": ("经同步补齐的比例", "share recovered by sync", ""),
+    "push_order_violations": ("推送乱序数（缓冲前）", "push order violations (before buffer)", ""),
+    "push_duplicates": ("重复推送数（缓冲前）", "duplicate pushes (before buffer)", ""),
+    "push_duplicate_rate": ("重复推送率（缓冲前）", "duplicate push rate (before buffer)", ""),
+    "push_streams_in_order_rate": ("推送有序的会话流比例", "streams pushed in order", ""),
     "reconnect_success_rate": ("重连成功率", "reconnect success rate", ""),
     "reconnect_p50_ms": ("重连耗时 P50", "reconnect time p50", "ms"),
     "reconnect_p99_ms": ("重连耗时 P99", "reconnect time p99", "ms"),
@@ -64,6 +71,95 @@ METRIC_LABELS: dict[str, tuple[str, str, str]] = {
     "history_p99_ms": ("历史查询 P99", "history query p99", "ms"),
     "cache_hit_rate": ("缓存命中率", "cache hit rate", ""),
 }
+
+
+# The research plan's targets, drawn as a dashed line where a figure shows the metric: (value, "at least"/"at most").
+TARGETS: dict[str, tuple[float, str]] = {
+    "delivery_rate": (0.999, "≥"),
+    "delivery_rate_acked": (0.999, "≥"),
+    "duplicate_rate": (0.001, "≤"),
+    "push_duplicate_rate": (0.001, "≤"),
+    "streams_in_order_rate": (1.0, "≥"),
+    "push_streams_in_order_rate": (1.0, "≥"),
+    "send_deliver_p99_ms": (100.0, "≤"),
+    "send_deliver_all_p99_ms": (100.0, "≤"),
+    "send_deliver_p50_ms": (100.0, "≤"),
+    "history_p99_ms": (50.0, "≤"),
+    "cache_hit_rate": (0.9, "≥"),
+    "reconnect_success_rate": (0.95, "≥"),
+    "sent_per_s": (5000.0, "≥"),
+}
+
+# How a cell's parameter is named on an axis (the matrix key's last part) and how its values read.
+PARAM_LABELS: dict[str, str] = {
+    "ack": "ACK 策略\nACK strategy",
+    "retry": "重试策略\nretry policy",
+    "dedup": "去重策略\nde-duplication",
+    "cache": "缓存层级\ncache tiers",
+    "bus": "跨节点总线\ncross-node bus",
+    "store": "存储后端\nstore backend",
+    "users": "并发用户数\nconcurrent users",
+    "backoff_max_s": "重连退避上限 (s)\nreconnect backoff cap (s)",
+}
+VALUE_LABELS: dict[str, str] = {
+    "three_state": "三态确认\nthree-state",
+    "off": "关闭\noff",
+    "none": "不重试\nnone",
+    "fixed": "固定间隔\nfixed",
+    "exponential": "指数退避\nexponential",
+    "memory": "内存\nmemory",
+    "l1": "本地 L1\nL1",
+    "l2": "Redis L2\nL2",
+    "l1+l2": "L1+L2",
+    "sqlite": "SQLite",
+    "mysql": "MySQL",
+    "mongo": "MongoDB\n(nx-27017 替身 stand-in)",
+    "redis": "Redis",
+    "rabbitmq": "RabbitMQ",
+    "mqtt": "MQTT",
+}
+
+# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (the normal 1.96 beyond): written out
+# rather than importing SciPy for one table.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def ci95(std: float, repetitions: int) -> float:
+    """Half-width of the 95 % confidence interval of a mean over ``repetitions`` runs (0 when fewer than 2)."""
+    if repetitions < 2 or not np.isfinite(std):
+        return 0.0
+    t = _T975[repetitions - 2] if repetitions - 1 <= len(_T975) else 1.96
+    return float(t * std / np.sqrt(repetitions))
+
+
+def _cell_parts(cell: str) -> list[str]:
+    """``ack=three_state+retry=none`` -> its ``key=value`` parts (a value may hold a ``+``: ``cache=l1+l2``)."""
+    return re.split(r"\+(?=[A-Za-z0-9_.]+=)", cell)
+
+
+def cell_label(cell: str) -> str:
+    """``ack=three_state+retry=none`` -> readable lines of the values (the keys go to the axis title)."""
+    parts = []
+    for part in _cell_parts(cell):
+        _, _, value = part.partition("=")
+        value = value or part
+        parts.append(VALUE_LABELS.get(value, value))
+    return "\n".join(parts)
+
+
+def cell_axis_title(cells: Sequence[str]) -> str:
+    keys: list[str] = []
+    for cell in cells:
+        for part in _cell_parts(cell):
+            key, sep, _ = part.partition("=")
+            if sep and key not in keys:
+                keys.append(key)
+    if not keys:
+        return "实验组\ncell"
+    return " × ".join(PARAM_LABELS.get(k, k).replace("\n", " / ") for k in keys)
 
 
 class MissingGlyphsError(RuntimeError):
@@ -113,7 +209,13 @@ def check_glyphs(text: str, font: str | None = None) -> None:
 def setup_style() -> str:
     """Apply the thesis style; returns the CJK font used."""
     font = cjk_font()
-    check_glyphs("".join(zh for zh, _, _ in METRIC_LABELS.values()) + "单元格重复次数误差", font)
+    check_glyphs(
+        "".join(zh for zh, _, _ in METRIC_LABELS.values())
+        + "".join(PARAM_LABELS.values())
+        + "".join(VALUE_LABELS.values())
+        + "单元格重复次数误差实验组目标≥≤",
+        font,
+    )
     warnings.filterwarnings("error", message=r".*Glyph .* missing from font.*")
     mpl.rcParams.update(
         {
@@ -149,35 +251,52 @@ def _near_one(metric: str, means: np.ndarray) -> bool:
 
 def _draw(ax: Any, stats: pd.DataFrame, metric: str, *, annotate: bool, label_size: float = 8) -> None:
     """Bars from zero; for rates that are all near 1, points with error bars on a zoomed axis instead (a bar
-    from zero would hide a 99.3 % vs 100 % difference)."""
+    from zero would hide a 99.3 % vs 100 % difference). Error bars: 95 % confidence interval of the mean over
+    repetitions (Student's t), clipped at zero for quantities that cannot be negative."""
     x = np.arange(len(stats))
     means = stats["mean"].astype(float).to_numpy()
     stds = stats["std"].fillna(0).astype(float).to_numpy()
+    reps = stats["repetitions"].astype(int).to_numpy()
+    half = np.array([ci95(sd, int(r)) for sd, r in zip(stds, reps, strict=True)])
+    lower = np.minimum(half, np.nan_to_num(means, nan=0.0).clip(min=0.0))
+    upper = half.copy()
+    if metric.endswith(("_rate", "_success")):
+        upper = np.minimum(half, (1.0 - np.nan_to_num(means, nan=1.0)).clip(min=0.0))
     colors = [PALETTE[i % len(PALETTE)] for i in x]
     if _near_one(metric, means):
         for i in range(len(stats)):
-            ax.errorbar(i, means[i], yerr=stds[i], fmt="o", color=colors[i], capsize=4, markersize=6)
-        low = float(np.nanmin(means - stds))
+            ax.errorbar(i, means[i], yerr=[[lower[i]], [upper[i]]], fmt="o", color=colors[i], capsize=4,
+                        markersize=6)  # fmt: skip
+        low = float(np.nanmin(means - lower))
+        target = TARGETS.get(metric)
+        if target is not None:
+            low = min(low, target[0])
         pad = max(0.002, (1.0 - low) * 0.25)
         ax.set_ylim(low - pad, 1.0 + pad)
         ax.set_xlim(-0.6, len(stats) - 0.4)
-        ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle="--")
+        ax.axhline(1.0, color="0.6", linewidth=0.8, linestyle=":")
     else:
-        ax.bar(x, np.nan_to_num(means), yerr=stds, capsize=4, color=colors, width=0.6)
+        ax.bar(x, np.nan_to_num(means), yerr=[lower, upper], capsize=4, color=colors, width=0.6)
         if metric.endswith("_rate") and np.nanmax(np.nan_to_num(means, nan=0.0)) <= 1.0:
             ax.set_ylim(0, 1.12)
-    ax.set_xticks(x, list(stats["cell"]), rotation=15 if len(stats) > 3 else 0, fontsize=label_size)
+    target = TARGETS.get(metric)
+    if target is not None:
+        value, sense = target
+        ax.axhline(value, color="#c00000", linewidth=1.0, linestyle="--", zorder=0)
+        ax.annotate(f"目标 target {sense} {value:g}", (1.0, value), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize=max(6.5, label_size - 1), color="#c00000")  # fmt: skip
+    cells = list(stats["cell"])
+    ax.set_xticks(x, [cell_label(c) for c in cells], fontsize=label_size)
+    ax.set_xlabel(cell_axis_title(cells), fontsize=label_size)
     if annotate:
-        for pos, (m, sd, reps, n) in enumerate(
-            zip(means, stds, stats["repetitions"], stats["n_events"], strict=True)
-        ):
+        for pos, (m, up, r, n) in enumerate(zip(means, upper, reps, stats["n_events"], strict=True)):
             if not np.isnan(m):  # above the error bar, so the two never overlap
-                ax.annotate(f"{m:.4g}\nn={int(n)}, r={int(reps)}", (pos, m + sd), ha="center", va="bottom",
+                ax.annotate(f"{m:.4g}\nn={int(n)}, r={int(r)}", (pos, m + up), ha="center", va="bottom",
                             fontsize=7, xytext=(0, 3), textcoords="offset points")  # fmt: skip
 
 
 def comparison_bar(stats: pd.DataFrame, metric: str, title: str | None = None) -> Figure:
-    """One bar (or point) per cell: mean over repetitions, error bar = standard deviation, n annotated."""
+    """One bar (or point) per cell: mean over repetitions, error bar = 95 % CI of the mean, n annotated."""
     fig, ax = plt.subplots()
     _draw(ax, stats, metric, annotate=True)
     ax.set_ylabel(label(metric))
@@ -215,14 +334,16 @@ def save(fig: Figure, experiment: str, metric: str, out_dir: str | Path) -> list
 
 
 def headline_grid(panels: Sequence[tuple[str, str, pd.DataFrame]]) -> Figure:
-    """The summary: one small bar chart per (experiment, metric)."""
+    """The summary: one small chart per (experiment, metric), two per row so it reads at A4 text width
+    (16 cm) with 7 pt labels."""
     n = max(1, len(panels))
-    cols = min(3, n)
+    cols = min(2, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.3, 2.6 * rows), squeeze=False)
     for ax, (exp, metric, stats) in zip(axes.flat, panels, strict=False):
-        _draw(ax, stats, metric, annotate=False, label_size=6)
-        ax.set_title(f"{exp}\n{label(metric).splitlines()[0]}", fontsize=8)
+        _draw(ax, stats, metric, annotate=False, label_size=7)
+        ax.set_title(f"{exp}: {label(metric).splitlines()[0]}", fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()

@@ -12,7 +12,13 @@ docs/experiments.md):
 * **duplicate_rate**: extra releases of the same message to the same device / delivered pairs.
 * **order violations**: per (recipient, conversation) stream, releases whose ``seq`` is not above the previous
   one; **sender-order violations**: releases of a sender's message after a later message of the same sender.
-* latencies: HDR histograms (3 significant digits) of send->ack and send->deliver, in ms.
+* **push order / duplicates** (``push_*``): the same checks on the pushes as they arrived, before the client's
+  ordering buffer (the ``arrivals`` table): what the server sent. The release-side figures above are what the
+  user sees after the buffer has repaired it, so they hold by construction when the buffer works.
+* **recovered_by_sync_rate**: delivered pairs whose first release came through a sync, not a push.
+* latencies: HDR histograms (3 significant digits) of send->ack and send->deliver, in ms. ``send_deliver_*``
+  counts pushes only; ``send_deliver_all_*`` counts the first release by any path (push or sync): when the
+  message became visible to the recipient, slow recoveries included.
 """
 
 from __future__ import annotations
@@ -128,6 +134,43 @@ def ordering(receives: pd.DataFrame) -> dict[str, Any]:
         "sender_order_violations": figure(float(sender_bad.sum()), len(r)),
         "streams_in_order_rate": figure(ratio(float((~streams).sum()), n_streams), n_streams),
     }
+
+
+def push_order(arrivals: pd.DataFrame) -> dict[str, Any]:
+    """Order and duplicates of the pushes as they arrived (before the ordering buffer), per (device, conv)."""
+    if arrivals.empty:
+        return {
+            "push_order_violations": figure(None, 0),
+            "push_duplicates": figure(None, 0),
+            "push_duplicate_rate": figure(None, 0),
+            "push_streams_in_order_rate": figure(None, 0),
+        }
+    a = arrivals.reset_index(drop=True)
+    a["_row"] = np.arange(len(a))
+    a = a.sort_values(["client", "conv", "t_recv_ns", "_row"], kind="stable")
+    dup = a.duplicated(["client", "conv", "seq"], keep="first")
+    fresh = a[~dup]
+    prev_max = (
+        fresh.groupby(["client", "conv"])["seq"].cummax().groupby([fresh["client"], fresh["conv"]]).shift(1)
+    )
+    late = (fresh["seq"] < prev_max).fillna(False)
+    bad_streams = late.groupby([fresh["client"], fresh["conv"]]).any()
+    n_streams = len(bad_streams)
+    return {
+        "push_order_violations": figure(float(late.sum()), len(fresh)),
+        "push_duplicates": figure(float(dup.sum()), len(a)),
+        "push_duplicate_rate": figure(ratio(float(dup.sum()), len(a)), len(a)),
+        "push_streams_in_order_rate": figure(ratio(float((~bad_streams).sum()), n_streams), n_streams),
+    }
+
+
+def recovered_by_sync(receives: pd.DataFrame) -> dict[str, Any]:
+    """Share of delivered (device, message) pairs whose first release came through a sync."""
+    if receives.empty:
+        return {"recovered_by_sync_rate": figure(None, 0)}
+    first = receives.sort_values("t_recv_ns", kind="stable").drop_duplicates(["client", "cmid"])
+    n = len(first)
+    return {"recovered_by_sync_rate": figure(ratio(float((first["via"] == "sync").sum()), n), n)}
 
 
 def latency(sends: pd.DataFrame, receives: pd.DataFrame) -> dict[str, Any]:
@@ -299,11 +342,14 @@ def compute_all(
     duration_s: float,
     end_ns: int,
     fault_windows: list[tuple[int, int]] | None = None,
+    arrivals: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Every ledger metric of one run."""
     out: dict[str, Any] = {}
     out.update(delivery(sends, receives, members))
     out.update(ordering(receives))
+    out.update(push_order(arrivals if arrivals is not None else pd.DataFrame()))
+    out.update(recovered_by_sync(receives))
     out.update(latency(sends, receives))
     out.update(offline_push(sends, receives, events, members, end_ns))
     out.update(reconnects(events, fault_windows))

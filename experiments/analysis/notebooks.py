@@ -19,7 +19,8 @@ nbformat: Any = _nbformat  # nbformat has no type hints; keep the Any in one pla
 
 COMPARISONS = (
     "quickstart", "ack_loss", "retry_policies", "dedup_resends", "ordering_faults", "offline_push",
-    "reconnect_storm", "concurrency", "store_backends", "cache_tiers", "cluster_bus",
+    "reconnect_storm", "concurrency", "store_backends", "cache_tiers", "cluster_bus", "network_severity",
+    "heartbeat_interval", "availability_node_kill", "dedup_cluster", "write_throughput",
 )  # fmt: skip
 
 _SETUP = """\
@@ -41,10 +42,11 @@ font = figures.setup_style()
 _COMPARISON = [
     (
         "markdown",
-        "# {title}\n\nReads the latest run of the experiment under `reports/` and writes "
+        "# {title}\n\nReads the run given as ``run`` (pinned in `thesis_figures/manifest.json` by "
+        "``run_experiment.py --figures``), or else the latest run of the experiment under `reports/`, and writes "
         "`thesis_figures/<experiment>__<metric>.png|pdf`: one bar chart per headline metric (mean over "
         "repetitions, error bars = standard deviation, n = events behind the figure) and the send->deliver "
-        "latency CDF.",
+        "latency CDF (first release by any path: push or sync).",
     ),
     (
         "parameters",
@@ -61,13 +63,13 @@ _COMPARISON = [
     (
         "code",
         "saved = []\n"
-        "for metric in reports.headline(run_dir):\n"
+        "for metric in reports.drawn_metrics(run_dir):\n"
         "    stats = reports.metric_stats(run_dir, metric)\n"
         "    fig = figures.comparison_bar(stats, metric)\n"
         "    saved += figures.save(fig, experiment, metric, figures_dir)\n"
-        "samples = reports.deliver_latency_ms(run_dir)\n"
+        "samples = reports.deliver_latency_ms(run_dir, via='any')  # push or sync: when it became visible\n"
         "if any(len(v) for v in samples.values()):\n"
-        "    fig = figures.latency_cdf(samples, figures.label('send_deliver_p50_ms').replace(' P50', '').replace(' p50', ''))\n"
+        "    fig = figures.latency_cdf(samples, figures.label('send_deliver_all_p50_ms').replace(' P50', '').replace(' p50', ''))\n"
         "    saved += figures.save(fig, experiment, 'send_deliver_cdf', figures_dir)\n"
         "[p.name for p in saved]",
     ),
@@ -76,16 +78,22 @@ _COMPARISON = [
 _SUMMARY = [
     (
         "markdown",
-        "# Summary of all experiments\n\nThe headline metrics of the latest run of every experiment under "
-        "`reports/`, one panel each: `thesis_figures/summary__headline.png|pdf`.",
+        "# Summary of all experiments\n\nThe headline metric of every pinned run (``runs``, a JSON mapping "
+        "experiment -> run folder, given by ``run_experiment.py --figures``), or of the latest run of every "
+        "experiment under `reports/` when none is given, one panel each: "
+        "`thesis_figures/summary__headline.png|pdf`.",
     ),
-    ("parameters", 'reports_dir = "reports"\nfigures_dir = "thesis_figures"'),
+    ("parameters", 'reports_dir = "reports"\nfigures_dir = "thesis_figures"\nruns = ""'),
     ("code", _SETUP),
     (
         "code",
+        "import json\n"
+        "pinned = {k: Path(v) for k, v in json.loads(runs).items()} if runs else {\n"
+        "    exp: reports.latest_run(reports_dir, exp) for exp in reports.experiments_with_results(reports_dir)\n"
+        "}\n"
         "panels = []\n"
-        "for exp in reports.experiments_with_results(reports_dir):\n"
-        "    run_dir = reports.latest_run(reports_dir, exp)\n"
+        "for exp in sorted(pinned):\n"
+        "    run_dir = pinned[exp]\n"
         "    for metric in reports.headline(run_dir)[:1]:\n"
         "        panels.append((exp, metric, reports.metric_stats(run_dir, metric)))\n"
         "assert panels, f'no results under {reports_dir}'\n"
@@ -144,26 +152,33 @@ def run_notebooks(
     figures: Path | None = None,
     output_dir: Path | None = None,
     parameters: dict[str, str] | None = None,
+    runs: dict[str, Path] | None = None,
     timeout_s: int = 600,
 ) -> list[Path]:
-    """Execute every notebook headless (papermill); skip comparisons that have no results yet, with a note.
+    """Execute every notebook headless (papermill) into ``output_dir`` (the tracked notebooks are never
+    rewritten); skip comparisons that have no results yet, with a note.
 
-    Outputs overwrite the notebooks unless ``output_dir`` is given; ``parameters`` override each notebook's."""
+    ``runs`` pins the run folder each comparison reads (and the summary's panels); without it each reads the
+    latest run. ``parameters`` override each template notebook's."""
+    import json
+    import tempfile
+
     import papermill as pm
 
     figures = figures or reports.parent / "thesis_figures"
-    if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    if output_dir is None:
+        output_dir = Path(tempfile.mkdtemp(prefix="wsim-notebooks-"))
+    output_dir.mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
     for path in sorted(directory.glob("*.ipynb")):
         exp = experiment_of(path)
+        out = output_dir / path.name
         if not is_template_notebook(path):
             # A notebook of its own kind (e.g. 07_transports reads experiments/transports/run.py's folders): run
             # it only where its results exist, with the figures directory, and never with template overrides.
-            if parameters or exp is None or not any((reports / exp).glob("*/")):
+            if parameters or runs is not None or exp is None or not any((reports / exp).glob("*/")):
                 print(f"skipping {path.name}: not a template notebook, or no reports/{exp}/ results")
                 continue
-            out = (output_dir / path.name) if output_dir else path
             pm.execute_notebook(
                 str(path), str(out), parameters={"figures_dir": str(figures)}, cwd=str(directory),
                 kernel_name="python3", progress_bar=False, execution_timeout=timeout_s,
@@ -173,14 +188,24 @@ def run_notebooks(
         params: dict[str, str] = {"reports_dir": str(reports), "figures_dir": str(figures)}
         if exp is not None:
             params["experiment"] = exp
+        elif runs is not None:
+            if not runs:
+                print(f"skipping {path.name}: no run is pinned")
+                continue
+            params["runs"] = json.dumps({k: str(v.resolve()) for k, v in sorted(runs.items())})
         params.update(parameters or {})
         if exp is not None:
-            try:
-                latest_run(reports, params["experiment"])
-            except NoResultsError as exc:
-                print(f"skipping {path.name}: {exc}")
-                continue
-        out = (output_dir / path.name) if output_dir else path
+            if runs is not None:
+                if params["experiment"] not in runs:
+                    print(f"skipping {path.name}: no run of {params['experiment']} is pinned")
+                    continue
+                params["run"] = str(runs[params["experiment"]].resolve())
+            else:
+                try:
+                    latest_run(reports, params["experiment"])
+                except NoResultsError as exc:
+                    print(f"skipping {path.name}: {exc}")
+                    continue
         pm.execute_notebook(
             str(path), str(out), parameters=params, cwd=str(directory), kernel_name="python3",
             progress_bar=False, execution_timeout=timeout_s,

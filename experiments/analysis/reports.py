@@ -15,12 +15,41 @@ class NoResultsError(FileNotFoundError):
     pass
 
 
+def run_kind(run_dir: str | Path) -> str | None:
+    """What produced a result folder (metadata.json's ``kind``); folders from before the field existed count
+    as experiment runs when they have the harness's files. None for anything else (a foreign folder)."""
+    d = Path(run_dir)
+    try:
+        meta = json.loads((d / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    kind = meta.get("kind") if isinstance(meta, dict) else None
+    if isinstance(kind, str):
+        return kind
+    harness_files = ("summary.json", "config.resolved.yaml", "metadata.json")
+    return "experiment" if all((d / f).is_file() for f in harness_files) else None
+
+
+def is_clean(run_dir: str | Path) -> bool:
+    """Made from a committed tree (metadata.json ``git_dirty`` false)."""
+    try:
+        meta = json.loads((Path(run_dir) / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return meta.get("git_dirty") is False
+
+
 def runs(reports_dir: str | Path, experiment: str) -> list[Path]:
-    """Completed runs of ``experiment`` (those with a summary.json), oldest first."""
+    """Completed experiment runs of ``experiment``, oldest first. Folders written by other producers (bench_core,
+    campaign, cluster_bench, ...) or by an interrupted run are skipped, never read."""
     base = Path(reports_dir) / experiment
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if (p / "summary.json").is_file())
+    return sorted(
+        p
+        for p in base.iterdir()
+        if p.is_dir() and (p / "summary.json").is_file() and run_kind(p) == "experiment"
+    )
 
 
 def latest_run(reports_dir: str | Path, experiment: str) -> Path:
@@ -51,11 +80,24 @@ def resolved(run_dir: str | Path) -> dict[str, Any]:
     return data
 
 
+# Drawn for every experiment beside its headline, where the run has them: when messages became visible by any
+# path, and how much of that came through sync rather than push.
+ALWAYS_DRAWN = ("send_deliver_all_p99_ms", "recovered_by_sync_rate")
+
+
 def headline(run_dir: str | Path) -> list[str]:
     """The metrics the experiment puts first (its ``headline``), those present in the results."""
     names: list[str] = resolved(run_dir)["experiment"]["headline"]
     cells = summary(run_dir)["cells"]
     return [n for n in names if any(n in c["metrics"] for c in cells.values())]
+
+
+def drawn_metrics(run_dir: str | Path) -> list[str]:
+    """The headline, then :data:`ALWAYS_DRAWN` where present: one figure each."""
+    first = headline(run_dir)
+    cells = summary(run_dir)["cells"]
+    extra = [n for n in ALWAYS_DRAWN if n not in first and any(n in c["metrics"] for c in cells.values())]
+    return first + extra
 
 
 def cell_order(run_dir: str | Path) -> list[str]:
@@ -113,15 +155,19 @@ def ledger(run_dir: str | Path, table: str, cell: str | None = None) -> pd.DataF
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def deliver_latency_ms(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """send->deliver latency samples (first release per device and message, pushes only) per cell, in ms."""
+def deliver_latency_ms(run_dir: str | Path, via: str = "any") -> dict[str, np.ndarray]:
+    """send->deliver latency samples per cell, in ms: the first release per device and message by any path
+    (``via="any"``: when the message became visible, slow recoveries through sync included), or the first
+    release if it was a push (``via="push"``)."""
     out: dict[str, np.ndarray] = {}
     for cell in cell_order(run_dir):
         rec = ledger(run_dir, "receives", cell)
         if rec.empty:
             out[cell] = np.array([])
             continue
-        rec = rec[(rec["t_sent_ns"] > 0) & (rec["via"] == "push")]
-        rec = rec.sort_values("t_recv_ns").drop_duplicates(["repetition", "client", "cmid"])
+        rec = rec[rec["t_sent_ns"] > 0]
+        rec = rec.sort_values("t_recv_ns", kind="stable").drop_duplicates(["repetition", "client", "cmid"])
+        if via != "any":
+            rec = rec[rec["via"] == via]
         out[cell] = ((rec["t_recv_ns"] - rec["t_sent_ns"]) / 1e6).to_numpy()
     return out

@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or run_dir(Path("reports"), "campaign")
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work" if args.keep_data else Path(tempfile.mkdtemp(prefix="wsim-campaign-"))
-    meta = {**metadata(), "command": ["python", "-m", "experiments.campaign", *(argv or sys.argv[1:])]}
+    meta = {
+        **metadata("campaign"),
+        "command": ["python", "-m", "experiments.campaign", *(argv or sys.argv[1:])],
+    }
     (out / "metadata.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     try:
         results = asyncio.run(run(Options(args.short, work, args.redis_url), names, out))

@@ -208,8 +208,34 @@ def load_experiment(
         raise ExperimentError(f"experiment file {p} must contain a mapping at the top level")
     data = copy.deepcopy(raw)
     for key, value in (overrides or {}).items():
+        clash = _varied_key(raw, key)
+        if clash is not None:
+            raise ExperimentError(
+                f"--set {key}: {clash} varies it per cell, so a global value would be silently replaced; "
+                "change the matrix instead (--set 'matrix={<key>: [...]}') or run one cell with --cell NAME"
+            )
         set_path(data, key, value)
     return _validate(data, f"experiment {p}"), data
+
+
+def _varied_key(raw: dict[str, Any], key: str) -> str | None:
+    """Where ``key`` is varied per cell (a matrix key or a named cell's ``set``), or None.
+
+    A key clashes when it is the varied key, lies inside it or contains it: each cell applies its own value
+    after the overrides, so the override would be lost for some part of it."""
+    target = _normalize_path(key)
+    if target[0] in ("matrix", "cells"):
+        return None  # changing the matrix itself is fine
+    varied: list[tuple[str, str]] = [(k, f"matrix key {k!r}") for k in (raw.get("matrix") or {})]
+    for cell in raw.get("cells") or []:
+        if isinstance(cell, dict):
+            varied += [(k, f"cell {cell.get('name')!r}") for k in (cell.get("set") or {})]
+    for path, where in varied:
+        parts = _normalize_path(str(path))
+        n = min(len(parts), len(target))
+        if parts[:n] == target[:n]:
+            return where
+    return None
 
 
 def _cell_name(params: dict[str, Any]) -> str:

@@ -59,9 +59,19 @@ def versions() -> dict[str, str]:
     return out
 
 
-def metadata() -> dict[str, Any]:
+# What produced a result folder. ``--figures`` reads only "experiment" runs and skips the others by this field
+# (or, for folders written before it existed, by their lack of config.resolved.yaml).
+RUN_KINDS = (
+    "experiment", "bench_core", "bench_storage", "bench_sqlite_commit", "campaign", "cluster_bench", "transports",
+)  # fmt: skip
+
+
+def metadata(kind: str = "experiment") -> dict[str, Any]:
+    if kind not in RUN_KINDS:
+        raise ValueError(f"unknown run kind {kind!r}; known: {', '.join(RUN_KINDS)}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return {
+        "kind": kind,
         "git_sha": git_sha(),
         "git_dirty": git_dirty(),
         "utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -75,6 +85,15 @@ def metadata() -> dict[str, Any]:
         "open_files_limit": [soft, hard],
         "libraries": versions(),
     }
+
+
+def save_diff(out: Path) -> Path | None:
+    """A run made from a modified tree keeps the modification (``git.diff``), so it can be reproduced."""
+    if not git_dirty():
+        return None
+    path = out / "git.diff"
+    path.write_text(_git("diff", "HEAD") + "\n", encoding="utf-8")
+    return path
 
 
 def run_dir(base: Path, experiment: str) -> Path:

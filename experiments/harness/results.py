@@ -89,10 +89,13 @@ GROUPS: dict[str, list[str]] = {
         "delivery_rate", "delivery_rate_acked", "duplicate_rate", "send_success_rate", "sends", "sends_unknown",
         "lost_deliveries", "duplicate_deliveries",
     ],
-    "ordering": ["streams_in_order_rate", "order_violations", "sender_order_violations"],
+    "ordering": [
+        "push_streams_in_order_rate", "push_order_violations", "push_duplicates", "push_duplicate_rate",
+        "streams_in_order_rate", "order_violations", "sender_order_violations",
+    ],
     "latency": [
         "send_ack_p50_ms", "send_ack_p99_ms", "send_deliver_p50_ms", "send_deliver_p99_ms",
-        "send_deliver_all_p99_ms", "server_send_ack_p99_ms", "server_send_deliver_p99_ms",
+        "send_deliver_all_p50_ms", "send_deliver_all_p99_ms", "recovered_by_sync_rate", "server_send_ack_p99_ms", "server_send_deliver_p99_ms",
     ],
     "reconnects and offline": [
         "reconnect_success_rate", "reconnect_p50_ms", "reconnect_p99_ms", "disconnects",

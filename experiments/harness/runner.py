@@ -129,16 +129,12 @@ async def _server_fault(
     log.append({"type": fault.type, "start_ns": start, "end_ns": end})
 
 
-def _read_ledgers(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _read_ledgers(directory: Path) -> dict[str, pd.DataFrame]:
     frames: dict[str, list[pd.DataFrame]] = {
         name: [pd.read_parquet(p) for p in sorted(directory.glob(f"*.{name}.parquet"))]
-        for name in ("sends", "receives", "events")
+        for name in ("sends", "receives", "events", "arrivals")
     }
-    return (
-        pd.concat(frames["sends"], ignore_index=True) if frames["sends"] else pd.DataFrame(),
-        pd.concat(frames["receives"], ignore_index=True) if frames["receives"] else pd.DataFrame(),
-        pd.concat(frames["events"], ignore_index=True) if frames["events"] else pd.DataFrame(),
-    )
+    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in frames.items()}
 
 
 async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -> dict[str, Any]:
@@ -265,10 +261,11 @@ def _collect(
     fault_windows: list[tuple[int, int]],
 ) -> dict[str, Any]:
     """Read the ledgers back, compute every metric, write the repetition's files."""
-    sends, receives, events = _read_ledgers(out)
+    books = _read_ledgers(out)
+    sends, receives, events = books["sends"], books["receives"], books["events"]
     figures = m.compute_all(
         sends, receives, events, members, duration_s=exp.workload.duration_s, end_ns=end_ns,
-        fault_windows=fault_windows,
+        fault_windows=fault_windows, arrivals=books["arrivals"],
     )  # fmt: skip
     figures.update(m.server_metrics(*scrapes))
     figures.update(
@@ -305,6 +302,8 @@ async def run_experiment(
     meta = environment.metadata()
     meta["command"] = command
     meta["started"] = meta.pop("utc")
+    meta["cells_selected"] = [c.name for c in cells]
+    environment.save_diff(out)
     results.write_resolved(out, exp, cells, command)
     runs = [(c, r) for c in cells for r in range(exp.repetitions)]
     per_run = [estimate_run_s(c.experiment) for c, _ in runs]

@@ -31,6 +31,8 @@ RECV_COLUMNS = (
     "client", "user", "conv", "seq", "msg_id", "sender", "sender_device", "cmid", "t_recv_ns", "t_sent_ns", "via",
 )  # fmt: skip
 EVENT_COLUMNS = ("client", "t_ns", "event", "code", "detail")
+# Every push as it arrived, before the client's ordering buffer: what the server sent, in the order it came.
+ARRIVAL_COLUMNS = ("client", "conv", "seq", "t_recv_ns")
 
 
 @dataclass(slots=True)
@@ -64,6 +66,7 @@ class Ledger:
     sends: list[SendRecord] = field(default_factory=list)
     receives: list[tuple[Any, ...]] = field(default_factory=list)
     events: list[tuple[Any, ...]] = field(default_factory=list)
+    arrivals: list[tuple[Any, ...]] = field(default_factory=list)
 
     def receive(
         self,
@@ -83,6 +86,9 @@ class Ledger:
             (client, user, conv, seq, msg_id, sender, sender_device, cmid, t_recv_ns, t_sent_ns, via)
         )
 
+    def arrival(self, client: int, conv: str, seq: int, t_recv_ns: int) -> None:
+        self.arrivals.append((client, conv, seq, t_recv_ns))
+
     def event(self, client: int, t_ns: int, event: str, code: int = 0, detail: str = "") -> None:
         self.events.append((client, t_ns, event, code, detail))
 
@@ -93,7 +99,7 @@ class Ledger:
                 s.state = SendState.WRITTEN if ack_off else SendState.UNKNOWN
 
     def write(self, directory: Path, prefix: str) -> dict[str, Path]:
-        """Write the three tables as Parquet files ``<prefix>.<table>.parquet``; return their paths."""
+        """Write the four tables as Parquet files ``<prefix>.<table>.parquet``; return their paths."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -102,6 +108,7 @@ class Ledger:
             "sends": (SEND_COLUMNS, [s.row() for s in self.sends]),
             "receives": (RECV_COLUMNS, self.receives),
             "events": (EVENT_COLUMNS, self.events),
+            "arrivals": (ARRIVAL_COLUMNS, self.arrivals),
         }
         out: dict[str, Path] = {}
         for name, (columns, rows) in tables.items():
@@ -110,7 +117,7 @@ class Ledger:
                 {c: pa.array(list(v), type=_TYPES[c]) for c, v in zip(columns, cols, strict=True)}
             )
             path = directory / f"{prefix}.{name}.parquet"
-            pq.write_table(table, path)
+            pq.write_table(table, path, compression="zstd", compression_level=9)
             out[name] = path
         return out
 
@@ -120,7 +127,7 @@ def _types() -> dict[str, Any]:
 
     ints = ("client", "t_send_ns", "t_ack_ns", "seq", "attempts", "t_recv_ns", "t_sent_ns", "t_ns", "code")
     bools = ("is_group", "duplicate", "sent_twice")
-    cols = set(SEND_COLUMNS) | set(RECV_COLUMNS) | set(EVENT_COLUMNS)
+    cols = set(SEND_COLUMNS) | set(RECV_COLUMNS) | set(EVENT_COLUMNS) | set(ARRIVAL_COLUMNS)
     return {c: pa.int64() if c in ints else pa.bool_() if c in bools else pa.string() for c in cols}
 
 

@@ -200,6 +200,7 @@ class WsimUser(User):
         ftype = frame.get("type")
         if ftype == "message.new":
             msg = frame["msg"]
+            LEDGER.arrival(self.idx, msg["conv"], msg["seq"], time.time_ns())
             offer = self.ordering.offer(msg["conv"], msg["seq"], msg, time.monotonic())
             if offer.needs_sync:
                 self._send({"type": "sync", "cursors": {}})

@@ -383,6 +383,7 @@ class SwarmClient:
     def _on_message(self, msg: dict[str, Any], via: str) -> None:
         self.counters.pushes += 1
         conv = msg["conv"]
+        self.swarm.ledger.arrival(self.idx, conv, msg["seq"], time.time_ns())
         offer = self.ordering.offer(conv, msg["seq"], msg, time.monotonic())
         if offer.duplicate:
             self.counters.push_duplicates += 1

@@ -428,6 +428,7 @@ async def main_async(args: argparse.Namespace) -> Path:
     (out / "metadata.json").write_bytes(
         orjson.dumps(
             {
+                "kind": "transports",
                 "started": stamp,
                 "git_sha": git_sha(),
                 "argv": sys.argv,

@@ -226,3 +226,32 @@ def test_cluster_cell_with_placeholders_validates(tmp_path: Path) -> None:
     assert (
         cell.experiment.server["strategies"]["bus"]["prefix"] == "b{run.id}"
     )  # substituted when the run starts
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "strategies.ack",  # the matrix key itself
+        "server.strategies.ack.kind",  # inside it, long form
+        "server.strategies",  # containing it
+        "workload.duration_s",  # varied by a named cell
+    ],
+)
+def test_set_on_a_key_the_cells_vary_is_an_error(tmp_path: Path, key: str) -> None:
+    p = write(
+        tmp_path,
+        {
+            "name": "t",
+            "matrix": {"strategies.ack": ["three_state", "off"]},
+            "cells": [{"name": "long", "set": {"workload.duration_s": 60}}],
+        },
+    )
+    with pytest.raises(ExperimentError, match="varies it per cell"):
+        load_experiment(p, {key: "off"})
+
+
+def test_set_beside_the_varied_keys_and_on_the_matrix_itself_is_fine(tmp_path: Path) -> None:
+    p = write(tmp_path, {"name": "t", "matrix": {"strategies.ack": ["three_state", "off"]}})
+    exp, raw = load_experiment(p, {"strategies.retry": "none", "matrix": {"strategies.ack": ["off"]}})
+    assert [c.name for c in expand(exp, raw)] == ["ack=off"]
+    assert raw["server"]["strategies"]["retry"] == {"kind": "none"}

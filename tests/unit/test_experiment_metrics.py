@@ -214,3 +214,39 @@ def test_prometheus_deltas_and_bucket_quantiles() -> None:
     assert sm["cache_hit_rate"] == {"value": 0.9, "n": 100}
     # a restarted node (counters went down): the after scrape alone
     assert prom.delta(prom.parse(PROM_TEXT % (0, 0, 0, 0, 0, 500, 0)), after, "wsim_cache_hits_total") == 100
+
+
+def test_push_order_counts_what_the_server_sent_before_the_buffer() -> None:
+    from experiments.load.ledger import ARRIVAL_COLUMNS
+
+    rows = [
+        # device 1, conv a: 1, 3, 2 (late), 3 again (duplicate) -> 1 violation, 1 duplicate
+        (1, "a", 1, 1 * MS), (1, "a", 3, 2 * MS), (1, "a", 2, 3 * MS), (1, "a", 3, 4 * MS),
+        # device 2, conv a: in order
+        (2, "a", 1, 1 * MS), (2, "a", 2, 2 * MS),
+        # device 1, conv b: in order, one duplicate of the newest
+        (1, "b", 5, 1 * MS), (1, "b", 5, 2 * MS),
+    ]  # fmt: skip
+    arrivals = pd.DataFrame(rows, columns=list(ARRIVAL_COLUMNS))
+    out = m.push_order(arrivals)
+    assert out["push_order_violations"] == {"value": 1.0, "n": 6}
+    assert out["push_duplicates"] == {"value": 2.0, "n": 8}
+    assert out["push_duplicate_rate"]["value"] == pytest.approx(2 / 8)
+    assert out["push_streams_in_order_rate"] == {"value": pytest.approx(2 / 3), "n": 3}
+    assert m.push_order(pd.DataFrame())["push_duplicates"] == {"value": None, "n": 0}
+
+
+def test_recovered_by_sync_and_visible_latency_count_the_first_release_by_any_path() -> None:
+    receives = frame(
+        [
+            recv(1, "d:1:2", 1, 0, 1, 6, 1),  # pushed after 5 ms
+            recv(1, "d:1:2", 2, 0, 2, 900, 10, via="sync"),  # lost push, recovered by sync 890 ms later
+            recv(1, "d:1:2", 2, 0, 2, 950, 10),  # the late push after it does not count
+            recv(1, "d:1:2", 3, 0, 3, 30, 20),  # pushed after 10 ms
+        ],
+        RECV_COLUMNS,
+    )
+    assert m.recovered_by_sync(receives)["recovered_by_sync_rate"] == {"value": pytest.approx(1 / 3), "n": 3}
+    lat = m.latency(frame([], SEND_COLUMNS), receives)
+    assert lat["send_deliver_max_ms"]["n"] == 2  # push-only: the sync-recovered message is left out
+    assert lat["send_deliver_all_max_ms"] == {"value": pytest.approx(890, rel=1e-3), "n": 3}

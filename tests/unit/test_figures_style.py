@@ -49,3 +49,12 @@ def test_a_font_cache_built_before_the_font_was_installed_still_finds_it(
     stale = [f for f in font_manager.fontManager.ttflist if "CJK" not in f.name]
     monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
     assert figures.cjk_font() in figures.CJK_FONTS
+
+
+def test_cell_labels_and_confidence_intervals() -> None:
+    assert figures.cell_label("ack=three_state+retry=none") == "三态确认\nthree-state\n不重试\nnone"
+    assert figures.cell_label("cache=l1+l2") == "L1+L2"
+    assert figures.cell_axis_title(["cache=l1+l2", "cache=off"]).startswith("缓存层级")
+    assert figures.ci95(1.0, 1) == 0.0  # one repetition: no interval
+    assert figures.ci95(1.0, 3) == pytest.approx(4.303 / 3**0.5)
+    assert figures.ci95(2.0, 100) == pytest.approx(1.96 * 2.0 / 10)
