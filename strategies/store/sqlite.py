@@ -17,7 +17,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
@@ -128,7 +128,36 @@ MESSAGE_SCHEMA = [
     """
     CREATE INDEX messages_ts ON messages(ts);
     """,
+    # ---- version 3: message search (docs/protocol.md "Search"). FTS5 with the trigram tokenizer: any substring
+    # of 3+ characters, Chinese included, without a word segmenter. Kept in step by triggers inside the same
+    # transaction as the insert (cost measured in docs/performance.md); a recall or a tier move removes the row.
+    # Rows are keyed by message id, so a search joins back to ``messages`` and re-checks recalled/window there.
+    """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(text, tokenize = 'trigram');
+    INSERT INTO messages_fts (rowid, text)
+        SELECT id, json_extract(body, '$.text') FROM messages
+        WHERE recalled = 0 AND json_type(body, '$.text') = 'text';
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+        WHEN new.recalled = 0 AND json_type(new.body, '$.text') = 'text'
+    BEGIN
+        INSERT INTO messages_fts (rowid, text) VALUES (new.id, json_extract(new.body, '$.text'));
+    END;
+    CREATE TRIGGER messages_fts_recall AFTER UPDATE OF recalled ON messages
+        WHEN new.recalled = 1 AND old.recalled = 0
+    BEGIN
+        DELETE FROM messages_fts WHERE rowid = old.id;
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+    BEGIN
+        DELETE FROM messages_fts WHERE rowid = old.id;
+    END;
+    """,
+    # ---- end of version 3
 ]
+
+# Queries shorter than the trigram cannot use the index: they scan the caller's conversations with LIKE
+# (documented in docs/protocol.md; the scan is bounded to the windows the caller may read).
+TRIGRAM = 3
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:
@@ -886,6 +915,33 @@ class SqliteMessageStore:
         row = await self._db.one("SELECT COUNT(*) FROM dead_letters")
         return int(row[0]) if row else 0
 
+    # ---------------------------------------------------------------- search
+    async def search_messages(
+        self, windows: Mapping[str, int], query: str, before_id: int | None, limit: int
+    ) -> list[Message]:
+        if not windows or not query:
+            return []
+        cols = ", ".join(f"m.{c.strip()}" for c in _MSG_COLS.split(","))
+        # The windows travel as one JSON object (conv -> first readable seq): one parameter, however many.
+        params: list[Any] = [orjson.dumps(dict(windows)).decode()]
+        if len(query) >= TRIGRAM:
+            source = "messages_fts f JOIN messages m ON m.id = f.rowid"
+            match = "messages_fts MATCH ?"
+            params.append('"' + query.replace('"', '""') + '"')  # one phrase: a substring, operators inert
+        else:
+            source = "messages m"
+            match = "json_extract(m.body, '$.text') LIKE ? ESCAPE '\\'"
+            params.append(f"%{_like_escape(query)}%")
+        params += [before_id if before_id is not None else 2**63 - 1, limit]
+        with self._metrics.store_op("sqlite", "search"):
+            rows = await self._db.all(
+                f"SELECT {cols} FROM {source} JOIN json_each(?1) w ON w.key = m.conv "
+                f"WHERE {match.replace('?', '?2')} AND m.seq >= w.value AND m.recalled = 0 AND m.id < ?3 "
+                "ORDER BY m.id DESC LIMIT ?4",
+                params,
+            )
+        return [_message(r) for r in rows]
+
     # ---------------------------------------------------------------- tiering (TierableStore)
     async def oldest(self, before_ts_ms: int, limit: int) -> list[Message]:
         rows = await self._db.all(
@@ -918,13 +974,12 @@ class SqliteMessageStore:
             tops[m.conv] = max(tops.get(m.conv, 0), m.seq)
 
         def run(conn: sqlite3.Connection) -> int:
-            before = conn.total_changes
-            conn.executemany(
+            # rowcount, not total_changes: the latter also counts the search index rows the triggers write
+            added = conn.executemany(
                 "INSERT INTO messages (conv, seq, id, sender, device, cmid, kind, body, ts, recalled) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
-            )
-            added = conn.total_changes - before
+            ).rowcount
             conn.executemany(
                 "INSERT INTO conversations (conv, last_seq) VALUES (?, ?) "
                 "ON CONFLICT(conv) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
