@@ -11,7 +11,9 @@ import {
   canRecall, convTitle, discardSend, fileLink, hasOlder, isBlocked, loadHistory, messagesOf, notifyTyping,
   pendingOf, presenceOf, receiptOf, recall, retrySend, sendFile, sendText, state, typingNames, userName, closeConv,
 } from '../store.js';
+import { takeReply } from '../replysearch.js';
 import { avatar, systemText } from './common.js';
+import { isHighlighted, quoteBlock, replyBar, replyButton } from './replysearch.js';
 import { ConnectionBanner } from './status.js';
 
 // ------------------------------------------------------------------------------------------------ pieces
@@ -107,13 +109,14 @@ function messageRow(msg, group) {
       ${mine ? t('recalledByMe') : t('recalledBy', { name: userName(msg.from) })}</div>`;
   }
   const name = userName(msg.from);
-  return html`<div class=${['row', mine ? 'mine' : 'theirs']} key=${`s${msg.seq}`} data-testid="msg" data-kind=${msg.kind}
+  return html`<div class=${['row', mine ? 'mine' : 'theirs', { highlight: isHighlighted(msg) }]} key=${`s${msg.seq}`} data-testid="msg" data-kind=${msg.kind}
       data-seq=${msg.seq} data-id=${msg.id}>
     ${mine ? null : avatar(msg.from, name, { size: 'sm' })}
     <div class="stack">
       ${group && !mine ? html`<div class="sender">${name}</div>` : null}
       <div class="bubble-line">
-        <div class=${['bubble', `k-${msg.kind}`]}>${content(msg.kind, msg.body)}</div>
+        <div class=${['bubble', `k-${msg.kind}`]}>${quoteBlock(msg)}${content(msg.kind, msg.body)}</div>
+        ${replyButton(msg)}
         ${canRecall(msg) ? html`<button class="recall-btn" data-testid="recall" title=${t('recall')} onClick=${() => recall(msg)}>${icon('undo')}<span>${t('recall')}</span></button>` : null}
       </div>
       <div class="meta"><time>${timeOfDay(msg.ts)}</time>${mine ? ticks(msg, group) : null}</div>
@@ -125,7 +128,7 @@ function pendingRow(e) {
   const failed = e.state === 'failed';
   return html`<div class="row mine pending" key=${`p${e.cmid}`} data-testid="msg" data-kind=${e.kind} data-pending="true">
     <div class="stack">
-      <div class="bubble-line"><div class=${['bubble', `k-${e.kind}`]}>${content(e.kind, e.body)}</div></div>
+      <div class="bubble-line"><div class=${['bubble', `k-${e.kind}`]}>${quoteBlock(e)}${content(e.kind, e.body)}</div></div>
       <div class="meta">
         ${failed
           ? html`<span class="receipt failed" data-testid="receipt" data-status="failed">${icon('alert')} ${t('failed')}
@@ -244,7 +247,8 @@ const Composer = defineComponent({
     const imageInput = ref(null);
     const fileInput = ref(null);
     const submit = () => {
-      if (sendText(props.conv, text.value)) {
+      if (!text.value.trim()) return;
+      if (sendText(props.conv, text.value, takeReply(props.conv))) {
         text.value = '';
         nextTick(resize);
       }
@@ -283,7 +287,7 @@ const Composer = defineComponent({
     onMounted(() => {
       if (window.matchMedia('(pointer: fine)').matches && input.value) input.value.focus();
     });
-    return () => html`<div class="composer">
+    return () => html`${replyBar(props.conv)}<div class="composer">
       <div class="tools">
         <button class="icon-btn" title=${t('sendImage')} aria-label=${t('sendImage')} data-testid="attach-image"
           onClick=${() => imageInput.value.click()}>${icon('image')}</button>

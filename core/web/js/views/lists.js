@@ -9,6 +9,7 @@ import {
   searchUsers, sortedConvs, state, typingNames, unblock, unreadOf, userName,
 } from '../store.js';
 import { avatar, closeMenu, confirmThen, systemText } from './common.js';
+import { MessageSearchResults } from './replysearch.js';
 
 export function preview(c) {
   const m = c.last;
@@ -35,7 +36,7 @@ export const ConversationList = defineComponent({
       return html`<div class="pane-body">
         <div class="searchbox">${icon('search')}<input placeholder=${t('searchChats')} value=${q.value}
           onInput=${(e) => (q.value = e.target.value)} /></div>
-        ${convs.length === 0 ? html`<div class="empty-hint">${t('noChats')}</div>` : null}
+        ${convs.length === 0 && !needle ? html`<div class="empty-hint">${t('noChats')}</div>` : null}
         <ul class="conv-list" data-testid="conv-list">
           ${convs.map((c) => {
             const unread = unreadOf(c);
@@ -59,6 +60,7 @@ export const ConversationList = defineComponent({
               </button></li>`;
           })}
         </ul>
+        <${MessageSearchResults} q=${q.value} />
       </div>`;
     };
   },
