@@ -129,18 +129,17 @@ MESSAGE_SCHEMA = [
     CREATE INDEX messages_ts ON messages(ts);
     """,
     # ---- version 3: message search (docs/protocol.md "Search"). FTS5 with the trigram tokenizer: any substring
-    # of 3+ characters, Chinese included, without a word segmenter. Kept in step by triggers inside the same
-    # transaction as the insert (cost measured in docs/performance.md); a recall or a tier move removes the row.
-    # Rows are keyed by message id, so a search joins back to ``messages`` and re-checks recalled/window there.
+    # of 3+ characters, Chinese included, without a word segmenter. Indexing a message costs ~15-18 us of writer
+    # CPU (docs/performance.md), so the commit only queues its id (search_pending); ``_index_pending`` indexes
+    # the queue in batches off the ack path. Rows are keyed by message id; a search joins back to ``messages``
+    # and re-checks the window and ``recalled`` there. A recall or a tier move removes the row at once.
     """
     CREATE VIRTUAL TABLE messages_fts USING fts5(text, tokenize = 'trigram');
-    INSERT INTO messages_fts (rowid, text)
-        SELECT id, json_extract(body, '$.text') FROM messages
-        WHERE recalled = 0 AND json_type(body, '$.text') = 'text';
-    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
-        WHEN new.recalled = 0 AND json_type(new.body, '$.text') = 'text'
+    CREATE TABLE search_pending (id INTEGER PRIMARY KEY);
+    INSERT INTO search_pending (id) SELECT id FROM messages WHERE recalled = 0;
+    CREATE TRIGGER messages_search_pending AFTER INSERT ON messages WHEN new.recalled = 0
     BEGIN
-        INSERT INTO messages_fts (rowid, text) VALUES (new.id, json_extract(new.body, '$.text'));
+        INSERT OR IGNORE INTO search_pending (id) VALUES (new.id);
     END;
     CREATE TRIGGER messages_fts_recall AFTER UPDATE OF recalled ON messages
         WHEN new.recalled = 1 AND old.recalled = 0
@@ -154,6 +153,26 @@ MESSAGE_SCHEMA = [
     """,
     # ---- end of version 3
 ]
+
+
+def _index_pending(conn: sqlite3.Connection, limit: int) -> int:
+    """Index up to ``limit`` queued messages (one write transaction); returns how many were taken off the queue.
+    Recalled or moved-away messages are skipped (the join); one already indexed is never indexed twice."""
+    row = conn.execute(
+        "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM search_pending ORDER BY id LIMIT ?)", (limit,)
+    ).fetchone()
+    if not row or row[0] is None:
+        return 0
+    top = int(row[0])
+    conn.execute(
+        "INSERT INTO messages_fts (rowid, text) SELECT m.id, json_extract(m.body, '$.text') "
+        "FROM search_pending p JOIN messages m ON m.id = p.id WHERE p.id <= ? AND m.recalled = 0 "
+        "AND json_type(m.body, '$.text') = 'text' AND NOT EXISTS (SELECT 1 FROM messages_fts f WHERE f.rowid = m.id)",
+        (top,),
+    )
+    conn.execute("DELETE FROM search_pending WHERE id <= ?", (top,))
+    return int(row[1])
+
 
 # Queries shorter than the trigram cannot use the index: they scan the caller's conversations with LIKE
 # (documented in docs/protocol.md; the scan is bounded to the windows the caller may read).
@@ -745,14 +764,48 @@ class SqliteMessageStore:
         self._db = _Db(_resolve(config.path, ctx), config)
         self._metrics = ctx.metrics
         self._gc = GroupCommit("sqlite", self._commit, config.max_batch, ctx.metrics)
+        self._clock = ctx.clock
+        self._index_delay_s = config.search_index_delay_ms / 1000
+        self._index_batch = config.search_index_batch
+        self._indexer: asyncio.Task[None] | None = None
+        self._index_lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self._db.open(MESSAGE_SCHEMA)
         self._gc.start()
+        self._indexer = asyncio.create_task(self._index_loop(), name="sqlite-search-index")
 
     async def close(self) -> None:
+        if self._indexer is not None:
+            self._indexer.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._indexer
+            self._indexer = None
         await self._gc.close()
         await self._db.close()
+
+    # ---------------------------------------------------------------- search index (off the ack path)
+    async def index_pending(self) -> int:
+        """Drain the search queue in batches; returns how many messages were taken off it."""
+        total = 0
+        async with self._index_lock:
+            # Asked on the reader (a WAL snapshot): an empty queue costs no write transaction.
+            if not (await self._db.one("SELECT EXISTS (SELECT 1 FROM search_pending)"))[0]:
+                return 0
+            while True:
+                with self._metrics.store_op("sqlite", "search_index"):
+                    n = await self._db.write(partial(_index_pending, limit=self._index_batch))
+                total += n
+                if n < self._index_batch:
+                    return total
+
+    async def _index_loop(self) -> None:
+        while True:
+            await self._clock.sleep(self._index_delay_s)
+            try:
+                await self.index_pending()
+            except (StoreUnavailable, DuplicateError) as exc:
+                log.warning("search index: %s; retried at the next run", exc)
 
     # ---------------------------------------------------------------- group commit
     async def append(self, draft: MessageDraft) -> AppendResult:
@@ -921,6 +974,10 @@ class SqliteMessageStore:
     ) -> list[Message]:
         if not windows or not query:
             return []
+        if len(query) >= TRIGRAM:
+            await (
+                self.index_pending()
+            )  # what is committed is searchable: the queue lags commits, never searches
         cols = ", ".join(f"m.{c.strip()}" for c in _MSG_COLS.split(","))
         # The windows travel as one JSON object (conv -> first readable seq): one parameter, however many.
         params: list[Any] = [orjson.dumps(dict(windows)).decode()]
