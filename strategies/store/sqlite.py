@@ -129,10 +129,11 @@ MESSAGE_SCHEMA = [
     CREATE INDEX messages_ts ON messages(ts);
     """,
     # ---- version 3: message search (docs/protocol.md "Search"). FTS5 with the trigram tokenizer: any substring
-    # of 3+ characters, Chinese included, without a word segmenter. Indexing a message costs ~15-18 us of writer
-    # CPU (docs/performance.md), so the commit only queues its id (search_pending); ``_index_pending`` indexes
-    # the queue in batches off the ack path. Rows are keyed by message id; a search joins back to ``messages``
-    # and re-checks the window and ``recalled`` there. A recall or a tier move removes the row at once.
+    # of 3+ characters, Chinese included, without a word segmenter. Indexing costs ~15-20 us of writer CPU per
+    # message (docs/database.md "Search index cost"), so a commit only queues the id (search_pending) and
+    # ``_index_pending`` indexes the queue in batches off the ack path. Rows are keyed by message id; a search
+    # joins back to ``messages`` and re-checks window and ``recalled`` there. A recall or a tier move removes
+    # the row at once.
     """
     CREATE VIRTUAL TABLE messages_fts USING fts5(text, tokenize = 'trigram');
     CREATE TABLE search_pending (id INTEGER PRIMARY KEY);
