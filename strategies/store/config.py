@@ -22,7 +22,7 @@ class SqliteStoreConfig(BaseModel):
     # Message search: new messages wait in a queue table and are indexed in batches off the ack path, at the
     # latest this long after their commit (a search drains the queue first, so it never misses one).
     search_index_delay_ms: Annotated[int, Field(ge=10, le=60_000)] = 500
-    search_index_batch: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    search_index_batch: Annotated[int, Field(ge=1, le=100_000)] = 500  # ~10 ms of writer time a batch
 
 
 class MysqlStoreConfig(BaseModel):
