@@ -275,8 +275,8 @@ class MessagingService:
         original = await self._message_at(conv, seq) if seq >= first else None
         if original is None or original.kind not in CLIENT_KINDS:
             raise WsimError(ErrorCode.NOT_FOUND, "reply_to: no message with this seq that you can read here")
-        if original.recalled:
-            raise WsimError(ErrorCode.NOT_FOUND, "reply_to: that message was recalled")
+        # A recalled original is accepted (its quote says "recalled"): a resend of a reply whose original was
+        # recalled after the first copy was stored must still get its ack, not an error.
         readable = True
         if conv.startswith("g:"):
             windows = await self._social.group_members(int(conv[2:]))

@@ -73,13 +73,23 @@ async def test_reply_to_must_be_a_readable_message_of_the_conversation(make_clie
         with pytest.raises(SendError) as info:
             await alice.send(conv, "re", reply_to=bad)
         assert info.value.code == "not_found" and why in info.value.message
+    # A recalled original may still be quoted (so a resend of a reply stays idempotent): "original recalled".
     gone = await alice.send(conv, "oops")
     assert gone is not None
+    first = await bob.send(conv, "re: oops", cmid="re-oops", reply_to=gone["seq"])
+    assert first is not None
     await alice.recall(gone["id"])
     await until(bob, lambda m: m["kind"] == "recall")
-    with pytest.raises(SendError) as info:
-        await bob.send(conv, "re", reply_to=gone["seq"])
-    assert info.value.code == "not_found" and "recalled" in info.value.message
+    resent = await bob.send(conv, "re: oops", cmid="re-oops", reply_to=gone["seq"])
+    assert resent is not None and resent["id"] == first["id"] and resent["duplicate"]
+    late = await bob.send(conv, "re: oops again", reply_to=gone["seq"])
+    assert late is not None
+    assert by_id(await bob.history(conv), late["id"])["quote"] == {
+        "seq": gone["seq"],
+        "id": gone["id"],
+        "from": alice.user_id,
+        "recalled": True,
+    }
     # A group member who joined later may not quote what was said before.
     group = await alice.create_group("trip", [bob.user_id])
     early = await alice.send(group["conv"], "before carol")
