@@ -772,7 +772,9 @@ class SqliteMessageStore:
         self._gc = GroupCommit("sqlite", self._commit, config.max_batch, ctx.metrics)
         self._clock = ctx.clock
         self._index_delay_s = config.search_index_delay_ms / 1000
+        self._index_max_lag_s = config.search_index_max_lag_ms / 1000
         self._index_batch = config.search_index_batch
+        self._last_append = self._last_index = ctx.clock.monotonic()
         self._indexer: asyncio.Task[None] | None = None
         self._index_lock = asyncio.Lock()
 
@@ -806,15 +808,25 @@ class SqliteMessageStore:
                     return total
 
     async def _index_loop(self) -> None:
+        """Index in the writer's idle time (no append for a delay), or at the latest every max lag: indexing a
+        burst while it is being written would compete with its commits for the writer and the CPU."""
         while True:
             await self._clock.sleep(self._index_delay_s)
+            now = self._clock.monotonic()
+            if (
+                now - self._last_append < self._index_delay_s
+                and now - self._last_index < self._index_max_lag_s
+            ):
+                continue
             try:
                 await self.index_pending()
+                self._last_index = self._clock.monotonic()
             except (StoreUnavailable, DuplicateError) as exc:
                 log.warning("search index: %s; retried at the next run", exc)
 
     # ---------------------------------------------------------------- group commit
     async def append(self, draft: MessageDraft) -> AppendResult:
+        self._last_append = self._clock.monotonic()
         return await self._gc.append(draft)
 
     async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
