@@ -4,6 +4,8 @@ jumps to it in context."""
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Browser, expect
 
 from core.sdk import WsimClient
@@ -76,7 +78,7 @@ async def test_reply_recall_and_search_jump(browser: Browser, web: WebServer) ->
     # chat scrolled to it (older pages are loaded down to it).
     await alice.reload()
     await expect(alice.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected")
-    await alice.locator(".list-pane .searchbox input").fill("西湖")
+    await alice.get_by_test_id("chat-search").fill("西湖")
     hit = alice.get_by_test_id("search-hit")
     await expect(hit).to_have_count(1)
     await expect(hit).to_contain_text("下周我们去杭州西湖划船吧")
@@ -86,7 +88,7 @@ async def test_reply_recall_and_search_jump(browser: Browser, web: WebServer) ->
     found = alice.locator(f'[data-testid="stream"] [data-seq="{target["seq"]}"]')
     await expect(found).to_contain_text("下周我们去杭州西湖划船吧")
     await expect(found).to_be_in_viewport()
-    await expect(found).to_have_class("row theirs highlight")
+    await expect(found).to_have_class(re.compile(r"\bhighlight\b"))
     # In context: the messages around it are there too, and the newest are still below.
     await expect(stream_msgs(alice).filter(has_text="第 1 条闲聊")).to_have_count(1)
     await expect(stream_msgs(alice).filter(has_text="第 150 条闲聊")).to_have_count(1)
@@ -96,8 +98,10 @@ async def test_reply_recall_and_search_jump(browser: Browser, web: WebServer) ->
     await expect(answer.get_by_test_id("quote")).to_have_attribute("data-state", "recalled")
 
     # A short query (one character: the bounded scan, not the index) and a miss.
-    await alice.locator(".list-pane .searchbox input").fill("湖")
+    await alice.get_by_test_id("chat-search").fill("湖")
     await expect(alice.get_by_test_id("search-hit")).to_have_count(1)
-    await alice.locator(".list-pane .searchbox input").fill("长城")
+    await alice.get_by_test_id("chat-search").fill("长城")
     await expect(alice.get_by_test_id("no-results")).to_be_visible()
+    await alice.get_by_test_id("chat-search").fill("")  # clearing the search clears the mark
+    await expect(found).not_to_have_class(re.compile(r"\bhighlight\b"))
     assert errors == []

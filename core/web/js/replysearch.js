@@ -38,7 +38,7 @@ const SEARCH_DEBOUNCE_MS = 250;
 export const rs = reactive({
   replyTo: new Map(), // conv -> message being answered in that conversation's composer
   search: { q: '', results: [], next: null, loading: false, done: false },
-  highlight: null, // {conv, seq}: the message a jump landed on (flashes once)
+  highlight: null, // {conv, seq}: the message a jump landed on (marked until the search is cleared or another jump)
 });
 
 // ---------------------------------------------------------------------------------------------- reply
@@ -78,6 +78,7 @@ export function searchMessages(q) {
   rs.search.q = query;
   if (!query) {
     searchGen += 1;
+    rs.highlight = null;
     Object.assign(rs.search, { results: [], next: null, loading: false, done: false });
     return;
   }
@@ -136,7 +137,4 @@ export async function jumpTo(conv, seq) {
     const el = document.querySelector(`[data-testid="stream"] [data-seq="${seq}"]`);
     if (el) el.scrollIntoView({ block: 'center' });
   });
-  setTimeout(() => {
-    if (rs.highlight && rs.highlight.conv === conv && rs.highlight.seq === seq) rs.highlight = null;
-  }, 2500);
 }

@@ -34,7 +34,7 @@ export const ConversationList = defineComponent({
       const needle = q.value.trim().toLowerCase();
       const convs = sortedConvs().filter((c) => !needle || convTitle(c).toLowerCase().includes(needle));
       return html`<div class="pane-body">
-        <div class="searchbox">${icon('search')}<input placeholder=${t('searchChats')} value=${q.value}
+        <div class="searchbox">${icon('search')}<input data-testid="chat-search" placeholder=${t('searchChats')} value=${q.value}
           onInput=${(e) => (q.value = e.target.value)} /></div>
         ${convs.length === 0 && !needle ? html`<div class="empty-hint">${t('noChats')}</div>` : null}
         <ul class="conv-list" data-testid="conv-list">
