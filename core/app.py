@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import __version__, faultpoints
-from core.api import admin, auth, conversations, files, groups, ops, transports, users
+from core.api import admin, auth, conversations, files, groups, ops, search, transports, users
 from core.api.docs import mount_api_docs
 from core.api.schemas import ErrorOut
 from core.clock import Clock, SystemClock
@@ -341,6 +341,7 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
         users.router,
         groups.router,
         conversations.router,
+        search.router,
         files.router,
         admin.router,
         transports.router,

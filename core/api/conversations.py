@@ -49,10 +49,15 @@ async def history(
         int | None, Query(ge=0, le=MAX_SEQ, description="page of messages with seq > after")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    around: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_SEQ, description="page centred on this seq (jump to a search result or a quote)"),
+    ] = None,
 ) -> HistoryOut:
-    """History paged by sequence number, ascending. Without ``before``/``after``: the newest page."""
+    """History paged by sequence number, ascending. Without ``before``/``after``/``around``: the newest page.
+    ``around``: up to ``limit`` messages, half of them at or below ``around`` and half above."""
     page = await node.messaging.history(
-        principal.user_id, conversation(conv), before=before, after=after, limit=limit
+        principal.user_id, conversation(conv), before=before, after=after, limit=limit, around=around
     )
     return HistoryOut(**page)
 

@@ -184,6 +184,12 @@ class HistoryOut(BaseModel):
     has_newer: bool
 
 
+class SearchOut(BaseModel):
+    query: str
+    messages: list[dict[str, Any]] = Field(description="newest first; each a wire message (docs/protocol.md)")
+    next: str | None = Field(description="cursor for the next page (pass as `before`); null on the last page")
+
+
 class MarkOut(BaseModel):
     delivered: int
     read: int

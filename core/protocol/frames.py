@@ -55,6 +55,8 @@ class MessageSend(_Frame):
     kind: Literal["text", "image", "file"] = "text"
     text: str | None = None
     file: IdStr | None = None
+    # Reply / quote: the seq of a message of the same conversation that the sender may read.
+    reply_to: SeqInt | None = None
 
 
 class MessageAck(_Frame):
@@ -120,6 +122,8 @@ class WireMessage(BaseModel):
     body: dict[str, Any]
     ts: int
     recalled: bool = False
+    # Present on a reply: the quoted message as this reader may see it (docs/protocol.md "Reply / quote").
+    quote: dict[str, Any] | None = None
 
     model_config = ConfigDict(populate_by_name=True)
 

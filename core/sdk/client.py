@@ -213,16 +213,33 @@ class WsimClient:
         return result
 
     async def history(
-        self, conv: str, *, before: int | None = None, after: int | None = None, limit: int = 50
+        self,
+        conv: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        around: int | None = None,
+        limit: int = 50,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {"limit": limit}
-        if before is not None:
-            params["before"] = before
-        if after is not None:
-            params["after"] = after
+        """A page of history; ``around``: centred on that seq (open a search result in context)."""
+        given = {"before": before, "after": after, "around": around}
+        params: dict[str, Any] = {"limit": limit, **{k: v for k, v in given.items() if v is not None}}
         result: dict[str, Any] = await self.request(
             "GET", f"/api/conversations/{conv}/messages", params=params
         )
+        return result
+
+    async def search(
+        self, q: str, *, conv: str | None = None, before: str | None = None, limit: int = 20
+    ) -> dict[str, Any]:
+        """Full-text search over what this user may read: ``{"messages": [...], "next": cursor | None}``, newest
+        first; pass ``next`` as ``before`` for the next page."""
+        params: dict[str, Any] = {"q": q, "limit": limit}
+        if conv is not None:
+            params["conv"] = conv
+        if before is not None:
+            params["before"] = before
+        result: dict[str, Any] = await self.request("GET", "/api/search/messages", params=params)
         return result
 
     async def upload(self, data: bytes | Path, filename: str | None = None) -> dict[str, Any]:
@@ -536,16 +553,20 @@ class WsimClient:
         kind: str = "text",
         file: str | None = None,
         cmid: str | None = None,
+        reply_to: int | None = None,
         timeout: float | None = 30.0,
     ) -> dict[str, Any] | None:
         """Send and wait for the "sent" ack (the message is durably stored). With the server's ack policy
-        ``off`` there is no ack: returns None once the frame is written."""
+        ``off`` there is no ack: returns None once the frame is written. ``reply_to``: the seq of a message of
+        ``conv`` to quote; recipients get it as the message's ``quote`` (docs/protocol.md "Reply / quote")."""
         cmid = cmid or uuid.uuid4().hex
         frame: dict[str, Any] = {"type": "message.send", "cmid": cmid, "conv": conv, "kind": kind}
         if text is not None:
             frame["text"] = text
         if file is not None:
             frame["file"] = file
+        if reply_to is not None:
+            frame["reply_to"] = reply_to
         if self.ack_mode == "off":
             if self._ws is not None:
                 await self._send(self._ws, frame)

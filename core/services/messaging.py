@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -47,6 +47,28 @@ log = logging.getLogger(__name__)
 
 MAX_SYNC_MESSAGES = 5000  # per sync round trip, across conversations; the rest comes with "more"
 SERVER_DEVICE = "server"
+QUOTE_CHARS = 80  # a reply carries this much of the quoted text (docs/protocol.md "Reply / quote")
+SEARCH_QUERY_MAX = 100
+
+
+def quote_of(original: Message | None, seq: int, readable: bool) -> dict[str, Any]:
+    """The quoted message as one reader may see it: a short snippet, or only that it was recalled (its text is
+    gone from the store) or is outside the reader's window (a later group member)."""
+    if original is None or not readable:
+        return {"seq": seq, "unavailable": True}
+    quote: dict[str, Any] = {"seq": seq, "id": str(original.id), "from": str(original.sender)}
+    if original.recalled:
+        quote["recalled"] = True
+        return quote
+    quote["kind"] = original.kind.value
+    text = original.body.get("text") or original.body.get("name") or ""
+    quote["text"] = text[:QUOTE_CHARS] if isinstance(text, str) else ""
+    return quote
+
+
+def reply_seq(msg: Message) -> int | None:
+    seq = msg.body.get("reply_to")
+    return seq if isinstance(seq, int) and not msg.recalled else None
 
 
 def fingerprint(conv: str, kind: str, body: dict[str, Any]) -> str:
@@ -120,8 +142,12 @@ class MessagingService:
         members: Sequence[int],
         exclude_user: int | None = None,
         exclude_device: str | None = None,
+        quote: dict[str, Any] | None = None,
     ) -> None:
-        frame = message_new_json(msg.wire())
+        wire = msg.wire()
+        if quote is not None:
+            wire["quote"] = quote
+        frame = message_new_json(wire)
         await self._router.deliver(
             members,
             frame,
@@ -173,6 +199,10 @@ class MessagingService:
         user = link.user
         members = await self._social.authorize_send(user, frame.conv)
         kind, body = await self._content(user, frame)
+        quote: dict[str, Any] | None = None
+        if frame.reply_to is not None:
+            quote = await self._reply_quote(user, frame.conv, frame.reply_to)
+            body["reply_to"] = frame.reply_to
         fp = fingerprint(frame.conv, kind.value, body)
         key = self._dedup.durable_key(user, link.device, frame.cmid)
         if key is not None:
@@ -219,7 +249,7 @@ class MessagingService:
         # Fan out before remembering and acknowledging: a node killed in between leaves the sender without an
         # ack, so it resends (to another node), which meets the durable key and fans out again. Remembering first
         # would let a shared window (dedup redis) answer that resend without the fan-out ever happening.
-        await self._fanout(msg, members, exclude_user=user, exclude_device=link.device)
+        await self._fanout(msg, members, exclude_user=user, exclude_device=link.device, quote=quote)
         if faultpoints.ARMED is not None:
             faultpoints.ARMED.reached("after_fanout", f"{msg.conv}#{msg.seq}")
         if key is not None:
@@ -233,6 +263,42 @@ class MessagingService:
         if faultpoints.ARMED is not None:
             faultpoints.ARMED.reached("after_ack", f"{msg.conv}#{msg.seq}")
         self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
+
+    async def _message_at(self, conv: str, seq: int) -> Message | None:
+        page = await self._messages.messages_after(conv, seq - 1, 1) if seq >= 1 else []
+        return page[0] if page and page[0].seq == seq else None
+
+    async def _reply_quote(self, user: int, conv: str, seq: int) -> dict[str, Any]:
+        """Check that ``user`` may quote message ``seq`` of ``conv``; the quote every recipient of the fan-out
+        may see (one frame for all: a member who joined after the original gets "unavailable")."""
+        first = await self._social.first_readable_seq(user, conv)
+        original = await self._message_at(conv, seq) if seq >= first else None
+        if original is None or original.kind not in CLIENT_KINDS:
+            raise WsimError(ErrorCode.NOT_FOUND, "reply_to: no message with this seq that you can read here")
+        # A recalled original is accepted (its quote says "recalled"): a resend of a reply whose original was
+        # recalled after the first copy was stored must still get its ack, not an error.
+        readable = True
+        if conv.startswith("g:"):
+            windows = await self._social.group_members(int(conv[2:]))
+            readable = all(int(v[1]) <= seq for v in windows.values())
+        return quote_of(original, seq, readable)
+
+    async def _wire(self, msgs: Sequence[Message], firsts: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Messages as sent to one reader, replies with their quote (originals outside the page are fetched)."""
+        out = [m.wire() for m in msgs]
+        wanted: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for wire, m in zip(out, msgs, strict=True):
+            seq = reply_seq(m)
+            if seq is not None:
+                wanted.setdefault((m.conv, seq), []).append(wire)
+        if wanted:
+            page = {(m.conv, m.seq): m for m in msgs}
+            for (conv, seq), wires in wanted.items():
+                original = page.get((conv, seq)) or await self._message_at(conv, seq)
+                quote = quote_of(original, seq, seq >= firsts.get(conv, 1))
+                for wire in wires:
+                    wire["quote"] = quote
+        return out
 
     async def _dedup_hit(self, key: str) -> Message | DedupRecord | None:
         pending = self._inflight.get(key)
@@ -428,7 +494,11 @@ class MessagingService:
             budget -= len(msgs)
             frames.append(
                 SyncBatch(
-                    conv=conv, messages=[m.wire() for m in msgs], last_seq=last, more=more, first_seq=first
+                    conv=conv,
+                    messages=await self._wire(msgs, {conv: first}),
+                    last_seq=last,
+                    more=more,
+                    first_seq=first,
                 )
             )
         frames.append(SyncDone(more=more_any))
@@ -453,7 +523,7 @@ class MessagingService:
             frames.append(
                 SyncBatch(
                     conv=conv,
-                    messages=[m.wire() for m in items],
+                    messages=await self._wire(items, {conv: first}),
                     last_seq=items[-1].seq,
                     more=False,
                     first_seq=first,
@@ -463,12 +533,28 @@ class MessagingService:
         return frames
 
     async def history(
-        self, user: int, conv: str, *, before: int | None, after: int | None, limit: int
+        self,
+        user: int,
+        conv: str,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+        around: int | None = None,
     ) -> dict[str, Any]:
         start = self._clock.monotonic()
         first = await self._social.first_readable_seq(user, conv)
         limit = max(1, min(limit, self._limits.history_page_max))
-        if after is not None:
+        if around is not None:  # a page centred on one message (jump to a search result or a quote)
+            newer_n = limit // 2
+            older_n = limit - newer_n  # including ``around`` itself
+            low = await self._messages.messages_before(conv, around + 1, older_n + 1)
+            low = [m for m in low if m.seq >= first]
+            older = len(low) > older_n
+            high = await self._messages.messages_after(conv, max(around, first - 1), newer_n + 1)
+            has_more = len(high) > newer_n
+            msgs = low[-older_n:] + high[:newer_n]
+        elif after is not None:
             msgs = await self._messages.messages_after(conv, max(after, first - 1), limit + 1)
             has_more = len(msgs) > limit
             msgs = msgs[:limit]
@@ -483,7 +569,7 @@ class MessagingService:
         self._metrics.history_seconds.observe(self._clock.monotonic() - start)
         return {
             "conv": conv,
-            "messages": [m.wire() for m in msgs],
+            "messages": await self._wire(msgs, {conv: first}),
             "first_seq": first,
             "has_older": older,
             "has_newer": has_more,
@@ -524,6 +610,42 @@ class MessagingService:
             out.append(entry)
         out.sort(key=lambda e: e["updated"], reverse=True)
         return out
+
+    async def search(
+        self, user: int, query: str, *, conv: str | None, before: str | None, limit: int
+    ) -> dict[str, Any]:
+        """Full-text search over what ``user`` may read now: their conversations, each from their first readable
+        seq (a group left is no longer one of them); recalled messages never match (docs/protocol.md "Search")."""
+        q = query.strip()
+        if not q:
+            raise WsimError(ErrorCode.INVALID, "q: search for at least one visible character")
+        if len(q) > SEARCH_QUERY_MAX:
+            raise WsimError(ErrorCode.TOO_LONG, f"q: at most {SEARCH_QUERY_MAX} characters")
+        try:
+            before_id = parse_id(before) if before is not None else None
+        except ValueError:
+            raise WsimError(ErrorCode.INVALID, "before: not a cursor from a previous page") from None
+        limit = max(1, min(limit, self._limits.history_page_max))
+        windows: dict[str, int] = {}
+        if conv is not None:
+            windows[conv] = await self._social.first_readable_seq(user, conv)
+        else:
+            for c in await self._social.user_conversations(user):
+                try:
+                    windows[c] = await self._social.first_readable_seq(user, c)
+                except WsimError:
+                    continue  # left or dissolved since the list was cached
+        try:
+            msgs = await self._messages.search_messages(windows, q, before_id, limit + 1)
+        except StoreUnavailable:
+            raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; try again") from None
+        more = len(msgs) > limit
+        msgs = msgs[:limit]
+        return {
+            "query": q,
+            "messages": await self._wire(msgs, windows),
+            "next": str(msgs[-1].id) if more else None,
+        }
 
     async def receipts(self, user: int, conv: str) -> dict[str, Any]:
         """Every member's marks in ``conv`` (group read counts are computed from these by clients)."""

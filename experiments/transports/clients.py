@@ -214,13 +214,27 @@ class Device(ABC):
             self.events.put_nowait(frame)
 
     async def send(
-        self, conv: str, text: str, cmid: str | None = None, timeout: float = 15.0
+        self,
+        conv: str,
+        text: str,
+        cmid: str | None = None,
+        timeout: float = 15.0,
+        reply_to: int | None = None,
     ) -> dict[str, Any]:
-        """Send a text message; returns the ``message.sent`` frame (the message is stored)."""
+        """Send a text message (quoting seq ``reply_to``); returns the ``message.sent`` frame (it is stored)."""
         cmid = cmid or f"{self.account.device}-{next(self._cmids)}"
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._sent[cmid] = fut
-        await self._uplink({"type": "message.send", "cmid": cmid, "conv": conv, "kind": "text", "text": text})
+        frame: dict[str, Any] = {
+            "type": "message.send",
+            "cmid": cmid,
+            "conv": conv,
+            "kind": "text",
+            "text": text,
+        }
+        if reply_to is not None:
+            frame["reply_to"] = reply_to
+        await self._uplink(frame)
         return await asyncio.wait_for(fut, timeout)
 
     async def read(self, conv: str, seq: int) -> None:

@@ -24,7 +24,7 @@ strategies/store/tiered.py); the contract suite checks it for every registered b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from core.models import (
@@ -212,6 +212,17 @@ class MessageStore(Protocol):
     async def list_dead_letters(self, limit: int, offset: int) -> list[DeadLetter]: ...
 
     async def count_dead_letters(self) -> int: ...
+
+    async def search_messages(
+        self, windows: Mapping[str, int], query: str, before_id: int | None, limit: int
+    ) -> list[Message]:
+        """Messages whose text contains ``query`` (substring; ASCII case-insensitive), newest (highest id) first.
+
+        Only conversations in ``windows`` are searched, and in each only seq >= ``windows[conv]`` (the caller's
+        readable window); recalled messages never match. ``before_id`` pages: only ids below it. The index may
+        lag a commit by the bounded amount the implementation documents; what it returns is always re-checked
+        against the message row (a recalled message never comes back, even from a stale index)."""
+        ...
 
 
 class TierableStore(MessageStore, Protocol):

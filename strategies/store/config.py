@@ -19,6 +19,12 @@ class SqliteStoreConfig(BaseModel):
     # Group commit: appends and marks that arrive together share one transaction, at most this many.
     max_batch: Annotated[int, Field(ge=1, le=10_000)] = 512
     busy_timeout_ms: Annotated[int, Field(ge=0)] = 10_000
+    # Message search: new messages wait in a queue table and are indexed in batches off the ack path: once no
+    # append has come for ``search_index_delay_ms`` (the writer is idle), and under sustained load at least every
+    # ``search_index_max_lag_ms``. A search drains the queue first, so it never misses a committed message.
+    search_index_delay_ms: Annotated[int, Field(ge=10, le=60_000)] = 500
+    search_index_max_lag_ms: Annotated[int, Field(ge=10, le=3_600_000)] = 10_000
+    search_index_batch: Annotated[int, Field(ge=1, le=100_000)] = 500  # ~10 ms of writer time a batch
 
 
 class MysqlStoreConfig(BaseModel):

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cachetools import LRUCache
@@ -398,6 +399,30 @@ class MongoMessageStore:
             return int(await self._coll("dead_letters").count_documents({}))
         except PyMongoError as exc:
             raise StoreUnavailable(f"mongo: {exc}") from exc
+
+    # ---------------------------------------------------------------- search
+    async def search_messages(
+        self, windows: Mapping[str, int], query: str, before_id: int | None, limit: int
+    ) -> list[Message]:
+        """A regex over ``body.text`` within the caller's windows: the ``(conv, seq)`` index bounds the scan to
+        the conversations the caller may read. Not ``$text``: MongoDB's text index has no CJK tokenizer (a
+        Chinese sentence would be one "word"), and Atlas Search is not part of a self-hosted server."""
+        if not windows or not query:
+            return []
+        pattern = {"$regex": re.escape(query), "$options": "i"}
+        upper = before_id if before_id is not None else 2**63 - 1
+        found: list[Message] = []
+        items = sorted(windows.items())
+        for i in range(0, len(items), 500):
+            scope = [{"conv": c, "seq": {"$gte": first}} for c, first in items[i : i + 500]]
+            with self._metrics.store_op("mongo", "search"):
+                found += await self._find(
+                    {"$or": scope, "recalled": False, "_id": {"$lt": upper}, "body.text": pattern},
+                    [("_id", DESCENDING)],
+                    limit,
+                )
+        found.sort(key=lambda m: m.id, reverse=True)
+        return found[:limit]
 
     # ---------------------------------------------------------------- tiering (TierableStore)
     async def oldest(self, before_ts_ms: int, limit: int) -> list[Message]:

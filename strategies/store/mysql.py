@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
@@ -873,7 +873,16 @@ def _message_migrations(p: str) -> list[list[str]]:
                 user_id BIGINT NOT NULL, device VARCHAR(64) NOT NULL, attempts INT NOT NULL,
                 reason VARCHAR(255) NOT NULL, created_ms BIGINT NOT NULL
             ) {_TABLE_OPTS}""",
-        ]
+        ],
+        # ---- version 2: message search (docs/protocol.md "Search"). The text as a stored generated column with a
+        # case-insensitive collation; the FULLTEXT ngram index on it is added by ``_ensure_fulltext`` where the
+        # server has the ngram parser (MySQL; MariaDB has none and searches with LIKE within the caller's
+        # conversations). A recall sets body to {} and so clears the column.
+        [
+            f"""ALTER TABLE `{p}messages` ADD COLUMN search_text MEDIUMTEXT CHARACTER SET utf8mb4
+                COLLATE utf8mb4_unicode_ci AS (JSON_UNQUOTE(JSON_EXTRACT(body, '$.text'))) STORED""",
+        ],
+        # ---- end of version 2
     ]
 
 
@@ -903,13 +912,36 @@ class MysqlMessageStore:
         self._p = config.table_prefix
         self._metrics = ctx.metrics
         self._gc = GroupCommit("mysql", self._commit, config.max_batch, ctx.metrics)
+        self._fulltext = False
 
     def _g(self, table: str) -> str:
         return f"`{self._p}{table}`"
 
     async def start(self) -> None:
         await self._db.open(lambda: _message_migrations(self._p), None)
+        self._fulltext = await self._ensure_fulltext()
         self._gc.start()
+
+    async def _ensure_fulltext(self) -> bool:
+        """Add the FULLTEXT ngram index where the server can build one; False: search uses LIKE only."""
+        row = await self._db.one("SELECT VERSION()")
+        if row is None or "mariadb" in str(row[0]).lower():
+            return False
+        exists = await self._db.one(
+            "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s "
+            "AND INDEX_NAME = 'messages_search' LIMIT 1",
+            (f"{self._p}messages",),
+        )
+        if exists:
+            return True
+        try:
+            await self._db.execute(
+                f"ALTER TABLE {self._g('messages')} ADD FULLTEXT INDEX messages_search (search_text) WITH PARSER ngram"
+            )
+        except StoreUnavailable as exc:
+            log.warning("mysql: no FULLTEXT ngram index, message search uses LIKE: %s", exc)
+            return False
+        return True
 
     async def close(self) -> None:
         await self._gc.close()
@@ -1067,6 +1099,33 @@ class MysqlMessageStore:
             )
             out.update((r[0], Marks(int(r[1]), int(r[2]))) for r in rows)
         return out
+
+    # ---------------------------------------------------------------- search
+    async def search_messages(
+        self, windows: Mapping[str, int], query: str, before_id: int | None, limit: int
+    ) -> list[Message]:
+        if not windows or not query:
+            return []
+        # LIKE is the exact check on every path; with the ngram index, MATCH narrows the rows first. The
+        # ngram index holds 2-grams (ngram_token_size default), so a 1-character query uses LIKE alone.
+        text = "search_text LIKE %s"
+        tail: list[Any] = [f"%{_like_escape(query)}%"]
+        if self._fulltext and len(query) >= 2:
+            text += " AND MATCH(search_text) AGAINST (%s IN BOOLEAN MODE)"
+            tail.append('"' + query.replace('"', " ") + '"')
+        tail += [before_id if before_id is not None else 2**63 - 1, limit]
+        found: list[Message] = []
+        for chunk in _chunks(sorted(windows.items()), 500):  # bounded statements; pages merge by id below
+            where = " OR ".join(["(conv = %s AND seq >= %s)"] * len(chunk))
+            with self._metrics.store_op("mysql", "search"):
+                rows = await self._db.all(
+                    f"SELECT {_MSG_COLS} FROM {self._g('messages')} WHERE ({where}) AND {text} "
+                    "AND recalled = 0 AND id < %s ORDER BY id DESC LIMIT %s",
+                    [*(v for item in chunk for v in item), *tail],
+                )
+            found += [_message(r) for r in rows]
+        found.sort(key=lambda m: m.id, reverse=True)
+        return found[:limit]
 
     # ---------------------------------------------------------------- dead letters
     async def add_dead_letter(self, letter: DeadLetter) -> None:

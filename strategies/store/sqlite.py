@@ -17,7 +17,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
@@ -128,7 +128,61 @@ MESSAGE_SCHEMA = [
     """
     CREATE INDEX messages_ts ON messages(ts);
     """,
+    # ---- version 3: message search (docs/protocol.md "Search"). FTS5 with the trigram tokenizer: any substring
+    # of 3+ characters, Chinese included, without a word segmenter. Indexing costs ~15-20 us of writer CPU per
+    # message (docs/database.md "Search index cost"), so a commit only queues the id (search_pending) and
+    # ``_index_pending`` indexes the queue in batches off the ack path. Rows are keyed by message id; a search
+    # joins back to ``messages`` and re-checks window and ``recalled`` there. A recall or a tier move removes
+    # the row at once.
+    """
+    CREATE VIRTUAL TABLE messages_fts USING fts5(text, tokenize = 'trigram');
+    CREATE TABLE search_pending (id INTEGER PRIMARY KEY);
+    INSERT INTO search_pending (id) SELECT id FROM messages WHERE recalled = 0;
+    CREATE TRIGGER messages_search_pending AFTER INSERT ON messages WHEN new.recalled = 0
+    BEGIN
+        INSERT OR IGNORE INTO search_pending (id) VALUES (new.id);
+    END;
+    CREATE TRIGGER messages_fts_recall AFTER UPDATE OF recalled ON messages
+        WHEN new.recalled = 1 AND old.recalled = 0
+    BEGIN
+        DELETE FROM messages_fts WHERE rowid = old.id;
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+    BEGIN
+        DELETE FROM messages_fts WHERE rowid = old.id;
+    END;
+    """,
+    # ---- end of version 3
 ]
+
+
+def _index_pending(conn: sqlite3.Connection, limit: int) -> int:
+    """Index up to ``limit`` queued messages (one write transaction); returns how many were taken off the queue.
+    Recalled or moved-away messages are skipped (the join); one already indexed is never indexed twice."""
+    row = conn.execute(
+        "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM search_pending ORDER BY id LIMIT ?)", (limit,)
+    ).fetchone()
+    if not row or row[0] is None:
+        return 0
+    top = int(row[0])
+    insert = (
+        "INSERT INTO messages_fts (rowid, text) SELECT m.id, json_extract(m.body, '$.text') "
+        "FROM search_pending p JOIN messages m ON m.id = p.id WHERE p.id <= ? AND m.recalled = 0 "
+        "AND json_type(m.body, '$.text') = 'text'"
+    )
+    try:
+        conn.execute(insert, (top,))
+    except sqlite3.IntegrityError:
+        # Cannot happen by construction (a message leaves the index whenever it leaves ``messages``), but an
+        # index row left by hand must not stall the queue forever; the guard costs ~3 us a message, so only here.
+        conn.execute(insert + " AND NOT EXISTS (SELECT 1 FROM messages_fts f WHERE f.rowid = m.id)", (top,))
+    conn.execute("DELETE FROM search_pending WHERE id <= ?", (top,))
+    return int(row[1])
+
+
+# Queries shorter than the trigram cannot use the index: they scan the caller's conversations with LIKE
+# (documented in docs/protocol.md; the scan is bounded to the windows the caller may read).
+TRIGRAM = 3
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:
@@ -716,17 +770,63 @@ class SqliteMessageStore:
         self._db = _Db(_resolve(config.path, ctx), config)
         self._metrics = ctx.metrics
         self._gc = GroupCommit("sqlite", self._commit, config.max_batch, ctx.metrics)
+        self._clock = ctx.clock
+        self._index_delay_s = config.search_index_delay_ms / 1000
+        self._index_max_lag_s = config.search_index_max_lag_ms / 1000
+        self._index_batch = config.search_index_batch
+        self._last_append = self._last_index = ctx.clock.monotonic()
+        self._indexer: asyncio.Task[None] | None = None
+        self._index_lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self._db.open(MESSAGE_SCHEMA)
         self._gc.start()
+        self._indexer = asyncio.create_task(self._index_loop(), name="sqlite-search-index")
 
     async def close(self) -> None:
+        if self._indexer is not None:
+            self._indexer.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._indexer
+            self._indexer = None
         await self._gc.close()
         await self._db.close()
 
+    # ---------------------------------------------------------------- search index (off the ack path)
+    async def index_pending(self) -> int:
+        """Drain the search queue in batches; returns how many messages were taken off it."""
+        total = 0
+        async with self._index_lock:
+            # Asked on the reader (a WAL snapshot): an empty queue costs no write transaction.
+            if not (await self._db.one("SELECT EXISTS (SELECT 1 FROM search_pending)"))[0]:
+                return 0
+            while True:
+                with self._metrics.store_op("sqlite", "search_index"):
+                    n = await self._db.write(partial(_index_pending, limit=self._index_batch))
+                total += n
+                if n < self._index_batch:
+                    return total
+
+    async def _index_loop(self) -> None:
+        """Index in the writer's idle time (no append for a delay), or at the latest every max lag: indexing a
+        burst while it is being written would compete with its commits for the writer and the CPU."""
+        while True:
+            await self._clock.sleep(self._index_delay_s)
+            now = self._clock.monotonic()
+            if (
+                now - self._last_append < self._index_delay_s
+                and now - self._last_index < self._index_max_lag_s
+            ):
+                continue
+            try:
+                await self.index_pending()
+                self._last_index = self._clock.monotonic()
+            except (StoreUnavailable, DuplicateError) as exc:
+                log.warning("search index: %s; retried at the next run", exc)
+
     # ---------------------------------------------------------------- group commit
     async def append(self, draft: MessageDraft) -> AppendResult:
+        self._last_append = self._clock.monotonic()
         return await self._gc.append(draft)
 
     async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
@@ -886,6 +986,37 @@ class SqliteMessageStore:
         row = await self._db.one("SELECT COUNT(*) FROM dead_letters")
         return int(row[0]) if row else 0
 
+    # ---------------------------------------------------------------- search
+    async def search_messages(
+        self, windows: Mapping[str, int], query: str, before_id: int | None, limit: int
+    ) -> list[Message]:
+        if not windows or not query:
+            return []
+        if len(query) >= TRIGRAM:
+            await (
+                self.index_pending()
+            )  # what is committed is searchable: the queue lags commits, never searches
+        cols = ", ".join(f"m.{c.strip()}" for c in _MSG_COLS.split(","))
+        # The windows travel as one JSON object (conv -> first readable seq): one parameter, however many.
+        params: list[Any] = [orjson.dumps(dict(windows)).decode()]
+        if len(query) >= TRIGRAM:
+            source = "messages_fts f JOIN messages m ON m.id = f.rowid"
+            match = "messages_fts MATCH ?"
+            params.append('"' + query.replace('"', '""') + '"')  # one phrase: a substring, operators inert
+        else:
+            source = "messages m"
+            match = "json_extract(m.body, '$.text') LIKE ? ESCAPE '\\'"
+            params.append(f"%{_like_escape(query)}%")
+        params += [before_id if before_id is not None else 2**63 - 1, limit]
+        with self._metrics.store_op("sqlite", "search"):
+            rows = await self._db.all(
+                f"SELECT {cols} FROM {source} JOIN json_each(?1) w ON w.key = m.conv "
+                f"WHERE {match.replace('?', '?2')} AND m.seq >= w.value AND m.recalled = 0 AND m.id < ?3 "
+                "ORDER BY m.id DESC LIMIT ?4",
+                params,
+            )
+        return [_message(r) for r in rows]
+
     # ---------------------------------------------------------------- tiering (TierableStore)
     async def oldest(self, before_ts_ms: int, limit: int) -> list[Message]:
         rows = await self._db.all(
@@ -918,13 +1049,12 @@ class SqliteMessageStore:
             tops[m.conv] = max(tops.get(m.conv, 0), m.seq)
 
         def run(conn: sqlite3.Connection) -> int:
-            before = conn.total_changes
-            conn.executemany(
+            # rowcount, not total_changes: the latter also counts the search index rows the triggers write
+            added = conn.executemany(
                 "INSERT INTO messages (conv, seq, id, sender, device, cmid, kind, body, ts, recalled) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 rows,
-            )
-            added = conn.total_changes - before
+            ).rowcount
             conn.executemany(
                 "INSERT INTO conversations (conv, last_seq) VALUES (?, ?) "
                 "ON CONFLICT(conv) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",

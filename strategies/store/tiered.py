@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,6 +233,18 @@ class TieredMessageStore:
 
     def _tiers(self) -> tuple[Any, ...]:
         return (self.hot, self.warm, self.cold)
+
+    async def search_messages(
+        self, windows: Mapping[str, int], query: str, before_id: int | None, limit: int
+    ) -> list[Message]:
+        """Hot and warm, merged newest first. The cold tier (compressed objects) is not searched: documented in
+        docs/protocol.md "Search"; a message is searchable while it is in a database tier."""
+        found = {
+            m.id: m
+            for tier in (self.hot, self.warm)
+            for m in await tier.search_messages(windows, query, before_id, limit)
+        }
+        return [found[i] for i in sorted(found, reverse=True)[:limit]]
 
     async def heads(self, convs: Iterable[str]) -> dict[str, ConversationHead]:
         heads = await self.hot.heads(convs)

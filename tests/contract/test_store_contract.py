@@ -208,6 +208,83 @@ async def test_recall_once_clears_the_body(mbackend: Backend) -> None:
     assert got is not None and got.recalled and got.body == {}
 
 
+async def test_reply_reference_is_stored_with_the_message(mbackend: Backend) -> None:
+    store = await mbackend.messages()
+    original = (await store.append(draft("d:1:2", "question"))).message
+    d = draft("d:1:2", "answer")
+    d.body["reply_to"] = original.seq
+    reply = (await store.append(d)).message
+    for got in (
+        await store.get_message(reply.id),
+        (await store.messages_after("d:1:2", original.seq, 10))[0],
+        (await store.heads(["d:1:2"]))["d:1:2"].last,
+    ):
+        assert got is not None and got.body == {"text": "answer", "reply_to": original.seq}
+
+
+async def _searchable(store: TierableStore, texts: list[str], conv: str = "g:7") -> list[int]:
+    return [(await store.append(draft(conv, t))).message.id for t in texts]
+
+
+async def test_search_finds_substrings_chinese_included_newest_first(mbackend: Backend) -> None:
+    store = await mbackend.messages()
+    ids = await _searchable(
+        store, ["今天天气很好", "我们去吃火锅吧", "Hello World", "天气预报说明天下雨", "100% sure_thing"]
+    )
+    w = {"g:7": 1}
+    assert [m.id for m in await store.search_messages(w, "天气", None, 10)] == [ids[3], ids[0]]
+    assert [m.id for m in await store.search_messages(w, "吃火锅", None, 10)] == [ids[1]]
+    assert [m.id for m in await store.search_messages(w, "hello wor", None, 10)] == [ids[2]]  # ASCII case
+    assert [m.id for m in await store.search_messages(w, "雨", None, 10)] == [
+        ids[3]
+    ]  # shorter than a trigram
+    assert [m.id for m in await store.search_messages(w, "0%", None, 10)] == [
+        ids[4]
+    ]  # LIKE wildcards literal
+    assert await store.search_messages(w, "u_e", None, 10) == []  # would match "ure" as a wildcard
+    assert await store.search_messages(w, '"OR', None, 10) == []  # query syntax is inert
+    assert await store.search_messages(w, "火锅店", None, 10) == []
+    found = await store.search_messages(w, "天气", None, 10)
+    assert found[0].body == {"text": "天气预报说明天下雨"} and found[0].conv == "g:7" and found[0].seq == 4
+
+
+async def test_search_pages_by_id(mbackend: Backend) -> None:
+    store = await mbackend.messages()
+    ids = await _searchable(store, [f"第{i}条 消息" for i in range(7)])
+    w = {"g:7": 1}
+    first = await store.search_messages(w, "条 消息", None, 3)
+    assert [m.id for m in first] == ids[::-1][:3]
+    second = await store.search_messages(w, "条 消息", first[-1].id, 3)
+    assert [m.id for m in second] == ids[::-1][3:6]
+    third = await store.search_messages(w, "条 消息", second[-1].id, 3)
+    assert [m.id for m in third] == [ids[0]]
+
+
+async def test_search_never_leaves_the_readable_windows(mbackend: Backend) -> None:
+    store = await mbackend.messages()
+    early = await _searchable(store, ["secret plan 秘密", "secret plan 秘密"], "g:8")
+    late = await _searchable(store, ["secret plan 秘密"], "g:8")
+    other = await _searchable(store, ["secret plan 秘密"], "d:1:2")
+    recalled = await _searchable(store, ["secret plan 秘密"], "g:8")
+    assert await store.mark_recalled(recalled[0])
+    for q in ("secret plan", "秘密", "密"):
+        # joined g:8 at seq 3: the first two are outside the window; d:1:2 is not the caller's; recalled never
+        assert [m.id for m in await store.search_messages({"g:8": 3}, q, None, 10)] == late
+        got = await store.search_messages({"g:8": 1, "d:1:2": 1}, q, None, 10)
+        assert [m.id for m in got] == [other[0], late[0], early[1], early[0]]
+        assert await store.search_messages({}, q, None, 10) == []
+
+
+async def test_search_follows_tier_moves(mbackend: Backend) -> None:
+    store = await mbackend.messages()
+    ids = await _searchable(store, ["搬走的消息 moved"])
+    moved = await store.oldest(2_000, 10)
+    assert await store.delete_messages(moved) == 1
+    assert await store.search_messages({"g:7": 1}, "搬走的消息", None, 10) == []
+    assert await store.import_messages(moved) == 1
+    assert [m.id for m in await store.search_messages({"g:7": 1}, "搬走的消息", None, 10)] == ids
+
+
 async def test_marks_only_move_forward(mbackend: Backend) -> None:
     store = await mbackend.messages()
     await store.set_marks("g:1", 5, delivered=10, read=3)

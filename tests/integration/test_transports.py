@@ -130,3 +130,26 @@ async def test_transports_are_listed(all_transports_server: RunningServer) -> No
     async with httpx.AsyncClient(base_url=all_transports_server.url) as http:
         body = (await http.get("/api/transports")).json()
     assert [t["kind"] for t in body["transports"]] == list(TRANSPORT_KINDS)
+
+
+@pytest.mark.parametrize("kind", transport.REGISTRY.names())
+async def test_reply_quote_over_every_transport(kind: str, accounts: Any) -> None:
+    """``reply_to`` goes up and ``quote`` comes down the same on every transport (docs/protocol.md)."""
+    make, device = accounts
+    (alice_c, alice_acc), (bob_c, bob_acc) = await make(2)
+    await alice_c.befriend(bob_c)
+    conv = WsimClient.direct_conv(alice_c.user_id, bob_c.user_id)
+    alice, bob = device("websocket", alice_acc), device(kind, bob_acc)
+    await alice.open()
+    await bob.open()
+    await bob.sync({})
+    await bob.next_message()  # friend.accepted
+    question = await alice.send(conv, "原话 over " + kind)
+    assert (await bob.next_message())["seq"] == question["seq"]
+    answer = await bob.send(conv, "回复 over " + kind, reply_to=question["seq"])
+    got = await alice.next_message()
+    assert got["seq"] == answer["seq"] and got["body"]["reply_to"] == question["seq"]
+    assert got["quote"]["text"] == "原话 over " + kind and got["quote"]["from"] == alice_acc.user_id
+    again = await alice.send(conv, "再回复", reply_to=answer["seq"])
+    down = await bob.next_message()
+    assert down["seq"] == again["seq"] and down["quote"]["text"] == "回复 over " + kind

@@ -259,6 +259,7 @@ export class Connection {
     const frame = { type: 'message.send', cmid: e.cmid, conv: e.conv, kind: e.kind };
     if (e.text) frame.text = e.text;
     if (e.file) frame.file = e.file;
+    if (e.reply_to) frame.reply_to = e.reply_to;
     if (!this._send(frame)) return;
     e.attempts = (e.attempts || 0) + 1;
     if (this.ackMode === 'off') e.state = 'unconfirmed'; // no "sent" ack under this experiment arm
@@ -357,6 +358,7 @@ export class Connection {
       ts: f.ts,
       recalled: false,
     };
+    if (e && e.quote) msg.quote = e.quote;
     if (this.ordering.cursor(f.conv) === null) {
       // A conversation this tab has not synced yet: the sync brings this message with the rest.
       this._send({ type: 'sync', cursors: this.ordering.cursors() });

@@ -203,7 +203,7 @@ export function hasOlder(conv) {
 }
 
 // ---------------------------------------------------------------------------------------------- incoming data
-function insertMessage(msg) {
+export function insertMessage(msg) {
   const m = convMsgs(msg.conv);
   const old = m.get(msg.seq);
   if (old && old.recalled && !msg.recalled) return; // never un-recall
@@ -215,6 +215,12 @@ function applyRecall(ev) {
   const m = convMsgs(ev.conv);
   const target = m.get(ev.body.seq);
   if (target && !target.recalled) m.set(target.seq, markRaw({ ...target, recalled: true, body: {} }));
+  // Replies quoting it now say "original recalled" (the server sends no snippet for it any more).
+  for (const x of m.values()) {
+    if (x.quote && x.quote.seq === ev.body.seq && !x.quote.recalled) {
+      m.set(x.seq, markRaw({ ...x, quote: { seq: x.quote.seq, id: x.quote.id, from: x.quote.from, recalled: true } }));
+    }
+  }
   const c = state.convs.get(ev.conv);
   if (c && c.last && c.last.seq === ev.body.seq) c.last = { ...c.last, recalled: true, body: {} };
 }
@@ -657,10 +663,13 @@ document.addEventListener('visibilitychange', () => {
   if (state.active) markRead(state.active);
 });
 
-export function sendText(conv, text) {
+// `reply`: {seq, quote} of the message this one answers (reply / quote), or null.
+export function sendText(conv, text, reply = null) {
   const body = text.replace(/\s+$/, '');
   if (!body.trim() || !conn) return false;
-  conn.enqueue({ cmid: newCmid(), conv, kind: 'text', text: body, body: { text: body } });
+  const entry = { cmid: newCmid(), conv, kind: 'text', text: body, body: { text: body } };
+  if (reply) Object.assign(entry, { reply_to: reply.seq, quote: reply.quote, body: { text: body, reply_to: reply.seq } });
+  conn.enqueue(entry);
   lastTypingSent.delete(conv); // the others cleared the indicator on this message: the next keystroke tells them
   return true;
 }

@@ -12,7 +12,9 @@ import {
   pendingOf, presenceOf, receiptOf, recall, retrySend, sendFile, sendText, state, typingNames, userName, closeConv,
 } from '../store.js';
 import { isMuted, toggleMute } from '../notify.js';
+import { takeReply } from '../replysearch.js';
 import { avatar, systemText } from './common.js';
+import { isHighlighted, quoteBlock, replyBar, replyButton } from './replysearch.js';
 import { ConnectionBanner } from './status.js';
 
 // ------------------------------------------------------------------------------------------------ pieces
@@ -110,13 +112,14 @@ function messageRow(msg, group, { cont = false, showTime = true } = {}) {
       ${mine ? t('recalledByMe') : t('recalledBy', { name: userName(msg.from) })}</div>`;
   }
   const name = userName(msg.from);
-  return html`<div class=${['row', mine ? 'mine' : 'theirs', { cont }]} key=${`s${msg.seq}`} data-testid="msg" data-kind=${msg.kind}
+  return html`<div class=${['row', mine ? 'mine' : 'theirs', { cont, highlight: isHighlighted(msg) }]} key=${`s${msg.seq}`} data-testid="msg" data-kind=${msg.kind}
       data-seq=${msg.seq} data-id=${msg.id} data-cont=${String(cont)}>
     ${mine ? null : cont ? html`<span class="avatar-gap"></span>` : avatar(msg.from, name, { size: 'sm' })}
     <div class="stack">
       ${group && !mine && !cont ? html`<div class="sender">${name}</div>` : null}
       <div class="bubble-line">
-        <div class=${['bubble', `k-${msg.kind}`]}>${content(msg.kind, msg.body)}</div>
+        <div class=${['bubble', `k-${msg.kind}`]}>${quoteBlock(msg)}${content(msg.kind, msg.body)}</div>
+        ${replyButton(msg)}
         ${canRecall(msg) ? html`<button class="recall-btn" data-testid="recall" title=${t('recall')} onClick=${() => recall(msg)}>${icon('undo')}<span>${t('recall')}</span></button>` : null}
       </div>
       ${showTime || mine ? html`<div class=${['meta', { 'no-time': !showTime }]}>${showTime ? html`<time data-testid="time">${timeOfDay(msg.ts)}</time>` : null}${mine ? ticks(msg, group) : null}</div>` : null}
@@ -134,7 +137,7 @@ function pendingRow(e) {
   const failed = e.state === 'failed';
   return html`<div class="row mine pending" key=${`p${e.cmid}`} data-testid="msg" data-kind=${e.kind} data-pending="true">
     <div class="stack">
-      <div class="bubble-line"><div class=${['bubble', `k-${e.kind}`]}>${content(e.kind, e.body)}</div></div>
+      <div class="bubble-line"><div class=${['bubble', `k-${e.kind}`]}>${quoteBlock(e)}${content(e.kind, e.body)}</div></div>
       <div class="meta">
         ${failed
           ? html`<span class="receipt failed" data-testid="receipt" data-status="failed">${icon('alert')} ${t('failed')}
@@ -318,7 +321,8 @@ const Composer = defineComponent({
     const imageInput = ref(null);
     const fileInput = ref(null);
     const submit = () => {
-      if (sendText(props.conv, text.value)) {
+      if (!text.value.trim()) return;
+      if (sendText(props.conv, text.value, takeReply(props.conv))) {
         text.value = '';
         nextTick(resize);
       }
@@ -387,7 +391,7 @@ const Composer = defineComponent({
     onMounted(() => {
       if (window.matchMedia('(pointer: fine)').matches && input.value) input.value.focus();
     });
-    return () => html`<div class="composer" ref=${root}>
+    return () => html`${replyBar(props.conv)}<div class="composer" ref=${root}>
       ${emojiOpen.value ? html`<div class="emoji-pop" role="dialog" aria-label=${t('emoji')} data-testid="emoji-picker">
         ${EMOJI.map((emo) => html`<button key=${emo} data-testid="emoji" onClick=${() => insertEmoji(emo)}>${emo}</button>`)}</div>` : null}
       <div class="tools">

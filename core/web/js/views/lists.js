@@ -10,6 +10,7 @@ import {
 } from '../store.js';
 import { askPermission, dismissOffer, isMuted, shouldOffer } from '../notify.js';
 import { avatar, closeMenu, confirmThen, systemText } from './common.js';
+import { MessageSearchResults } from './replysearch.js';
 
 export function preview(c) {
   const m = c.last;
@@ -34,12 +35,12 @@ export const ConversationList = defineComponent({
       const needle = q.value.trim().toLowerCase();
       const convs = sortedConvs().filter((c) => !needle || convTitle(c).toLowerCase().includes(needle));
       return html`<div class="pane-body">
-        <div class="searchbox">${icon('search')}<input placeholder=${t('searchChats')} value=${q.value}
+        <div class="searchbox">${icon('search')}<input data-testid="chat-search" placeholder=${t('searchChats')} value=${q.value}
           onInput=${(e) => (q.value = e.target.value)} /></div>
         ${convs.length && shouldOffer() ? html`<div class="notify-bar" data-testid="notify-offer">${icon('bell')}<span>${t('notifyAsk')}</span>
           <button class="btn small primary" data-testid="notify-enable" onClick=${askPermission}>${t('notifyEnable')}</button>
           <button class="btn small ghost" data-testid="notify-later" onClick=${dismissOffer}>${t('notifyLater')}</button></div>` : null}
-        ${convs.length === 0 ? html`<div class="empty-hint">${t('noChats')}</div>` : null}
+        ${convs.length === 0 && !needle ? html`<div class="empty-hint">${t('noChats')}</div>` : null}
         <ul class="conv-list" data-testid="conv-list">
           ${convs.map((c) => {
             const unread = unreadOf(c);
@@ -64,6 +65,7 @@ export const ConversationList = defineComponent({
               </button></li>`;
           })}
         </ul>
+        <${MessageSearchResults} q=${q.value} />
       </div>`;
     };
   },
