@@ -12,7 +12,7 @@ import {
   pendingOf, presenceOf, receiptOf, recall, retrySend, sendFile, sendText, state, typingNames, userName, closeConv,
 } from '../store.js';
 import { isMuted, toggleMute } from '../notify.js';
-import { takeReply } from '../replysearch.js';
+import { rs, takeReply } from '../replysearch.js';
 import { avatar, systemText } from './common.js';
 import { isHighlighted, quoteBlock, replyBar, replyButton } from './replysearch.js';
 import { ConnectionBanner } from './status.js';
@@ -217,10 +217,36 @@ const MessageStream = defineComponent({
       positioned = true;
       maybeLoadOlder();
     };
+    // A jump from search (rs.highlight) centres its message once it is rendered, and the stream stops following
+    // the newest message until the reader scrolls back down.
+    let jumpTo = null;
+    const showJump = () => {
+      const e = el.value;
+      const row = e && jumpTo !== null && e.querySelector(`[data-seq="${jumpTo}"]`);
+      if (!row) return false;
+      row.scrollIntoView({ block: 'center' });
+      jumpTo = null;
+      positioned = true;
+      anchor = null;
+      fromBottom = distance(e);
+      stick = fromBottom < 48;
+      away.value = fromBottom > 160;
+      return true;
+    };
+    watch(
+      () => rs.highlight,
+      (hl) => {
+        if (!hl || hl.conv !== props.conv) return;
+        jumpTo = hl.seq;
+        nextTick(showJump);
+      },
+      { immediate: true },
+    );
     const afterRender = async () => {
       await nextTick();
       const e = el.value;
       if (!e) return;
+      if (jumpTo !== null && showJump()) return;
       const h = state.history.get(props.conv);
       if (!positioned) {
         if (h && h.ready) position();
