@@ -22,9 +22,9 @@ from core.node import Node
 from tests.conftest import ServerFactory
 from tests.support.helpers import eventually
 from tests.support.replica import StandInReplica, SwitchProxy, stand_in_replica, switch_proxy
+from tests.support.server import RunningServer
 from tests.support.services import namespace
 from tests.support.stores import backend_config
-from tests.support.server import RunningServer
 
 READ_TIMEOUT_S = 0.5
 
