@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from strategies.ack.config import AckConfig, ThreeStateAckConfig
@@ -162,6 +162,19 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # init kwargs carry the YAML file merged with explicit overrides (see load_settings); env wins over YAML.
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _recall_window_stays_hot(self) -> Settings:
+        # The tier job moves messages older than hot_days; a message that may still be recalled must not move
+        # (a recall racing the move of its message could be lost), so the hot tier covers the recall window.
+        tiering = self.strategies.store.tiering
+        if tiering.enabled and tiering.hot_days * 86_400 < self.limits.recall_window_s:
+            raise ValueError(
+                f"strategies.store.tiering.hot_days ({tiering.hot_days:g} d) is shorter than "
+                f"limits.recall_window_s ({self.limits.recall_window_s:g} s): messages would leave the hot tier "
+                "while they can still be recalled"
+            )
+        return self
 
     @property
     def data_path(self) -> Path:

@@ -5,6 +5,7 @@ any step and run again loses nothing and stores nothing twice."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import itertools
 import subprocess
 import sys
@@ -306,3 +307,55 @@ async def test_pages_stay_whole_when_timestamps_and_seqs_disagree(tiers: Tiers) 
     assert [m.seq for m in await store.messages_after("d:4:5", 0, 10)] == [1, 2, 3]
     assert [m.seq for m in await store.messages_before("d:4:5", 4, 10)] == [1, 2, 3]
     assert [m.seq for m in await store.messages_before("d:4:5", 4, 2)] == [2, 3]
+
+
+async def test_recall_hides_the_body_in_every_tier(tiers: Tiers) -> None:
+    """A message recalled in the hot, the warm and the cold tier: gone from history (newest-first pages), from sync
+    (oldest-first pages), from get_message (what the recall path reads first) and from the archive's bytes."""
+    store = await tiers.open()
+    msgs = await fill(store, "d:4:5", 30)
+    await store.run_tier_job()
+    where = await everything(store, "d:4:5")
+    by_seq = {m.seq: m for m in msgs}
+    picked = {tier: by_seq[where[tier][len(where[tier]) // 2]] for tier in ("hot", "warm", "cold")}
+    for tier, m in picked.items():
+        found = await store.get_message(m.id)  # the recall path finds the message first, in any tier
+        assert found is not None and found.body == m.body, tier
+        assert await store.mark_recalled(m.id), tier
+        assert not await store.mark_recalled(m.id), tier  # a second recall changes nothing
+    secrets = {m.body["text"] for m in picked.values()}
+    history: list[Message] = []
+    before = 2**53
+    while page := await store.messages_before("d:4:5", before, 7):
+        history = page + history
+        before = page[0].seq
+    sync: list[Message] = []
+    after = 0
+    while page := await store.messages_after("d:4:5", after, 7):
+        sync += page
+        after = page[-1].seq
+    for view in (history, sync):
+        assert [m.seq for m in view] == list(range(1, 31))
+        hidden = {m.seq for m in view if m.recalled}
+        assert hidden == {m.seq for m in picked.values()}
+        assert all(m.body == {} for m in view if m.recalled)
+        assert not secrets & {m.body.get("text") for m in view}
+    for m in picked.values():
+        got = await store.get_message(m.id)
+        assert got is not None and got.recalled and got.body == {}
+    archived = b"".join(
+        gzip.decompress(p.read_bytes()) for p in (tiers.tmp_path / "archive").rglob("*.jsonl.gz")
+    )
+    assert picked["cold"].body["text"].encode() not in archived  # rewritten, not only masked
+    assert all(by_seq[s].body["text"].encode() in archived for s in where["cold"] if s != picked["cold"].seq)
+    # messages recalled in hot and warm are archived without their body when they move on
+    tiers.clock.advance(100 * DAY_MS / 1000)
+    await store.run_tier_job()
+    assert sorted((await everything(store, "d:4:5"))["cold"]) == list(range(1, 31))
+    archived = b"".join(
+        gzip.decompress(p.read_bytes()) for p in (tiers.tmp_path / "archive").rglob("*.jsonl.gz")
+    )
+    assert not any(text.encode() in archived for text in secrets)
+    assert {m.seq for m in await store.messages_after("d:4:5", 0, 100) if m.recalled} == {
+        m.seq for m in picked.values()
+    }

@@ -54,6 +54,42 @@ def test_hybrid_deployment_validates() -> None:
             ["strategies.store.tiering.cold.s3.bucket"],
         ),
         ({"strategies": {"store": {"timeline": {"kind": "push"}}}}, ["strategies.store.timeline", "'write'"]),
+        # an option that would be ignored is refused: only the user store reads a replica
+        (
+            {"strategies": {"store": {"messages": {"kind": "mysql", "replica_dsn": "mysql://r@db2/wsim"}}}},
+            ["store.messages.replica_dsn", "only the user store"],
+        ),
+        (
+            {
+                "strategies": {
+                    "store": {"tiering": {"warm": {"kind": "mysql", "replica_dsn": "mysql://r@db2/wsim"}}}
+                }
+            },
+            ["store.tiering.warm.replica_dsn"],
+        ),
+        (
+            {
+                "strategies": {
+                    "store": {
+                        "users": {
+                            "kind": "mysql",
+                            "replica_dsn": "mysql://r@db2/wsim",
+                            "replica_check_s": 5,
+                            "replica_max_lag_s": 5,
+                        }
+                    }
+                }
+            },
+            ["replica_max_lag_s must exceed replica_check_s"],
+        ),
+        # the hot tier must cover the recall window
+        (
+            {
+                "limits": {"recall_window_s": 3600},
+                "strategies": {"store": {"tiering": {"enabled": True, "hot_days": 0.01}}},
+            },
+            ["hot_days", "recall_window_s"],
+        ),
     ],
 )
 def test_bad_storage_settings_name_the_key(overrides: dict[str, object], expected: list[str]) -> None:
