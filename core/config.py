@@ -6,6 +6,8 @@ Nested keys use ``__`` in the environment: ``WSIM_STRATEGIES__BUS__KIND=redis``.
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -179,6 +181,46 @@ class Settings(BaseSettings):
     @property
     def data_path(self) -> Path:
         return Path(self.server.data_dir).expanduser().resolve()
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s]*):(?P<pw>[^@/\s]+)@")
+MASK = "***"
+
+
+def mask_secrets(data: Any) -> Any:
+    """A copy of plain settings data (``model_dump(mode="json")``) fit to print, log or archive: values of keys
+    naming a password or a secret, and the password of every ``scheme://user:password@host`` URL, become ``***``.
+    """
+    if isinstance(data, dict):
+        return {
+            k: MASK
+            if isinstance(k, str) and ("password" in k or "secret" in k) and v not in (None, "")
+            else mask_secrets(v)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [mask_secrets(v) for v in data]
+    if isinstance(data, str):
+        return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:{MASK}@", data)
+    return data
+
+
+class MaskSecretsFilter(logging.Filter):
+    """A handler filter that masks URL passwords in every log line (a driver error quoting its DSN, for one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:{MASK}@", message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def mask_log_secrets() -> None:
+    """Install :class:`MaskSecretsFilter` on every handler of the root logger."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskSecretsFilter) for f in handler.filters):
+            handler.addFilter(MaskSecretsFilter())
 
 
 class ConfigError(ValueError):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import logging
+from pathlib import Path
 
-from core.config import ConfigError, load_settings
+import pytest
+import yaml
+
+from core.cli import main
+from core.config import ConfigError, MaskSecretsFilter, deep_merge, load_settings
 from strategies.store.mysql import _shard, parse_dsn
 
 HYBRID = {
@@ -111,3 +116,29 @@ def test_mysql_dsn_parsing() -> None:
 def test_shard_is_stable_and_in_range() -> None:
     assert [_shard(u, 16) for u in (1, 2, 3)] == [_shard(u, 16) for u in (1, 2, 3)]
     assert all(0 <= _shard(u, 7) < 7 for u in range(1000))
+
+
+def test_wsim_config_and_logs_mask_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "wsim.yaml"
+    doc = deep_merge(
+        HYBRID,
+        {
+            "auth": {"jwt_secret": "jwt-very-secret"},
+            "strategies": {"bus": {"kind": "redis", "url": "redis://:redis-pw@r1:6379/0"}},
+        },
+    )
+    cfg.write_text(yaml.safe_dump(doc))
+    assert main(["config", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    for secret in ("pw@", "jwt-very-secret", "redis-pw"):
+        assert secret not in out
+    shown = yaml.safe_load(out)
+    assert shown["strategies"]["store"]["users"]["dsn"] == "mysql://wsim:***@db1:3306/wsim"
+    assert shown["strategies"]["store"]["users"]["replica_dsn"] == "mysql://wsim:***@db2/wsim"
+    assert shown["auth"]["jwt_secret"] == "***"
+    # what the node runs with is untouched
+    assert load_settings(cfg).strategies.store.users.dsn == "mysql://wsim:pw@db1:3306/wsim"
+    record = logging.LogRecord(
+        "x", logging.WARNING, __file__, 1, "cannot reach %s", ("mysql://u:hunter2@h/db",), None
+    )
+    assert MaskSecretsFilter().filter(record) and record.getMessage() == "cannot reach mysql://u:***@h/db"
