@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import itertools
 import subprocess
 import sys
@@ -249,6 +250,33 @@ def test_wsim_tier_command(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "tiering.enabled is false" in done.stderr
+
+
+def test_seeded_old_messages_are_tiered_by_the_command(tmp_path: Path) -> None:
+    """docs/database.md's recipe: experiments/seed_old_messages.py writes old messages, ``wsim tier`` moves them."""
+    cfg = tmp_path / "wsim.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "server": {"data_dir": str(tmp_path / "data")},
+                "strategies": {"store": {"tiering": {"enabled": True, "hot_days": 7, "warm_days": 90}}},
+            }
+        )
+    )
+    seed = [sys.executable, "-m", "experiments.seed_old_messages", "-c", str(cfg), "-n", "200"]
+    # ages k * 0.9995 days for k = 1..200: no message sits on a tier boundary
+    done = subprocess.run([*seed, "--oldest-days", "199.9"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "stored 200 messages" in done.stdout, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "core.cli", "tier", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    # 7 are younger than hot_days, 90 younger than warm_days: the rest moves on
+    assert (report["to_warm"], report["to_cold"]) == (200 - 7, 200 - 90)
 
 
 @contextlib.contextmanager
