@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import itertools
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
