@@ -219,19 +219,25 @@ class _Mysql:
         assert self.replica_dsn is not None
         while True:
             try:
-                await self.execute(
-                    f"INSERT INTO {self._heartbeat} (node, ts_ms) VALUES (%s, %s) "
-                    "ON DUPLICATE KEY UPDATE ts_ms = VALUES(ts_ms)",
-                    (self.node, self.clock.wall_ms()),
-                )
-            except StoreUnavailable as exc:
-                log.warning("mysql %s: heartbeat not written: %s", self.name, exc)
-            if self.replica.pool is None:
-                await self._attach()
-            if self.replica.pool is not None:
-                await self._measure_lag()
-            self._set_up(self.replica.refusal(self.clock.monotonic()) in (None, "lagging"))
+                await self._check_replica()
+            except Exception:  # the watcher must outlive any one bad check
+                log.exception("mysql %s: replica check failed", self.name)
             await self.clock.sleep(self.config.replica_check_s)
+
+    async def _check_replica(self) -> None:
+        try:
+            await self.execute(
+                f"INSERT INTO {self._heartbeat} (node, ts_ms) VALUES (%s, %s) "
+                "ON DUPLICATE KEY UPDATE ts_ms = VALUES(ts_ms)",
+                (self.node, self.clock.wall_ms()),
+            )
+        except StoreUnavailable as exc:
+            log.warning("mysql %s: heartbeat not written: %s", self.name, exc)
+        if self.replica.pool is None:
+            await self._attach()
+        if self.replica.pool is not None:
+            await self._measure_lag()
+        self._set_up(self.replica.refusal(self.clock.monotonic()) in (None, "lagging"))
 
     async def _attach(self) -> None:
         assert self.replica_dsn is not None

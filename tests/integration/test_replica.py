@@ -179,8 +179,10 @@ async def test_replica_reads_fall_back_to_the_primary_within_the_timeout_and_are
             # from the primary, which holds dave even though the replica copy also would
             assert r.status_code == 200 and [u["id"] for u in r.json()["users"]] == [dave["user"]["id"]]
             assert elapsed < READ_TIMEOUT_S * 2 + 2.0  # a deadline, not a 30 s hang
-        assert fallbacks(srv.node, "timeout") >= 1
-        assert fallbacks(srv.node, "breaker_open") >= 1  # after 3 failures the replica is not even tried
+        # Reads waited for the replica only until the breaker opened (3 failures) or the watcher found the lag
+        # unknown (its heartbeat read timed out too); after that the replica was not even tried.
+        assert 1 <= fallbacks(srv.node, "timeout") <= 4
+        assert fallbacks(srv.node, "breaker_open") + fallbacks(srv.node, "lag_unknown") >= 1
         text = (await http.get("/metrics")).text
         assert 'wsim_store_replica_fallbacks_total{reason="timeout",store="users"}' in text or (
             'wsim_store_replica_fallbacks_total{store="users",reason="timeout"}' in text
