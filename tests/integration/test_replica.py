@@ -18,12 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
+from core.config import deep_merge
 from core.node import Node
 from tests.conftest import ServerFactory
 from tests.support.helpers import eventually
 from tests.support.replica import StandInReplica, SwitchProxy, stand_in_replica, switch_proxy
 from tests.support.server import RunningServer
-from tests.support.services import namespace
+from tests.support.services import namespace, require_service
 from tests.support.stores import backend_config
 
 READ_TIMEOUT_S = 0.5
@@ -46,6 +47,15 @@ async def replica(mysql_db: str) -> AsyncIterator[StandInReplica]:
 async def proxy() -> AsyncIterator[SwitchProxy]:
     async with switch_proxy(3306) as p:
         yield p
+
+
+@pytest.fixture(params=["l1", "l1+l2"])
+def cache(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The per-node cache, and the per-node cache in front of Redis (where a poisoned entry lived 30 min)."""
+    if request.param == "l1":
+        return {"kind": "l1"}
+    require_service("redis")
+    return {"kind": "l1+l2", "l2": {"url": "redis://127.0.0.1:6379/0", "prefix": namespace("rt") + ":"}}
 
 
 def overrides(primary: str, replica_dsn: str, **replica_opts: Any) -> dict[str, Any]:
@@ -96,9 +106,9 @@ def bearer(tokens: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_a_profile_update_reads_back_fresh_while_the_replica_lags(
-    mysql_db: str, replica: StandInReplica, start_server: ServerFactory
+    mysql_db: str, replica: StandInReplica, cache: dict[str, Any], start_server: ServerFactory
 ) -> None:
-    srv = await start_server(overrides(mysql_db, replica.dsn()))
+    srv = await start_server(deep_merge(overrides(mysql_db, replica.dsn()), {"strategies": {"cache": cache}}))
     async with httpx.AsyncClient(base_url=srv.url, timeout=10) as http:
         alice = await register(http, namespace("al"))
         await attached(srv, replica)
@@ -116,9 +126,9 @@ async def test_a_profile_update_reads_back_fresh_while_the_replica_lags(
 
 
 async def test_a_new_user_and_a_friend_request_to_them_work_while_the_replica_lags(
-    mysql_db: str, replica: StandInReplica, start_server: ServerFactory
+    mysql_db: str, replica: StandInReplica, cache: dict[str, Any], start_server: ServerFactory
 ) -> None:
-    srv = await start_server(overrides(mysql_db, replica.dsn()))
+    srv = await start_server(deep_merge(overrides(mysql_db, replica.dsn()), {"strategies": {"cache": cache}}))
     async with httpx.AsyncClient(base_url=srv.url, timeout=10) as http:
         alice = await register(http, namespace("al"))
         await attached(srv, replica)
@@ -151,7 +161,7 @@ async def test_refresh_keeps_the_session_through_replica_lag_hang_and_refusal(
         carol = await register(http, namespace("ca"))  # lag: the replica has never seen her
         token = carol["refresh_token"]
         for mode in ("forward", "hang", "refuse", "forward"):
-            await proxy.set_mode(mode)  # type: ignore[arg-type]
+            await proxy.set_mode(mode)
             r = await http.post("/api/auth/refresh", json={"refresh_token": token})
             assert r.status_code == 200, (mode, r.text)
             token = r.json()["refresh_token"]
