@@ -288,7 +288,7 @@ class _Mysql:
         StoreUnavailable. A connection cut off mid-query is closed, never returned to the pool."""
         pool = self.replica.pool
         if pool is None:
-            raise StoreUnavailable("mysql replica is not attached")
+            raise _ReplicaFailed("detached", StoreUnavailable("mysql replica is not attached"))
         conn: Any = None
         try:
             async with asyncio.timeout(self.config.replica_read_timeout_s):
@@ -419,14 +419,13 @@ class _Mysql:
                     return rows
             self.metrics.replica_fallbacks.labels(self.name, reason).inc()
         pool = self._require()
-        label = "primary"
         try:
             async with pool.acquire() as conn, conn.cursor() as cur:
                 await cur.execute(sql, params)
                 rows = await cur.fetchall()
         except (pymysql.err.MySQLError, OSError) as exc:
             raise StoreUnavailable(f"mysql: {exc}") from exc
-        self.metrics.store_seconds.labels(f"mysql-{label}", f"{self.name}_read").observe(
+        self.metrics.store_seconds.labels("mysql-primary", f"{self.name}_read").observe(
             time.perf_counter() - start
         )
         return list(rows)
