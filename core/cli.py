@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from core.config import ConfigError, Settings, load_settings
+from core.config import ConfigError, Settings, load_settings, mask_log_secrets, mask_secrets
 
 if TYPE_CHECKING:
     from core.cluster import LocalCluster
@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    mask_log_secrets()
     app = create_app(settings)
     print(
         f"wsim {settings.server.node}: http://{settings.server.host}:{settings.server.port}/ "
@@ -133,7 +134,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
     settings = load_settings(args.config, _overrides(args))
-    print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    print(yaml.safe_dump(mask_secrets(settings.model_dump(mode="json")), sort_keys=False, allow_unicode=True))
     return 0
 
 
@@ -153,6 +154,7 @@ def cmd_tier(args: argparse.Namespace) -> int:
         print("wsim tier: store.tiering.enabled is false in this configuration", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    mask_log_secrets()
 
     async def run() -> dict[str, Any]:
         settings.data_path.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,13 @@ Nested keys use ``__`` in the environment: ``WSIM_STRATEGIES__BUS__KIND=redis``.
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from strategies.ack.config import AckConfig, ThreeStateAckConfig
@@ -163,9 +165,62 @@ class Settings(BaseSettings):
         # init kwargs carry the YAML file merged with explicit overrides (see load_settings); env wins over YAML.
         return (env_settings, init_settings)
 
+    @model_validator(mode="after")
+    def _recall_window_stays_hot(self) -> Settings:
+        # The tier job moves messages older than hot_days; a message that may still be recalled must not move
+        # (a recall racing the move of its message could be lost), so the hot tier covers the recall window.
+        tiering = self.strategies.store.tiering
+        if tiering.enabled and tiering.hot_days * 86_400 < self.limits.recall_window_s:
+            raise ValueError(
+                f"strategies.store.tiering.hot_days ({tiering.hot_days:g} d) is shorter than "
+                f"limits.recall_window_s ({self.limits.recall_window_s:g} s): messages would leave the hot tier "
+                "while they can still be recalled"
+            )
+        return self
+
     @property
     def data_path(self) -> Path:
         return Path(self.server.data_dir).expanduser().resolve()
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s]*):(?P<pw>[^@/\s]+)@")
+MASK = "***"
+
+
+def mask_secrets(data: Any) -> Any:
+    """A copy of plain settings data (``model_dump(mode="json")``) fit to print, log or archive: values of keys
+    naming a password or a secret, and the password of every ``scheme://user:password@host`` URL, become ``***``.
+    """
+    if isinstance(data, dict):
+        return {
+            k: MASK
+            if isinstance(k, str) and ("password" in k or "secret" in k) and v not in (None, "")
+            else mask_secrets(v)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [mask_secrets(v) for v in data]
+    if isinstance(data, str):
+        return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:{MASK}@", data)
+    return data
+
+
+class MaskSecretsFilter(logging.Filter):
+    """A handler filter that masks URL passwords in every log line (a driver error quoting its DSN, for one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:{MASK}@", message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def mask_log_secrets() -> None:
+    """Install :class:`MaskSecretsFilter` on every handler of the root logger."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskSecretsFilter) for f in handler.filters):
+            handler.addFilter(MaskSecretsFilter())
 
 
 class ConfigError(ValueError):

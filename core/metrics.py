@@ -249,6 +249,25 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.replica_fallbacks = Counter(
+            "wsim_store_replica_fallbacks",
+            "Replica-routed reads served by the primary instead, by store and reason "
+            "(detached, breaker_open, lagging, lag_unknown, timeout, error)",
+            ["store", "reason"],
+            registry=r,
+        )
+        self.replica_lag = Gauge(
+            "wsim_store_replica_lag_seconds",
+            "Replica lag measured from the heartbeat row (-1: unknown; the replica is not attached or not answering)",
+            ["store"],
+            registry=r,
+        )
+        self.replica_up = Gauge(
+            "wsim_store_replica_up",
+            "1 while replica reads are allowed (attached, breaker closed)",
+            ["store"],
+            registry=r,
+        )
         self.store_batch_size = Histogram(
             "wsim_store_batch_size",
             "Writes committed per transaction (group commit)",

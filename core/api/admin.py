@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from core.api.deps import NodeDep, PrincipalDep
 from core.api.schemas import DeadLetterOut, DeadLettersOut, ErrorOut, StatsOut
+from core.config import mask_secrets
 from core.errors import ErrorCode, WsimError
 from core.services.accounts import Principal
 
@@ -61,5 +62,5 @@ async def stats(node: NodeDep) -> StatsOut:
         node=node.name,
         connections=node.hub.connection_count,
         users_online_here=len(node.hub.local_users()),
-        strategies=node.settings.strategies.model_dump(mode="json"),
+        strategies=mask_secrets(node.settings.strategies.model_dump(mode="json")),
     )

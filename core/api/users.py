@@ -19,6 +19,7 @@ from core.api.schemas import (
     UserOut,
     UsersOut,
 )
+from core.errors import ErrorCode, WsimError
 from core.node import Node
 from core.types import direct_conversation
 
@@ -39,9 +40,17 @@ async def _users_out(node: Node, ids: list[int]) -> dict[int, UserOut]:
     return {uid: UserOut(**p, online=uid in online) for uid, p in profiles.items()}
 
 
+async def _user_out(node: Node, uid: int) -> UserOut:
+    """One user's card; a user that does not exist is a 404, never a KeyError (a 500)."""
+    out = (await _users_out(node, [uid])).get(uid)
+    if out is None:
+        raise WsimError(ErrorCode.NOT_FOUND, "no such user")
+    return out
+
+
 @router.get("/users/me", response_model=UserOut)
 async def me(principal: PrincipalDep, node: NodeDep) -> UserOut:
-    return (await _users_out(node, [principal.user_id]))[principal.user_id]
+    return await _user_out(node, principal.user_id)
 
 
 @router.patch("/users/me", response_model=UserOut)
@@ -52,7 +61,7 @@ async def update_me(body: ProfileIn, principal: PrincipalDep, node: NodeDep) -> 
     await node.accounts.update_profile(
         principal.user_id, display_name=body.display_name, bio=body.bio, avatar_file=avatar
     )
-    return (await _users_out(node, [principal.user_id]))[principal.user_id]
+    return await _user_out(node, principal.user_id)
 
 
 @router.get("/users/search", response_model=UsersOut)
@@ -70,9 +79,7 @@ async def search(
 
 @router.get("/users/{user_id:id}", response_model=UserOut)
 async def get_user(user_id: UserIdPath, principal: PrincipalDep, node: NodeDep) -> UserOut:
-    uid = ident(user_id, "user")
-    await node.accounts.profile(uid)
-    return (await _users_out(node, [uid]))[uid]
+    return await _user_out(node, ident(user_id, "user"))
 
 
 # ------------------------------------------------------------------ friends
@@ -132,15 +139,14 @@ async def list_requests(principal: PrincipalDep, node: NodeDep) -> FriendRequest
 async def request_friend(body: FriendRequestIn, principal: PrincipalDep, node: NodeDep) -> FriendRequestOut:
     """Ask to be friends. If the other user already asked you, this accepts their request instead."""
     r = await node.social.request_friend(principal.user_id, ident(body.user_id, "user"), body.message)
-    users = await _users_out(node, [r.from_user, r.to_user])
     return FriendRequestOut.model_validate(
         {
             "id": str(r.id),
             "status": r.status,
             "message": r.message,
             "created": r.created_ms,
-            "from": users[r.from_user],
-            "to": users[r.to_user],
+            "from": await _user_out(node, r.from_user),
+            "to": await _user_out(node, r.to_user),
         }
     )
 

@@ -249,22 +249,25 @@ class AccountService:
         return await self._new_session(user, device)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
+        """Everything the answer needs (token, session, user) is read in the one primary transaction that spends
+        the token, and only a refresh that will succeed spends it: a replica outage or lag cannot log anyone out."""
         now_ms = self._clock.wall_ms()
-        token, first_use = await self._store.claim_refresh_token(_hash_token(refresh_token), now_ms)
+        token, first_use, user = await self._store.claim_refresh_token(_hash_token(refresh_token), now_ms)
         if token is None:
             raise WsimError(ErrorCode.UNAUTHORIZED, "unknown refresh token")
         if token.revoked:
             raise WsimError(ErrorCode.UNAUTHORIZED, "session has been logged out")
+        if user is None:
+            raise WsimError(ErrorCode.UNAUTHORIZED, "user no longer exists")
+        if not token.used and token.expires_ms <= now_ms:
+            raise WsimError(ErrorCode.TOKEN_EXPIRED, "refresh token expired; log in again")
         if not first_use and 0 <= now_ms - token.used_ms <= self._cfg.refresh_reuse_grace_s * 1000:
             first_use = True  # a concurrent refresh of the same session (module docstring), not a replay
         if not first_use:
             await self.logout(token.family, reason="refresh token reused")
             raise WsimError(ErrorCode.TOKEN_REUSED, "refresh token was already used; the session is revoked")
-        if token.expires_ms <= self._clock.wall_ms():
+        if token.expires_ms <= now_ms:
             raise WsimError(ErrorCode.TOKEN_EXPIRED, "refresh token expired; log in again")
-        user = await self._store.get_user(token.user_id)
-        if user is None:
-            raise WsimError(ErrorCode.UNAUTHORIZED, "user no longer exists")
         return await self._issue(user, token.family, token.device)
 
     async def logout(self, family: str, reason: str = "logged out") -> None:

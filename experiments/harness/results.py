@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from core.config import mask_secrets
 from experiments.harness.config import Cell, Experiment
 
 
@@ -30,7 +31,7 @@ def write_resolved(out: Path, exp: Experiment, cells: list[Cell], command: list[
         ],
     }
     (out / "config.resolved.yaml").write_text(
-        yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8"
+        yaml.safe_dump(mask_secrets(doc), sort_keys=False, allow_unicode=True), encoding="utf-8"
     )
 
 

@@ -3,6 +3,12 @@
 An :class:`Archive` is a flat key -> bytes store with atomic puts (a reader sees a whole object or none) and
 prefix listing: a local directory by default, any S3-compatible store when configured (strategies/store/s3.py).
 
+Recall in the cold tier: a marker object ``cold/<hash>/<conversation>/recalled/<seq>-<id>`` is written first (readers
+apply it, so the recall holds on every node at once and two recalls of one object cannot undo each other), then
+the object that holds the message is rewritten without its body (same key, atomic put), so the text leaves the
+archive too. An id index (``index/<first id>-<last id>-<digest>.json``, id -> conversation, one per archived
+batch) finds a message's conversation from its id alone.
+
 Cold files: one gzip-compressed JSON-lines object per (conversation, run of messages),
 ``cold/<2 hex of the conversation hash>/<conversation>/<first seq>-<last seq>-<digest>.jsonl.gz``. The seq range in the
 name lets a reader open only the objects that overlap a page; the digest of the ids makes two different runs over
@@ -13,6 +19,7 @@ archive readable with ``zcat`` anywhere; compression ratio on chat text is ~4-6x
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -31,6 +38,9 @@ from strategies.store.config import LocalArchiveConfig
 
 _CONV = re.compile(r"^[a-z]:[0-9:]+$")
 _NAME = re.compile(r"^(\d{12})-(\d{12})-([0-9a-f]{16})\.jsonl\.gz$")
+_MARK = re.compile(r"^recalled/(\d{12})-(\d+)$")
+_INDEX = re.compile(r"^index/(\d{20})-(\d{20})-([0-9a-f]{16})\.json$")
+INDEX_PREFIX = "index/"
 
 
 class Archive(Protocol):
@@ -127,6 +137,12 @@ class ColdObject:
     key: str
     first: int
     last: int
+    # seqs in [first, last] that a recall marker hides (the object may still hold their body until rewritten)
+    recalled: frozenset[int] = frozenset()
+
+
+def _hide(m: Message) -> Message:
+    return dataclasses.replace(m, recalled=True, body={})
 
 
 def _record(m: Message) -> dict[str, Any]:
@@ -172,6 +188,14 @@ def decode_cold(data: bytes) -> list[Message]:
     return [_from_record(orjson.loads(line)) for line in gzip.decompress(data).splitlines() if line]
 
 
+def encode_index(messages: Sequence[Message]) -> tuple[str, bytes]:
+    """(key, bytes) of the id index of one archived batch: id -> conversation."""
+    ids = sorted(m.id for m in messages)
+    digest = hashlib.blake2b(b",".join(str(i).encode() for i in ids), digest_size=8).hexdigest()
+    key = f"{INDEX_PREFIX}{ids[0]:020d}-{ids[-1]:020d}-{digest}.json"
+    return key, orjson.dumps({str(m.id): m.conv for m in messages})
+
+
 class ColdTier:
     """Reads the cold tier with the history queries' shapes (``messages_before`` / ``messages_after``)."""
 
@@ -181,12 +205,18 @@ class ColdTier:
 
     async def objects(self, conv: str) -> list[ColdObject]:
         prefix = conv_prefix(conv)
-        out: list[ColdObject] = []
+        found: list[tuple[str, int, int]] = []
+        marks: set[int] = set()
         for key in await self.archive.list(prefix):
-            m = _NAME.match(key[len(prefix) :])
-            if m:
-                out.append(ColdObject(key, int(m.group(1)), int(m.group(2))))
-        return out
+            name = key[len(prefix) :]
+            if m := _NAME.match(name):
+                found.append((key, int(m.group(1)), int(m.group(2))))
+            elif r := _MARK.match(name):
+                marks.add(int(r.group(1)))
+        return [
+            ColdObject(key, first, last, frozenset(s for s in marks if first <= s <= last))
+            for key, first, last in found
+        ]
 
     async def read(self, obj: ColdObject) -> list[Message]:
         cached = self._objects.get(obj.key)
@@ -194,7 +224,46 @@ class ColdTier:
             data = await self.archive.get(obj.key)
             cached = decode_cold(data) if data is not None else []
             self._objects[obj.key] = cached
+        if obj.recalled:
+            return [_hide(m) if m.seq in obj.recalled and not m.recalled else m for m in cached]
         return cached
+
+    async def find(self, msg_id: int) -> Message | None:
+        """The archived message with this id (through the id index), or None."""
+        located = await self._locate(msg_id)
+        return None if located is None else located[1]
+
+    async def _locate(self, msg_id: int) -> tuple[ColdObject, Message] | None:
+        for key in await self.archive.list(INDEX_PREFIX):
+            m = _INDEX.match(key)
+            if m is None or not int(m.group(1)) <= msg_id <= int(m.group(2)):
+                continue
+            data = await self.archive.get(key)
+            conv = orjson.loads(data).get(str(msg_id)) if data is not None else None
+            if conv is None:
+                continue
+            for obj in await self.objects(conv):
+                for msg in await self.read(obj):
+                    if msg.id == msg_id:
+                        return obj, msg
+        return None
+
+    async def recall(self, msg_id: int) -> bool:
+        """Hide an archived message: marker first, then rewrite its object without the body (module docstring).
+        False if the message is not archived or already recalled."""
+        located = await self._locate(msg_id)
+        if located is None or located[1].recalled:
+            return False
+        obj, msg = located
+        await self.archive.put(f"{conv_prefix(msg.conv)}recalled/{msg.seq:012d}-{msg.id}", b"")
+        data = await self.archive.get(obj.key)
+        if data is not None:
+            rewritten = [_hide(m) if m.id == msg_id else m for m in decode_cold(data)]
+            name, body = encode_cold(rewritten)
+            assert obj.key.endswith(name)  # same ids, same range: the same key
+            await self.archive.put(obj.key, body)
+        self._objects.pop(obj.key, None)
+        return True
 
     async def _collect(self, conv: str, objs: Iterable[ColdObject]) -> dict[int, Message]:
         got: dict[int, Message] = {}

@@ -95,10 +95,14 @@ class UserStore(Protocol):
 
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
 
-    async def claim_refresh_token(self, token_hash: str, now_ms: int) -> tuple[RefreshToken | None, bool]:
-        """Atomically mark a refresh token used at ``now_ms``. Returns (token, True) for the first claim, (token,
-        False) when it was already used (its ``used_ms`` says when: the caller tells a concurrent tab from a
-        replay), (None, False) if unknown."""
+    async def claim_refresh_token(
+        self, token_hash: str, now_ms: int
+    ) -> tuple[RefreshToken | None, bool, User | None]:
+        """In one transaction on the primary: read the token, its session and its user, and mark the token used at
+        ``now_ms`` only if the refresh can succeed (not used, session not revoked, not expired at ``now_ms``, user
+        exists). Returns (token, True, user) for that first claim; (token, False, user) otherwise (``used_ms``
+        says when it was used: the caller tells a concurrent tab from a replay); (None, False, None) if unknown.
+        A refresh that fails therefore never spends the token, and no part of it reads a replica."""
         ...
 
     # friends and blocks

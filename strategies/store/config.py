@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from strategies.timeline.config import ReadTimelineConfig, TimelineConfig
 
@@ -35,8 +35,20 @@ class MysqlStoreConfig(BaseModel):
     kind: Literal["mysql"] = "mysql"
     # mysql://user:password@host:port/database (the database is created on start if missing).
     dsn: str = "mysql://root@127.0.0.1:3306/wsim"
-    # Optional read replica: reads that may lag go there (docs/database.md lists which must not).
+    # Optional read replica of the user store: reads that may lag go there (docs/database.md lists which do). Only
+    # the user store uses it: a message store refuses it (history right after a send must see the send).
     replica_dsn: str | None = None
+    # Replica health (docs/database.md, "Replica failure modes"): a replica read that takes longer than this is
+    # abandoned and served by the primary;
+    replica_read_timeout_s: Annotated[float, Field(gt=0)] = 1.0
+    # this many consecutive replica failures open the circuit breaker: reads go to the primary for
+    # replica_breaker_open_s, then one read probes the replica again;
+    replica_breaker_failures: Annotated[int, Field(ge=1)] = 3
+    replica_breaker_open_s: Annotated[float, Field(gt=0)] = 5.0
+    # every replica_check_s the node writes its heartbeat row on the primary, reads it back from the replica (the
+    # lag) and attaches a replica that was down; reads go to the primary while the lag exceeds replica_max_lag_s.
+    replica_check_s: Annotated[float, Field(gt=0)] = 1.0
+    replica_max_lag_s: Annotated[float, Field(gt=0)] = 5.0
     # User-keyed tables are split into this many physical tables by a hash of the user id. Fixed at creation:
     # starting with a different number fails (re-sharding is a data migration, not a setting).
     shards: Annotated[int, Field(ge=1, le=1024)] = 16
@@ -47,6 +59,15 @@ class MysqlStoreConfig(BaseModel):
     # Group commit for the message store: appends that arrive together share one transaction.
     max_batch: Annotated[int, Field(ge=1, le=10_000)] = 512
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+
+    @model_validator(mode="after")
+    def _lag_bound_above_heartbeat(self) -> MysqlStoreConfig:
+        if self.replica_dsn is not None and self.replica_max_lag_s <= self.replica_check_s:
+            raise ValueError(
+                "replica_max_lag_s must exceed replica_check_s: the lag is measured from a heartbeat written every "
+                "replica_check_s, so a smaller bound would send every read to the primary"
+            )
+        return self
 
 
 class MongoStoreConfig(BaseModel):
@@ -122,3 +143,14 @@ class StoreConfig(BaseModel):
     messages: MessageStoreConfig = Field(default_factory=lambda: SqliteStoreConfig(path="messages.db"))
     timeline: TimelineConfig = Field(default_factory=ReadTimelineConfig)
     tiering: TieringConfig = Field(default_factory=TieringConfig)
+
+    @model_validator(mode="after")
+    def _replica_only_for_users(self) -> StoreConfig:
+        # An option that would be accepted and ignored is refused (the message store never reads a replica).
+        for where, cfg in (("store.messages", self.messages), ("store.tiering.warm", self.tiering.warm)):
+            if isinstance(cfg, MysqlStoreConfig) and cfg.replica_dsn is not None:
+                raise ValueError(
+                    f"{where}.replica_dsn: only the user store reads a replica (history right after a send "
+                    "must see the send); remove it"
+                )
+        return self

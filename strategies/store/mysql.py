@@ -6,9 +6,13 @@ compared on the same workload. The schema, its indexes and why are in docs/datab
 * User-keyed tables (users, friends, blocks, user_groups) are split into ``shards`` physical tables by a hash of
   the user id (``_shard``). Rows a query needs live in one shard whenever the query is keyed by one user; only a
   display-name search visits every shard.
-* Read/write splitting: with ``replica_dsn``, reads that may lag go to the replica. Reads that load a cache after
-  an invalidation, and reads that decide a write, always go to the primary (``_PRIMARY_READS`` lists them): a
-  lagging replica would put the old value back in the cache for its whole TTL.
+* Read/write splitting (user store only): with ``replica_dsn``, only the reads in ``_REPLICA_READS`` go to the
+  replica; every cache fill, every read that decides a write or an answer about security, and a user's read right
+  after that user's own write on this node go to the primary (a lagging replica would put the old value back in a
+  cache for its whole TTL, or show a user the world before their own change).
+* Replica health (:class:`_Replica`): per-query timeout, a circuit breaker, a heartbeat row for the lag and a lag
+  bound; a replica read that cannot be served by the replica is served by the primary and counted. The node starts
+  without its replica and attaches it when it answers.
 * Messages: group commit like the SQLite store. A batch locks its conversations' rows (``SELECT ... FOR UPDATE``,
   in sorted order so two nodes cannot deadlock on each other), skips drafts whose dedup key is stored, gives the
   rest ``last_seq + 1, + 2...`` and commits. Sequence numbers are therefore gap-free and never repeat, across any
@@ -18,6 +22,8 @@ compared on the same workload. The schema, its indexes and why are in docs/datab
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -95,6 +101,50 @@ def parse_dsn(dsn: str) -> _Dsn:
     )
 
 
+class _ReplicaFailed(StoreUnavailable):
+    def __init__(self, reason: str, exc: BaseException) -> None:
+        super().__init__(f"mysql replica {reason}: {exc!r}")
+        self.reason = reason
+
+
+class _Replica:
+    """Whether replica reads are allowed now (pure bookkeeping; :class:`_Mysql` does the I/O).
+
+    Allowed when the replica is attached, its circuit breaker is closed and its measured lag is known and within
+    ``replica_max_lag_s``. ``replica_breaker_failures`` consecutive failures (errors or timeouts) open the breaker
+    for ``replica_breaker_open_s``; after that the next read is a probe: a success closes the breaker, a failure
+    opens it again at once.
+    """
+
+    def __init__(self, config: MysqlStoreConfig) -> None:
+        self.cfg = config
+        self.pool: aiomysql.Pool | None = None
+        self.failures = 0
+        self.open_until = 0.0
+        self.lag_s: float | None = None
+
+    def refusal(self, now: float) -> str | None:
+        """Why a replica read must go to the primary now (the fallback reason), or None if it may go to the replica."""
+        if self.pool is None:
+            return "detached"
+        if now < self.open_until:
+            return "breaker_open"
+        if self.lag_s is None:
+            return "lag_unknown"
+        if self.lag_s > self.cfg.replica_max_lag_s:
+            return "lagging"
+        return None
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    def failed(self, now: float) -> None:
+        self.failures += 1
+        if self.failures >= self.cfg.replica_breaker_failures:
+            self.open_until = now + self.cfg.replica_breaker_open_s
+            self.failures = self.cfg.replica_breaker_failures - 1  # half-open: one more failure reopens it
+
+
 class _Mysql:
     """A connection pool to the primary (and optionally one to a replica), with transactions that map driver
     errors to the store contract's exceptions."""
@@ -103,19 +153,23 @@ class _Mysql:
         self.config = config
         self.name = store_name
         self.metrics = ctx.metrics
+        self.clock = ctx.clock
+        self.node = ctx.node_name
         self.primary_dsn = parse_dsn(config.dsn)
         self.replica_dsn = parse_dsn(config.replica_dsn) if config.replica_dsn else None
         self.pool: aiomysql.Pool | None = None
-        self.replica: aiomysql.Pool | None = None
+        self.replica = _Replica(config)
+        self._watcher: asyncio.Task[None] | None = None
+        self._heartbeat = f"`{config.table_prefix}wsim_heartbeat`"
 
-    async def _pool(self, dsn: _Dsn) -> aiomysql.Pool:
+    async def _pool(self, dsn: _Dsn, minsize: int | None = None) -> aiomysql.Pool:
         return await aiomysql.create_pool(
             host=dsn.host,
             port=dsn.port,
             user=dsn.user,
             password=dsn.password,
             db=dsn.db,
-            minsize=self.config.pool_min,
+            minsize=self.config.pool_min if minsize is None else minsize,
             maxsize=max(self.config.pool_max, self.config.pool_min),
             autocommit=True,
             charset="utf8mb4",
@@ -145,12 +199,113 @@ class _Mysql:
             conn.close()
         try:
             self.pool = await self._pool(d)
-            if self.replica_dsn is not None:
-                self.replica = await self._pool(self.replica_dsn)
             await self._migrate(migrations(), shards)
         except pymysql.err.MySQLError as exc:
             await self.close()
             raise StoreUnavailable(f"mysql: {exc}") from exc
+        if self.replica_dsn is not None:
+            # The node starts without its replica: reads go to the primary until the watcher attaches it.
+            self._set_up(False)
+            self.metrics.replica_lag.labels(self.name).set(-1)
+            self._watcher = asyncio.create_task(self._watch_replica(), name=f"mysql-replica-{self.name}")
+
+    # ---------------------------------------------------------------- replica health
+    def _set_up(self, up: bool) -> None:
+        self.metrics.replica_up.labels(self.name).set(1 if up else 0)
+
+    async def _watch_replica(self) -> None:
+        """Every ``replica_check_s``: write this node's heartbeat row on the primary, then attach the replica if it
+        is detached, or read the heartbeat back from it (its lag). A failed check counts as a replica failure."""
+        assert self.replica_dsn is not None
+        while True:
+            try:
+                await self._check_replica()
+            except Exception:  # the watcher must outlive any one bad check
+                log.exception("mysql %s: replica check failed", self.name)
+            await self.clock.sleep(self.config.replica_check_s)
+
+    async def _check_replica(self) -> None:
+        try:
+            await self.execute(
+                f"INSERT INTO {self._heartbeat} (node, ts_ms) VALUES (%s, %s) "
+                "ON DUPLICATE KEY UPDATE ts_ms = VALUES(ts_ms)",
+                (self.node, self.clock.wall_ms()),
+            )
+        except StoreUnavailable as exc:
+            log.warning("mysql %s: heartbeat not written: %s", self.name, exc)
+        if self.replica.pool is None:
+            await self._attach()
+        if self.replica.pool is not None:
+            await self._measure_lag()
+        self._set_up(self.replica.refusal(self.clock.monotonic()) in (None, "lagging"))
+
+    async def _attach(self) -> None:
+        assert self.replica_dsn is not None
+        timeout = self.config.connect_timeout_s
+        try:
+            # minsize=0: the pool answers at once; the first connection below proves the replica answers.
+            pool = await self._pool(self.replica_dsn, minsize=0)
+        except (pymysql.err.MySQLError, OSError) as exc:  # pragma: no cover - minsize=0 does not connect
+            log.warning("mysql %s: replica not attached: %s", self.name, exc)
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                async with pool.acquire() as conn, conn.cursor() as cur:
+                    await cur.execute("SELECT 1")
+        except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
+            log.warning(
+                "mysql %s: replica %s:%s does not answer (%r); reads use the primary",
+                self.name,
+                self.replica_dsn.host,
+                self.replica_dsn.port,
+                exc,
+            )
+            await _close_pool(pool)
+            return
+        log.info("mysql %s: replica %s:%s attached", self.name, self.replica_dsn.host, self.replica_dsn.port)
+        self.replica.pool = pool
+        self.replica.failures = 0
+        self.replica.open_until = 0.0
+
+    async def _measure_lag(self) -> None:
+        try:
+            rows = await self._replica_rows(
+                f"SELECT ts_ms FROM {self._heartbeat} WHERE node = %s", (self.node,)
+            )
+        except StoreUnavailable as exc:
+            if self.replica.lag_s is not None:
+                log.warning("mysql %s: replica lag unknown, reads use the primary: %s", self.name, exc)
+            self.replica.lag_s = None
+            self.metrics.replica_lag.labels(self.name).set(-1)
+            return
+        # No row yet: the replica has not seen this node's first heartbeat, so it is at least that far behind.
+        lag = (self.clock.wall_ms() - int(rows[0][0])) / 1000 if rows else None
+        self.replica.lag_s = None if lag is None else max(0.0, lag)
+        self.metrics.replica_lag.labels(self.name).set(-1 if lag is None else max(0.0, lag))
+
+    async def _replica_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """One read on the replica within ``replica_read_timeout_s``; a failure feeds the breaker and raises
+        StoreUnavailable. A connection cut off mid-query is closed, never returned to the pool."""
+        pool = self.replica.pool
+        if pool is None:
+            raise _ReplicaFailed("detached", StoreUnavailable("mysql replica is not attached"))
+        conn: Any = None
+        try:
+            async with asyncio.timeout(self.config.replica_read_timeout_s):
+                conn = await pool.acquire()
+                async with conn.cursor() as cur:
+                    await cur.execute(sql, params)
+                    rows = list(await cur.fetchall())
+        except (TimeoutError, pymysql.err.MySQLError, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            self.replica.failed(self.clock.monotonic())
+            raise _ReplicaFailed("timeout" if isinstance(exc, TimeoutError) else "error", exc) from exc
+        finally:
+            if conn is not None:
+                pool.release(conn)
+        self.replica.succeeded()
+        return rows
 
     async def _migrate(self, migrations: list[list[str]], shards: int | None) -> None:
         p = self.config.table_prefix
@@ -191,17 +346,20 @@ class _Mysql:
                 await cur.execute("SELECT RELEASE_LOCK(%s)", (lock,))
 
     async def close(self) -> None:
-        for pool in (self.pool, self.replica):
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        for pool in (self.pool, self.replica.pool):
             if pool is not None:
-                pool.close()
-                await pool.wait_closed()
-        self.pool = self.replica = None
+                await _close_pool(pool)
+        self.pool = self.replica.pool = None
 
-    def _require(self, replica: bool = False) -> aiomysql.Pool:
-        pool = self.replica if replica and self.replica is not None else self.pool
-        if pool is None:
+    def _require(self) -> aiomysql.Pool:
+        if self.pool is None:
             raise StoreUnavailable("mysql store is closed")
-        return pool
+        return self.pool
 
     async def tx(self, fn: Callable[[aiomysql.Cursor], Awaitable[T]], attempts: int = 3) -> T:
         """Run ``fn`` in one transaction on the primary; deadlocks and lock timeouts are retried."""
@@ -243,16 +401,31 @@ class _Mysql:
     async def all(
         self, sql: str, params: Sequence[Any] = (), *, replica: bool = False
     ) -> list[tuple[Any, ...]]:
-        pool = self._require(replica)
-        label = "replica" if replica and self.replica is not None else "primary"
+        """A read on the primary, or (``replica=True``) on the replica when it may serve reads now, else on the
+        primary with the reason counted in ``wsim_store_replica_fallbacks``."""
         start = time.perf_counter()
+        if replica and self.replica_dsn is not None:
+            reason = self.replica.refusal(self.clock.monotonic())
+            if reason is None:
+                try:
+                    rows = await self._replica_rows(sql, params)
+                except _ReplicaFailed as exc:
+                    reason = exc.reason
+                    log.warning("mysql %s: replica read failed, using the primary: %s", self.name, exc)
+                else:
+                    self.metrics.store_seconds.labels("mysql-replica", f"{self.name}_read").observe(
+                        time.perf_counter() - start
+                    )
+                    return rows
+            self.metrics.replica_fallbacks.labels(self.name, reason).inc()
+        pool = self._require()
         try:
             async with pool.acquire() as conn, conn.cursor() as cur:
                 await cur.execute(sql, params)
                 rows = await cur.fetchall()
         except (pymysql.err.MySQLError, OSError) as exc:
             raise StoreUnavailable(f"mysql: {exc}") from exc
-        self.metrics.store_seconds.labels(f"mysql-{label}", f"{self.name}_read").observe(
+        self.metrics.store_seconds.labels("mysql-primary", f"{self.name}_read").observe(
             time.perf_counter() - start
         )
         return list(rows)
@@ -260,6 +433,19 @@ class _Mysql:
     async def one(self, sql: str, params: Sequence[Any] = (), *, replica: bool = False) -> Any:
         rows = await self.all(sql, params, replica=replica)
         return rows[0] if rows else None
+
+
+async def _close_pool(pool: aiomysql.Pool, timeout_s: float = 5.0) -> None:
+    """Close a pool within a deadline; connections still busy after it (a hung server) are dropped."""
+    pool.close()
+    try:
+        async with asyncio.timeout(timeout_s):
+            await pool.wait_closed()
+    except TimeoutError:
+        pool.terminate()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await pool.wait_closed()
 
 
 def _in(n: int) -> str:
@@ -331,7 +517,13 @@ def _user_migrations(p: str, shards: int) -> list[list[str]]:
         ]
     # v2: refresh_tokens.used holds when the token was exchanged (ms), for the reuse grace period
     v2 = [f"ALTER TABLE `{p}refresh_tokens` MODIFY used BIGINT NOT NULL DEFAULT 0"]
-    return [v1, v2]
+    # v3: one heartbeat row per node, written on the primary and read back from the replica (its lag)
+    v3 = [
+        f"""CREATE TABLE IF NOT EXISTS `{p}wsim_heartbeat` (
+            node VARCHAR(64) NOT NULL PRIMARY KEY, ts_ms BIGINT NOT NULL
+        ) {_TABLE_OPTS}"""
+    ]
+    return [v1, v2, v3]
 
 
 _USER_COLS = "id, username, display_name, password_hash, bio, avatar_file, created_ms"
@@ -359,25 +551,14 @@ def _like_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-# Reads that always go to the primary even with a replica configured (docs/database.md, "Read/write splitting"):
-# cache loads right after an invalidation, and reads that decide a write or a security answer.
-_PRIMARY_READS = frozenset(
-    {
-        "get_user_by_name",  # login right after registration; username uniqueness
-        "session_active",  # a logout must take effect at once
-        "get_friend_request",  # decides accept/decline
-        "pending_request",  # decides whether a request already exists
-        "list_friends",  # loads the "friends" cache after an invalidation
-        "are_friends",
-        "list_blocked",  # loads the "blocks" cache
-        "is_blocked",
-        "get_group",  # loads the "group" cache
-        "get_members",  # loads the "members" cache: authorization of every send
-        "get_member",
-        "list_user_groups",  # loads the "convs" cache
-        "get_file",  # a file is attached right after its upload
-    }
-)
+# The only reads that may go to the replica (docs/database.md, "Which reads go where"). Everything else reads the
+# primary: every cache fill (get_user fills "profile", list_friends "friends"...; a lagging replica would put the
+# old value or a negative answer back in the cache for its whole TTL), every read that decides a write or a
+# security answer (refresh, sessions, friend requests, file access), and login right after registration. What is
+# left is display-only and tolerates bounded staleness (replica_max_lag_s): directory search, and a user's list of
+# pending friend requests, which reads the primary for ``replica_max_lag_s`` after that user's own request write
+# on this node (read-your-writes).
+_REPLICA_READS = frozenset({"search_users", "get_users", "list_friend_requests"})
 
 
 class MysqlUserStore:
@@ -387,6 +568,9 @@ class MysqlUserStore:
         self._db = _Mysql(config, "users", ctx)
         self._p = config.table_prefix
         self._shards = config.shards
+        self._clock = ctx.clock
+        self._max_lag_s = config.replica_max_lag_s
+        self._wrote: dict[int, float] = {}  # user id -> monotonic time of that user's last request write here
 
     def _t(self, table: str, user_id: int) -> str:
         return f"`{self._p}{table}_{_shard(user_id, self._shards):02d}`"
@@ -394,8 +578,27 @@ class MysqlUserStore:
     def _g(self, table: str) -> str:
         return f"`{self._p}{table}`"
 
-    def _replica(self, op: str) -> bool:
-        return op not in _PRIMARY_READS
+    def _replica(self, op: str, user_id: int | None = None) -> bool:
+        if op not in _REPLICA_READS:
+            return False
+        if user_id is not None:
+            wrote = self._wrote.get(user_id)
+            if wrote is not None and self._clock.monotonic() - wrote < self._max_lag_s:
+                return False  # read-your-writes: the replica may not have this user's own write yet
+        return True
+
+    def _written(self, *user_ids: int) -> None:
+        """Remember that these users' data changed on the primary just now (for ``_replica``)."""
+        now = self._clock.monotonic()
+        for uid in user_ids:
+            self._wrote.pop(uid, None)
+            self._wrote[uid] = now
+        # insertion order is age order: drop what is older than the lag bound
+        while self._wrote:
+            uid, at = next(iter(self._wrote.items()))
+            if now - at < self._max_lag_s:
+                break
+            del self._wrote[uid]
 
     async def start(self) -> None:
         await self._db.open(lambda: _user_migrations(self._p, self._shards), self._shards)
@@ -429,7 +632,6 @@ class MysqlUserStore:
         row = await self._db.one(
             f"SELECT {_USER_COLS} FROM {self._t('users', user_id)} WHERE id = %s",
             (user_id,),
-            replica=self._replica("get_user"),
         )
         return _user(row) if row else None
 
@@ -538,8 +740,10 @@ class MysqlUserStore:
             (token.token_hash, token.user_id, token.family, token.expires_ms, int(token.used), token.device),
         )
 
-    async def claim_refresh_token(self, token_hash: str, now_ms: int) -> tuple[RefreshToken | None, bool]:
-        async def run(cur: aiomysql.Cursor) -> tuple[RefreshToken | None, bool]:
+    async def claim_refresh_token(
+        self, token_hash: str, now_ms: int
+    ) -> tuple[RefreshToken | None, bool, User | None]:
+        async def run(cur: aiomysql.Cursor) -> tuple[RefreshToken | None, bool, User | None]:
             await cur.execute(
                 f"SELECT t.token_hash, t.user_id, t.family, t.expires_ms, t.used, t.device, s.revoked "
                 f"FROM {self._g('refresh_tokens')} t LEFT JOIN {self._g('sessions')} s ON s.family = t.family "
@@ -548,23 +752,29 @@ class MysqlUserStore:
             )
             row = await cur.fetchone()
             if row is None:
-                return None, False
+                return None, False, None
             # `used` holds the wall ms of the first exchange (1 for tokens marked by a logout)
             tok = RefreshToken(
                 row[0], int(row[1]), row[2], int(row[3]), bool(row[4]), bool(row[6]), row[5], int(row[4])
             )
-            if tok.used:
-                return tok, False
+            await cur.execute(
+                f"SELECT {_USER_COLS} FROM {self._t('users', tok.user_id)} WHERE id = %s", (tok.user_id,)
+            )
+            urow = await cur.fetchone()
+            user = _user(urow) if urow else None
+            if tok.used or tok.revoked or tok.expires_ms <= now_ms or user is None:
+                return tok, False, user  # a refresh that fails does not spend the token
             await cur.execute(
                 f"UPDATE {self._g('refresh_tokens')} SET used = %s WHERE token_hash = %s",
                 (max(1, now_ms), token_hash),
             )
-            return tok, True
+            return tok, True, user
 
         return await self._db.tx(run)
 
     # ---------------------------------------------------------------- friends
     async def add_friend_request(self, request: FriendRequest) -> None:
+        self._written(request.from_user, request.to_user)
         await self._db.execute(
             f"INSERT INTO {self._g('friend_requests')} ({_REQ_COLS}) VALUES (%s, %s, %s, %s, %s, %s)",
             (
@@ -597,14 +807,25 @@ class MysqlUserStore:
             f"UNION (SELECT {_REQ_COLS} FROM {self._g('friend_requests')} WHERE from_user = %s "
             "AND status = 'pending') ORDER BY id DESC LIMIT 500",
             (user_id, user_id),
-            replica=self._replica("list_friend_requests"),
+            replica=self._replica("list_friend_requests", user_id),
         )
         return [_request(r) for r in rows]
 
     async def set_friend_request_status(self, request_id: int, status: str) -> None:
-        await self._db.execute(
-            f"UPDATE {self._g('friend_requests')} SET status = %s WHERE id = %s", (status, request_id)
-        )
+        async def run(cur: aiomysql.Cursor) -> tuple[Any, ...] | None:
+            await cur.execute(
+                f"SELECT from_user, to_user FROM {self._g('friend_requests')} WHERE id = %s FOR UPDATE",
+                (request_id,),
+            )
+            row = await cur.fetchone()
+            await cur.execute(
+                f"UPDATE {self._g('friend_requests')} SET status = %s WHERE id = %s", (status, request_id)
+            )
+            return tuple(row) if row else None
+
+        users = await self._db.tx(run)
+        if users is not None:
+            self._written(int(users[0]), int(users[1]))
 
     async def add_friendship(self, a: int, b: int, since_ms: int) -> None:
         async def run(cur: aiomysql.Cursor) -> None:
@@ -839,7 +1060,6 @@ class MysqlUserStore:
         rows = await self._db.all(
             f"SELECT conv FROM {self._g('file_refs')} WHERE file_id = %s",
             (file_id,),
-            replica=self._replica("file_convs"),
         )
         return [r[0] for r in rows]
 

@@ -477,8 +477,10 @@ class SqliteUserStore:
             (token.token_hash, token.user_id, token.family, token.expires_ms, int(token.used), token.device),
         )
 
-    async def claim_refresh_token(self, token_hash: str, now_ms: int) -> tuple[RefreshToken | None, bool]:
-        def run(conn: sqlite3.Connection) -> tuple[RefreshToken | None, bool]:
+    async def claim_refresh_token(
+        self, token_hash: str, now_ms: int
+    ) -> tuple[RefreshToken | None, bool, User | None]:
+        def run(conn: sqlite3.Connection) -> tuple[RefreshToken | None, bool, User | None]:
             cur = conn.execute(
                 "SELECT t.token_hash, t.user_id, t.family, t.expires_ms, t.used, t.device, s.revoked "
                 "FROM refresh_tokens t LEFT JOIN sessions s ON s.family = t.family WHERE t.token_hash = ?",
@@ -486,17 +488,19 @@ class SqliteUserStore:
             )
             row = cur.fetchone()
             if row is None:
-                return None, False
+                return None, False, None
             # `used` holds the wall ms of the first exchange (1 for tokens marked by a logout)
             tok = RefreshToken(
                 row[0], row[1], row[2], row[3], bool(row[4]), bool(row[6]), row[5], int(row[4])
             )
-            if tok.used:
-                return tok, False
+            urow = conn.execute(f"SELECT {_USER_COLS} FROM users WHERE id = ?", (tok.user_id,)).fetchone()
+            user = _user(urow) if urow else None
+            if tok.used or tok.revoked or tok.expires_ms <= now_ms or user is None:
+                return tok, False, user  # a refresh that fails does not spend the token
             conn.execute(
                 "UPDATE refresh_tokens SET used = ? WHERE token_hash = ?", (max(1, now_ms), token_hash)
             )
-            return tok, True
+            return tok, True, user
 
         return await self._db.write(run)
 

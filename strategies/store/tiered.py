@@ -14,6 +14,11 @@ batch at a time, always *copy, then delete from the source*:
 * warm -> cold: per conversation, the seqs the archive already holds are left out, the rest is written as a new
   object (atomic put), then the batch is deleted from warm.
 
+Each step (one batch) holds the store's step lock, which a recall takes too, so a recall never lands on a copy that
+the step is about to delete. A recall is looked up in hot, then warm, then cold (strategies/store/archive.py: a
+marker and a rewrite of the object); configuration refuses ``hot_days`` shorter than the recall window, so in
+normal operation only hot messages are recalled.
+
 Interrupted anywhere, the job leaves every message in at least one tier (the copy precedes the delete), and a rerun
 finds the same oldest messages, skips what the destination holds and finishes the delete: nothing lost, nothing
 stored twice. Readers merge tiers by seq, so a message visible in two tiers during a move is returned once.
@@ -31,7 +36,7 @@ from typing import Any
 
 from core.models import AppendResult, ConversationHead, DeadLetter, Marks, Message, MessageDraft
 from strategies.context import StrategyContext
-from strategies.store.archive import Archive, ColdTier, conv_prefix, encode_cold
+from strategies.store.archive import Archive, ColdTier, conv_prefix, encode_cold, encode_index
 from strategies.store.base import TierableStore
 from strategies.store.config import TieringConfig
 
@@ -67,12 +72,14 @@ class TierJob:
         cold: ColdTier,
         config: TieringConfig,
         ctx: StrategyContext,
+        step_lock: asyncio.Lock | None = None,
     ) -> None:
         self.hot = hot
         self.warm = warm
         self.cold = cold
         self.cfg = config
         self.clock = ctx.clock
+        self.step_lock = step_lock or asyncio.Lock()
 
     async def run(self, max_batches: int | None = None) -> TierReport:
         """Move everything that is due; ``max_batches`` bounds one run (the schedule runs often, a little each)."""
@@ -93,6 +100,10 @@ class TierJob:
         return report
 
     async def move_to_warm(self, batch: Sequence[Message], report: TierReport) -> None:
+        async with self.step_lock:
+            await self._move_to_warm(batch, report)
+
+    async def _move_to_warm(self, batch: Sequence[Message], report: TierReport) -> None:
         added = await self.warm.import_messages(batch)
         report.skipped_present += len(batch) - added
         await self.hot.delete_messages(batch)
@@ -100,6 +111,10 @@ class TierJob:
         report.batches += 1
 
     async def move_to_cold(self, batch: Sequence[Message], report: TierReport) -> None:
+        async with self.step_lock:
+            await self._move_to_cold(batch, report)
+
+    async def _move_to_cold(self, batch: Sequence[Message], report: TierReport) -> None:
         by_conv: dict[str, list[Message]] = {}
         for m in batch:
             by_conv.setdefault(m.conv, []).append(m)
@@ -112,6 +127,9 @@ class TierJob:
                 name, data = encode_cold(todo)
                 await self.cold.archive.put(conv_prefix(conv) + name, data)
                 report.cold_objects += 1
+        # the id index of the whole batch (also of copies a resumed run found present) before the source goes
+        key, index = encode_index(batch)
+        await self.cold.archive.put(key, index)
         await self.warm.delete_messages(batch)
         report.to_cold += len(batch)
         report.batches += 1
@@ -136,7 +154,8 @@ class TieredMessageStore:
         self.warm = warm
         self.archive = archive
         self.cold = ColdTier(archive)
-        self.job = TierJob(hot, warm, self.cold, config, ctx)
+        self._step = asyncio.Lock()  # one tier-job step or one recall at a time
+        self.job = TierJob(hot, warm, self.cold, config, ctx, self._step)
         self._cfg = config
         self._clock = ctx.clock
         self._metrics = ctx.metrics
@@ -179,7 +198,13 @@ class TieredMessageStore:
         return await self.hot.append(draft)
 
     async def mark_recalled(self, msg_id: int) -> bool:
-        return await self.hot.mark_recalled(msg_id)
+        """Hot, then warm, then cold, under the step lock (module docstring)."""
+        async with self._step:
+            return (
+                await self.hot.mark_recalled(msg_id)
+                or await self.warm.mark_recalled(msg_id)
+                or await self.cold.recall(msg_id)
+            )
 
     async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
         await self.hot.set_marks(conv, user_id, delivered=delivered, read=read)
@@ -204,8 +229,12 @@ class TieredMessageStore:
 
     # ---------------------------------------------------------------- reads across tiers
     async def get_message(self, msg_id: int) -> Message | None:
-        """Hot, then warm. The cold tier is not indexed by id: a recall (the one caller) is within minutes."""
-        return await self.hot.get_message(msg_id) or await self.warm.get_message(msg_id)
+        """Hot, then warm, then cold (through the archive's id index)."""
+        return (
+            await self.hot.get_message(msg_id)
+            or await self.warm.get_message(msg_id)
+            or await self.cold.find(msg_id)
+        )
 
     async def messages_before(self, conv: str, before_seq: int, limit: int) -> list[Message]:
         got: dict[int, Message] = {}

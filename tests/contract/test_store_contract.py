@@ -366,18 +366,36 @@ async def test_users_unique_names_lookup_and_search(ubackend: Backend) -> None:
 
 async def test_sessions_and_refresh_token_rotation(ubackend: Backend) -> None:
     store = await ubackend.users()
-    await store.create_session("fam1", 1, "dev", 1000)
+    u = user("tokens")
+    await store.create_user(u)
+    await store.create_session("fam1", u.id, "dev", 1000)
     assert await store.session_active("fam1")
-    await store.add_refresh_token(RefreshToken("h1", 1, "fam1", 99_999))
+    await store.add_refresh_token(RefreshToken("h1", u.id, "fam1", 99_999))
     results = await asyncio.gather(*(store.claim_refresh_token("h1", 5000 + i) for i in range(5)))
-    assert sorted(ok for _, ok in results) == [False] * 4 + [True]
-    (winner,) = [5000 + i for i, (_, ok) in enumerate(results) if ok]
-    tok, ok = await store.claim_refresh_token("h1", 9000)
+    assert sorted(ok for _, ok, _ in results) == [False] * 4 + [True]
+    assert all(got == u for _, _, got in results)  # the user is read in the claiming transaction
+    (winner,) = [5000 + i for i, (_, ok, _) in enumerate(results) if ok]
+    tok, ok, _ = await store.claim_refresh_token("h1", 9000)
     assert tok is not None and not ok and tok.used_ms == winner  # when it was first exchanged
-    assert await store.claim_refresh_token("nope", 9000) == (None, False)
-    assert await store.revoke_session("fam1") == 1
+    assert await store.claim_refresh_token("nope", 9000) == (None, False, None)
+    assert await store.revoke_session("fam1") == u.id
     assert not await store.session_active("fam1")
     assert await store.revoke_session("unknown") is None
+
+
+async def test_a_refresh_that_cannot_succeed_does_not_spend_the_token(ubackend: Backend) -> None:
+    store = await ubackend.users()
+    u = user("spender")
+    await store.create_user(u)
+    await store.create_session("fam2", u.id, None, 1000)
+    await store.add_refresh_token(RefreshToken("expired", u.id, "fam2", 5000))
+    await store.add_refresh_token(RefreshToken("orphan", nid(), "fam2", 99_999))  # its user does not exist
+    tok, ok, _ = await store.claim_refresh_token("expired", 5000)
+    assert tok is not None and not ok and not tok.used
+    tok, ok, got = await store.claim_refresh_token("orphan", 5000)
+    assert tok is not None and not ok and got is None
+    tok, ok, _ = await store.claim_refresh_token("orphan", 5001)
+    assert tok is not None and not tok.used  # still unspent
 
 
 async def test_friends_requests_and_blocks(ubackend: Backend) -> None:

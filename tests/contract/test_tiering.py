@@ -5,7 +5,9 @@ any step and run again loses nothing and stores nothing twice."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import itertools
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -250,6 +252,33 @@ def test_wsim_tier_command(tmp_path: Path) -> None:
     assert done.returncode == 2 and "tiering.enabled is false" in done.stderr
 
 
+def test_seeded_old_messages_are_tiered_by_the_command(tmp_path: Path) -> None:
+    """docs/database.md's recipe: experiments/seed_old_messages.py writes old messages, ``wsim tier`` moves them."""
+    cfg = tmp_path / "wsim.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "server": {"data_dir": str(tmp_path / "data")},
+                "strategies": {"store": {"tiering": {"enabled": True, "hot_days": 7, "warm_days": 90}}},
+            }
+        )
+    )
+    seed = [sys.executable, "-m", "experiments.seed_old_messages", "-c", str(cfg), "-n", "200"]
+    # ages k * 0.9995 days for k = 1..200: no message sits on a tier boundary
+    done = subprocess.run([*seed, "--oldest-days", "199.9"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "stored 200 messages" in done.stdout, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "core.cli", "tier", "-c", str(cfg)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    # 7 are younger than hot_days, 90 younger than warm_days: the rest moves on
+    assert (report["to_warm"], report["to_cold"]) == (200 - 7, 200 - 90)
+
+
 @contextlib.contextmanager
 def archive_config(kind: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The local archive in a tmp directory; S3 against moto's in-process S3 (the code path of a real bucket:
@@ -306,3 +335,55 @@ async def test_pages_stay_whole_when_timestamps_and_seqs_disagree(tiers: Tiers) 
     assert [m.seq for m in await store.messages_after("d:4:5", 0, 10)] == [1, 2, 3]
     assert [m.seq for m in await store.messages_before("d:4:5", 4, 10)] == [1, 2, 3]
     assert [m.seq for m in await store.messages_before("d:4:5", 4, 2)] == [2, 3]
+
+
+async def test_recall_hides_the_body_in_every_tier(tiers: Tiers) -> None:
+    """A message recalled in the hot, the warm and the cold tier: gone from history (newest-first pages), from sync
+    (oldest-first pages), from get_message (what the recall path reads first) and from the archive's bytes."""
+    store = await tiers.open()
+    msgs = await fill(store, "d:4:5", 30)
+    await store.run_tier_job()
+    where = await everything(store, "d:4:5")
+    by_seq = {m.seq: m for m in msgs}
+    picked = {tier: by_seq[where[tier][len(where[tier]) // 2]] for tier in ("hot", "warm", "cold")}
+    for tier, m in picked.items():
+        found = await store.get_message(m.id)  # the recall path finds the message first, in any tier
+        assert found is not None and found.body == m.body, tier
+        assert await store.mark_recalled(m.id), tier
+        assert not await store.mark_recalled(m.id), tier  # a second recall changes nothing
+    secrets = {m.body["text"] for m in picked.values()}
+    history: list[Message] = []
+    before = 2**53
+    while page := await store.messages_before("d:4:5", before, 7):
+        history = page + history
+        before = page[0].seq
+    sync: list[Message] = []
+    after = 0
+    while page := await store.messages_after("d:4:5", after, 7):
+        sync += page
+        after = page[-1].seq
+    for view in (history, sync):
+        assert [m.seq for m in view] == list(range(1, 31))
+        hidden = {m.seq for m in view if m.recalled}
+        assert hidden == {m.seq for m in picked.values()}
+        assert all(m.body == {} for m in view if m.recalled)
+        assert not secrets & {m.body.get("text") for m in view}
+    for m in picked.values():
+        got = await store.get_message(m.id)
+        assert got is not None and got.recalled and got.body == {}
+    archived = b"".join(
+        gzip.decompress(p.read_bytes()) for p in (tiers.tmp_path / "archive").rglob("*.jsonl.gz")
+    )
+    assert picked["cold"].body["text"].encode() not in archived  # rewritten, not only masked
+    assert all(by_seq[s].body["text"].encode() in archived for s in where["cold"] if s != picked["cold"].seq)
+    # messages recalled in hot and warm are archived without their body when they move on
+    tiers.clock.advance(100 * DAY_MS / 1000)
+    await store.run_tier_job()
+    assert sorted((await everything(store, "d:4:5"))["cold"]) == list(range(1, 31))
+    archived = b"".join(
+        gzip.decompress(p.read_bytes()) for p in (tiers.tmp_path / "archive").rglob("*.jsonl.gz")
+    )
+    assert not any(text.encode() in archived for text in secrets)
+    assert {m.seq for m in await store.messages_after("d:4:5", 0, 100) if m.recalled} == {
+        m.seq for m in picked.values()
+    }

@@ -190,6 +190,7 @@ async def test_in_server_tier_schedule_keeps_history_whole(
     day_s = 86_400
     srv = await start_server(
         {
+            "limits": {"recall_window_s": 0.3},  # hot_days may not be shorter (config validation)
             "strategies": {
                 "store": {
                     "tiering": {
@@ -201,7 +202,7 @@ async def test_in_server_tier_schedule_keeps_history_whole(
                         "cold": {"kind": "local", "path": str(tmp_path / "archive")},
                     }
                 }
-            }
+            },
         }
     )
     store: Any = srv.node.messages_store

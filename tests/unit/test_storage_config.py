@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import logging
+from pathlib import Path
 
-from core.config import ConfigError, load_settings
+import pytest
+import yaml
+
+from core.cli import main
+from core.config import ConfigError, MaskSecretsFilter, deep_merge, load_settings
 from strategies.store.mysql import _shard, parse_dsn
 
 HYBRID = {
@@ -54,6 +59,42 @@ def test_hybrid_deployment_validates() -> None:
             ["strategies.store.tiering.cold.s3.bucket"],
         ),
         ({"strategies": {"store": {"timeline": {"kind": "push"}}}}, ["strategies.store.timeline", "'write'"]),
+        # an option that would be ignored is refused: only the user store reads a replica
+        (
+            {"strategies": {"store": {"messages": {"kind": "mysql", "replica_dsn": "mysql://r@db2/wsim"}}}},
+            ["store.messages.replica_dsn", "only the user store"],
+        ),
+        (
+            {
+                "strategies": {
+                    "store": {"tiering": {"warm": {"kind": "mysql", "replica_dsn": "mysql://r@db2/wsim"}}}
+                }
+            },
+            ["store.tiering.warm.replica_dsn"],
+        ),
+        (
+            {
+                "strategies": {
+                    "store": {
+                        "users": {
+                            "kind": "mysql",
+                            "replica_dsn": "mysql://r@db2/wsim",
+                            "replica_check_s": 5,
+                            "replica_max_lag_s": 5,
+                        }
+                    }
+                }
+            },
+            ["replica_max_lag_s must exceed replica_check_s"],
+        ),
+        # the hot tier must cover the recall window
+        (
+            {
+                "limits": {"recall_window_s": 3600},
+                "strategies": {"store": {"tiering": {"enabled": True, "hot_days": 0.01}}},
+            },
+            ["hot_days", "recall_window_s"],
+        ),
     ],
 )
 def test_bad_storage_settings_name_the_key(overrides: dict[str, object], expected: list[str]) -> None:
@@ -75,3 +116,29 @@ def test_mysql_dsn_parsing() -> None:
 def test_shard_is_stable_and_in_range() -> None:
     assert [_shard(u, 16) for u in (1, 2, 3)] == [_shard(u, 16) for u in (1, 2, 3)]
     assert all(0 <= _shard(u, 7) < 7 for u in range(1000))
+
+
+def test_wsim_config_and_logs_mask_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "wsim.yaml"
+    doc = deep_merge(
+        HYBRID,
+        {
+            "auth": {"jwt_secret": "jwt-very-secret"},
+            "strategies": {"bus": {"kind": "redis", "url": "redis://:redis-pw@r1:6379/0"}},
+        },
+    )
+    cfg.write_text(yaml.safe_dump(doc))
+    assert main(["config", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    for secret in ("pw@", "jwt-very-secret", "redis-pw"):
+        assert secret not in out
+    shown = yaml.safe_load(out)
+    assert shown["strategies"]["store"]["users"]["dsn"] == "mysql://wsim:***@db1:3306/wsim"
+    assert shown["strategies"]["store"]["users"]["replica_dsn"] == "mysql://wsim:***@db2/wsim"
+    assert shown["auth"]["jwt_secret"] == "***"
+    # what the node runs with is untouched
+    assert load_settings(cfg).strategies.store.users.dsn == "mysql://wsim:pw@db1:3306/wsim"
+    record = logging.LogRecord(
+        "x", logging.WARNING, __file__, 1, "cannot reach %s", ("mysql://u:hunter2@h/db",), None
+    )
+    assert MaskSecretsFilter().filter(record) and record.getMessage() == "cannot reach mysql://u:***@h/db"
