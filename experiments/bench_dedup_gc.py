@@ -51,7 +51,7 @@ async def run(ids: int, window_s: float) -> dict[str, Any]:
     clock = FakeClock()
     d = dedup.REGISTRY.create(
         MemoryDedupConfig(window_s=window_s, max_entries=ids),
-        StrategyContext(clock, Metrics(), Path("."), "bench"),
+        StrategyContext(clock, Metrics(), Path(), "bench"),
     )
     await d.start()
     step = window_s / ids
@@ -65,7 +65,9 @@ async def run(ids: int, window_s: float) -> dict[str, Any]:
     for i in range(ids):
         key = f"{i % 5000}:dev-{i % 3}:c{i}"
         assert await d.lookup(key) is None
-        await d.remember(key, DedupRecord(10**18 + i, f"d:{i % 5000}:{i % 7000}", i, 1_700_000_000_000 + i, f"{i:032x}"))
+        await d.remember(
+            key, DedupRecord(10**18 + i, f"d:{i % 5000}:{i % 7000}", i, 1_700_000_000_000 + i, f"{i:032x}")
+        )
         churn.append({"frame": [i, key]})  # what a message leaves behind for a moment (frames, futures)
         if len(churn) > 64:
             churn.clear()

@@ -42,6 +42,10 @@ def _commits(metrics: Metrics) -> float:
     return 0.0
 
 
+def _db_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.glob("m.db*"))
+
+
 async def run_once(messages: int, writers: int, extra: dict[str, Any], rate: float = 0.0) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         metrics = Metrics()
@@ -111,7 +115,7 @@ async def run_once(messages: int, writers: int, extra: dict[str, Any], rate: flo
             "writes_per_s": n / elapsed,
             "cpu_us_per_msg": cpu / n * 1e6,
             "commits_per_msg": commits / n,
-            "db_bytes_per_msg": sum(f.stat().st_size for f in Path(tmp).glob("m.db*")) / n,
+            "db_bytes_per_msg": _db_bytes(Path(tmp)) / n,
         }
 
 

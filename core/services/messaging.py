@@ -179,7 +179,9 @@ class MessagingService:
             original = await self._dedup_hit(key)
             # A window record with another fingerprint is not trusted to refuse the message: the window may key by a
             # hash (dedup memory), so the store's unique index on the full key decides (conflict or a new message).
-            if original is not None and not (isinstance(original, DedupRecord) and original.fingerprint != fp):
+            if isinstance(original, DedupRecord) and original.fingerprint != fp:
+                original = None
+            if original is not None:
                 self._answer_duplicate(link, original, frame.cmid, fp)
                 self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
                 return

@@ -116,10 +116,8 @@ class GroupCommit:
         if cur is None:
             marks[(conv, user_id)] = [delivered, read]
         else:
-            if delivered > cur[0]:
-                cur[0] = delivered
-            if read > cur[1]:
-                cur[1] = read
+            cur[0] = max(cur[0], delivered)
+            cur[1] = max(cur[1], read)
         if not self._marks_delay or len(marks) >= self._max_marks:
             self._wake.set()
 

@@ -666,9 +666,7 @@ _MSG_COLS = "id, conv, seq, sender, device, cmid, kind, body, ts, recalled"
 _EXISTING_KEYS = (
     f"SELECT {_MSG_COLS}, dedup_key FROM messages WHERE dedup_key IN (SELECT value FROM json_each(?))"
 )
-_COUNTERS = (
-    "SELECT json_group_object(conv, last_seq) FROM conversations WHERE conv IN (SELECT value FROM json_each(?))"
-)
+_COUNTERS = "SELECT json_group_object(conv, last_seq) FROM conversations WHERE conv IN (SELECT value FROM json_each(?))"
 # Batched writes are multi-row statements, not executemany: sqlite3 releases and re-takes the GIL around every
 # step, and on a busy server each re-take waits for the event loop's thread, so executemany of a 1,000-row group
 # commit queued behind the loop a thousand times (measured: commits of hundreds of ms at 1,500 msgs/s). One

@@ -43,12 +43,12 @@ def done(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def record(key: str, n: int) -> DedupRecord:
-    return DedupRecord(n, f"d:{key.split(':')[0]}:9", n + 1, 1_700_000_000_000 + n, f"{n:032x}")
+    return DedupRecord(n, f"d:{key.split(':', maxsplit=1)[0]}:9", n + 1, 1_700_000_000_000 + n, f"{n:032x}")
 
 
 def make(clock: FakeClock, capacity: int = CAPACITY, window_s: float = WINDOW_S) -> memory.MemoryDeduplicator:
     cfg = MemoryDedupConfig(window_s=window_s, max_entries=capacity)
-    return memory.MemoryDeduplicator(cfg, StrategyContext(clock, Metrics(), Path("."), "test"))
+    return memory.MemoryDeduplicator(cfg, StrategyContext(clock, Metrics(), Path(), "test"))
 
 
 class RingMachine(RuleBasedStateMachine):
@@ -146,7 +146,14 @@ async def test_full_ring_forgets_the_oldest() -> None:
     ring = make(FakeClock(), capacity=4)
     for i in range(6):
         await ring.remember(f"1:dev:c{i}", record("1:dev:c", i))
-    assert [await ring.lookup(f"1:dev:c{i}") is not None for i in range(6)] == [False, False, True, True, True, True]
+    assert [await ring.lookup(f"1:dev:c{i}") is not None for i in range(6)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
 
 
 async def test_records_that_do_not_fit_round_trip() -> None:
