@@ -690,31 +690,22 @@ _UPSERT_MARKS = (
     " ON CONFLICT(conv, user_id) DO UPDATE SET delivered = MAX(delivered, excluded.delivered), "
     "read = MAX(read, excluded.read)",
 )
-# Statements have a fixed number of rows, powers of two up to this: a batch of n rows is at most log2 statements,
-# each of them prepared once and then found in sqlite3's statement cache. A statement per batch size (what this
-# was) re-prepared a statement of up to 512 rows at nearly every commit, since batch sizes vary.
-_MAX_ROWS = 256  # x 10 columns, far below SQLite's limit of 32,766 bound parameters
-_SQL: dict[tuple[tuple[str, str, str], int], str] = {}
-
-
-def _sql(sql: tuple[str, str, str], rows: int) -> str:
-    text = _SQL.get((sql, rows))
-    if text is None:
-        head, row, tail = sql
-        text = _SQL[(sql, rows)] = head + ",".join([row] * rows) + tail
-    return text
+_MAX_PARAMS = 30_000  # below SQLite's default limit of 32,766 bound parameters per statement
 
 
 def _insert_rows(conn: sqlite3.Connection, sql: tuple[str, str, str], rows: Sequence[Sequence[Any]]) -> None:
-    """``INSERT ... VALUES (..), (..), ...`` in fixed-size statements (see ``_MAX_ROWS``)."""
-    i, n = 0, len(rows)
-    size = _MAX_ROWS
-    while i < n:
-        while size > n - i:
-            size >>= 1
-        chunk = rows[i : i + size]
-        conn.execute(_sql(sql, size), [v for r in chunk for v in r])
-        i += size
+    """``INSERT ... VALUES (..), (..), ...`` in as few statements as the parameter limit allows.
+
+    One statement per batch size, not fixed-size chunks: every statement is one more GIL hand-off between the writer
+    thread and the event loop (see above), and sqlite3's statement cache (128) already holds the usual sizes
+    (docs/performance.md: fixed sizes measured no cheaper)."""
+    head, row, tail = sql
+    if not rows:
+        return
+    per = max(1, _MAX_PARAMS // len(rows[0]))
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        conn.execute(head + ",".join([row] * len(chunk)) + tail, [v for r in chunk for v in r])
 
 
 def _raise(out: dict[Any, Marks], key: Any, delivered: int, read: int) -> None:
