@@ -207,6 +207,10 @@ class MessagingService:
         key = self._dedup.durable_key(user, link.device, frame.cmid)
         if key is not None:
             original = await self._dedup_hit(key)
+            # A window record with another fingerprint is not trusted to refuse the message: the window may key by a
+            # hash (dedup memory), so the store's unique index on the full key decides (conflict or a new message).
+            if isinstance(original, DedupRecord) and original.fingerprint != fp:
+                original = None
             if original is not None:
                 self._answer_duplicate(link, original, frame.cmid, fp)
                 self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)

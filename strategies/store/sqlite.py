@@ -128,7 +128,12 @@ MESSAGE_SCHEMA = [
     """
     CREATE INDEX messages_ts ON messages(ts);
     """,
-    # ---- version 3: message search (docs/protocol.md "Search"). FTS5 with the trigram tokenizer: any substring
+    # version 3: no query needs marks(user_id) (user_marks reads the full primary key (conv, user_id); every
+    # query's plan is checked in tests/unit/test_sqlite_plans.py), and each index costs every write.
+    """
+    DROP INDEX IF EXISTS marks_user;
+    """,
+    # ---- version 4: message search (docs/protocol.md "Search"). FTS5 with the trigram tokenizer: any substring
     # of 3+ characters, Chinese included, without a word segmenter. Indexing costs ~15-20 us of writer CPU per
     # message (docs/database.md "Search index cost"), so a commit only queues the id (search_pending) and
     # ``_index_pending`` indexes the queue in batches off the ack path. Rows are keyed by message id; a search
@@ -152,7 +157,7 @@ MESSAGE_SCHEMA = [
         DELETE FROM messages_fts WHERE rowid = old.id;
     END;
     """,
-    # ---- end of version 3
+    # ---- end of version 4
 ]
 
 
@@ -715,6 +720,11 @@ class SqliteUserStore:
 # =========================================================================== messages
 
 _MSG_COLS = "id, conv, seq, sender, device, cmid, kind, body, ts, recalled"
+# The batch's keys and conversations go in as one JSON array: one statement text (prepared once) for any batch.
+_EXISTING_KEYS = (
+    f"SELECT {_MSG_COLS}, dedup_key FROM messages WHERE dedup_key IN (SELECT value FROM json_each(?))"
+)
+_COUNTERS = "SELECT json_group_object(conv, last_seq) FROM conversations WHERE conv IN (SELECT value FROM json_each(?))"
 # Batched writes are multi-row statements, not executemany: sqlite3 releases and re-takes the GIL around every
 # step, and on a busy server each re-take waits for the event loop's thread, so executemany of a 1,000-row group
 # commit queued behind the loop a thousand times (measured: commits of hundreds of ms at 1,500 msgs/s). One
@@ -726,11 +736,11 @@ _INSERT_MESSAGE = (
 )
 # Sequence numbers are assigned in the writer thread from this row, inside the write transaction; the row is the
 # durable counter (tiering may move messages away, the counter stays), so a seq never repeats or goes back.
+# (last_id and last_ts are no longer written: nothing reads them; heads() joins the message at last_seq.)
 _UPSERT_HEAD = (
-    "INSERT INTO conversations (conv, last_seq, last_id, last_ts) VALUES ",
-    "(?, ?, ?, ?)",
-    " ON CONFLICT(conv) DO UPDATE SET last_seq = excluded.last_seq, last_id = excluded.last_id, "
-    "last_ts = excluded.last_ts",
+    "INSERT INTO conversations (conv, last_seq) VALUES ",
+    "(?, ?)",
+    " ON CONFLICT(conv) DO UPDATE SET last_seq = excluded.last_seq",
 )
 _UPSERT_MARKS = (
     "INSERT INTO marks (conv, user_id, delivered, read) VALUES ",
@@ -742,7 +752,11 @@ _MAX_PARAMS = 30_000  # below SQLite's default limit of 32,766 bound parameters 
 
 
 def _insert_rows(conn: sqlite3.Connection, sql: tuple[str, str, str], rows: Sequence[Sequence[Any]]) -> None:
-    """``INSERT ... VALUES (..), (..), ...`` in as few statements as the parameter limit allows."""
+    """``INSERT ... VALUES (..), (..), ...`` in as few statements as the parameter limit allows.
+
+    One statement per batch size, not fixed-size chunks: every statement is one more GIL hand-off between the writer
+    thread and the event loop (see above), and sqlite3's statement cache (128) already holds the usual sizes
+    (docs/performance.md: fixed sizes measured no cheaper)."""
     head, row, tail = sql
     if not rows:
         return
@@ -750,6 +764,14 @@ def _insert_rows(conn: sqlite3.Connection, sql: tuple[str, str, str], rows: Sequ
     for i in range(0, len(rows), per):
         chunk = rows[i : i + per]
         conn.execute(head + ",".join([row] * len(chunk)) + tail, [v for r in chunk for v in r])
+
+
+def _raise(out: dict[Any, Marks], key: Any, delivered: int, read: int) -> None:
+    cur = out.get(key)
+    if cur is None:
+        out[key] = Marks(delivered, read)
+    elif delivered > cur.delivered or read > cur.read:
+        out[key] = Marks(max(cur.delivered, delivered), max(cur.read, read))
 
 
 def _message(row: Any) -> Message:
@@ -773,7 +795,14 @@ class SqliteMessageStore:
     def __init__(self, config: SqliteStoreConfig, ctx: StrategyContext) -> None:
         self._db = _Db(_resolve(config.path, ctx), config)
         self._metrics = ctx.metrics
-        self._gc = GroupCommit("sqlite", self._commit, config.max_batch, ctx.metrics)
+        self._gc = GroupCommit(
+            "sqlite",
+            self._commit,
+            config.max_batch,
+            ctx.metrics,
+            marks_delay_s=config.marks_flush_ms / 1000,
+            commit_window_s=config.commit_window_ms / 1000,
+        )
         self._clock = ctx.clock
         self._index_delay_s = config.search_index_delay_ms / 1000
         self._index_max_lag_s = config.search_index_max_lag_ms / 1000
@@ -854,21 +883,14 @@ class SqliteMessageStore:
             keys = [d.dedup_key for d in drafts if d.dedup_key is not None]
             existing: dict[str, Message] = {}
             if keys:
-                rows = conn.execute(
-                    f"SELECT {_MSG_COLS}, dedup_key FROM messages WHERE dedup_key IN ({_placeholders(len(keys))})",
-                    keys,
-                ).fetchall()
+                rows = conn.execute(_EXISTING_KEYS, (orjson.dumps(keys).decode(),)).fetchall()
                 existing = {row[10]: _message(row) for row in rows}
             convs = list({d.conv for d in drafts})
             # one result row (one step), however many conversations the batch touches
-            row = conn.execute(
-                "SELECT json_group_object(conv, last_seq) FROM conversations "
-                f"WHERE conv IN ({_placeholders(len(convs))})",
-                convs,
-            ).fetchone()
+            row = conn.execute(_COUNTERS, (orjson.dumps(convs).decode(),)).fetchone()
             last: dict[str, int] = orjson.loads(row[0]) if row and row[0] else {}
             inserts: list[tuple[Any, ...]] = []
-            heads: dict[str, tuple[int, int, int]] = {}
+            heads: dict[str, int] = {}
             for d in drafts:
                 key = d.dedup_key
                 if key is not None and key in existing:  # stored before, or earlier in this batch
@@ -893,10 +915,10 @@ class SqliteMessageStore:
                         key,
                     )
                 )
-                heads[d.conv] = (seq, d.id, d.ts_ms)
+                heads[d.conv] = seq
                 results.append(AppendResult(msg, True))
             _insert_rows(conn, _INSERT_MESSAGE, inserts)
-            _insert_rows(conn, _UPSERT_HEAD, [(c, *h) for c, h in heads.items()])
+            _insert_rows(conn, _UPSERT_HEAD, list(heads.items()))
         if marks:
             _insert_rows(conn, _UPSERT_MARKS, [(conv, user, v[0], v[1]) for (conv, user), v in marks.items()])
         return results
@@ -946,7 +968,12 @@ class SqliteMessageStore:
 
     async def get_marks(self, conv: str) -> dict[int, Marks]:
         rows = await self._db.all("SELECT user_id, delivered, read FROM marks WHERE conv = ?", (conv,))
-        return {r[0]: Marks(r[1], r[2]) for r in rows}
+        out = {r[0]: Marks(r[1], r[2]) for r in rows}
+        for pending in self._gc.pending_marks():  # queued marks not written yet (marks_flush_ms)
+            for (c, user), (delivered, read) in list(pending.items()):
+                if c == conv:
+                    _raise(out, user, delivered, read)
+        return out
 
     async def user_marks(self, user_id: int, convs: Iterable[str]) -> dict[str, Marks]:
         keys = list(set(convs))
@@ -958,6 +985,11 @@ class SqliteMessageStore:
                 (user_id, *chunk),
             )
             out.update((r[0], Marks(r[1], r[2])) for r in rows)
+        for pending in self._gc.pending_marks():
+            for conv in keys:
+                v = pending.get((conv, user_id))
+                if v is not None:
+                    _raise(out, conv, v[0], v[1])
         return out
 
     # ---------------------------------------------------------------- dead letters
