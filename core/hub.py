@@ -7,7 +7,6 @@ overflows closes itself as a slow consumer (the device resyncs on reconnect, not
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Iterator, Mapping
@@ -159,6 +158,5 @@ class Hub:
             for link in links:
                 link.request_sync(reason)
             return
-        loop = asyncio.get_running_loop()
         for link in links:
-            loop.call_later(random.uniform(0, self._resync_spread_s), link.request_sync, reason)
+            self._clock.call_later(random.uniform(0, self._resync_spread_s), link.request_sync, reason)
