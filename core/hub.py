@@ -124,7 +124,8 @@ class Hub:
         self._metrics.bus_received.inc()
         env = decode_envelope(payload)
         if isinstance(env, Deliver):
-            self.deliver(env)
+            if env.origin is None or env.origin != self.node:  # ours: the router delivered it here already
+                self.deliver(env)
         elif isinstance(env, CloseSessions):
             for link in self.links(env.user):
                 if env.family is None or link.family == env.family:

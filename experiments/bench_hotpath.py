@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--retry" in args:  # the server's retry policy kind (default: the config's default)
         i = args.index("--retry")
-        bench_core.BENCH_SERVER["retry"] = {"kind": args[i + 1]}
+        bench_core.BENCH_SERVER["strategies"] = {"retry": {"kind": args[i + 1]}}
         del args[i : i + 2]
     if "--pyspy" in args:
         i = args.index("--pyspy")
