@@ -47,6 +47,8 @@ class ServerConfig(_Section):
     # Freeze the start-up heap out of the cyclic GC and raise its thresholds: full collections at 10k connections
     # caused 110 ms p99 spikes (measured; see docs/architecture.md).
     gc_tuning: bool = True
+    # One socket write per WebSocket connection per loop turn (core/transport/coalesce.py); off: one per frame.
+    ws_coalesce_writes: bool = True
     log_level: str = "info"
 
 

@@ -1,7 +1,7 @@
 """Server CPU per message of ``bench_core``'s phases, for side-by-side hot-path comparisons.
 
     python experiments/bench_hotpath.py --connections 1000 --open-rates '' --duration-s 5 --repeats 3 \
-        --hold-s 1 --group-size 20 --group-senders 1 [--pyspy out.svg|out.txt] [--retry adaptive]
+        --hold-s 1 --group-size 20 --group-senders 1 [--pyspy out.svg|out.txt] [--retry adaptive] [--no-coalesce]
 
 Runs ``experiments/bench_core.py`` unchanged with the given arguments and adds, to each phase repetition, the
 server process's own CPU time over the phase (user + system, from psutil, not wall time) divided by the messages
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         i = args.index("--retry")
         bench_core.BENCH_SERVER["strategies"] = {"retry": {"kind": args[i + 1]}}
         del args[i : i + 2]
+    if "--no-coalesce" in args:  # one socket write per frame, as before core/transport/coalesce.py
+        args.remove("--no-coalesce")
+        bench_core.BENCH_SERVER["server"] = {**bench_core.BENCH_SERVER["server"], "ws_coalesce_writes": False}
     if "--pyspy" in args:
         i = args.index("--pyspy")
         _profile["out"] = args[i + 1]

@@ -31,7 +31,7 @@ class RecordingTransport:
 
 
 def wrap(real: RecordingTransport) -> CoalescingTransport:
-    return CoalescingTransport(cast(asyncio.Transport, real), asyncio.get_running_loop())
+    return CoalescingTransport(cast("asyncio.Transport", real), asyncio.get_running_loop())
 
 
 async def test_one_turn_is_one_write_in_order() -> None:
