@@ -10,6 +10,7 @@ it acknowledged: ``server_cpu_us_per_msg``. ``--pyspy`` profiles the first 1:1 r
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from pathlib import Path
@@ -40,7 +41,7 @@ async def _measured_phase(
 ) -> dict[str, Any]:
     spy = None
     out = _profile["out"]
-    if out is not None and workload.group_fraction == 0.0 and workload.window > 0:
+    if out is not None and workload.group_fraction == 0.0 and (workload.window or 0) > 0:
         _profile["out"] = None
         cmd = ["py-spy", "record", "-p", str(server.pid), "-d", str(int(workload.duration_s)), "-o", out]
         spy = await asyncio.create_subprocess_exec(
@@ -80,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     captured: dict[str, Any] = {}
     bench = bench_core.bench
 
-    async def keep(a: Any) -> dict[str, Any]:
-        captured.update(await bench(a))
+    async def keep(args: argparse.Namespace) -> dict[str, Any]:
+        captured.update(await bench(args))
         return captured
 
     bench_core.bench = keep
