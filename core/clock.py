@@ -35,9 +35,6 @@ class Timer:
     def cancel(self) -> None:
         self.cancelled = True
 
-    def __lt__(self, other: Timer) -> bool:  # FakeClock's heap; ties keep insertion order via a counter
-        return self.when < other.when
-
 
 class Clock(Protocol):
     def monotonic(self) -> float:
@@ -75,14 +72,11 @@ class SystemClock:
         if bucket is None:
             self._slots[slot] = [timer]
             heapq.heappush(self._order, slot)
-            if self._armed is None or slot < self._armed or self._loop is not asyncio.get_running_loop():
-                self._arm(slot)
         else:
             bucket.append(timer)
-            if (
-                self._loop is not asyncio.get_running_loop()
-            ):  # one clock outlived its loop (tests): re-arm here
-                self._arm(self._order[0])
+        # Re-arm when this slot is the earliest, or when the clock outlived the loop it was armed on (tests).
+        if self._armed is None or slot < self._armed or self._loop is not asyncio.get_running_loop():
+            self._arm(self._order[0])
         return timer
 
     def call_later(self, delay_s: float, callback: Callable[..., object], *args: Any) -> Timer:
