@@ -97,9 +97,8 @@ class SessionLink(ABC):
         self._writer: asyncio.Task[None] | None = None
         self._timer: Timer | None = None
         self._timer_at: float | None = None
-        self._inbound = (
-            0  # inbound frames being processed: while > 0, a due retry waits (its ack may be queued)
-        )
+        # Inbound frames being processed: while > 0 a due retry waits once more (its ack may be among them).
+        self._inbound = 0
         self._close_request: tuple[CloseCode, str] | None = None
         self._closed = asyncio.Event()
         self.principal: Principal | None = None
