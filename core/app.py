@@ -90,7 +90,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
         settings.limits.max_connections_per_user,
         settings.sync.resync_spread_s,
     )
-    router = Router(bus_impl, presence_registry, metrics)
+    router = Router(bus_impl, presence_registry, metrics, settings.server.node, hub.deliver)
     accounts = AccountService(users_store, id_gen, clock, settings.auth, secret, cache_impl, router)
     social = SocialService(users_store, messages_store, id_gen, clock, cache_impl, router, settings.limits)
     messaging = MessagingService(

@@ -18,13 +18,15 @@ if TYPE_CHECKING:
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How a node runs under uvicorn (shared by ``serve``, the cluster launcher and the benchmarks)."""
+    from core.transport.coalesce import CoalescingWebSocketProtocol
     from core.transport.guard import guarded_http_protocol
 
     return {
         "host": settings.server.host,
         "port": settings.server.port,
-        # websockets' sans-I/O implementation: measured here at ~2x the legacy mode (65k echo msgs/s per core).
-        "ws": "websockets-sansio",
+        # websockets' sans-I/O implementation: measured here at ~2x the legacy mode (65k echo msgs/s per core),
+        # with one write per connection per loop turn (core/transport/coalesce.py).
+        "ws": CoalescingWebSocketProtocol if settings.server.ws_coalesce_writes else "websockets-sansio",
         "loop": "uvloop",
         # httptools plus a deadline and a size bound for request headers (slowloris): core/transport/guard.py.
         "http": guarded_http_protocol(settings.server.header_timeout_s, settings.server.max_header_bytes),

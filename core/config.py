@@ -22,7 +22,7 @@ from strategies.dedup.config import DedupConfig, MemoryDedupConfig
 from strategies.files.config import FilesConfig, LocalFilesConfig
 from strategies.ids.config import IdsConfig, SnowflakeConfig
 from strategies.presence.config import MemoryPresenceConfig, PresenceConfig
-from strategies.retry.config import ExponentialRetryConfig, RetryConfig
+from strategies.retry.config import AdaptiveRetryConfig, RetryConfig
 from strategies.store.config import StoreConfig
 from strategies.transport.config import TransportConfig, WebSocketTransportConfig
 
@@ -49,6 +49,8 @@ class ServerConfig(_Section):
     # Freeze the start-up heap out of the cyclic GC and raise its thresholds: full collections at 10k connections
     # caused 110 ms p99 spikes (measured; see docs/architecture.md).
     gc_tuning: bool = True
+    # One socket write per WebSocket connection per loop turn (core/transport/coalesce.py); off: one per frame.
+    ws_coalesce_writes: bool = True
     log_level: str = "info"
 
 
@@ -120,7 +122,9 @@ def _default_transports() -> list[TransportConfig]:
 
 class StrategiesConfig(_Section):
     ack: AckConfig = Field(default_factory=ThreeStateAckConfig)
-    retry: RetryConfig = Field(default_factory=ExponentialRetryConfig)
+    # Adaptive: measured in docs/performance.md ("Hot path changes"), the fixed 1/2/4 s schedule pushed every
+    # message again 1.8 times on a busy, healthy node; it stays available as kind "exponential".
+    retry: RetryConfig = Field(default_factory=AdaptiveRetryConfig)
     dedup: DedupConfig = Field(default_factory=MemoryDedupConfig)
     cache: CacheConfig = Field(default_factory=L1CacheConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)

@@ -29,10 +29,12 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from core.clock import Clock, SystemClock
+from core.clock import Clock, SystemClock, Timer
 
 POINTS = ("before_store", "after_store", "after_fanout", "after_ack", "mid_fanout")
 ACK_GRACE_S = 0.05
@@ -105,6 +107,12 @@ class SkewedClock:
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> Timer:
+        return self._inner.call_at(when, callback, *args)  # timers run on monotonic time, which is not skewed
+
+    def call_later(self, delay_s: float, callback: Callable[..., object], *args: Any) -> Timer:
+        return self._inner.call_later(delay_s, callback, *args)
 
 
 def clock_from_env() -> Clock | None:

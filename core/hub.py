@@ -7,7 +7,6 @@ overflows closes itself as a slow consumer (the device resyncs on reconnect, not
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Iterator, Mapping
@@ -125,7 +124,8 @@ class Hub:
         self._metrics.bus_received.inc()
         env = decode_envelope(payload)
         if isinstance(env, Deliver):
-            self.deliver(env)
+            if env.origin is None or env.origin != self.node:  # ours: the router delivered it here already
+                self.deliver(env)
         elif isinstance(env, CloseSessions):
             for link in self.links(env.user):
                 if env.family is None or link.family == env.family:
@@ -159,6 +159,5 @@ class Hub:
             for link in links:
                 link.request_sync(reason)
             return
-        loop = asyncio.get_running_loop()
         for link in links:
-            loop.call_later(random.uniform(0, self._resync_spread_s), link.request_sync, reason)
+            self._clock.call_later(random.uniform(0, self._resync_spread_s), link.request_sync, reason)

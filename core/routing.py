@@ -4,11 +4,17 @@ An envelope carries an already encoded frame: a group message is encoded once, n
 node. The router asks the presence registry which nodes hold the recipients' devices and publishes only to those
 nodes (nobody online: nothing is published; the store keeps the message for sync). When the registry cannot be
 read the envelope is broadcast instead: dearer, never lost.
+
+Recipients on this node never go through the bus: the router hands the :class:`Deliver` object to the local hub
+directly (no encode, no decode, in the caller's task, so in call order), and publishes only to the other nodes
+that hold recipients. A broadcast carries its origin, and the origin node drops its own copy when the bus brings
+it back (it already delivered it locally).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import logging
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -16,6 +22,8 @@ import orjson
 from core.metrics import Metrics
 from strategies.bus.base import Bus
 from strategies.presence.base import PresenceRegistry, PresenceUnavailable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,7 @@ class Deliver:
     exclude_device: str | None = None
     track: Track | None = None
     ts_ms: int | None = None  # when the message was stored: for the send->deliver latency histogram
+    origin: str | None = None  # set on broadcasts: the node that already delivered it to its own devices
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,7 @@ def encode_envelope(env: Envelope) -> bytes:
                 "xd": env.exclude_device,
                 "t": None if t is None else [t.msg_id, t.conv, t.seq],
                 "ts": env.ts_ms,
+                "o": env.origin,
             }
         )
     if isinstance(env, CloseSessions):
@@ -86,6 +96,7 @@ def decode_envelope(data: bytes) -> Envelope:
             obj["xd"],
             None if t is None else Track(t[0], t[1], t[2]),
             obj.get("ts"),
+            obj.get("o"),
         )
     if kind == "c":
         return CloseSessions(obj["u"], obj["fam"], obj["code"], obj["r"])
@@ -95,10 +106,21 @@ def decode_envelope(data: bytes) -> Envelope:
 
 
 class Router:
-    def __init__(self, bus: Bus, presence: PresenceRegistry, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        presence: PresenceRegistry,
+        metrics: Metrics,
+        node: str | None = None,
+        local: Callable[[Deliver], None] | None = None,
+    ) -> None:
+        """``node`` and ``local`` (the hub's ``deliver``): this node's name and its direct delivery; without
+        them every envelope, this node's included, goes through the bus."""
         self._bus = bus
         self._presence = presence
         self._metrics = metrics
+        self._node = node if local is not None else None
+        self._local = local
 
     async def deliver(
         self,
@@ -114,9 +136,9 @@ class Router:
             routes = await self._presence.nodes_of(users)
         except PresenceUnavailable:
             # No routing table: every node gets the envelope and delivers to whichever recipients it holds.
-            await self._publish(
-                Deliver(tuple(users), frame, exclude_user, exclude_device, track, ts_ms), None
-            )
+            env = Deliver(tuple(users), frame, exclude_user, exclude_device, track, ts_ms, self._node)
+            self._deliver_here(env)
+            await self._publish(env, None)
             return
         if not routes:
             return
@@ -124,7 +146,20 @@ class Router:
         for n in routes.values():
             nodes |= n
         env = Deliver(tuple(routes), frame, exclude_user, exclude_device, track, ts_ms)
+        if self._node is not None and self._node in nodes:
+            self._deliver_here(env)
+            if len(nodes) == 1:
+                return
+            nodes.discard(self._node)
         await self._publish(env, nodes)
+
+    def _deliver_here(self, env: Deliver) -> None:
+        if self._local is None:
+            return
+        try:
+            self._local(env)
+        except Exception:  # as a bus handler's failure: logged, never the sender's error
+            log.exception("local delivery failed")
 
     async def close_sessions(self, user: int, family: str | None, code: int, reason: str) -> None:
         # Broadcast: a session's sockets may be on any node, including ones whose registry entry expired.

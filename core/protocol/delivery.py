@@ -7,6 +7,11 @@ driver only writes frames and sleeps until :meth:`next_deadline`.
 
 Trackers never lose a message: a dead-lettered or never-acked message stays in the durable store, and the device
 gets it on its next sync. Tracking exists to repair losses *on a live connection* quickly.
+
+Two things keep a healthy but busy connection from being pushed again merely because its ack is late: the retry
+policy may learn the device's round trip (each ack of a never-retried push is a sample, Karn's rule), and a
+deadline that falls while the device's own inbound frames still wait to be processed (its ack may be among them)
+is extended once by another wait instead of firing.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from strategies.retry.base import RetryPolicy
+    from strategies.retry.base import DeviceRetry, RetryPolicy
 
 
 @dataclass(slots=True)
@@ -28,6 +33,9 @@ class Pending:
     attempt: int = 0
     deadline: float = 0.0
     done: bool = False
+    sent_at: float = 0.0  # when push ``attempt`` was written
+    wait: float = 0.0  # the wait of this attempt (deadline - sent_at, before any extension)
+    extended: bool = False  # this attempt's deadline was already extended once (inbound frames were waiting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +54,19 @@ TrackerEvent = Resend | GiveUp
 class DeliveryTracker(Protocol):
     def track(self, msg_id: int, conv: str, seq: int, frame: str, now: float) -> None: ...
 
-    def ack(self, conv: str, seq: int) -> int:
-        """Cumulative ack; returns how many pending deliveries it settled."""
+    def ack(self, conv: str, seq: int, now: float | None = None) -> int:
+        """Cumulative ack; returns how many pending deliveries it settled. ``now`` gives a round-trip sample."""
         ...
 
-    def settle(self, conv: str, seq: int) -> bool:
+    def settle(self, conv: str, seq: int, now: float | None = None) -> bool:
         """Settle exactly one pending delivery (transports whose devices acknowledge single messages: STOMP
         ``client-individual``); True if it was pending. The delivered mark still moves only by ``ack``."""
         ...
 
-    def due(self, now: float) -> list[TrackerEvent]: ...
+    def due(self, now: float, inbound_waiting: bool = False) -> list[TrackerEvent]:
+        """What is due at ``now``. ``inbound_waiting``: the device's inbound frames wait unprocessed, so a due
+        push is not resent yet but waits once more (its ack may be among those frames)."""
+        ...
 
     def next_deadline(self) -> float | None: ...
 
@@ -68,13 +79,13 @@ class NullTracker:
     def track(self, msg_id: int, conv: str, seq: int, frame: str, now: float) -> None:
         return None
 
-    def ack(self, conv: str, seq: int) -> int:
+    def ack(self, conv: str, seq: int, now: float | None = None) -> int:
         return 0
 
-    def settle(self, conv: str, seq: int) -> bool:
+    def settle(self, conv: str, seq: int, now: float | None = None) -> bool:
         return False
 
-    def due(self, now: float) -> list[TrackerEvent]:
+    def due(self, now: float, inbound_waiting: bool = False) -> list[TrackerEvent]:
         return []
 
     def next_deadline(self) -> float | None:
@@ -99,12 +110,17 @@ class RetryingTracker:
     _count: int = 0
     _tie: int = 0
     _overflow: list[Pending] = field(default_factory=list)
+    _timing: DeviceRetry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._timing = self.retry.for_device()
 
     def track(self, msg_id: int, conv: str, seq: int, frame: str, now: float) -> None:
         per_conv = self._by_conv.setdefault(conv, {})
         if seq in per_conv:  # already pending (e.g. pushed again by a bus replay): keep the first schedule
             return
-        p = Pending(msg_id, conv, seq, frame, 0, now + self.retry.wait_s(0))
+        wait = self._timing.wait_s(0)
+        p = Pending(msg_id, conv, seq, frame, 0, now + wait, False, now, wait)
         per_conv[seq] = p
         self._count += 1
         self._push(p)
@@ -131,33 +147,52 @@ class RetryingTracker:
                 self._settle(p)
                 return p
 
-    def ack(self, conv: str, seq: int) -> int:
+    def ack(self, conv: str, seq: int, now: float | None = None) -> int:
         per_conv = self._by_conv.get(conv)
         if not per_conv:
             return 0
         settled = [p for s, p in per_conv.items() if s <= seq]
+        rtt = -1.0
         for p in settled:
             self._settle(p)
+            if p.attempt == 0 and now is not None:
+                rtt = max(rtt, now - p.sent_at)
+        if rtt >= 0:
+            # One sample per ack, the oldest push it covers: the deadline must cover a cumulative ack's delay.
+            self._timing.observe_rtt(rtt)
         return len(settled)
 
-    def settle(self, conv: str, seq: int) -> bool:
+    def settle(self, conv: str, seq: int, now: float | None = None) -> bool:
         p = self._by_conv.get(conv, {}).get(seq)
         if p is None:
             return False
         self._settle(p)
+        if p.attempt == 0 and now is not None:
+            self._timing.observe_rtt(now - p.sent_at)
         return True
 
-    def due(self, now: float) -> list[TrackerEvent]:
+    def due(self, now: float, inbound_waiting: bool = False) -> list[TrackerEvent]:
         events: list[TrackerEvent] = [GiveUp(p) for p in self._overflow]
         self._overflow.clear()
         heap = self._heap
+        timing = self._timing
         while heap and (heap[0][2].done or heap[0][0] <= now):
             _, _, p = heapq.heappop(heap)
             if p.done:
                 continue
-            if p.attempt < self.retry.max_retries:
+            if inbound_waiting and not p.extended:
+                p.extended = True
+                p.deadline = now + p.wait
+                self._push(p)
+                continue
+            if p.attempt < timing.max_retries:
+                if p.attempt == 0:
+                    timing.observe_timeout()
                 p.attempt += 1
-                p.deadline = now + self.retry.wait_s(p.attempt)
+                p.wait = timing.wait_s(p.attempt)
+                p.sent_at = now
+                p.extended = False
+                p.deadline = now + p.wait
                 self._push(p)
                 events.append(Resend(p))
             else:

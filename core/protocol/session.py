@@ -145,7 +145,7 @@ class ServerSession:
                 events += self._close(CloseCode.RATE_LIMITED, "kept exceeding the message rate")
             return events
         if isinstance(frame, MessageAck):
-            self.tracker.ack(frame.conv, frame.seq)
+            self.tracker.ack(frame.conv, frame.seq, now)
         return [Handle(frame)]
 
     def _bad_input(self, code: ErrorCode, message: str, ref: str | None, now: float) -> list[SessionEvent]:
@@ -198,7 +198,8 @@ class ServerSession:
             candidates.append(tracked)
         return min(candidates)
 
-    def tick(self, now: float) -> list[SessionEvent]:
+    def tick(self, now: float, inbound_waiting: bool = False) -> list[SessionEvent]:
+        """Deadlines due at ``now``; ``inbound_waiting``: the device's frames wait unprocessed (see delivery.py)."""
         if self.phase is Phase.CLOSED:
             return []
         if self.phase is Phase.AWAIT_AUTH:
@@ -210,7 +211,7 @@ class ServerSession:
         if self._token_deadline is not None and now >= self._token_deadline:
             return self._close(CloseCode.TOKEN_EXPIRED, "access token expired; reconnect with a fresh one")
         events: list[SessionEvent] = []
-        for ev in self.tracker.due(now):
+        for ev in self.tracker.due(now, inbound_waiting):
             if isinstance(ev, Resend):
                 events.append(Redeliver(ev.pending))
             elif isinstance(ev, GiveUp):

@@ -19,6 +19,7 @@ from collections.abc import Coroutine, Mapping
 from contextlib import suppress
 from typing import Any
 
+from core.clock import Timer
 from core.errors import CloseCode, ErrorCode, WsimError
 from core.hub import TooManyConnectionsError
 from core.node import Node
@@ -94,8 +95,10 @@ class SessionLink(ABC):
         self._queue_max = node.settings.limits.outbound_queue_frames
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._timer_at: float | None = None
+        # Inbound frames being processed: while > 0 a due retry waits once more (its ack may be among them).
+        self._inbound = 0
         self._close_request: tuple[CloseCode, str] | None = None
         self._closed = asyncio.Event()
         self.principal: Principal | None = None
@@ -226,6 +229,9 @@ class SessionLink(ABC):
 
     # ---------------------------------------------------------------- timer
     def _reschedule(self) -> None:
+        """Keep one clock timer at or before the session's next deadline. A timer earlier than needed (the
+        deadline moved later, e.g. every pending push was acked) is left to fire and find nothing: cheaper than
+        cancelling and re-arming on every ack."""
         deadline = self.session.next_deadline()
         if deadline is None:
             if self._timer is not None:
@@ -236,13 +242,12 @@ class SessionLink(ABC):
             return  # an earlier wake-up is already scheduled; tick() will reschedule
         if self._timer is not None:
             self._timer.cancel()
-        delay = max(0.0, deadline - self.node.clock.monotonic())
         self._timer_at = deadline
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer = self.node.clock.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
-        events = self.session.tick(self.node.clock.monotonic())
+        events = self.session.tick(self.node.clock.monotonic(), self._inbound > 0)
         if events:
             self._spawn(self._process(events))
         self._reschedule()
@@ -255,11 +260,19 @@ class SessionLink(ABC):
     # ---------------------------------------------------------------- events
     async def feed(self, frame: ClientFrame) -> None:
         """A frame decoded by the transport's own codec: the session's rules, then the services."""
-        await self._process(self.session.receive_frame(frame, self.node.clock.monotonic()))
+        self._inbound += 1
+        try:
+            await self._process(self.session.receive_frame(frame, self.node.clock.monotonic()))
+        finally:
+            self._inbound -= 1
 
     async def feed_data(self, data: str | bytes) -> None:
         """A JSON protocol frame as text: the session decodes it (size limit, error budget) and acts."""
-        await self._process(self.session.receive_data(data, self.node.clock.monotonic()))
+        self._inbound += 1
+        try:
+            await self._process(self.session.receive_data(data, self.node.clock.monotonic()))
+        finally:
+            self._inbound -= 1
 
     async def _process(self, events: list[SessionEvent]) -> None:
         for ev in events:

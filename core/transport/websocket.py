@@ -2,7 +2,7 @@
 
 The driver is deliberately thin: it reads frames and hands them, with the time, to :class:`ServerSession`; it
 runs the services the session asks for; a per-connection writer drains a bounded queue so that fan-out never
-waits on one device; one timer per connection wakes the session at its next deadline. Everything but the socket
+waits on one device; one clock timer per connection wakes the session at its next deadline. Everything but the socket
 itself is shared with the other transports in :mod:`core.transport.link`.
 """
 
@@ -43,7 +43,6 @@ class WebSocketConnection(SessionLink):
 
     async def run(self) -> None:
         ws = self.ws
-        node = self.node
         await ws.accept()
         self.start_writer()
         self._reschedule()
@@ -60,7 +59,7 @@ class WebSocketConnection(SessionLink):
                 data: str | bytes | None = message.get("text")
                 if data is None:
                     data = message.get("bytes") or b""
-                await self._process(self.session.receive_data(data, node.clock.monotonic()))
+                await self.feed_data(data)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
         finally:

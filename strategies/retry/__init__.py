@@ -7,5 +7,6 @@ REGISTRY: Registry[RetryPolicy] = Registry(
         "none": "strategies.retry.policies:NoRetry",
         "fixed": "strategies.retry.policies:FixedRetry",
         "exponential": "strategies.retry.policies:ExponentialRetry",
+        "adaptive": "strategies.retry.policies:AdaptiveRetry",
     },
 )

@@ -28,6 +28,18 @@ class ExponentialRetryConfig(_Base):
     cap_s: Annotated[float, Field(gt=0)] = 60.0
 
 
+class AdaptiveRetryConfig(_Base):
+    """Ack deadline from each device's measured round trip: RTO = srtt + 4 rttvar (RFC 6298), then backoff."""
+
+    kind: Literal["adaptive"] = "adaptive"
+    initial_s: Annotated[float, Field(gt=0)] = 1.0  # RTO before the first round-trip sample
+    floor_s: Annotated[float, Field(gt=0)] = 1.0  # RFC 6298's minimum RTO
+    factor: Annotated[float, Field(ge=1)] = 2.0  # backoff of the RTO for each further push
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 3
+    cap_s: Annotated[float, Field(gt=0)] = 60.0
+
+
 RetryConfig = Annotated[
-    NoRetryConfig | FixedRetryConfig | ExponentialRetryConfig, Field(discriminator="kind")
+    NoRetryConfig | FixedRetryConfig | ExponentialRetryConfig | AdaptiveRetryConfig,
+    Field(discriminator="kind"),
 ]

@@ -398,8 +398,9 @@ class StompLink(SessionLink):
     async def _settle(self, settled: Sequence[tuple[str, int]]) -> None:
         if not settled:
             return
+        now = self.node.clock.monotonic()
         for conv, seq in settled:
-            self.session.tracker.settle(conv, seq)
+            self.session.tracker.settle(conv, seq, now)
         for conv, mark in self.ledger.marks({c for c, _ in settled}):
             await self.feed(MessageAck(type="message.ack", conv=conv, seq=mark))
 

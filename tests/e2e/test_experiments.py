@@ -77,8 +77,8 @@ def test_every_notebook_executes_on_the_quickstart_results(quickstart_run: Path,
 def test_dry_run_prints_the_plan_and_starts_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_experiment.main([str(ROOT / "experiments" / "retry_policies.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "3 cell(s) x 3 repetition(s)" in out
-    assert "retry=none" in out and "retry=fixed" in out and "retry=exponential" in out
+    assert "4 cell(s) x 3 repetition(s)" in out
+    assert all(f"retry={kind}" in out for kind in ("none", "fixed", "exponential", "adaptive"))
 
 
 def test_invalid_experiment_exits_2_naming_the_path(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-from strategies.retry.config import ExponentialRetryConfig, FixedRetryConfig, NoRetryConfig
-from strategies.retry.policies import ExponentialRetry, FixedRetry, NoRetry
+from strategies.retry.config import (
+    AdaptiveRetryConfig,
+    ExponentialRetryConfig,
+    FixedRetryConfig,
+    NoRetryConfig,
+)
+from strategies.retry.policies import AdaptiveRetry, ExponentialRetry, FixedRetry, NoRetry
 
 
 def exponential(base: float = 1.0, retries: int = 3) -> ExponentialRetry:
@@ -14,3 +19,7 @@ def fixed(interval: float = 2.0, retries: int = 3) -> FixedRetry:
 
 def none(timeout: float = 5.0) -> NoRetry:
     return NoRetry(NoRetryConfig(ack_timeout_s=timeout))
+
+
+def adaptive(floor: float = 1.0, initial: float = 1.0, retries: int = 3) -> AdaptiveRetry:
+    return AdaptiveRetry(AdaptiveRetryConfig(floor_s=floor, initial_s=initial, max_retries=retries))

@@ -23,7 +23,7 @@ def test_defaults_are_the_embedded_stack() -> None:
         "l1",
         "memory",
     )
-    assert (st.ack.kind, st.retry.kind, s.heartbeat.interval_s) == ("three_state", "exponential", 30.0)
+    assert (st.ack.kind, st.retry.kind, s.heartbeat.interval_s) == ("three_state", "adaptive", 30.0)
 
 
 def test_yaml_then_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

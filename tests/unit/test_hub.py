@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
-from core.clock import SystemClock
+from core.clock import FakeClock, SystemClock
 from core.errors import CloseCode
 from core.hub import Hub
 from core.metrics import Metrics
@@ -34,13 +33,16 @@ class FakeLink:
 
 
 async def test_a_bus_gap_resync_is_spread_then_complete() -> None:
-    hub = Hub("n1", SystemClock(), Metrics(), max_per_user=10, resync_spread_s=0.3)
+    clock = FakeClock()
+    hub = Hub("n1", clock, Metrics(), max_per_user=10, resync_spread_s=0.3)
     links = [FakeLink(u, "d") for u in range(1, 301)]
     for link in links:
         hub.register(link)
     await hub.on_bus_gap("test")
-    assert sum(len(link.syncs) for link in links) < len(links)  # not all at once
-    await asyncio.sleep(0.4)
+    assert sum(len(link.syncs) for link in links) == 0  # not at once: spread on the clock's timers
+    clock.advance(0.15)
+    assert 0 < sum(len(link.syncs) for link in links) < len(links)
+    clock.advance(0.15)
     assert all(link.syncs == ["test"] for link in links)  # each exactly once, within the spread
 
 
