@@ -617,13 +617,17 @@ class Swarm:
         self._loops = []
 
     # ------------------------------------------------------------- phases
-    async def connect_all(self, rate_per_s: float, timeout_s: float = 120.0) -> dict[str, Any]:
-        """Open every connection (at most ``rate_per_s`` new ones per second) and wait for each first sync."""
+    async def connect_all(
+        self, rate_per_s: float, timeout_s: float = 120.0, limit: int | None = None
+    ) -> dict[str, Any]:
+        """Open every connection not opened yet, or the next ``limit`` of them (at most ``rate_per_s`` new ones
+        per second), and wait for each first sync."""
         self.start_loops()
         t0 = time.monotonic()
         futures: list[asyncio.Future[bool]] = []
         interval = 1.0 / rate_per_s
-        for i, c in enumerate(self.clients):
+        todo = [c for c in self.clients if c.first_sync is None]
+        for i, c in enumerate(todo[:limit] if limit is not None else todo):
             futures.append(c.start())
             ahead = t0 + (i + 1) * interval - time.monotonic()
             if ahead > 0:
@@ -632,7 +636,7 @@ class Swarm:
         ok = sum(1 for f in done if f.result())
         return {
             "connected": ok,
-            "failed": len(self.clients) - ok,
+            "failed": len(futures) - ok,
             "elapsed_s": time.monotonic() - t0,
             "online": self.online_count(),
         }
