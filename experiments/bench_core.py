@@ -373,10 +373,7 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         ceiling = CeilingServer(Path(tmp) / "ceiling.log")
         pool = WorkerPool(args.workers, Path(tmp) / "workers")
         try:
-            await server.start()
-            await ceiling.start()
-            pin(server.pid, pinning["server_cpus"])
-            pin(ceiling.pid, pinning["server_cpus"])
+            await asyncio.gather(server.start(), ceiling.start())
             _say(f"wsim pid {server.pid} on {server.url}, ceiling pid {ceiling.pid}; preparing {users} users")
             pop = Population(
                 users=users,
@@ -387,11 +384,9 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 workers=args.workers,
                 setup_concurrency=32,
             )
-            creds = await prepare_population(server.url, pop, progress=_say)
+            # the swarm processes start (imports take seconds on a busy machine) while the users register
+            creds, _ = await asyncio.gather(prepare_population(server.url, pop, progress=_say), pool.start())
             addrs = source_addresses(users, args.source_addresses)
-            await pool.start()
-            for proc in pool.procs:
-                pin(proc.pid, pinning["load_cpus"])
             await pool.setup(server.ws_url, creds, addrs, Workload().model_dump())
             await asyncio.sleep(1.0)  # let registration's garbage settle before the memory baseline
             rss_before = server.rss_bytes()
@@ -416,6 +411,11 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 "source_addresses": addrs,
             }
             _say(f"idle: {held['still_connected']} held, {idle['bytes_per_connection'] / 1024:.1f} KiB each")
+            # Pinned from here on (set-up and the ramp use every core: registration's argon2 is slow work).
+            pin(server.pid, pinning["server_cpus"])
+            pin(ceiling.pid, pinning["server_cpus"])
+            for proc in pool.procs:
+                pin(proc.pid, pinning["load_cpus"])
 
             for name, url, count in (
                 ("echo", ceiling.url("/echo"), pair_users),
@@ -445,7 +445,7 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                     group_fraction=args.open_group_fraction,
                     text_bytes=args.text_bytes,
                     read_every=10,
-                    drain_s=30,
+                    drain_s=args.drain_s,
                     drain_quiet_s=args.drain_quiet_s,
                 )
                 _say(
@@ -467,7 +467,7 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 group_fraction=0.0,
                 text_bytes=args.text_bytes,
                 read_every=0,
-                drain_s=30,
+                drain_s=args.drain_s,
                 drain_quiet_s=args.drain_quiet_s,
             )
             group = Workload(
@@ -476,7 +476,7 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 group_fraction=1.0,
                 text_bytes=args.text_bytes,
                 read_every=0,
-                drain_s=30,
+                drain_s=args.drain_s,
                 drain_quiet_s=args.drain_quiet_s,
             )
             pair_senders = list(range(pair_users))
@@ -706,17 +706,19 @@ SCALES: dict[str, dict[str, Any]] = {
         "duration_s": 20.0,
         "hold_s": 10.0,
         "repeat": 3,
+        "drain_s": 30.0,
         "drain_quiet_s": 2.0,
     },
     "quick": {
-        "connections": 2000,
+        "connections": 1000,
         "hold_connections": 0,
-        "pair_users": 500,
-        "open_rates": [500.0, 1000.0],
-        "group_size": 100,
+        "pair_users": 250,
+        "open_rates": [250.0, 500.0],
+        "group_size": 50,
         "duration_s": 4.0,
         "hold_s": 1.0,
         "repeat": 3,
+        "drain_s": 5.0,
         "drain_quiet_s": 1.0,
     },
 }
@@ -753,6 +755,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--group-window", type=int, default=4)
     p.add_argument("--text-bytes", type=int, default=48, help="message text (and echo frame) size")
     p.add_argument("--duration-s", type=float, help="load time of each phase")
+    p.add_argument("--drain-s", type=float, help="longest wait after a phase for acks and deliveries")
     p.add_argument("--drain-quiet-s", type=float, help="a phase's drain ends after this long without traffic")
     p.add_argument("--repeat", "--repeats", dest="repeat", type=int, help="rounds of every phase (medians)")
     p.add_argument("--profile", action="store_true", help="py-spy record the server under one more 1:1 run")

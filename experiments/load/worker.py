@@ -92,6 +92,8 @@ class Worker:
                 self.ceiling = CeilingLoad(int(cmd["worker"]), list(cmd.get("source_addrs") or []))
             return {"ok": True, **await self.ceiling.connect(cmd["name"], cmd["url"], int(cmd["count"]))}
         if self.ceiling is None:
+            if name == "ceiling_close":
+                return {"ok": True}  # nothing was connected
             return {"ok": False, "error": "ceiling_connect first"}
         if name == "ceiling_run":
             result = await self.ceiling.run(
