@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments import bench_core
+from experiments.analysis import prom
 
 # result.json's headline figures (docs/performance.md, "Method"): each must be a number.
 HEADLINE = {
@@ -71,7 +72,7 @@ def test_bench_core_tiny_scale(tmp_path: Path) -> None:
 
 def test_scale_fills_only_unset_options() -> None:
     quick = bench_core.parse_args(["--scale", "quick", "--duration-s", "7"])
-    assert quick.connections == 1000 and quick.duration_s == 7 and quick.hold_connections == 0
+    assert quick.connections == 500 and quick.duration_s == 7 and quick.hold_connections == 0
     full = bench_core.parse_args([])
     assert full.connections == 10_000 and full.hold_connections == 19_000 and full.open_rates == [1000, 3000]
     assert full.repeat >= 3
@@ -90,3 +91,36 @@ def test_median_of_nested_phase_results() -> None:
         {"rate": 20.0, "lat": {"p50": 2.0, "p99": 7.0}, "ok": False},
     ]
     assert bench_core.median_of(runs) == {"rate": 20.0, "lat": {"p50": 2.0, "p99": 8.0}, "ok": True}
+
+
+def _gc_scrape(with_gauge: bool) -> str:
+    lines = [
+        "# TYPE wsim_gc_pause_seconds histogram",
+        'wsim_gc_pause_seconds_bucket{generation="0",le="0.01"} 3.0',
+        'wsim_gc_pause_seconds_bucket{generation="0",le="0.02"} 4.0',
+        'wsim_gc_pause_seconds_bucket{generation="0",le="0.05"} 5.0',
+        'wsim_gc_pause_seconds_bucket{generation="0",le="+Inf"} 5.0',
+        'wsim_gc_pause_seconds_count{generation="0"} 5.0',
+        'wsim_gc_pause_seconds_sum{generation="0"} 0.07',
+        'wsim_gc_pause_seconds_bucket{generation="1",le="0.01"} 0.0',
+        'wsim_gc_pause_seconds_bucket{generation="1",le="0.02"} 0.0',
+        'wsim_gc_pause_seconds_bucket{generation="1",le="0.05"} 0.0',
+        'wsim_gc_pause_seconds_bucket{generation="1",le="+Inf"} 1.0',
+        'wsim_gc_pause_seconds_count{generation="1"} 1.0',
+        'wsim_gc_pause_seconds_sum{generation="1"} 0.9',
+    ]
+    if with_gauge:
+        lines += [
+            "# TYPE wsim_gc_pause_max_seconds gauge",
+            'wsim_gc_pause_max_seconds{generation="0"} 0.031',
+            'wsim_gc_pause_max_seconds{generation="1"} 0.905',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def test_gc_figures_from_the_servers_metrics() -> None:
+    gc = bench_core._gc(prom.parse(_gc_scrape(with_gauge=True)))
+    assert gc["pauses_over_20ms"] == 2 and gc["max_pause_ms"] == pytest.approx(905)
+    # a server without the gauge: the buckets bound the longest pause (here it is beyond the last finite bound)
+    older = bench_core._gc(prom.parse(_gc_scrape(with_gauge=False)))
+    assert older["pauses_over_20ms"] == 2 and older["max_pause_ms"] == pytest.approx(50)
