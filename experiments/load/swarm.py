@@ -695,7 +695,8 @@ class Swarm:
         for h in handles:
             h.cancel()
         for c in self.clients:  # offline users come back for the drain: their messages wait in the store
-            c.come_online()
+            if c.first_sync is not None:  # (never-started clients stay away: connect_all(limit=) left them)
+                c.come_online()
         drained = await self._drain(w.drain_s)
         return {"drained": drained, "duration_s": loop.time() - t0}
 

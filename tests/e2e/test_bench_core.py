@@ -33,7 +33,7 @@ def test_bench_core_tiny_scale(tmp_path: Path) -> None:
     args = [
         "--connections", "60", "--workers", "2", "--pair-users", "20", "--group-size", "20", "--group-senders", "2",
         "--duration-s", "2", "--hold-s", "0.5", "--repeat", "2", "--open-rates", "40", "--drain-quiet-s", "0.5",
-        "--out", str(tmp_path),
+        "--hold-connections", "80", "--hold-phase-s", "1", "--out", str(tmp_path),
     ]  # fmt: skip
     assert bench_core.main(args) == 0
     (run,) = (tmp_path / "bench_core").iterdir()
@@ -47,7 +47,10 @@ def test_bench_core_tiny_scale(tmp_path: Path) -> None:
     assert set(row) == set(OPEN_LOOP) and all(_is_number(row[k]) for k in OPEN_LOOP)
     assert row["rate"] == 40 and row["connections"] == 60
     assert result["ceiling"]["echo_msgs_per_s"] > 0 and result["one_to_one"]["msgs_per_s"] > 0
-    assert result["hold"] is None  # a chosen --connections skips the 19,000-connection phase
+    # the last phase connects the 20 users left out so far and holds all 80 (the phases before never saw them)
+    hold = result["hold"]
+    assert hold["connected"] == hold["still_connected_after_hold"] == hold["server_gauge_connections"] == 80
+    assert hold["bytes_per_connection"] > 0
 
     idle, details = result["idle"], result["details"]
     assert idle["connected"] == 60 and idle["still_connected_after_hold"] == 60
@@ -71,13 +74,13 @@ def test_bench_core_tiny_scale(tmp_path: Path) -> None:
 
 
 def test_scale_fills_only_unset_options() -> None:
-    quick = bench_core.parse_args(["--scale", "quick", "--duration-s", "7"])
+    quick = bench_core.parse_args(["--scale", "quick", "--duration-s", "7"])  # no hold phase at this scale
     assert quick.connections == 500 and quick.duration_s == 7 and quick.hold_connections == 0
     full = bench_core.parse_args([])
     assert full.connections == 10_000 and full.hold_connections == 19_000 and full.open_rates == [1000, 3000]
     assert full.repeat >= 3
     chosen = bench_core.parse_args(["--connections", "500", "--repeats", "2"])  # today's flags still work
-    assert chosen.hold_connections == 0 and chosen.repeat == 2
+    assert chosen.hold_connections == 0 and chosen.repeat == 2  # a chosen size: no 19,000 phase unless asked
 
 
 def test_split_spreads_the_remainder() -> None:
