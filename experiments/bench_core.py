@@ -1,7 +1,7 @@
 """Core benchmark of one node on the embedded default (SQLite, in-process bus/cache/dedup), measured side by
 side with the same-stack ceiling (a bare echo and a bare broadcast server on FastAPI + uvicorn websockets-sansio).
 
-    python experiments/bench_core.py --scale quick --repeat 3     # under 3 minutes: 500 connections
+    python experiments/bench_core.py --scale quick --repeat 3     # ~3 minutes: 500 connections
     python experiments/bench_core.py                              # full scale: 10,000 connections, then 19,000 held
     python experiments/bench_core.py --scale quick --profile      # plus a py-spy profile of the server under 1:1
 
