@@ -31,6 +31,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -784,7 +785,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = run_dir(args.out, "bench_core")
-    result = asyncio.run(bench(args, out))
+    # SIGTERM (e.g. from `timeout`) stops the run like Ctrl-C: the servers and workers are stopped, not orphaned
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        result = asyncio.run(bench(args, out))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     result["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     (out / "result.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     text = report(result)
