@@ -174,13 +174,16 @@ async def start_node(node: Node) -> None:
 def _watch_gc(node: Node) -> None:
     """Record every collector pause in ``wsim_gc_pause_seconds`` (a pause holds the loop and every socket)."""
     pauses = [node.metrics.gc_pause_seconds.labels(str(g)) for g in range(3)]
+    longest = [node.metrics.gc_pause_max_seconds.labels(str(g)) for g in range(3)]
     started = [0.0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             started[0] = time.perf_counter()
         else:
-            pauses[info["generation"]].observe(time.perf_counter() - started[0])
+            pause = time.perf_counter() - started[0]
+            pauses[info["generation"]].observe(pause)
+            longest[info["generation"]].value = max(longest[info["generation"]].value, pause)
 
     gc.callbacks.append(on_gc)
     node.gc_callback = on_gc

@@ -618,13 +618,17 @@ class Swarm:
         self._loops = []
 
     # ------------------------------------------------------------- phases
-    async def connect_all(self, rate_per_s: float, timeout_s: float = 120.0) -> dict[str, Any]:
-        """Open every connection (at most ``rate_per_s`` new ones per second) and wait for each first sync."""
+    async def connect_all(
+        self, rate_per_s: float, timeout_s: float = 120.0, limit: int | None = None
+    ) -> dict[str, Any]:
+        """Open every connection not opened yet, or the next ``limit`` of them (at most ``rate_per_s`` new ones
+        per second), and wait for each first sync."""
         self.start_loops()
         t0 = time.monotonic()
         futures: list[asyncio.Future[bool]] = []
         interval = 1.0 / rate_per_s
-        for i, c in enumerate(self.clients):
+        todo = [c for c in self.clients if c.first_sync is None]
+        for i, c in enumerate(todo[:limit] if limit is not None else todo):
             futures.append(c.start())
             ahead = t0 + (i + 1) * interval - time.monotonic()
             if ahead > 0:
@@ -633,7 +637,7 @@ class Swarm:
         ok = sum(1 for f in done if f.result())
         return {
             "connected": ok,
-            "failed": len(self.clients) - ok,
+            "failed": len(futures) - ok,
             "elapsed_s": time.monotonic() - t0,
             "online": self.online_count(),
         }
@@ -692,7 +696,8 @@ class Swarm:
         for h in handles:
             h.cancel()
         for c in self.clients:  # offline users come back for the drain: their messages wait in the store
-            c.come_online()
+            if c.first_sync is not None:  # (never-started clients stay away: connect_all(limit=) left them)
+                c.come_online()
         drained = await self._drain(w.drain_s)
         return {"drained": drained, "duration_s": loop.time() - t0}
 

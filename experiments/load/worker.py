@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter
 
+from experiments.load.ceiling import CeilingLoad
 from experiments.load.spec import ClientFault, Workload
 from experiments.load.swarm import Credential, Swarm
 
@@ -28,9 +29,12 @@ _FAULTS: TypeAdapter[list[ClientFault]] = TypeAdapter(list[ClientFault])
 class Worker:
     def __init__(self) -> None:
         self.swarm: Swarm | None = None
+        self.ceiling: CeilingLoad | None = None
 
     async def handle(self, cmd: dict[str, Any]) -> dict[str, Any]:
         name = cmd.get("cmd")
+        if isinstance(name, str) and name.startswith("ceiling_"):
+            return await self._ceiling(name, cmd)
         if name == "setup":
             creds = [Credential(**c) for c in cmd["clients"]]
             self.swarm = Swarm(
@@ -45,8 +49,11 @@ class Worker:
         if swarm is None:
             return {"ok": False, "error": "setup first"}
         if name == "connect":
+            limit = cmd.get("limit")
             result = await swarm.connect_all(
-                float(cmd.get("rate_per_s", 1000)), float(cmd.get("timeout_s", 120))
+                float(cmd.get("rate_per_s", 1000)),
+                float(cmd.get("timeout_s", 120)),
+                None if limit is None else int(limit),
             )
             return {"ok": True, **result}
         if name == "workload":
@@ -76,6 +83,32 @@ class Worker:
         if name == "close":
             await swarm.close()
             return {"ok": True, "stats": swarm.snapshot()}
+        return {"ok": False, "error": f"unknown command {name!r}"}
+
+    async def _ceiling(self, name: str, cmd: dict[str, Any]) -> dict[str, Any]:
+        """The same-stack ceiling's load (experiments/load/ceiling.py): connect, run, close."""
+        if name == "ceiling_connect":
+            if self.ceiling is None:
+                self.ceiling = CeilingLoad(int(cmd["worker"]), list(cmd.get("source_addrs") or []))
+            return {"ok": True, **await self.ceiling.connect(cmd["name"], cmd["url"], int(cmd["count"]))}
+        if self.ceiling is None:
+            if name == "ceiling_close":
+                return {"ok": True}  # nothing was connected
+            return {"ok": False, "error": "ceiling_connect first"}
+        if name == "ceiling_run":
+            result = await self.ceiling.run(
+                cmd["name"],
+                int(cmd["senders"]),
+                int(cmd["window"]),
+                float(cmd["duration_s"]),
+                int(cmd["start_at_ns"]),
+                int(cmd.get("text_bytes", 48)),
+            )
+            return {"ok": True, **result}
+        if name == "ceiling_close":
+            await self.ceiling.close()
+            self.ceiling = None
+            return {"ok": True}
         return {"ok": False, "error": f"unknown command {name!r}"}
 
 
