@@ -198,6 +198,7 @@ async def stop_node(node: Node) -> None:
         await asyncio.sleep(0.02)
     for closer in (
         node.sweeper.close,
+        node.messaging.close,
         node.bus.close,
         node.file_storage.close,
         node.presence_registry.close,

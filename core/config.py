@@ -91,6 +91,9 @@ class LimitsConfig(_Section):
     upload_max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
     image_max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     history_page_max: Annotated[int, Field(ge=1)] = 200
+    # Receipts are coalesced: at most one per conversation and user per window, sent only when a mark advances
+    # (core/protocol/receipts.py). 0 sends each advance at once.
+    receipt_window_s: Annotated[float, Field(ge=0, le=5)] = 0.05
 
 
 class HeartbeatConfig(_Section):

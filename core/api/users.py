@@ -33,15 +33,17 @@ router = APIRouter(prefix="/api", tags=["users"], responses=_ERRORS)
 NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
-async def _users_out(node: Node, ids: list[int]) -> dict[int, UserOut]:
+async def _users_out(node: Node, viewer: int, ids: list[int]) -> dict[int, UserOut]:
+    """Profiles as ``viewer`` sees them: ``online`` only where presence frames would tell them (friends, not
+    blocked either way: SocialService.presence_audience); anyone else shows offline."""
     profiles = await node.accounts.profiles(ids)
-    online = await node.presence.online(ids)
+    online = await node.presence.online(await node.social.presence_visible(viewer, ids))
     return {uid: UserOut(**p, online=uid in online) for uid, p in profiles.items()}
 
 
 @router.get("/users/me", response_model=UserOut)
 async def me(principal: PrincipalDep, node: NodeDep) -> UserOut:
-    return (await _users_out(node, [principal.user_id]))[principal.user_id]
+    return (await _users_out(node, principal.user_id, [principal.user_id]))[principal.user_id]
 
 
 @router.patch("/users/me", response_model=UserOut)
@@ -52,7 +54,7 @@ async def update_me(body: ProfileIn, principal: PrincipalDep, node: NodeDep) -> 
     await node.accounts.update_profile(
         principal.user_id, display_name=body.display_name, bio=body.bio, avatar_file=avatar
     )
-    return (await _users_out(node, [principal.user_id]))[principal.user_id]
+    return (await _users_out(node, principal.user_id, [principal.user_id]))[principal.user_id]
 
 
 @router.get("/users/search", response_model=UsersOut)
@@ -64,7 +66,7 @@ async def search(
 ) -> UsersOut:
     """Username prefix or display-name substring."""
     found = await node.accounts.search(q, limit)
-    out = await _users_out(node, [u.id for u in found])
+    out = await _users_out(node, principal.user_id, [u.id for u in found])
     return UsersOut(users=[out[u.id] for u in found if u.id in out])
 
 
@@ -72,7 +74,7 @@ async def search(
 async def get_user(user_id: UserIdPath, principal: PrincipalDep, node: NodeDep) -> UserOut:
     uid = ident(user_id, "user")
     await node.accounts.profile(uid)
-    return (await _users_out(node, [uid]))[uid]
+    return (await _users_out(node, principal.user_id, [uid]))[uid]
 
 
 # ------------------------------------------------------------------ friends
@@ -82,8 +84,8 @@ async def get_user(user_id: UserIdPath, principal: PrincipalDep, node: NodeDep) 
 async def list_friends(principal: PrincipalDep, node: NodeDep) -> FriendsOut:
     friends = await node.social.list_friends(principal.user_id)
     ids = [f.user_id for f in friends]
-    users = await _users_out(node, ids)
-    online = await node.presence.online(ids)
+    users = await _users_out(node, principal.user_id, ids)
+    online = await node.presence.online(await node.social.presence_visible(principal.user_id, ids))
     return FriendsOut(
         friends=[
             FriendOut(
@@ -103,7 +105,7 @@ async def list_friends(principal: PrincipalDep, node: NodeDep) -> FriendsOut:
 @router.get("/friends/requests", response_model=FriendRequestsOut, tags=["friends"])
 async def list_requests(principal: PrincipalDep, node: NodeDep) -> FriendRequestsOut:
     reqs = await node.social.list_requests(principal.user_id)
-    users = await _users_out(node, [u for r in reqs for u in (r.from_user, r.to_user)])
+    users = await _users_out(node, principal.user_id, [u for r in reqs for u in (r.from_user, r.to_user)])
     incoming: list[FriendRequestOut] = []
     outgoing: list[FriendRequestOut] = []
     for r in reqs:
@@ -132,7 +134,7 @@ async def list_requests(principal: PrincipalDep, node: NodeDep) -> FriendRequest
 async def request_friend(body: FriendRequestIn, principal: PrincipalDep, node: NodeDep) -> FriendRequestOut:
     """Ask to be friends. If the other user already asked you, this accepts their request instead."""
     r = await node.social.request_friend(principal.user_id, ident(body.user_id, "user"), body.message)
-    users = await _users_out(node, [r.from_user, r.to_user])
+    users = await _users_out(node, principal.user_id, [r.from_user, r.to_user])
     return FriendRequestOut.model_validate(
         {
             "id": str(r.id),
@@ -176,7 +178,7 @@ async def set_remark(user_id: UserIdPath, body: RemarkIn, principal: PrincipalDe
 @router.get("/blocks", response_model=UsersOut, tags=["friends"])
 async def list_blocks(principal: PrincipalDep, node: NodeDep) -> UsersOut:
     ids = await node.social.list_blocked(principal.user_id)
-    users = await _users_out(node, ids)
+    users = await _users_out(node, principal.user_id, ids)
     return UsersOut(users=[users[i] for i in ids if i in users])
 
 

@@ -25,10 +25,16 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _ClientFrame(_Frame):
+    """Strict types (issue 14, L5): a seq of ``"3"`` or ``true`` is ``invalid``, never coerced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
 # --------------------------------------------------------------------------- client -> server
 
 
-class Auth(_Frame):
+class Auth(_ClientFrame):
     """First frame on a socket (unless the handshake carried ``Authorization: Bearer``)."""
 
     type: Literal["auth"]
@@ -36,19 +42,19 @@ class Auth(_Frame):
     device: Annotated[str, Field(pattern=DEVICE_PATTERN)] | None = None
 
 
-class AuthRenew(_Frame):
+class AuthRenew(_ClientFrame):
     """A fresh access token for an open socket, sent before the current one expires."""
 
     type: Literal["auth.renew"]
     token: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
-class Ping(_Frame):
+class Ping(_ClientFrame):
     type: Literal["ping"]
     ts: int | None = None
 
 
-class MessageSend(_Frame):
+class MessageSend(_ClientFrame):
     type: Literal["message.send"]
     cmid: Annotated[str, Field(pattern=CMID_PATTERN)]
     conv: Conv
@@ -57,7 +63,7 @@ class MessageSend(_Frame):
     file: IdStr | None = None
 
 
-class MessageAck(_Frame):
+class MessageAck(_ClientFrame):
     """Cumulative delivery ack: this device holds every message of ``conv`` up to ``seq``."""
 
     type: Literal["message.ack"]
@@ -65,7 +71,7 @@ class MessageAck(_Frame):
     seq: SeqInt
 
 
-class MessageRead(_Frame):
+class MessageRead(_ClientFrame):
     """The user has read ``conv`` up to ``seq`` (monotonic: a lower value is ignored)."""
 
     type: Literal["message.read"]
@@ -73,12 +79,12 @@ class MessageRead(_Frame):
     seq: SeqInt
 
 
-class MessageRecall(_Frame):
+class MessageRecall(_ClientFrame):
     type: Literal["message.recall"]
     id: IdStr
 
 
-class Sync(_Frame):
+class Sync(_ClientFrame):
     """Ask for what this device missed: everything after each cursor; a conversation without a cursor gets its
     recent history. Answered with ``sync.batch`` frames and one ``sync.done``."""
 
@@ -90,7 +96,7 @@ class Sync(_Frame):
     inbox: SeqInt | None = None
 
 
-class Typing(_Frame):
+class Typing(_ClientFrame):
     type: Literal["typing"]
     conv: Conv
 

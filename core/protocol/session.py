@@ -96,6 +96,12 @@ class ServerSession:
         self._token_deadline: float | None = None
         self._bucket = TokenBucket(limits.rate_per_s, limits.rate_burst, now)
         self._strikes = TokenBucket(1.0, limits.rate_strikes, now)
+        # Rate-limit episodes (issue 14, M4): a refused frame that arrives once the previous refusal's
+        # retry_after_ms has passed starts an episode in which the first ``rate_burst`` refusals are free: they
+        # were in flight (a backlog flushed after a reconnect) or the client waited as told. Only refusals
+        # beyond those, before the wait is over, are strikes.
+        self._retry_at = now
+        self._free_refusals = 0
         self._budget = TokenBucket(0.1, limits.error_budget, now)
         self.close_code: CloseCode | None = None
 
@@ -141,7 +147,12 @@ class ServerSession:
                     )
                 )
             ]
-            if not self._strikes.take(now):
+            if now >= self._retry_at:
+                self._free_refusals = int(self.limits.rate_burst)
+            self._retry_at = now + retry_ms / 1000
+            if self._free_refusals > 0:
+                self._free_refusals -= 1
+            elif not self._strikes.take(now):
                 events += self._close(CloseCode.RATE_LIMITED, "kept exceeding the message rate")
             return events
         if isinstance(frame, MessageAck):

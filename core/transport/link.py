@@ -38,6 +38,7 @@ from core.protocol.frames import (
     ServerFrame,
     Sync,
     SyncBatch,
+    SyncDone,
     SyncRequired,
     Typing,
 )
@@ -294,19 +295,25 @@ class SessionLink(ABC):
                 case MessageSend():
                     await node.messaging.send(self, frame, node.clock.monotonic())
                 case MessageAck():
-                    self.note_held(frame.conv, frame.seq)
                     await node.messaging.mark_delivered(self, frame.conv, frame.seq)
                 case MessageRead():
                     await node.messaging.mark_read(self, frame.conv, frame.seq)
                 case MessageRecall():
                     await node.messaging.recall(self, frame.id)
                 case Sync():
-                    for conv, cursor in frame.cursors.items():
-                        self.note_held(conv, cursor)
+                    answered: set[str] = set()
+                    by_cursors = True
                     for out in await node.messaging.sync(self._user, frame):
                         if isinstance(out, SyncBatch):
+                            answered.add(out.conv)
                             self.note_held(out.conv, out.messages[-1]["seq"] if out.more else out.last_seq)
+                        elif isinstance(out, SyncDone):
+                            by_cursors = out.inbox is None
                         self.push_frame(out)
+                    # A cursor answered with no batch is at the head (one beyond it gets an empty batch): held.
+                    for conv, cursor in frame.cursors.items() if by_cursors else ():
+                        if conv not in answered:
+                            self.note_held(conv, cursor)
                 case Typing():
                     await node.messaging.typing(self, frame.conv)
                 case _:  # pragma: no cover - the union is closed; mypy checks exhaustiveness below

@@ -291,6 +291,7 @@ async def test_sessions_and_refresh_token_rotation(ubackend: Backend) -> None:
     store = await ubackend.users()
     await store.create_session("fam1", 1, "dev", 1000)
     assert await store.session_active("fam1")
+    assert await store.session_user("fam1") == 1 and await store.session_user("unknown") is None
     await store.add_refresh_token(RefreshToken("h1", 1, "fam1", 99_999))
     results = await asyncio.gather(*(store.claim_refresh_token("h1", 5000 + i) for i in range(5)))
     assert sorted(ok for _, ok in results) == [False] * 4 + [True]
@@ -300,6 +301,7 @@ async def test_sessions_and_refresh_token_rotation(ubackend: Backend) -> None:
     assert await store.claim_refresh_token("nope", 9000) == (None, False)
     assert await store.revoke_session("fam1") == 1
     assert not await store.session_active("fam1")
+    assert await store.session_user("fam1") is None  # revoked
     assert await store.revoke_session("unknown") is None
 
 
