@@ -262,4 +262,3 @@ async def test_a_sync_cursor_beyond_the_newest_message_gets_the_head(
         await next_of(ws, "sync.done")
     finally:
         await ws.close()
-
