@@ -17,10 +17,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from core import __version__, faultpoints
 from core.api import admin, auth, conversations, files, groups, ops, transports, users
 from core.api.schemas import ErrorOut
+from core.clientfaults import CLIENT_FAULTS, install_uvicorn_filter
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.errors import CloseCode, ErrorCode, WsimError, http_status
@@ -291,6 +293,12 @@ def install_error_handlers(app: FastAPI) -> None:
             ErrorCode.UNAVAILABLE, "a backend is unavailable; try again", headers={"Retry-After": "1"}
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # A client that went away mid-request (an aborted upload) is its own fault: one line, rate-limited.
+        CLIENT_FAULTS.report("disconnect", f"client left during {request.method} {request.url.path}")
+        return _error(ErrorCode.BAD_FRAME, "client disconnected", status=400)
+
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
@@ -302,6 +310,7 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        install_uvicorn_filter()
         await start_node(node)
         started = []
         try:

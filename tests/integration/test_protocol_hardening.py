@@ -4,7 +4,11 @@ server over real sockets. docs/security.md lists them under "Findings of 2026-12
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,10 +17,11 @@ import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from core.clientfaults import CLIENT_FAULTS, ClientFaultLog
 from core.sdk import ClientError, WsimClient
 from tests.conftest import ClientFactory, ServerFactory
 from tests.integration.test_security import authed, closed_with, next_of, ws_url
-from tests.support.helpers import make_friends
+from tests.support.helpers import eventually, make_friends
 from tests.support.server import RunningServer
 
 SECRET = "test-secret-for-claim-checks-0123456789abcdef"
@@ -262,3 +267,72 @@ async def test_a_sync_cursor_beyond_the_newest_message_gets_the_head(
         await next_of(ws, "sync.done")
     finally:
         await ws.close()
+
+
+# --------------------------------------------------------------------------------- L1 client faults in the log
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def log_records() -> Iterator[list[logging.LogRecord]]:
+    """What reaches the handlers of uvicorn's error logger and of ours (after their filters)."""
+    handler = _Records()
+    loggers = [logging.getLogger("uvicorn.error"), logging.getLogger("core")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    try:
+        yield handler.records
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+
+
+async def test_client_faults_are_one_line_not_tracebacks(
+    server: RunningServer, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(CLIENT_FAULTS, "interval_s", 0.0)  # every fault reported, so the line can be awaited
+    c = await make_client(connect=False)
+    with log_records() as records:
+        for _ in range(3):
+            ws = await authed(server, c.access_token)
+            await ws.send(b"\xff\xfe{", text=True)
+            assert await closed_with(ws) == 1007
+        host, port = server.url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        boundary = "XyZ"
+        writer.write(
+            (
+                f"POST /api/files HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {c.access_token}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 1000000\r\n\r\n"
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.txt"\r\n'
+                "Content-Type: text/plain\r\n\r\n"
+            ).encode()
+            + b"a" * 50_000
+        )
+        await writer.drain()
+        tmp = Path(server.node.settings.data_path) / "files" / "tmp"
+        await eventually(lambda: any(tmp.glob("*.part")), timeout=5)
+        writer.close()
+        await eventually(lambda: any("(disconnect)" in r.getMessage() for r in records), timeout=5)
+    assert [r.getMessage() for r in records if r.levelno >= logging.ERROR or r.exc_info] == []
+    assert len([r for r in records if "(invalid_utf8)" in r.getMessage()]) == 3
+
+
+def test_client_fault_lines_are_rate_limited_and_count_what_they_fold() -> None:
+    now = [0.0]
+    faults = ClientFaultLog(interval_s=10.0, now=lambda: now[0])
+    assert [faults.admit("x") for _ in range(5)] == [1, 0, 0, 0, 0]
+    assert faults.admit("y") == 1  # kinds are separate
+    now[0] = 10.0
+    assert faults.admit("x") == 5  # the four folded ones and this one
