@@ -336,3 +336,28 @@ def test_client_fault_lines_are_rate_limited_and_count_what_they_fold() -> None:
     assert faults.admit("y") == 1  # kinds are separate
     now[0] = 10.0
     assert faults.admit("x") == 5  # the four folded ones and this one
+
+
+# --------------------------------------------------------------------------------- L4 header size
+
+
+@pytest.mark.parametrize("kib", [65, 70, 93])
+async def test_headers_over_the_bound_in_one_chunk_get_431(start_server: ServerFactory, kib: int) -> None:
+    """The whole request arrives in one write (headers complete): still 431 past 64 KiB of headers."""
+    srv = await start_server()
+    host, port = srv.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    pad = b"a" * (kib * 1024)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + pad + b"\r\n\r\n")
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    status_line = answer.split(b"\r\n", 1)[0].decode(errors="replace")
+    assert status_line == "HTTP/1.1 431 Request Header Fields Too Large"
+    assert b'"too_large"' in answer
+
+
+async def test_headers_just_under_the_bound_pass(start_server: ServerFactory) -> None:
+    srv = await start_server()
+    async with httpx.AsyncClient(base_url=srv.url) as http:
+        r = await http.get("/healthz", headers={"X-Pad": "a" * (60 * 1024)})
+        assert r.status_code == 200
