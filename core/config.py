@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from strategies.ack.config import AckConfig, ThreeStateAckConfig
@@ -48,6 +48,16 @@ class ServerConfig(_Section):
     # caused 110 ms p99 spikes (measured; see docs/architecture.md).
     gc_tuning: bool = True
     log_level: str = "info"
+    # When set, GET /metrics needs "Authorization: Bearer <metrics_token>" (401 otherwise). Empty: open, for a
+    # node on loopback or behind a proxy that does not forward /metrics (docs/security.md).
+    metrics_token: str = ""
+
+    @model_validator(mode="after")
+    def _origins_follow_the_port(self) -> ServerConfig:
+        """The default Origins name the port the server listens on, not always 8000 (issue 14, gap 11)."""
+        if "origins" not in self.model_fields_set and self.port:
+            self.origins = [f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"]
+        return self
 
 
 class AuthConfig(_Section):

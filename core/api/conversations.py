@@ -50,7 +50,9 @@ async def history(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> HistoryOut:
-    """History paged by sequence number, ascending. Without ``before``/``after``: the newest page."""
+    """History paged by sequence number, ascending. Without ``before``/``after``: the newest page; both at once
+    is 422 ``invalid``. ``has_older``: readable messages exist before the page's first; ``has_newer``: messages
+    exist after its last (page forward with ``after=<last seq>``)."""
     page = await node.messaging.history(
         principal.user_id, conversation(conv), before=before, after=after, limit=limit
     )

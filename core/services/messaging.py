@@ -543,8 +543,12 @@ class MessagingService:
         self, user: int, conv: str, *, before: int | None, after: int | None, limit: int
     ) -> dict[str, Any]:
         start = self._clock.monotonic()
+        if before is not None and after is not None:
+            raise WsimError(ErrorCode.INVALID, "before, after: give one of them, not both")
         first = await self._social.first_readable_seq(user, conv)
         limit = max(1, min(limit, self._limits.history_page_max))
+        # has_older: readable messages exist below this page; has_newer: messages exist above it (issue 14,
+        # gap 6: it was always false on before= pages).
         if after is not None:
             msgs = await self._messages.messages_after(conv, max(after, first - 1), limit + 1)
             has_more = len(msgs) > limit
@@ -557,6 +561,9 @@ class MessagingService:
             older = len(msgs) > limit
             msgs = msgs[-limit:]
             has_more = False
+            if before is not None:
+                heads = await self._messages.heads([conv])
+                has_more = conv in heads and heads[conv].last_seq >= before
         self._metrics.history_seconds.observe(self._clock.monotonic() - start)
         return {
             "conv": conv,

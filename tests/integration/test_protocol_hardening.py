@@ -361,3 +361,38 @@ async def test_headers_just_under_the_bound_pass(start_server: ServerFactory) ->
     async with httpx.AsyncClient(base_url=srv.url) as http:
         r = await http.get("/healthz", headers={"X-Pad": "a" * (60 * 1024)})
         assert r.status_code == 200
+
+
+# --------------------------------------------------------------------------------- doc gaps made true in code
+
+
+async def test_history_paging_flags_and_before_with_after(make_client: ClientFactory) -> None:
+    alice, bob = await make_client(), await make_client(connect=False)
+    conv = await make_friends(alice, bob)  # seq 1 is the friend.accepted notice
+    for i in range(5):
+        await alice.send(conv, f"m{i}")  # seqs 2..6
+    page = await alice.history(conv, before=4, limit=2)
+    assert [m["seq"] for m in page["messages"]] == [2, 3]
+    assert page["has_older"] is True and page["has_newer"] is True
+    newest = await alice.request("GET", f"/api/conversations/{conv}/messages", params={"limit": 2})
+    assert [m["seq"] for m in newest["messages"]] == [5, 6] and newest["has_newer"] is False
+    with pytest.raises(ClientError) as info:
+        await alice.request("GET", f"/api/conversations/{conv}/messages", params={"before": 4, "after": 1})
+    assert info.value.status == 422 and info.value.code == "invalid"
+
+
+def test_default_origins_follow_the_port() -> None:
+    from core.config import ServerConfig
+
+    assert ServerConfig(port=9123).origins == ["http://127.0.0.1:9123", "http://localhost:9123"]
+    assert ServerConfig(port=9123, origins=["https://chat.example"]).origins == ["https://chat.example"]
+
+
+async def test_metrics_can_require_a_bearer_token(start_server: ServerFactory) -> None:
+    srv = await start_server({"server": {"metrics_token": "scrape-me-0123456789"}})
+    async with httpx.AsyncClient(base_url=srv.url) as http:
+        assert (await http.get("/metrics")).status_code == 401
+        wrong = await http.get("/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+        ok = await http.get("/metrics", headers={"Authorization": "Bearer scrape-me-0123456789"})
+        assert ok.status_code == 200 and "wsim_" in ok.text
