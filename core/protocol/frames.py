@@ -30,6 +30,10 @@ class _ClientFrame(_Frame):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    # A client-chosen request id: an ``error`` answering this frame (and ``pong``, ``sync.done``) echoes it, so
+    # two requests in flight can be told apart (issue 14, gap 7).
+    req: Annotated[str, Field(pattern=CMID_PATTERN)] | None = None
+
 
 # --------------------------------------------------------------------------- client -> server
 
@@ -145,6 +149,7 @@ class Pong(_Frame):
     type: Literal["pong"] = "pong"
     ts: int | None = None
     server_ts: int
+    req: str | None = None
 
 
 class MessageSent(_Frame):
@@ -187,6 +192,7 @@ class SyncDone(_Frame):
     type: Literal["sync.done"] = "sync.done"
     more: bool  # some conversation had more than ``limit`` messages: send ``sync`` again
     inbox: int | None = None  # answer to an inbox sync: the cursor to send next time
+    req: str | None = None  # the ``req`` of the sync frame this answers
 
 
 class PresenceFrame(_Frame):
@@ -223,6 +229,7 @@ class ErrorFrame(_Frame):
     message: str
     ref: str | None = None  # the cmid (or frame type) the error answers
     retry_after_ms: int | None = None
+    req: str | None = None  # the ``req`` of the frame the error answers, when it had one
 
 
 ServerFrame = (

@@ -119,7 +119,7 @@ class ServerSession:
         try:
             frame = codec.decode(data)
         except codec.FrameError as err:
-            return self._bad_input(err.code, err.message, err.ref, now)
+            return self._bad_input(err.code, err.message, err.ref, now, err.req)
         return self.receive_frame(frame, now)
 
     def receive_frame(self, frame: ClientFrame, now: float) -> list[SessionEvent]:
@@ -133,7 +133,9 @@ class ServerSession:
                 return [Handle(frame)]
             return self._close(CloseCode.UNAUTHORIZED, "the first frame must be 'auth'")
         if isinstance(frame, Auth):
-            return self._bad_input(ErrorCode.INVALID, "already authenticated (use auth.renew)", "auth", now)
+            return self._bad_input(
+                ErrorCode.INVALID, "already authenticated (use auth.renew)", "auth", now, frame.req
+            )
         if isinstance(frame, _RATED) and not self._bucket.take(now):
             retry_ms = int(self._bucket.retry_after_s(now) * 1000) + 1
             ref = frame.cmid if isinstance(frame, MessageSend) else frame.type
@@ -144,6 +146,7 @@ class ServerSession:
                         message="message rate exceeded",
                         ref=ref,
                         retry_after_ms=retry_ms,
+                        req=frame.req,
                     )
                 )
             ]
@@ -159,8 +162,10 @@ class ServerSession:
             self.tracker.ack(frame.conv, frame.seq)
         return [Handle(frame)]
 
-    def _bad_input(self, code: ErrorCode, message: str, ref: str | None, now: float) -> list[SessionEvent]:
-        events: list[SessionEvent] = [SendFrame(ErrorFrame(code=code, message=message, ref=ref))]
+    def _bad_input(
+        self, code: ErrorCode, message: str, ref: str | None, now: float, req: str | None = None
+    ) -> list[SessionEvent]:
+        events: list[SessionEvent] = [SendFrame(ErrorFrame(code=code, message=message, ref=ref, req=req))]
         if not self._budget.take(now):
             events += self._close(CloseCode.PROTOCOL_ERROR, "too many malformed frames")
         elif self.phase is Phase.AWAIT_AUTH:

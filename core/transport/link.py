@@ -290,7 +290,7 @@ class SessionLink(ABC):
                 case AuthRenew():
                     await self._renew(frame.token)
                 case Ping():
-                    self.push_frame(Pong(ts=frame.ts, server_ts=node.clock.wall_ms()))
+                    self.push_frame(Pong(ts=frame.ts, server_ts=node.clock.wall_ms(), req=frame.req))
                     await node.presence.heartbeat(self)
                 case MessageSend():
                     await node.messaging.send(self, frame, node.clock.monotonic())
@@ -303,12 +303,15 @@ class SessionLink(ABC):
                 case Sync():
                     answered: set[str] = set()
                     by_cursors = True
-                    for out in await node.messaging.sync(self._user, frame):
+                    for answer in await node.messaging.sync(self._user, frame):
+                        out = answer
                         if isinstance(out, SyncBatch):
                             answered.add(out.conv)
                             self.note_held(out.conv, out.messages[-1]["seq"] if out.more else out.last_seq)
                         elif isinstance(out, SyncDone):
                             by_cursors = out.inbox is None
+                            if frame.req is not None:
+                                out = out.model_copy(update={"req": frame.req})
                         self.push_frame(out)
                     # A cursor answered with no batch is at the head (one beyond it gets an empty batch): held.
                     for conv, cursor in frame.cursors.items() if by_cursors else ():
@@ -323,7 +326,11 @@ class SessionLink(ABC):
             retry_ms = int(err.details["retry_after_s"] * 1000) if "retry_after_s" in err.details else None
             self.push_frame(
                 ErrorFrame(
-                    code=err.code.value, message=err.message, ref=frame_ref(frame), retry_after_ms=retry_ms
+                    code=err.code.value,
+                    message=err.message,
+                    ref=frame_ref(frame),
+                    retry_after_ms=retry_ms,
+                    req=frame.req,
                 )
             )
             return False
@@ -331,7 +338,12 @@ class SessionLink(ABC):
             log.exception("error handling %s from user %s", frame.type, self._user)
             node.metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
             self.push_frame(
-                ErrorFrame(code=ErrorCode.INTERNAL.value, message="internal error", ref=frame_ref(frame))
+                ErrorFrame(
+                    code=ErrorCode.INTERNAL.value,
+                    message="internal error",
+                    ref=frame_ref(frame),
+                    req=frame.req,
+                )
             )
             return False
         return True

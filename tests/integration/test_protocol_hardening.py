@@ -396,3 +396,25 @@ async def test_metrics_can_require_a_bearer_token(start_server: ServerFactory) -
         assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
         ok = await http.get("/metrics", headers={"Authorization": "Bearer scrape-me-0123456789"})
         assert ok.status_code == 200 and "wsim_" in ok.text
+
+
+async def test_request_ids_are_echoed_by_errors_pongs_and_sync_done(
+    server: RunningServer, make_client: ClientFactory
+) -> None:
+    alice = await make_client(connect=False)
+    ws = await authed(server, alice.access_token)
+    try:
+        await send(ws, {"type": "message.recall", "id": "123456", "req": "r-1"})
+        await send(ws, {"type": "message.recall", "id": "654321", "req": "r-2"})
+        errs = [await next_of(ws, "error"), await next_of(ws, "error")]
+        assert [(e["req"], e["ref"]) for e in errs] == [("r-1", "message.recall"), ("r-2", "message.recall")]
+        await send(ws, {"type": "message.ack", "conv": "d:1:2", "seq": "x", "req": "r-3"})  # invalid frame
+        assert (await next_of(ws, "error"))["req"] == "r-3"
+        await send(ws, {"type": "ping", "req": "r-4"})
+        assert (await next_of(ws, "pong"))["req"] == "r-4"
+        await send(ws, {"type": "sync", "cursors": {}, "req": "r-5"})
+        assert (await next_of(ws, "sync.done"))["req"] == "r-5"
+        await send(ws, {"type": "ping"})
+        assert "req" not in await next_of(ws, "pong")
+    finally:
+        await ws.close()
