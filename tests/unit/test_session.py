@@ -201,3 +201,17 @@ def test_a_client_that_ignores_retry_after_is_still_closed() -> None:
         if closes(events):
             break
     assert closes(events) == [CloseCode.RATE_LIMITED]
+
+
+def test_one_cumulative_ack_settles_every_pending_delivery_up_to_it() -> None:
+    """Issue 11: a device acks once per batch; an ack up to N clears every pending delivery <= N of that
+    conversation on that device (no retry of any), and nothing of another conversation or above N."""
+    tracker = RetryingTracker(policies.exponential(retries=3))
+    s = opened(SessionLimits(heartbeat_interval_s=1000), tracker)
+    for seq in range(1, 6):
+        s.delivered(100 + seq, "d:1:2", seq, f"m{seq}", 0.0)
+    s.delivered(200, "g:9", 1, "g1", 0.0)
+    s.receive_data(orjson.dumps({"type": "message.ack", "conv": "d:1:2", "seq": 4}).decode(), 0.5)
+    assert tracker.pending_count() == 2
+    redelivered = [e.pending for e in s.tick(1.0) if isinstance(e, Redeliver)]
+    assert sorted((p.conv, p.seq) for p in redelivered) == [("d:1:2", 5), ("g:9", 1)]
