@@ -17,11 +17,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from core import __version__, faultpoints
 from core.api import admin, auth, conversations, files, groups, ops, search, transports, users
 from core.api.docs import mount_api_docs
 from core.api.schemas import ErrorOut
+from core.clientfaults import CLIENT_FAULTS, install_uvicorn_filter
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.errors import CloseCode, ErrorCode, WsimError, http_status
@@ -202,6 +204,7 @@ async def stop_node(node: Node) -> None:
         await asyncio.sleep(0.02)
     for closer in (
         node.sweeper.close,
+        node.messaging.close,
         node.bus.close,
         node.file_storage.close,
         node.presence_registry.close,
@@ -294,6 +297,12 @@ def install_error_handlers(app: FastAPI) -> None:
             ErrorCode.UNAVAILABLE, "a backend is unavailable; try again", headers={"Retry-After": "1"}
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> JSONResponse:
+        # A client that went away mid-request (an aborted upload) is its own fault: one line, rate-limited.
+        CLIENT_FAULTS.report("disconnect", f"client left during {request.method} {request.url.path}")
+        return _error(ErrorCode.BAD_FRAME, "client disconnected", status=400)
+
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
@@ -305,6 +314,7 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        install_uvicorn_filter()
         await start_node(node)
         started = []
         try:

@@ -52,6 +52,16 @@ class ServerConfig(_Section):
     # One socket write per WebSocket connection per loop turn (core/transport/coalesce.py); off: one per frame.
     ws_coalesce_writes: bool = True
     log_level: str = "info"
+    # When set, GET /metrics needs "Authorization: Bearer <metrics_token>" (401 otherwise). Empty: open, for a
+    # node on loopback or behind a proxy that does not forward /metrics (docs/security.md).
+    metrics_token: str = ""
+
+    @model_validator(mode="after")
+    def _origins_follow_the_port(self) -> ServerConfig:
+        """The default Origins name the port the server listens on, not always 8000 (issue 14, gap 11)."""
+        if "origins" not in self.model_fields_set and self.port:
+            self.origins = [f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"]
+        return self
 
 
 class AuthConfig(_Section):
@@ -95,6 +105,9 @@ class LimitsConfig(_Section):
     upload_max_bytes: Annotated[int, Field(ge=1)] = 20 * 1024 * 1024
     image_max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     history_page_max: Annotated[int, Field(ge=1)] = 200
+    # Receipts are coalesced: at most one per conversation and user per window, sent only when a mark advances
+    # (core/protocol/receipts.py). 0 sends each advance at once.
+    receipt_window_s: Annotated[float, Field(ge=0, le=5)] = 0.05
 
 
 class HeartbeatConfig(_Section):

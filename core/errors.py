@@ -94,8 +94,11 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down: reconnect (to another node)
+    WS_PROTOCOL_ERROR = 1002  # sent by the WebSocket layer: a frame breaking RFC 6455
+    INVALID_DATA = 1007  # sent by the WebSocket layer: a text frame that is not UTF-8
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # sent by uvicorn to open sockets when the server stops: reconnect
     UNAUTHORIZED = 4001  # no/invalid auth frame, or auth timeout: do not reconnect with the same token
     HEARTBEAT_TIMEOUT = 4002  # missed too many heartbeats
     TOKEN_EXPIRED = 4003  # access token expired on an open socket and was not renewed

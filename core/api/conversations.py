@@ -54,8 +54,10 @@ async def history(
         Query(ge=1, le=MAX_SEQ, description="page centred on this seq (jump to a search result or a quote)"),
     ] = None,
 ) -> HistoryOut:
-    """History paged by sequence number, ascending. Without ``before``/``after``/``around``: the newest page.
-    ``around``: up to ``limit`` messages, half of them at or below ``around`` and half above."""
+    """History paged by sequence number, ascending. Without ``before``/``after``/``around``: the newest page;
+    ``before`` with ``after`` (or ``around`` with either) is 422 ``invalid``. ``around``: up to ``limit`` messages,
+    half of them at or below ``around`` and half above. ``has_older``: readable messages exist before the page's
+    first; ``has_newer``: messages exist after its last (page forward with ``after=<last seq>``)."""
     page = await node.messaging.history(
         principal.user_id, conversation(conv), before=before, after=after, limit=limit, around=around
     )

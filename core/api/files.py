@@ -67,7 +67,7 @@ async def _authorized(
 ) -> FileMeta:
     if sig is not None and exp is not None:
         if not node.files.check_link(file_id, variant, exp, sig):
-            raise WsimError(ErrorCode.UNAUTHORIZED, "link expired or invalid")
+            raise WsimError(ErrorCode.FORBIDDEN, "link expired or invalid")
         return await node.files.get(file_id)
     if principal is None:
         raise WsimError(ErrorCode.UNAUTHORIZED, "missing bearer token or signed link")

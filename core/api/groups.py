@@ -47,10 +47,11 @@ def _group_out(g: Group, members: list[MemberOut] | None = None) -> GroupOut:
     )
 
 
-async def _members_out(node: Node, members: list[Member]) -> list[MemberOut]:
+async def _members_out(node: Node, viewer: int, members: list[Member]) -> list[MemberOut]:
     ids = [m.user_id for m in members]
     profiles = await node.accounts.profiles(ids)
-    online = await node.presence.online(ids)
+    # Group members who are not the viewer's friends show offline: one presence rule (SocialService).
+    online = await node.presence.online(await node.social.presence_visible(viewer, ids))
     return [
         MemberOut(
             user=UserOut(**profiles[m.user_id], online=m.user_id in online),
@@ -67,7 +68,7 @@ async def create_group(body: GroupIn, principal: PrincipalDep, node: NodeDep) ->
     """Create a group with some of your friends; you become its owner."""
     g = await node.social.create_group(principal.user_id, body.name, [ident(m, "user") for m in body.members])
     _, members = await node.social.get_group(principal.user_id, g.id)
-    return _group_out(g, await _members_out(node, members))
+    return _group_out(g, await _members_out(node, principal.user_id, members))
 
 
 @router.get("", response_model=GroupsOut)
@@ -78,7 +79,7 @@ async def list_groups(principal: PrincipalDep, node: NodeDep) -> GroupsOut:
 @router.get("/{group_id:id}", response_model=GroupOut)
 async def get_group(group_id: GroupIdPath, principal: PrincipalDep, node: NodeDep) -> GroupOut:
     g, members = await node.social.get_group(principal.user_id, ident(group_id, "group"))
-    return _group_out(g, await _members_out(node, members))
+    return _group_out(g, await _members_out(node, principal.user_id, members))
 
 
 @router.patch("/{group_id:id}", status_code=NO_CONTENT)
@@ -100,7 +101,7 @@ async def dissolve_group(group_id: GroupIdPath, principal: PrincipalDep, node: N
 @router.get("/{group_id:id}/members", response_model=MembersOut)
 async def list_members(group_id: GroupIdPath, principal: PrincipalDep, node: NodeDep) -> MembersOut:
     members = await node.social.members(principal.user_id, ident(group_id, "group"))
-    return MembersOut(members=await _members_out(node, members))
+    return MembersOut(members=await _members_out(node, principal.user_id, members))
 
 
 @router.post("/{group_id:id}/members", response_model=AddedOut)

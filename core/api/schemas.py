@@ -180,8 +180,8 @@ class HistoryOut(BaseModel):
     conv: str
     messages: list[dict[str, Any]]
     first_seq: int
-    has_older: bool
-    has_newer: bool
+    has_older: bool = Field(description="readable messages exist before the first of this page")
+    has_newer: bool = Field(description="messages exist after the last of this page")
 
 
 class SearchOut(BaseModel):

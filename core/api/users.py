@@ -34,15 +34,17 @@ router = APIRouter(prefix="/api", tags=["users"], responses=_ERRORS)
 NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
-async def _users_out(node: Node, ids: list[int]) -> dict[int, UserOut]:
+async def _users_out(node: Node, viewer: int, ids: list[int]) -> dict[int, UserOut]:
+    """Profiles as ``viewer`` sees them: ``online`` only where presence frames would tell them (friends, not
+    blocked either way: SocialService.presence_audience); anyone else shows offline."""
     profiles = await node.accounts.profiles(ids)
-    online = await node.presence.online(ids)
+    online = await node.presence.online(await node.social.presence_visible(viewer, ids))
     return {uid: UserOut(**p, online=uid in online) for uid, p in profiles.items()}
 
 
-async def _user_out(node: Node, uid: int) -> UserOut:
-    """One user's card; a user that does not exist is a 404, never a KeyError (a 500)."""
-    out = (await _users_out(node, [uid])).get(uid)
+async def _user_out(node: Node, viewer: int, uid: int) -> UserOut:
+    """One user's card as ``viewer`` sees it; a user that does not exist is a 404, never a KeyError (a 500)."""
+    out = (await _users_out(node, viewer, [uid])).get(uid)
     if out is None:
         raise WsimError(ErrorCode.NOT_FOUND, "no such user")
     return out
@@ -50,7 +52,7 @@ async def _user_out(node: Node, uid: int) -> UserOut:
 
 @router.get("/users/me", response_model=UserOut)
 async def me(principal: PrincipalDep, node: NodeDep) -> UserOut:
-    return await _user_out(node, principal.user_id)
+    return await _user_out(node, principal.user_id, principal.user_id)
 
 
 @router.patch("/users/me", response_model=UserOut)
@@ -61,7 +63,7 @@ async def update_me(body: ProfileIn, principal: PrincipalDep, node: NodeDep) -> 
     await node.accounts.update_profile(
         principal.user_id, display_name=body.display_name, bio=body.bio, avatar_file=avatar
     )
-    return await _user_out(node, principal.user_id)
+    return await _user_out(node, principal.user_id, principal.user_id)
 
 
 @router.get("/users/search", response_model=UsersOut)
@@ -73,13 +75,13 @@ async def search(
 ) -> UsersOut:
     """Username prefix or display-name substring."""
     found = await node.accounts.search(q, limit)
-    out = await _users_out(node, [u.id for u in found])
+    out = await _users_out(node, principal.user_id, [u.id for u in found])
     return UsersOut(users=[out[u.id] for u in found if u.id in out])
 
 
 @router.get("/users/{user_id:id}", response_model=UserOut)
 async def get_user(user_id: UserIdPath, principal: PrincipalDep, node: NodeDep) -> UserOut:
-    return await _user_out(node, ident(user_id, "user"))
+    return await _user_out(node, principal.user_id, ident(user_id, "user"))
 
 
 # ------------------------------------------------------------------ friends
@@ -89,8 +91,8 @@ async def get_user(user_id: UserIdPath, principal: PrincipalDep, node: NodeDep) 
 async def list_friends(principal: PrincipalDep, node: NodeDep) -> FriendsOut:
     friends = await node.social.list_friends(principal.user_id)
     ids = [f.user_id for f in friends]
-    users = await _users_out(node, ids)
-    online = await node.presence.online(ids)
+    users = await _users_out(node, principal.user_id, ids)
+    online = await node.presence.online(await node.social.presence_visible(principal.user_id, ids))
     return FriendsOut(
         friends=[
             FriendOut(
@@ -110,7 +112,7 @@ async def list_friends(principal: PrincipalDep, node: NodeDep) -> FriendsOut:
 @router.get("/friends/requests", response_model=FriendRequestsOut, tags=["friends"])
 async def list_requests(principal: PrincipalDep, node: NodeDep) -> FriendRequestsOut:
     reqs = await node.social.list_requests(principal.user_id)
-    users = await _users_out(node, [u for r in reqs for u in (r.from_user, r.to_user)])
+    users = await _users_out(node, principal.user_id, [u for r in reqs for u in (r.from_user, r.to_user)])
     incoming: list[FriendRequestOut] = []
     outgoing: list[FriendRequestOut] = []
     for r in reqs:
@@ -145,8 +147,8 @@ async def request_friend(body: FriendRequestIn, principal: PrincipalDep, node: N
             "status": r.status,
             "message": r.message,
             "created": r.created_ms,
-            "from": await _user_out(node, r.from_user),
-            "to": await _user_out(node, r.to_user),
+            "from": await _user_out(node, principal.user_id, r.from_user),
+            "to": await _user_out(node, principal.user_id, r.to_user),
         }
     )
 
@@ -182,7 +184,7 @@ async def set_remark(user_id: UserIdPath, body: RemarkIn, principal: PrincipalDe
 @router.get("/blocks", response_model=UsersOut, tags=["friends"])
 async def list_blocks(principal: PrincipalDep, node: NodeDep) -> UsersOut:
     ids = await node.social.list_blocked(principal.user_id)
-    users = await _users_out(node, ids)
+    users = await _users_out(node, principal.user_id, ids)
     return UsersOut(users=[users[i] for i in ids if i in users])
 
 

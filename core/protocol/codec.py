@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from core.errors import ErrorCode
-from core.protocol.frames import CLIENT_FRAME_ADAPTER, ClientFrame
+from core.protocol.frames import CLIENT_FRAME_ADAPTER, CMID_PATTERN, ClientFrame
+
+CMID_RE = re.compile(CMID_PATTERN)
 
 
 class FrameError(Exception):
     """A frame that cannot be accepted; ``ref`` is its cmid or type when those could be read."""
 
-    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None, req: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.req = req
 
 
 def _ref_of(data: str | bytes) -> tuple[str | None, Any]:
@@ -37,6 +41,9 @@ def decode(data: str | bytes) -> ClientFrame:
         return CLIENT_FRAME_ADAPTER.validate_json(data)
     except ValidationError as exc:
         ref, obj = _ref_of(data)
+        req = obj.get("req") if isinstance(obj, dict) else None
+        if not (isinstance(req, str) and CMID_RE.fullmatch(req)):
+            req = None
         first = exc.errors()[0]
         etype = first["type"]
         if etype == "json_invalid" or obj is None:
@@ -46,7 +53,7 @@ def decode(data: str | bytes) -> ClientFrame:
         if etype == "union_tag_invalid":
             raise FrameError(ErrorCode.BAD_FRAME, f"unknown frame type {obj.get('type')!r}", ref) from None
         loc = ".".join(str(p) for p in first["loc"][1:]) or "frame"
-        raise FrameError(ErrorCode.INVALID, f"{loc}: {first['msg']}", ref) from None
+        raise FrameError(ErrorCode.INVALID, f"{loc}: {first['msg']}", ref, req) from None
 
 
 def encode(frame: BaseModel) -> str:

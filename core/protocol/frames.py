@@ -25,10 +25,20 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _ClientFrame(_Frame):
+    """Strict types (issue 14, L5): a seq of ``"3"`` or ``true`` is ``invalid``, never coerced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    # A client-chosen request id: an ``error`` answering this frame (and ``pong``, ``sync.done``) echoes it, so
+    # two requests in flight can be told apart (issue 14, gap 7).
+    req: Annotated[str, Field(pattern=CMID_PATTERN)] | None = None
+
+
 # --------------------------------------------------------------------------- client -> server
 
 
-class Auth(_Frame):
+class Auth(_ClientFrame):
     """First frame on a socket (unless the handshake carried ``Authorization: Bearer``)."""
 
     type: Literal["auth"]
@@ -36,19 +46,19 @@ class Auth(_Frame):
     device: Annotated[str, Field(pattern=DEVICE_PATTERN)] | None = None
 
 
-class AuthRenew(_Frame):
+class AuthRenew(_ClientFrame):
     """A fresh access token for an open socket, sent before the current one expires."""
 
     type: Literal["auth.renew"]
     token: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
-class Ping(_Frame):
+class Ping(_ClientFrame):
     type: Literal["ping"]
     ts: int | None = None
 
 
-class MessageSend(_Frame):
+class MessageSend(_ClientFrame):
     type: Literal["message.send"]
     cmid: Annotated[str, Field(pattern=CMID_PATTERN)]
     conv: Conv
@@ -59,7 +69,7 @@ class MessageSend(_Frame):
     reply_to: SeqInt | None = None
 
 
-class MessageAck(_Frame):
+class MessageAck(_ClientFrame):
     """Cumulative delivery ack: this device holds every message of ``conv`` up to ``seq``."""
 
     type: Literal["message.ack"]
@@ -67,7 +77,7 @@ class MessageAck(_Frame):
     seq: SeqInt
 
 
-class MessageRead(_Frame):
+class MessageRead(_ClientFrame):
     """The user has read ``conv`` up to ``seq`` (monotonic: a lower value is ignored)."""
 
     type: Literal["message.read"]
@@ -75,12 +85,12 @@ class MessageRead(_Frame):
     seq: SeqInt
 
 
-class MessageRecall(_Frame):
+class MessageRecall(_ClientFrame):
     type: Literal["message.recall"]
     id: IdStr
 
 
-class Sync(_Frame):
+class Sync(_ClientFrame):
     """Ask for what this device missed: everything after each cursor; a conversation without a cursor gets its
     recent history. Answered with ``sync.batch`` frames and one ``sync.done``."""
 
@@ -92,7 +102,7 @@ class Sync(_Frame):
     inbox: SeqInt | None = None
 
 
-class Typing(_Frame):
+class Typing(_ClientFrame):
     type: Literal["typing"]
     conv: Conv
 
@@ -143,6 +153,7 @@ class Pong(_Frame):
     type: Literal["pong"] = "pong"
     ts: int | None = None
     server_ts: int
+    req: str | None = None
 
 
 class MessageSent(_Frame):
@@ -185,6 +196,7 @@ class SyncDone(_Frame):
     type: Literal["sync.done"] = "sync.done"
     more: bool  # some conversation had more than ``limit`` messages: send ``sync`` again
     inbox: int | None = None  # answer to an inbox sync: the cursor to send next time
+    req: str | None = None  # the ``req`` of the sync frame this answers
 
 
 class PresenceFrame(_Frame):
@@ -221,6 +233,7 @@ class ErrorFrame(_Frame):
     message: str
     ref: str | None = None  # the cmid (or frame type) the error answers
     retry_after_ms: int | None = None
+    req: str | None = None  # the ``req`` of the frame the error answers, when it had one
 
 
 ServerFrame = (

@@ -96,6 +96,12 @@ class ServerSession:
         self._token_deadline: float | None = None
         self._bucket = TokenBucket(limits.rate_per_s, limits.rate_burst, now)
         self._strikes = TokenBucket(1.0, limits.rate_strikes, now)
+        # Rate-limit episodes (issue 14, M4): a refused frame that arrives once the previous refusal's
+        # retry_after_ms has passed starts an episode in which the first ``rate_burst`` refusals are free: they
+        # were in flight (a backlog flushed after a reconnect) or the client waited as told. Only refusals
+        # beyond those, before the wait is over, are strikes.
+        self._retry_at = now
+        self._free_refusals = 0
         self._budget = TokenBucket(0.1, limits.error_budget, now)
         self.close_code: CloseCode | None = None
 
@@ -113,7 +119,7 @@ class ServerSession:
         try:
             frame = codec.decode(data)
         except codec.FrameError as err:
-            return self._bad_input(err.code, err.message, err.ref, now)
+            return self._bad_input(err.code, err.message, err.ref, now, err.req)
         return self.receive_frame(frame, now)
 
     def receive_frame(self, frame: ClientFrame, now: float) -> list[SessionEvent]:
@@ -127,7 +133,9 @@ class ServerSession:
                 return [Handle(frame)]
             return self._close(CloseCode.UNAUTHORIZED, "the first frame must be 'auth'")
         if isinstance(frame, Auth):
-            return self._bad_input(ErrorCode.INVALID, "already authenticated (use auth.renew)", "auth", now)
+            return self._bad_input(
+                ErrorCode.INVALID, "already authenticated (use auth.renew)", "auth", now, frame.req
+            )
         if isinstance(frame, _RATED) and not self._bucket.take(now):
             retry_ms = int(self._bucket.retry_after_s(now) * 1000) + 1
             ref = frame.cmid if isinstance(frame, MessageSend) else frame.type
@@ -138,18 +146,26 @@ class ServerSession:
                         message="message rate exceeded",
                         ref=ref,
                         retry_after_ms=retry_ms,
+                        req=frame.req,
                     )
                 )
             ]
-            if not self._strikes.take(now):
+            if now >= self._retry_at:
+                self._free_refusals = int(self.limits.rate_burst)
+            self._retry_at = now + retry_ms / 1000
+            if self._free_refusals > 0:
+                self._free_refusals -= 1
+            elif not self._strikes.take(now):
                 events += self._close(CloseCode.RATE_LIMITED, "kept exceeding the message rate")
             return events
         if isinstance(frame, MessageAck):
             self.tracker.ack(frame.conv, frame.seq, now)
         return [Handle(frame)]
 
-    def _bad_input(self, code: ErrorCode, message: str, ref: str | None, now: float) -> list[SessionEvent]:
-        events: list[SessionEvent] = [SendFrame(ErrorFrame(code=code, message=message, ref=ref))]
+    def _bad_input(
+        self, code: ErrorCode, message: str, ref: str | None, now: float, req: str | None = None
+    ) -> list[SessionEvent]:
+        events: list[SessionEvent] = [SendFrame(ErrorFrame(code=code, message=message, ref=ref, req=req))]
         if not self._budget.take(now):
             events += self._close(CloseCode.PROTOCOL_ERROR, "too many malformed frames")
         elif self.phase is Phase.AWAIT_AUTH:

@@ -482,7 +482,10 @@ class WsimClient:
             return
         offer = self.ordering.offer(conv, seq, None, time.monotonic())  # our own message: advances the cursor
         self._release(offer.ready)
-        self._mark_ack(conv)
+        if any(item is not None for item in offer.ready):
+            # Only when our message released others' messages waiting behind it: the server never pushed our
+            # own message to this device, so acking it alone would be a frame (and a receipt) for nothing.
+            self._mark_ack(conv)
 
     def _on_sync_batch(self, frame: dict[str, Any]) -> None:
         conv = frame["conv"]

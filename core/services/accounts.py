@@ -38,6 +38,10 @@ USERNAME_RE = re.compile(r"^[a-z0-9_.-]{3,32}$")
 JWT_ALGORITHM = "HS256"
 
 
+_SUB_RE = re.compile(r"[1-9][0-9]{0,18}")
+_MAX_CLAIM_S = 2**40  # seconds: year 36812; bounds every time claim
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: int
@@ -160,29 +164,41 @@ class AccountService:
             raise WsimError(ErrorCode.UNAUTHORIZED, f"invalid access token: {exc}") from None
         if claims.get("typ") != "access":
             raise WsimError(ErrorCode.UNAUTHORIZED, "not an access token")
-        try:
-            user_id = int(claims["sub"])
-            exp_ms = int(claims["exp"]) * 1000
-            iat_ms = int(claims["iat"]) * 1000
-        except (TypeError, ValueError):
-            raise WsimError(ErrorCode.UNAUTHORIZED, "malformed token claims") from None
+        # Every claim is type-checked (issue 14, L2): a string "exp" or a 2**70 one, a non-id "sub" are refused
+        # as malformed, never coerced or left to fail later.
+        sub, sid, exp, iat = claims["sub"], claims["sid"], claims["exp"], claims["iat"]
+        if not (
+            isinstance(sub, str)
+            and _SUB_RE.fullmatch(sub)
+            and isinstance(sid, str)
+            and 0 < len(sid) <= 128
+            and all(type(t) is int and 0 <= t < _MAX_CLAIM_S for t in (exp, iat))
+        ):
+            raise WsimError(ErrorCode.UNAUTHORIZED, "malformed token claims")
+        user_id, exp_ms, iat_ms = int(sub), exp * 1000, iat * 1000
         now = self._clock.wall_ms()
         if exp_ms <= now:
             raise WsimError(ErrorCode.TOKEN_EXPIRED, "access token expired")
         if iat_ms > now + 60_000:  # issued in the future beyond clock skew tolerance
             raise WsimError(ErrorCode.UNAUTHORIZED, "token issued in the future")
-        return Principal(user_id, str(claims["sid"]), exp_ms)
+        return Principal(user_id, sid, exp_ms)
 
     async def verify_access(self, token: str) -> Principal:
         principal = self.decode_access(token)
-        if not await self.session_active(principal.family):
+        # The login session must be active and belong to the token's subject (a "sub" that is not the
+        # session's user was a REST 500 and an auth.ok on the socket).
+        if await self.session_user(principal.family) != principal.user_id:
             raise WsimError(ErrorCode.UNAUTHORIZED, "session has been logged out")
         return principal
 
+    async def session_user(self, family: str) -> int | None:
+        """The user of an active login session (cached, invalidated on logout); None if revoked or unknown."""
+        user = await cached(self._cache, "session", family, lambda: self._store.session_user(family))
+        return int(user) if user else None
+
     async def session_active(self, family: str) -> bool:
         """Whether a login session is still valid (not logged out); for credentials derived from a token."""
-        active = await cached(self._cache, "session", family, lambda: self._store.session_active(family))
-        return bool(active)
+        return await self.session_user(family) is not None
 
     # ---------------------------------------------------------------- throttling
     def _check_throttle(self, keys: list[str]) -> None:
@@ -214,6 +230,8 @@ class AccountService:
             raise WsimError(ErrorCode.INVALID, "username: 3-32 characters of a-z, 0-9, '_', '.', '-'")
         if not 8 <= len(password) <= 128:
             raise WsimError(ErrorCode.INVALID, "password: 8 to 128 characters")
+        if not password.strip():
+            raise WsimError(ErrorCode.INVALID, "password: must not be only whitespace")
         shown = (display_name or name).strip()
         if not 1 <= len(shown) <= 64:
             raise WsimError(ErrorCode.INVALID, "display_name: 1 to 64 characters")

@@ -175,7 +175,9 @@ class FileService:
                     rgb = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
                     rgb.save(out, format="PNG" if rgb.mode == "RGBA" else "JPEG", quality=85)
                     return w, h, out.getvalue()
-            except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError):
+            except Image.DecompressionBombError:  # Pillow's own bound (2x MAX_IMAGE_PIXELS) fires in open()
+                raise WsimError(ErrorCode.TOO_LARGE, f"image has more than {limit} pixels") from None
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
                 raise WsimError(ErrorCode.UNSUPPORTED_TYPE, "image could not be decoded") from None
 
         w, h, thumb = await asyncio.to_thread(probe_and_thumbnail)

@@ -34,6 +34,7 @@ from core.protocol.frames import (
     SyncDone,
     TypingEvent,
 )
+from core.protocol.receipts import ReceiptCoalescer, ReceiptDue
 from core.routing import Router, Track
 from core.services.social import SocialService
 from core.types import parse_conversation, parse_id
@@ -108,6 +109,10 @@ class MessagingService:
         self._limits = limits
         self._sync = sync
         self._inflight: dict[str, asyncio.Future[Message]] = {}
+        self._receipts = ReceiptCoalescer(limits.receipt_window_s)
+        self._receipt_timer: asyncio.TimerHandle | None = None
+        self._receipt_timer_at: float | None = None
+        self._receipt_tasks: set[asyncio.Task[None]] = set()
 
     # ---------------------------------------------------------------- helpers
     def _queue_marks(self, conv: str, user: int, *, delivered: int = 0, read: int = 0) -> None:
@@ -402,16 +407,27 @@ class MessagingService:
         await self._fanout(event, members)
 
     # ---------------------------------------------------------------- marks
+    async def _clamp_to_head(self, link: DeviceLink, conv: str, seq: int) -> int:
+        """A mark never passes the newest message (issue 14, M2: a forged ack of 10^9 was stored and shown).
+        A device acks what it was given, so a seq at or below what it holds needs no store read."""
+        if seq <= link.held.get(conv, 0):
+            return seq
+        heads = await self._messages.heads([conv])
+        return min(seq, heads[conv].last_seq if conv in heads else 0)
+
     async def mark_delivered(self, link: DeviceLink, conv: str, seq: int) -> None:
+        """Cumulative: the device holds ``conv`` up to ``seq``."""
         user = link.user
         await self._social.first_readable_seq(user, conv)
+        seq = await self._clamp_to_head(link, conv, seq)
+        if seq <= 0:
+            return
+        link.note_held(conv, seq)
         self._acks_delivered.inc()
         self._queue_marks(conv, user, delivered=seq)
-        kind, parts = parse_conversation(conv)
-        if kind == "d":  # groups get read counts, not per-member delivered receipts (200x the traffic)
-            peer = parts[0] if parts[1] == user else parts[1]
-            for r in self._ack.receipts(receipt_json(conv, user, delivered=seq)):
-                await self._router.deliver([peer], r)
+        # Groups get read counts, not per-member delivered receipts (200x the traffic).
+        if conv.startswith("d:"):
+            await self._offer_receipt(conv, user, delivered=seq)
 
     async def mark_read(self, link: DeviceLink, conv: str, seq: int) -> None:
         user = link.user
@@ -425,10 +441,64 @@ class MessagingService:
             await self._messages.set_marks(conv, user, delivered=seq, read=seq)
         except StoreUnavailable:
             raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; try again") from None
+        link.note_held(conv, seq)
         self._metrics.acks.labels("read").inc()
-        members = await self._social.conversation_members(conv)
-        for r in self._ack.receipts(receipt_json(conv, user, read=seq)):
-            await self._router.deliver(members, r, exclude_user=user, exclude_device=link.device)
+        await self._offer_receipt(conv, user, read=seq, device=link.device)
+
+    # ---------------------------------------------------------------- receipts (coalesced)
+    async def _offer_receipt(
+        self, conv: str, user: int, *, delivered: int = 0, read: int = 0, device: str | None = None
+    ) -> None:
+        now = self._clock.monotonic()
+        for due in self._receipts.offer(conv, user, now, delivered=delivered, read=read, device=device):
+            await self._send_receipt(due)
+        self._arm_receipt_flush(self._receipts.next_due())
+
+    async def _send_receipt(self, due: ReceiptDue) -> None:
+        frame = receipt_json(due.conv, due.user, delivered=due.delivered, read=due.read)
+        if due.read is None:  # delivered only: the peer of a direct chat
+            _, parts = parse_conversation(due.conv)
+            targets = [parts[0] if parts[1] == due.user else parts[1]]
+            for r in self._ack.receipts(frame):
+                await self._router.deliver(targets, r)
+            return
+        members = await self._social.conversation_members(due.conv)
+        for r in self._ack.receipts(frame):
+            await self._router.deliver(members, r, exclude_user=due.user, exclude_device=due.device)
+
+    def _arm_receipt_flush(self, due: float | None) -> None:
+        """The one place that schedules the coalesced-receipt flush (switch to the node's timer facility here)."""
+        if due is None or (self._receipt_timer_at is not None and self._receipt_timer_at <= due):
+            return
+        if self._receipt_timer is not None:
+            self._receipt_timer.cancel()
+        self._receipt_timer_at = due
+        delay = max(0.0, due - self._clock.monotonic())
+        self._receipt_timer = asyncio.get_running_loop().call_later(delay, self._on_receipt_timer)
+
+    def _on_receipt_timer(self) -> None:
+        self._receipt_timer = self._receipt_timer_at = None
+        dues, next_due = self._receipts.flush(self._clock.monotonic())
+        if dues:
+            task = asyncio.ensure_future(self._send_receipts(dues))
+            self._receipt_tasks.add(task)
+            task.add_done_callback(self._receipt_tasks.discard)
+        self._arm_receipt_flush(next_due)
+
+    async def _send_receipts(self, dues: list[ReceiptDue]) -> None:
+        for due in dues:
+            try:
+                await self._send_receipt(due)
+            except Exception:  # a receipt is advisory: the marks are stored and listed by /receipts
+                log.exception("receipt for %s/%s not sent", due.conv, due.user)
+
+    async def close(self) -> None:
+        """Stop the receipt timer; receipts still waiting are dropped (their marks are stored)."""
+        if self._receipt_timer is not None:
+            self._receipt_timer.cancel()
+            self._receipt_timer = self._receipt_timer_at = None
+        for task in list(self._receipt_tasks):
+            task.cancel()
 
     async def typing(self, link: DeviceLink, conv: str) -> None:
         members = await self._social.authorize_send(link.user, conv)
@@ -488,6 +558,13 @@ class MessagingService:
                 more = False
             else:
                 after = max(cursor, first - 1)
+                if cursor > last:
+                    # Ahead of the newest message (a forged cursor, or a store restored from a backup): say
+                    # where the head is, so the client can reset its cursor, rather than answering nothing.
+                    frames.append(
+                        SyncBatch(conv=conv, messages=[], last_seq=last, more=False, first_seq=first)
+                    )
+                    continue
                 if after >= last:
                     continue
                 limit = min(frame.limit, budget)
@@ -547,8 +624,12 @@ class MessagingService:
         around: int | None = None,
     ) -> dict[str, Any]:
         start = self._clock.monotonic()
+        if sum(x is not None for x in (before, after, around)) > 1:
+            raise WsimError(ErrorCode.INVALID, "before, after, around: give one of them at most")
         first = await self._social.first_readable_seq(user, conv)
         limit = max(1, min(limit, self._limits.history_page_max))
+        # has_older: readable messages exist below this page; has_newer: messages exist above it (issue 14,
+        # gap 6: it was always false on before= pages).
         if around is not None:  # a page centred on one message (jump to a search result or a quote)
             newer_n = limit // 2
             older_n = limit - newer_n  # including ``around`` itself
@@ -570,6 +651,9 @@ class MessagingService:
             older = len(msgs) > limit
             msgs = msgs[-limit:]
             has_more = False
+            if before is not None:
+                heads = await self._messages.heads([conv])
+                has_more = conv in heads and heads[conv].last_seq >= before
         self._metrics.history_seconds.observe(self._clock.monotonic() - start)
         return {
             "conv": conv,

@@ -21,7 +21,7 @@ class PresenceService:
         self._node = node
 
     async def _announce(self, user: int, online: bool) -> None:
-        friends = await self._social.friend_ids(user)
+        friends = await self._social.presence_audience(user)
         if not friends:
             return
         try:

@@ -8,7 +8,7 @@ members through the same ordered, synced stream as chat messages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from core.clock import Clock
@@ -83,6 +83,28 @@ class SocialService:
         result: list[int] = await cached(self._cache, "blocks", str(user_id), load)
         return result
 
+    # ================================================================ presence visibility
+    async def presence_audience(self, user_id: int) -> list[int]:
+        """Who may see ``user_id``'s online status: friends, unless either side blocked the other. The one rule
+        behind presence frames and every ``online`` field of the REST API (issue 14, M3)."""
+        mine = set(await self.blocked_ids(user_id))
+        return [
+            f
+            for f in await self.friend_ids(user_id)
+            if f not in mine and user_id not in await self.blocked_ids(f)
+        ]
+
+    async def presence_visible(self, viewer: int, users: Iterable[int]) -> set[int]:
+        """The subset of ``users`` whose online status ``viewer`` may see (by :meth:`presence_audience`'s rule;
+        one's own status is always visible)."""
+        friends = set(await self.friend_ids(viewer))
+        mine = set(await self.blocked_ids(viewer))
+        return {
+            u
+            for u in users
+            if u == viewer or (u in friends and u not in mine and viewer not in await self.blocked_ids(u))
+        }
+
     async def group_info(self, group_id: int) -> dict[str, Any] | None:
         async def load() -> dict[str, Any] | None:
             g = await self._users.get_group(group_id)
@@ -152,8 +174,8 @@ class SocialService:
                 raise WsimError(ErrorCode.BLOCKED, "you have blocked this user; unblock to send")
             return list(parts)
         info = await self.group_info(parts[0])
-        if info is None:
-            raise WsimError(ErrorCode.NOT_FOUND, "no such group")
+        if info is None:  # the same answer as someone else's group (issue 14, L3: no existence oracle)
+            raise WsimError(ErrorCode.NOT_MEMBER, "not a member of this group")
         members = await self.group_members(parts[0])
         if str(user_id) not in members:
             raise WsimError(ErrorCode.NOT_MEMBER, "not a member of this group")

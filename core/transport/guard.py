@@ -114,10 +114,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
+        self._tail = b""  # the last bytes seen, to find a blank line split across chunks
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is None:
             self._header_bytes = 0
+            self._tail = b""
             self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
 
     def _disarm_header_timer(self) -> None:
@@ -143,15 +145,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # cancels its keep-alive timer here, so without this a dribbling client would have no deadline at all.
         if self.cycle is None or self.cycle.response_complete:
             self._arm_header_timer()
-        waiting = self._header_timer is not None
-        if waiting:
-            self._header_bytes += len(data)
+        if self._header_timer is not None:
+            # Count only the header bytes of this chunk (up to the blank line that ends them), before httptools
+            # sees them: a chunk that completes 90 KiB of headers used to pass because the check ran after it
+            # (issue 14, L4). uvicorn keeps every header line in memory, so the bound is on what it holds.
+            window = self._tail + data
+            end = window.find(b"\r\n\r\n")
+            head = len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+            self._header_bytes += head
+            self._tail = window[-3:]
+            if self._header_bytes > self.max_header_bytes:
+                self._disarm_header_timer()
+                self._reject_headers()
+                return
         super().data_received(data)
-        # Still waiting for the end of the headers after this chunk (a chunk that completes them may carry any
-        # amount of body): uvicorn keeps every header line in memory, so bound what it holds.
-        if waiting and self._header_timer is not None and self._header_bytes > self.max_header_bytes:
-            self._disarm_header_timer()
-            self._reject_headers()
 
     def _reject_headers(self) -> None:
         body = b'{"error":{"code":"too_large","message":"request headers too large"}}'

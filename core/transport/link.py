@@ -39,6 +39,7 @@ from core.protocol.frames import (
     ServerFrame,
     Sync,
     SyncBatch,
+    SyncDone,
     SyncRequired,
     Typing,
 )
@@ -302,24 +303,33 @@ class SessionLink(ABC):
                 case AuthRenew():
                     await self._renew(frame.token)
                 case Ping():
-                    self.push_frame(Pong(ts=frame.ts, server_ts=node.clock.wall_ms()))
+                    self.push_frame(Pong(ts=frame.ts, server_ts=node.clock.wall_ms(), req=frame.req))
                     await node.presence.heartbeat(self)
                 case MessageSend():
                     await node.messaging.send(self, frame, node.clock.monotonic())
                 case MessageAck():
-                    self.note_held(frame.conv, frame.seq)
                     await node.messaging.mark_delivered(self, frame.conv, frame.seq)
                 case MessageRead():
                     await node.messaging.mark_read(self, frame.conv, frame.seq)
                 case MessageRecall():
                     await node.messaging.recall(self, frame.id)
                 case Sync():
-                    for conv, cursor in frame.cursors.items():
-                        self.note_held(conv, cursor)
-                    for out in await node.messaging.sync(self._user, frame):
+                    answered: set[str] = set()
+                    by_cursors = True
+                    for answer in await node.messaging.sync(self._user, frame):
+                        out = answer
                         if isinstance(out, SyncBatch):
+                            answered.add(out.conv)
                             self.note_held(out.conv, out.messages[-1]["seq"] if out.more else out.last_seq)
+                        elif isinstance(out, SyncDone):
+                            by_cursors = out.inbox is None
+                            if frame.req is not None:
+                                out = out.model_copy(update={"req": frame.req})
                         self.push_frame(out)
+                    # A cursor answered with no batch is at the head (one beyond it gets an empty batch): held.
+                    for conv, cursor in frame.cursors.items() if by_cursors else ():
+                        if conv not in answered:
+                            self.note_held(conv, cursor)
                 case Typing():
                     await node.messaging.typing(self, frame.conv)
                 case _:  # pragma: no cover - the union is closed; mypy checks exhaustiveness below
@@ -329,7 +339,11 @@ class SessionLink(ABC):
             retry_ms = int(err.details["retry_after_s"] * 1000) if "retry_after_s" in err.details else None
             self.push_frame(
                 ErrorFrame(
-                    code=err.code.value, message=err.message, ref=frame_ref(frame), retry_after_ms=retry_ms
+                    code=err.code.value,
+                    message=err.message,
+                    ref=frame_ref(frame),
+                    retry_after_ms=retry_ms,
+                    req=frame.req,
                 )
             )
             return False
@@ -337,7 +351,12 @@ class SessionLink(ABC):
             log.exception("error handling %s from user %s", frame.type, self._user)
             node.metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
             self.push_frame(
-                ErrorFrame(code=ErrorCode.INTERNAL.value, message="internal error", ref=frame_ref(frame))
+                ErrorFrame(
+                    code=ErrorCode.INTERNAL.value,
+                    message="internal error",
+                    ref=frame_ref(frame),
+                    req=frame.req,
+                )
             )
             return False
         return True

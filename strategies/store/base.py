@@ -89,6 +89,10 @@ class UserStore(Protocol):
 
     async def session_active(self, family: str) -> bool: ...
 
+    async def session_user(self, family: str) -> int | None:
+        """The user of an active (not revoked) login session; None if unknown or revoked."""
+        ...
+
     async def revoke_session(self, family: str) -> int | None:
         """Revoke a login session; returns its user id (None if unknown)."""
         ...

@@ -719,6 +719,12 @@ class MysqlUserStore:
         row = await self._db.one(f"SELECT revoked FROM {self._g('sessions')} WHERE family = %s", (family,))
         return bool(row) and not row[0]
 
+    async def session_user(self, family: str) -> int | None:
+        row = await self._db.one(
+            f"SELECT user_id, revoked FROM {self._g('sessions')} WHERE family = %s", (family,)
+        )
+        return int(row[0]) if row and not row[1] else None
+
     async def revoke_session(self, family: str) -> int | None:
         async def run(cur: aiomysql.Cursor) -> int | None:
             await cur.execute(

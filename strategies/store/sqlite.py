@@ -463,6 +463,10 @@ class SqliteUserStore:
         row = await self._db.one("SELECT revoked FROM sessions WHERE family = ?", (family,))
         return bool(row) and not row[0]
 
+    async def session_user(self, family: str) -> int | None:
+        row = await self._db.one("SELECT user_id, revoked FROM sessions WHERE family = ?", (family,))
+        return int(row[0]) if row and not row[1] else None
+
     async def revoke_session(self, family: str) -> int | None:
         def run(conn: sqlite3.Connection) -> int | None:
             cur = conn.execute("SELECT user_id FROM sessions WHERE family = ?", (family,))

@@ -33,10 +33,17 @@ from pydantic import ValidationError
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from core.errors import CloseCode, ErrorCode
+from core.errors import CloseCode, ErrorCode, WsimError
 from core.node import Node
 from core.protocol.codec import encode_obj
-from core.protocol.frames import CLIENT_FRAME_ADAPTER, CLIENT_FRAME_TYPES, CONV_PATTERN, Auth, MessageAck
+from core.protocol.frames import (
+    CLIENT_FRAME_ADAPTER,
+    CLIENT_FRAME_TYPES,
+    CONV_PATTERN,
+    Auth,
+    ErrorFrame,
+    MessageAck,
+)
 from core.protocol.stomp import (
     AckLedger,
     HeartBeat,
@@ -356,8 +363,10 @@ class StompLink(SessionLink):
             conv = "g:" + dest[len(GROUP_TOPIC) :]
             try:
                 await self.node.social.first_readable_seq(self._user, conv)
-            except Exception as exc:
-                await self._fatal(f"cannot subscribe to {dest}: {getattr(exc, 'message', 'refused')}")
+            except WsimError as exc:
+                # Refused for this subscription only (issue 14, gap 10): an error on the user queue, ref = the
+                # subscription id; the connection and its other subscriptions stay.
+                self.push_frame(ErrorFrame(code=exc.code.value, message=f"{dest}: {exc.message}", ref=sub_id))
                 return
             if conv in self.group_subs:
                 await self._fatal(f"already subscribed to {dest}")

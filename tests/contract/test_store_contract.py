@@ -370,6 +370,7 @@ async def test_sessions_and_refresh_token_rotation(ubackend: Backend) -> None:
     await store.create_user(u)
     await store.create_session("fam1", u.id, "dev", 1000)
     assert await store.session_active("fam1")
+    assert await store.session_user("fam1") == u.id and await store.session_user("unknown") is None
     await store.add_refresh_token(RefreshToken("h1", u.id, "fam1", 99_999))
     results = await asyncio.gather(*(store.claim_refresh_token("h1", 5000 + i) for i in range(5)))
     assert sorted(ok for _, ok, _ in results) == [False] * 4 + [True]
@@ -380,6 +381,7 @@ async def test_sessions_and_refresh_token_rotation(ubackend: Backend) -> None:
     assert await store.claim_refresh_token("nope", 9000) == (None, False, None)
     assert await store.revoke_session("fam1") == u.id
     assert not await store.session_active("fam1")
+    assert await store.session_user("fam1") is None  # revoked
     assert await store.revoke_session("unknown") is None
 
 

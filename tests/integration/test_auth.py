@@ -175,7 +175,8 @@ async def test_same_device_reconnecting_replaces_the_old_socket(
 async def test_token_expiry_on_open_socket_and_renewal(
     start_server: ServerFactory, clients: list[WsimClient]
 ) -> None:
-    srv = await start_server({"auth": {"access_ttl_s": 3}})
+    # 5 s, not 3: on a busy machine a 3 s token expired before the test could renew it
+    srv = await start_server({"auth": {"access_ttl_s": 5}})
     c = WsimClient(srv.url)
     clients.append(c)
     await c.register("expiring", "password-123")

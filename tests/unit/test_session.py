@@ -155,3 +155,63 @@ def test_external_close_is_final() -> None:
     assert closes(s.close(CloseCode.SESSION_REVOKED, "logout")) == [CloseCode.SESSION_REVOKED]
     assert s.close(CloseCode.NORMAL, "again") == []
     assert s.tick(1e9) == [] and s.next_deadline() is None
+
+
+def _refusal(events: list[object]) -> ErrorFrame | None:
+    for e in events:
+        if isinstance(e, SendFrame) and isinstance(e.frame, ErrorFrame) and e.frame.code == "rate_limited":
+            return e.frame
+    return None
+
+
+def test_a_client_that_waits_retry_after_is_never_closed() -> None:
+    """Issue 14 M4: a backlog flushed at once, then every refused frame resent after its retry_after_ms, as the
+    docs say, must get through without 4029 (strikes used to pile up on every refusal and never reset)."""
+    s = opened(SessionLimits(rate_per_s=20, rate_burst=40, rate_strikes=20))
+    now = 1.0
+    backlog = [f"b{i}" for i in range(40 + 40)]  # burst + as many again, all in flight at once
+    waiting: list[tuple[float, str]] = []
+    for cmid in backlog:
+        events = s.receive_data(send_frame(cmid), now)
+        assert not closes(events)
+        if (err := _refusal(events)) is not None:
+            waiting.append((now + (err.retry_after_ms or 0) / 1000, cmid))
+    assert len(waiting) == 40
+    delivered = 40
+    while waiting:  # resend each refused frame once its retry_after_ms has passed, one at a time
+        waiting.sort()
+        at, cmid = waiting.pop(0)
+        now = max(now, at)
+        events = s.receive_data(send_frame(cmid), now)
+        assert not closes(events), f"closed after {delivered} accepted"
+        if (err := _refusal(events)) is not None:
+            waiting.append((now + (err.retry_after_ms or 0) / 1000, cmid))
+        else:
+            delivered += 1
+    assert delivered == 80 and s.phase is Phase.OPEN
+
+
+def test_a_client_that_ignores_retry_after_is_still_closed() -> None:
+    s = opened(SessionLimits(rate_per_s=20, rate_burst=40, rate_strikes=20))
+    events: list[object] = []
+    now = 1.0
+    for i in range(2000):  # 1000 frames/s, never waiting
+        now += 0.001
+        events += s.receive_data(send_frame(f"f{i}"), now)
+        if closes(events):
+            break
+    assert closes(events) == [CloseCode.RATE_LIMITED]
+
+
+def test_one_cumulative_ack_settles_every_pending_delivery_up_to_it() -> None:
+    """Issue 11: a device acks once per batch; an ack up to N clears every pending delivery <= N of that
+    conversation on that device (no retry of any), and nothing of another conversation or above N."""
+    tracker = RetryingTracker(policies.exponential(retries=3))
+    s = opened(SessionLimits(heartbeat_interval_s=1000), tracker)
+    for seq in range(1, 6):
+        s.delivered(100 + seq, "d:1:2", seq, f"m{seq}", 0.0)
+    s.delivered(200, "g:9", 1, "g1", 0.0)
+    s.receive_data(orjson.dumps({"type": "message.ack", "conv": "d:1:2", "seq": 4}).decode(), 0.5)
+    assert tracker.pending_count() == 2
+    redelivered = [e.pending for e in s.tick(1.0) if isinstance(e, Redeliver)]
+    assert sorted((p.conv, p.seq) for p in redelivered) == [("d:1:2", 5), ("g:9", 1)]
