@@ -46,6 +46,7 @@ from core.protocol.mqtt_auth import (
     device_key,
     downlink_tag,
     issue_credential,
+    signed_payload,
 )
 from core.routing import Track
 from core.services.accounts import Principal
@@ -83,32 +84,47 @@ class CredentialsOut(BaseModel):
     broker: BrokerOut
     uplink: str = Field(description="publish your frames here (QoS 1)")
     downlink: str = Field(description="subscribe here (QoS 1) before your first uplink")
-    key: str = Field(description="HMAC-SHA256 key (as ASCII text) for signing uplinks; keep it secret")
+    key: str = Field(
+        description="HMAC-SHA256 key (as ASCII text): sign uplinks with it and verify downlinks; keep it secret"
+    )
     expires: int = Field(description="ms since the epoch; fetch new credentials with a fresh token before it")
+    down_floor: int = Field(
+        description="drop any downlink whose n is not above this (and above the last n you accepted)"
+    )
+    username: str | None = Field(
+        default=None, description="broker account of this device (when the broker enforces accounts)"
+    )
+    password: str | None = Field(default=None, description="its broker password")
     payload: str = Field(description="uplink payload format")
 
 
 class MqttLink(SessionLink):
     TRANSPORT = "mqtt"
 
-    def __init__(self, node: Node, bridge: MqttBridgeTransport, downlink: str) -> None:
+    def __init__(self, node: Node, bridge: MqttBridgeTransport, downlink: str, key: str) -> None:
         super().__init__(node)
         self.bridge = bridge
         self.downlink = downlink
+        self.key = key
+        # Replaced by a new link on the same downlink topic (a re-hello): its ``closed`` notice would land on
+        # the topic the device still reads, just before the new auth.ok, so it is not sent (H5).
+        self.quiet = False
         self.exp_ms = 0
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=node.settings.limits.outbound_queue_frames)
         self._reader: asyncio.Task[None] | None = None
 
     async def _write(self, frame: str, track: Track | None) -> bool:
         try:
-            await self.bridge.publish(self.downlink, frame.encode())
+            await self.bridge.publish_signed(self.downlink, self.key, frame.encode())
         except aiomqtt.MqttError as exc:
             raise ConnectionError(f"downlink publish failed: {exc}") from exc
         return True
 
     async def _close_wire(self, code: CloseCode, reason: str) -> None:
+        if self.quiet:
+            return
         notice = encode_obj({"type": "closed", "code": int(code), "reason": reason})
-        await self.bridge.publish(self.downlink, notice.encode())
+        await self.bridge.publish_signed(self.downlink, self.key, notice.encode())
 
     def _begin_close(self, code: CloseCode, reason: str, *, keep_errors: bool) -> None:
         already = self._close_request is not None
@@ -143,6 +159,14 @@ class MqttLink(SessionLink):
         self._reader = asyncio.create_task(self._read_loop())
         return True
 
+    async def _renew(self, token: str) -> None:
+        """Refused: the token would cross the broker. Fresh credentials (over HTTPS) renew the link (H3)."""
+        raise WsimError(
+            ErrorCode.INVALID,
+            "auth.renew is not accepted over MQTT (the token would cross the broker): "
+            "fetch new credentials over HTTPS with the fresh token",
+        )
+
     def renew(self, exp_ms: int) -> None:
         if exp_ms > self.exp_ms:
             self.exp_ms = exp_ms
@@ -168,12 +192,13 @@ class MqttBridgeTransport:
         self._stopping = False
         self._opening: dict[tuple[int, str], asyncio.Future[MqttLink | None]] = {}
         self._pending_tasks: set[asyncio.Future[None]] = set()
+        self._down_n = node.clock.wall_ms() * 1000  # downlink counter: above any earlier run's (1000/ms)
         client_id = config.client_id or f"wsim-bridge-{config.topic_prefix}-{node.name}"
         self.client_id = _CLIENT_ID_UNSAFE.sub("-", client_id)[:64]
 
     # ---------------------------------------------------------------- topics and credentials
-    def downlink_topic(self, user: int, device: str) -> str:
-        return f"{self.config.topic_prefix}/down/{user}/{device}/{downlink_tag(self._secret, user, device)}"
+    def downlink_topic(self, user: int, device: str, family: str) -> str:
+        return f"{self.config.topic_prefix}/down/{downlink_tag(self._secret, user, device, family)}"
 
     def uplink_topic(self, cred: Credential) -> str:
         return f"{self.config.topic_prefix}/up/{cred.text}"
@@ -193,9 +218,10 @@ class MqttBridgeTransport:
         return CredentialsOut(
             broker=BrokerOut(host=cfg.public_host or cfg.host, port=cfg.public_port or cfg.port),
             uplink=self.uplink_topic(cred),
-            downlink=self.downlink_topic(principal.user_id, body.device),
-            key=device_key(self._secret, cred.text),
+            downlink=self.downlink_topic(principal.user_id, body.device, principal.family),
+            key=device_key(self._secret, cred),
             expires=cred.exp_ms,
+            down_floor=self._down_n,
             payload="<ts ms> <hex HMAC-SHA256(key, uplink topic + '\\n' + ts + '\\n' + json)> <json frame>",
         )
 
@@ -205,6 +231,11 @@ class MqttBridgeTransport:
         if client is None:
             raise aiomqtt.MqttError("bridge is not connected to the broker")
         await client.publish(topic, payload, qos=1, timeout=10)
+
+    async def publish_signed(self, topic: str, key: str, frame: bytes) -> None:
+        """A downlink the device can authenticate: ``<n> <mac> <json>``, ``n`` increasing (H2)."""
+        self._down_n = n = max(self._down_n + 1, self.node.clock.wall_ms() * 1000)
+        await self.publish(topic, signed_payload(key, topic, n, frame))
 
     async def _run(self) -> None:
         cfg = self.config
@@ -259,6 +290,7 @@ class MqttBridgeTransport:
         link = self._links.get(key)
         hello = _is_hello(up.frame)
         if hello and link is not None and not link.closing():
+            link.quiet = link.family == cred.family  # same login: same downlink, the device is listening
             link.close(CloseCode.REPLACED, "the same device attached again")
             link = None
         if link is not None and link.family == cred.family and not link.closing():
@@ -295,10 +327,16 @@ class MqttBridgeTransport:
                 cred, ErrorFrame(code=ErrorCode.UNAUTHORIZED.value, message="session has been logged out")
             )
             return None
-        link = MqttLink(node, self, self.downlink_topic(cred.user, cred.device))
+        link = MqttLink(
+            node,
+            self,
+            self.downlink_topic(cred.user, cred.device, cred.family),
+            device_key(self._secret, cred),
+        )
         old = self._links.get((cred.user, cred.device))
         self._links[(cred.user, cred.device)] = link
         if old is not None and not old.closing():
+            old.quiet = old.downlink == link.downlink
             old.close(CloseCode.REPLACED, "the same device attached again")
         if not await link.start(Principal(cred.user, cred.family, cred.exp_ms), cred.device):
             return None
@@ -306,8 +344,9 @@ class MqttBridgeTransport:
 
     async def _tell(self, cred: Credential, frame: ErrorFrame) -> None:
         with suppress(aiomqtt.MqttError):
-            await self.publish(
-                self.downlink_topic(cred.user, cred.device),
+            await self.publish_signed(
+                self.downlink_topic(cred.user, cred.device, cred.family),
+                device_key(self._secret, cred),
                 encode_obj(frame.model_dump(exclude_none=True)).encode(),
             )
 
