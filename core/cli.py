@@ -133,7 +133,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
     settings = load_settings(args.config, _overrides(args))
-    print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+    dump = settings.model_dump(mode="json", context={"mask_secrets": True})  # e.g. the bus cluster key
+    print(yaml.safe_dump(dump, sort_keys=False, allow_unicode=True))
     return 0
 
 

@@ -401,6 +401,7 @@ async def test_h6_topics_hide_the_session_and_change_per_login(
     await shell.attach()
     await bob.logout()
     await _next_real(shell, "closed")
+    assert bob.user is not None
     await bob.login(bob.user["username"], "password-123")
     fresh = Shell(await _credentials(srv, bob, "shell"))
     assert (
