@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
 import re
 import socket
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 _CLIENT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+_CONTROL_RESPONSES = f"{_CONTROL_TOPIC}/response"
 
 
 def _is_hello(frame: bytes) -> bool:
@@ -193,10 +197,77 @@ class MqttBridgeTransport:
         self._opening: dict[tuple[int, str], asyncio.Future[MqttLink | None]] = {}
         self._pending_tasks: set[asyncio.Future[None]] = set()
         self._down_n = node.clock.wall_ms() * 1000  # downlink counter: above any earlier run's (1000/ms)
+        self._provisioned: set[str] = set()
+        self._control_waits: dict[str, asyncio.Future[str | None]] = {}
+        self._control_seq = 0
         client_id = config.client_id or f"wsim-bridge-{config.topic_prefix}-{node.name}"
         self.client_id = _CLIENT_ID_UNSAFE.sub("-", client_id)[:64]
 
     # ---------------------------------------------------------------- topics and credentials
+    def broker_account(self, downlink: str) -> tuple[str, str]:
+        """The broker username and password of one device login (derived: re-provisioning is idempotent)."""
+        tag = downlink.rsplit("/", 1)[1]
+        password = hmac.new(self._secret, b"wsim-mqtt-broker|" + tag.encode(), hashlib.sha256).hexdigest()
+        return f"wsim-d-{tag}", password
+
+    async def provision(self, downlink: str) -> tuple[str, str]:
+        """Create the device login's broker account (dynamic security): it may subscribe to ``downlink`` only,
+        literally, and publish uplinks through the shared device role."""
+        username, password = self.broker_account(downlink)
+        if username in self._provisioned:
+            return username, password
+        commands = [
+            {
+                "command": "createRole",
+                "rolename": username,
+                "acls": [{"acltype": "subscribeLiteral", "topic": downlink, "allow": True}],
+            },
+            {
+                "command": "createClient",
+                "username": username,
+                "password": password,
+                "roles": [{"rolename": username}, {"rolename": self.config.device_role}],
+            },
+        ]
+        await self._control(commands)
+        self._provisioned.add(username)
+        return username, password
+
+    async def _control(self, commands: list[dict[str, Any]]) -> None:
+        """Send dynamic-security commands and wait for their answers; an existing role or client is fine."""
+        loop = asyncio.get_running_loop()
+        waits = []
+        for cmd in commands:
+            self._control_seq += 1
+            cmd["correlationData"] = cid = f"{self.client_id}-{self._control_seq}"
+            self._control_waits[cid] = fut = loop.create_future()
+            waits.append((cid, fut))
+        try:
+            await self.publish(_CONTROL_TOPIC, orjson.dumps({"commands": commands}))
+            for _, fut in waits:
+                error = await asyncio.wait_for(fut, 10)
+                if error and "already exists" not in error:
+                    raise WsimError(
+                        ErrorCode.UNAVAILABLE, f"MQTT broker refused to provision the device: {error}"
+                    )
+        except (TimeoutError, aiomqtt.MqttError) as exc:
+            raise WsimError(
+                ErrorCode.UNAVAILABLE, f"MQTT broker did not provision the device: {exc!r}"
+            ) from None
+        finally:
+            for cid, _ in waits:
+                self._control_waits.pop(cid, None)
+
+    def _on_control(self, payload: bytes) -> None:
+        try:
+            responses = orjson.loads(payload).get("responses", [])
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        for r in responses:
+            fut = self._control_waits.get(str(r.get("correlationData")))
+            if fut is not None and not fut.done():
+                fut.set_result(r.get("error"))
+
     def downlink_topic(self, user: int, device: str, family: str) -> str:
         return f"{self.config.topic_prefix}/down/{downlink_tag(self._secret, user, device, family)}"
 
@@ -215,13 +286,19 @@ class MqttBridgeTransport:
             self._secret, principal.user_id, body.device, principal.family, principal.exp_ms
         )
         cfg = self.config
+        downlink = self.downlink_topic(principal.user_id, body.device, principal.family)
+        username = password = None
+        if cfg.provision == "dynsec":
+            username, password = await self.provision(downlink)
         return CredentialsOut(
             broker=BrokerOut(host=cfg.public_host or cfg.host, port=cfg.public_port or cfg.port),
             uplink=self.uplink_topic(cred),
-            downlink=self.downlink_topic(principal.user_id, body.device, principal.family),
+            downlink=downlink,
             key=device_key(self._secret, cred),
             expires=cred.exp_ms,
             down_floor=self._down_n,
+            username=username,
+            password=password,
             payload="<ts ms> <hex HMAC-SHA256(key, uplink topic + '\\n' + ts + '\\n' + json)> <json frame>",
         )
 
@@ -256,6 +333,8 @@ class MqttBridgeTransport:
                     socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
                 ) as client:
                     await client.subscribe(f"{cfg.topic_prefix}/up/+", qos=1)
+                    if cfg.provision == "dynsec":
+                        await client.subscribe(_CONTROL_RESPONSES, qos=1)
                     self._client = client
                     self._ready.set()
                     backoff = 0.5
@@ -276,9 +355,12 @@ class MqttBridgeTransport:
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         metrics = self.node.metrics
-        metrics.transport_requests.labels(self.name).inc()
         payload = message.payload
         data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
+        if message.topic.value == _CONTROL_RESPONSES:
+            self._on_control(data)
+            return
+        metrics.transport_requests.labels(self.name).inc()
         try:
             up = self.verifier.verify(message.topic.value, data, self.node.clock.wall_ms())
         except UplinkRefusedError as exc:
