@@ -129,6 +129,8 @@ class MqttLink(SessionLink):
             return
         notice = encode_obj({"type": "closed", "code": int(code), "reason": reason})
         await self.bridge.publish_signed(self.downlink, self.key, notice.encode())
+        if code == CloseCode.SESSION_REVOKED:
+            await self.bridge.deprovision(self.downlink)
 
     def _begin_close(self, code: CloseCode, reason: str, *, keep_errors: bool) -> None:
         already = self._close_request is not None
@@ -233,6 +235,21 @@ class MqttBridgeTransport:
         self._provisioned.add(username)
         return username, password
 
+    async def deprovision(self, downlink: str) -> None:
+        """Delete a logged-out login's broker account (the broker disconnects it): its topic is dead."""
+        if self.config.provision != "dynsec":
+            return
+        username, _ = self.broker_account(downlink)
+        self._provisioned.discard(username)
+        commands = [
+            {"command": "deleteClient", "username": username},
+            {"command": "deleteRole", "rolename": username},
+        ]
+        try:
+            await self._control(commands)
+        except WsimError as exc:
+            log.warning("MQTT: broker account %s not deleted: %s", username, exc)
+
     async def _control(self, commands: list[dict[str, Any]]) -> None:
         """Send dynamic-security commands and wait for their answers; an existing role or client is fine."""
         loop = asyncio.get_running_loop()
@@ -246,7 +263,7 @@ class MqttBridgeTransport:
             await self.publish(_CONTROL_TOPIC, orjson.dumps({"commands": commands}))
             for _, fut in waits:
                 error = await asyncio.wait_for(fut, 10)
-                if error and "already exists" not in error:
+                if error and "already exists" not in error and "not found" not in error:
                     raise WsimError(
                         ErrorCode.UNAVAILABLE, f"MQTT broker refused to provision the device: {error}"
                     )
@@ -408,6 +425,7 @@ class MqttBridgeTransport:
             await self._tell(
                 cred, ErrorFrame(code=ErrorCode.UNAUTHORIZED.value, message="session has been logged out")
             )
+            await self.deprovision(self.downlink_topic(cred.user, cred.device, cred.family))
             return None
         link = MqttLink(
             node,

@@ -117,6 +117,32 @@ async def test_h1_a_device_reads_only_its_own_downlink_and_chats(
         await alice_ws.close()
 
 
+async def test_h1_h6_a_logged_out_login_loses_its_broker_account(
+    broker: PrivateBroker, srv: RunningServer, pair: tuple[WsimClient, WsimClient, str]
+) -> None:
+    _, bob, _ = pair
+    assert bob.access_token is not None
+    device = MqttDevice(srv.url, Account(bob.user_id, bob.access_token, device="phone"))
+    await device.open()
+    creds = device.creds
+    assert creds is not None
+    try:
+        await bob.logout()
+        closed = await device.next_event("closed")
+        assert closed["code"] == 4010
+    finally:
+        await device.close()
+    # The account is deleted after the notice is published: retry the connect until the broker refuses it.
+    for _ in range(100):
+        try:
+            await _suback(broker, creds, creds["downlink"])
+        except aiomqtt.MqttError as exc:
+            assert "not authori" in str(exc).lower() or "bad user name or password" in str(exc).lower(), exc
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the logged-out login's broker account still connects")
+
+
 async def test_h1_a_device_cannot_publish_on_a_downlink(
     broker: PrivateBroker, srv: RunningServer, pair: tuple[WsimClient, WsimClient, str]
 ) -> None:
