@@ -19,7 +19,7 @@ still delivered once). Receivers forget all baselines when their subscription is
 (the bus reports that reconnect as a gap itself), so a reconnect yields one resync, not one per publisher.
 
 Authenticity: anyone who can reach the broker may publish on the cluster's channels, so every frame carries a MAC
-under the cluster key (HMAC-SHA256, first 16 bytes, over the header and the payload). A frame whose MAC does not
+under the cluster key (keyed BLAKE2b, 16 bytes, over the header and the payload). A frame whose MAC does not
 verify (forged, edited, or from a cluster with another key or prefix) is refused with :class:`ForgedFrameError`
 before anything reads it. A replayed genuine frame is caught by the sequence check above (a duplicate), unless the
 receiver forgot its baseline (a re-made subscription): it then re-delivers an envelope that was genuine, which
@@ -72,10 +72,9 @@ def frame_key(cluster_key: bytes, prefix: str) -> bytes:
 
 
 def _mac(key: bytes, head: bytes, payload: bytes) -> bytes:
-    h = hmac.new(key, head, hashlib.sha256)
-    h.update(b"\n")
-    h.update(payload)
-    return h.digest()[:_MAC_BYTES].hex().encode()
+    # Keyed BLAKE2b is a MAC by design (RFC 7693) and one pass, where HMAC-SHA256 hashes twice: measured about
+    # half the cost per frame here (docs/cluster.md). One shot: the concatenation costs far less than a hash.
+    return hashlib.blake2b(b"%s\n%s" % (head, payload), key=key, digest_size=_MAC_BYTES).hexdigest().encode()
 
 
 def encode_frame(frame: BusFrame, key: bytes) -> bytes:
