@@ -345,7 +345,8 @@ async def test_h2_injected_retained_and_replayed_downlinks_are_dropped(
     sent = await alice_ws.send(conv, "the real one")
     new, before = await _next_real(shell, "message.new")
     assert new["msg"]["seq"] == sent["seq"] and new["msg"]["body"]["text"] == "the real one"
-    assert [f["type"] for f in before] == ["refused"] * 3 and len(shell.refused) == 3
+    assert [f["type"] for f in before if f["type"] in ("refused", "message.new", "closed")] == ["refused"] * 3
+    assert len(shell.refused) == 3
     # A later subscriber gets the retained fake first: refused as well; then a genuine frame replayed is refused.
     late = Shell(shell.creds)
     await late.start()
