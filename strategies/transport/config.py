@@ -57,7 +57,7 @@ class MqttTransportConfig(_Config):
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     username: str | None = None
     password: str | None = None
-    # Every topic lives under this prefix ("<prefix>/up/<credential>", "<prefix>/down/<user>/<device>/<tag>").
+    # Every topic lives under this prefix ("<prefix>/up/<credential>", "<prefix>/down/<tag>").
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "wsim"
     # Bridge client id; a persistent session (clean_session false) so uplinks queued while the bridge restarts
     # are not lost. Default: "wsim-bridge-<node>".

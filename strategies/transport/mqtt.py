@@ -2,8 +2,10 @@
 
 Devices connect to the broker, not to wsim. The node's bridge subscribes to ``<prefix>/up/+`` and turns each
 attributable uplink into a protocol frame of an :class:`MqttLink` (a device link registered with the hub, with
-the same session as a socket); frames for the device are published to its downlink topic. How a device proves
-who it is, and why no one can post as someone else, is in :mod:`core.protocol.mqtt_auth` and docs/protocol.md.
+the same session as a socket); frames for the device are published, signed, to its downlink topic. How a device
+proves who it is, and why no one can post as someone else nor forge a downlink, is in
+:mod:`core.protocol.mqtt_auth` and docs/protocol.md; who may read and write which topic on the broker (``provision:
+dynsec``: one broker account per device login, created and deleted by the bridge) in docs/security.md, section 11.
 
 Semantics, against the transport interface:
 * uplink: QoS 1 to the broker, and the bridge's session is persistent (``clean_session`` false), so uplinks
