@@ -136,7 +136,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
     settings = load_settings(args.config, _overrides(args))
-    print(yaml.safe_dump(mask_secrets(settings.model_dump(mode="json")), sort_keys=False, allow_unicode=True))
+    # Masked twice over: DSN passwords and secret keys by name (mask_secrets), and fields that declare themselves
+    # secret through the serialization context (e.g. the bus cluster key).
+    dump = mask_secrets(settings.model_dump(mode="json", context={"mask_secrets": True}))
+    print(yaml.safe_dump(dump, sort_keys=False, allow_unicode=True))
     return 0
 
 

@@ -285,6 +285,12 @@ class Metrics:
         self.bus_duplicates = Counter(
             "wsim_bus_duplicates", "Bus frames dropped as redeliveries of a frame already handled", registry=r
         )
+        self.bus_rejected = Counter(
+            "wsim_bus_rejected",
+            "Bus frames dropped as forged or edited (mac), malformed (format) or addressed elsewhere (stream)",
+            ["bus", "reason"],
+            registry=r,
+        )
         self.bus_publish_failures = Counter(
             "wsim_bus_publish_failures", "Bus frames the broker did not take (their nodes resync)", registry=r
         )

@@ -42,11 +42,14 @@ KINDS = ("local", "redis", "rabbitmq", "mqtt")
 def config_for(kind: str, prefix: str, args: argparse.Namespace) -> Any:
     if kind == "local":
         return LocalBusConfig()
+    key = secrets.token_hex(32)  # the cells' nodes share one config, so one cluster key (frames carry MACs)
     if kind == "redis":
-        return RedisBusConfig(url=args.redis_url, prefix=prefix)
+        return RedisBusConfig.model_validate({"url": args.redis_url, "prefix": prefix, "cluster_key": key})
     if kind == "rabbitmq":
-        return RabbitmqBusConfig(url=args.amqp_url, prefix=prefix)
-    return MqttBusConfig(host=args.mqtt_host, port=args.mqtt_port, prefix=prefix)
+        return RabbitmqBusConfig.model_validate({"url": args.amqp_url, "prefix": prefix, "cluster_key": key})
+    return MqttBusConfig.model_validate(
+        {"host": args.mqtt_host, "port": args.mqtt_port, "prefix": prefix, "cluster_key": key}
+    )
 
 
 class Receiver:
@@ -103,9 +106,10 @@ async def run_cell(kind: str, repeat: int, args: argparse.Namespace) -> dict[str
     names = ["a"] if kind == "local" else ["a", "b", "c"]
     targets = ["a"] if kind == "local" else ["b", "c"]
     nodes: dict[str, tuple[Bus, Receiver]] = {}
+    config = config_for(kind, prefix, args)
     for name in names:
         ctx = StrategyContext(SystemClock(), Metrics(), Path(), name)
-        bus = buses.REGISTRY.create(config_for(kind, prefix, args), ctx)
+        bus = buses.REGISTRY.create(config, ctx)
         rx = Receiver()
         await bus.start(name, rx.handler, rx.on_gap)
         nodes[name] = (bus, rx)

@@ -27,7 +27,12 @@ def write_resolved(out: Path, exp: Experiment, cells: list[Cell], command: list[
         "command": command,
         "experiment": exp.model_dump(mode="json"),
         "cells": [
-            {"name": c.name, "params": c.params, "server": c.settings.model_dump(mode="json")} for c in cells
+            {
+                "name": c.name,
+                "params": c.params,
+                "server": c.settings.model_dump(mode="json", context={"mask_secrets": True}),
+            }
+            for c in cells
         ],
     }
     (out / "config.resolved.yaml").write_text(

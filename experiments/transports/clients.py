@@ -26,7 +26,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from core.protocol import stomp
-from core.protocol.mqtt_auth import signed_payload
+from core.protocol.mqtt_auth import DownlinkRefusedError, DownlinkVerifier, signed_payload
 
 
 @dataclass
@@ -618,6 +618,8 @@ class MqttDevice(Device):
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.verifier: DownlinkVerifier | None = None
+        self.refused_downlinks = 0
 
     async def fetch_credentials(self) -> dict[str, Any]:
         import httpx
@@ -632,6 +634,9 @@ class MqttDevice(Device):
             raise DeviceError(r.json()["error"])
         creds: dict[str, Any] = r.json()
         self.creds = creds
+        v = self.verifier
+        if v is None or v.topic != creds["downlink"]:  # a refresh in the same login keeps the last n
+            self.verifier = DownlinkVerifier(creds["key"], creds["downlink"], creds["down_floor"])
         return creds
 
     async def open(self) -> None:
@@ -644,6 +649,8 @@ class MqttDevice(Device):
                 creds["broker"]["host"],
                 creds["broker"]["port"],
                 identifier=f"wsim-dev-{uuid.uuid4().hex[:16]}",
+                username=creds.get("username"),
+                password=creds.get("password"),
                 clean_session=True,
                 socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),  # as the bridge (see there)
             )
@@ -654,7 +661,7 @@ class MqttDevice(Device):
         await asyncio.wait_for(self._opened.wait(), 15)
 
     async def _read(self) -> None:
-        assert self.creds is not None
+        assert self.creds is not None and self.verifier is not None
         down = self.creds["downlink"]
         with contextlib.suppress(Exception):
             async for message in self._client.messages:
@@ -662,7 +669,11 @@ class MqttDevice(Device):
                 self.stats.down_units += 1
                 self.stats.down_bytes += mqtt_publish_bytes(down, payload)
                 self.stats.up_bytes += PUBACK_BYTES
-                frame = orjson.loads(payload)
+                try:  # only what the bridge signed, newer than anything before: no injected or replayed frame
+                    frame = orjson.loads(self.verifier.verify(payload))
+                except DownlinkRefusedError:
+                    self.refused_downlinks += 1
+                    continue
                 if frame.get("type") == "closed":
                     self._opened.clear()
                     self.events.put_nowait(frame)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
 
 # Names that end up in channel, exchange, queue and topic names: no separators or wildcards.
 Prefix = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -26,6 +26,20 @@ class _NetworkBusConfig(BaseModel):
     publish_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     # start() fails when the broker cannot be reached for this long (an orchestrator restarts the node).
     start_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    # Secret shared by every node of the cluster: each bus frame carries a MAC under it, and frames that do not
+    # verify are dropped (anyone who reaches the broker could otherwise inject envelopes). Empty: generated once
+    # into <data_dir>/bus.key, which suits nodes sharing a data directory (wsim cluster, the Compose stack).
+    # Masked when the configuration is printed (wsim config) or written to a report.
+    cluster_key: Annotated[SecretStr, Field(min_length=16)] | None = None
+
+    @field_serializer("cluster_key", when_used="json")
+    def _dump_key(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
+        """The key itself (child nodes get their configuration as a file), masked when the dump is for people."""
+        if value is None:
+            return None
+        if isinstance(info.context, dict) and info.context.get("mask_secrets"):
+            return "**********"
+        return value.get_secret_value()
 
 
 class RedisBusConfig(_NetworkBusConfig):

@@ -10,7 +10,14 @@ when the broker did not take them. :class:`FramedBus` does the rest the same way
 * a ``send`` that fails never raises to the publisher (the message is already stored and acknowledged): the
   streams it was for are owed a gap notice, which a background task sends as soon as the broker takes it, so
   the receiving nodes resync their devices from the store;
-* received frames go through :class:`~strategies.bus.endpoint.GapDetector` (duplicates dropped, jumps reported).
+* every frame carries a MAC under the cluster key; received frames whose MAC does not verify, or that are
+  addressed to another node, are dropped and counted (``wsim_bus_rejected{bus,reason}``) before the
+  :class:`~strategies.bus.endpoint.GapDetector` sees them (duplicates dropped, jumps reported).
+
+The cluster key is ``strategies.bus.cluster_key`` (the same secret on every node). Left empty, it is generated once
+into ``<data_dir>/bus.key`` (0600) and shared by every node that shares the data directory, as ``wsim cluster``
+nodes and the Compose stack's do (the JWT secret is shared the same way); nodes on separate data directories
+must be given the key, or they drop each other's frames (and count them as ``mac``).
 """
 
 from __future__ import annotations
@@ -18,17 +25,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
 
 from core.metrics import Metrics
 from strategies.bus.base import BusHandler, GapHandler
+from strategies.bus.config import _NetworkBusConfig
 from strategies.bus.endpoint import (
     BROADCAST,
     BadFrameError,
     BusFrame,
+    ForgedFrameError,
     GapDetector,
     Sequencer,
     decode_frame,
+    encode_frame,
+    frame_key,
     new_publisher_id,
 )
 
@@ -39,11 +53,33 @@ log = logging.getLogger(__name__)
 SendFrames = Callable[[list[BusFrame]], Awaitable[None]]
 
 
+KEY_FILE = "bus.key"
+
+
+def cluster_key(config: _NetworkBusConfig, data_dir: Path) -> bytes:
+    """The configured cluster key, or the one kept in ``<data_dir>/bus.key`` (created once, atomically: nodes
+    starting together all read the same one)."""
+    if config.cluster_key is not None:
+        return config.cluster_key.get_secret_value().encode()
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_hex(32).encode())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # fails if another node got there first: then theirs is the key
+        tmp.unlink()
+    return path.read_bytes().strip()
+
+
 class FramedBus:
-    def __init__(self, kind: str, metrics: Metrics, gap_retry_s: float) -> None:
+    def __init__(self, kind: str, metrics: Metrics, config: _NetworkBusConfig, data_dir: Path) -> None:
         self.kind = kind
         self._metrics = metrics
-        self._gap_retry_s = gap_retry_s
+        self._gap_retry_s = config.gap_retry_s
+        self._key = frame_key(cluster_key(config, data_dir), config.prefix)
         self.node = ""
         self.publisher = ""
         self._handler: BusHandler | None = None
@@ -63,6 +99,10 @@ class FramedBus:
         self._detector = GapDetector(self.publisher)
         self._send = send
         self._closing = False
+
+    def encode(self, frame: BusFrame) -> bytes:
+        """The frame's bytes for the broker, MAC included."""
+        return encode_frame(frame, self._key)
 
     # ---------------------------------------------------------------- publishing
     async def publish(self, payload: bytes, nodes: Collection[str] | None) -> None:
@@ -115,9 +155,15 @@ class FramedBus:
         if detector is None:
             return
         try:
-            frame = decode_frame(data)
+            frame = decode_frame(data, self._key)
         except BadFrameError as exc:
+            reason = "mac" if isinstance(exc, ForgedFrameError) else "format"
+            self._metrics.bus_rejected.labels(self.kind, reason).inc()
             log.warning("%s bus: dropped %s", self.kind, exc)
+            return
+        if frame.stream not in (self.node, BROADCAST):  # genuine, but moved to this node's channel
+            self._metrics.bus_rejected.labels(self.kind, "stream").inc()
+            log.warning("%s bus: dropped a frame for %s on %s's channel", self.kind, frame.stream, self.node)
             return
         verdict = detector.receive(frame)
         if verdict.duplicate:

@@ -13,7 +13,7 @@ from paho.mqtt.properties import Properties
 
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import MqttBusConfig
-from strategies.bus.endpoint import BROADCAST, BusFrame, encode_frame
+from strategies.bus.endpoint import BROADCAST, BusFrame
 from strategies.bus.framed import FramedBus, wait_ready
 from strategies.context import StrategyContext
 
@@ -39,7 +39,7 @@ class MqttBus:
 
     def __init__(self, config: MqttBusConfig, ctx: StrategyContext) -> None:
         self._cfg = config
-        self._framed = FramedBus("mqtt", ctx.metrics, config.gap_retry_s)
+        self._framed = FramedBus("mqtt", ctx.metrics, config, ctx.data_dir)
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -77,7 +77,7 @@ class MqttBus:
             asyncio.ensure_future(
                 client.publish(
                     self._topic(f.stream),
-                    encode_frame(f),
+                    self._framed.encode(f),
                     qos=self._cfg.qos,
                     timeout=self._cfg.publish_timeout_s,
                 )

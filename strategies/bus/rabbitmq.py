@@ -20,7 +20,7 @@ from yarl import URL
 
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import RabbitmqBusConfig
-from strategies.bus.endpoint import BROADCAST, BusFrame, encode_frame
+from strategies.bus.endpoint import BROADCAST, BusFrame
 from strategies.bus.framed import FramedBus, wait_ready
 from strategies.context import StrategyContext
 
@@ -53,7 +53,7 @@ class RabbitmqBus:
 
     def __init__(self, config: RabbitmqBusConfig, ctx: StrategyContext) -> None:
         self._cfg = config
-        self._framed = FramedBus("rabbitmq", ctx.metrics, config.gap_retry_s)
+        self._framed = FramedBus("rabbitmq", ctx.metrics, config, ctx.data_dir)
         self._exchange: AbstractExchange | None = None
         self._task: asyncio.Task[None] | None = None
         self._conn: AbstractConnection | None = None
@@ -94,7 +94,7 @@ class RabbitmqBus:
         tasks = [
             asyncio.ensure_future(
                 exchange.publish(
-                    aio_pika.Message(encode_frame(f), delivery_mode=self._delivery_mode),
+                    aio_pika.Message(self._framed.encode(f), delivery_mode=self._delivery_mode),
                     routing_key=f.stream,
                     mandatory=False,  # a node that is gone has no queue: dropping is right
                     timeout=self._cfg.publish_timeout_s,

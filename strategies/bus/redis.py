@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import RedisBusConfig
-from strategies.bus.endpoint import BROADCAST, BusFrame, encode_frame
+from strategies.bus.endpoint import BROADCAST, BusFrame
 from strategies.bus.framed import FramedBus, wait_ready
 from strategies.context import StrategyContext
 
@@ -42,7 +42,7 @@ class RedisBus:
 
     def __init__(self, config: RedisBusConfig, ctx: StrategyContext) -> None:
         self._cfg = config
-        self._framed = FramedBus("redis", ctx.metrics, config.gap_retry_s)
+        self._framed = FramedBus("redis", ctx.metrics, config, ctx.data_dir)
         self._pub: aioredis.Redis | None = None
         self._queue: asyncio.Queue[tuple[list[BusFrame], asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -97,7 +97,7 @@ class RedisBus:
             pipe = self._pub.pipeline(transaction=False)
             for frames, _ in batch:
                 for f in frames:
-                    pipe.publish(self._channel(f.stream), encode_frame(f))
+                    pipe.publish(self._channel(f.stream), self._framed.encode(f))
             try:
                 await asyncio.wait_for(pipe.execute(), self._cfg.publish_timeout_s)
             except (RedisError, OSError, TimeoutError, asyncio.CancelledError) as exc:

@@ -57,7 +57,7 @@ class MqttTransportConfig(_Config):
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
     username: str | None = None
     password: str | None = None
-    # Every topic lives under this prefix ("<prefix>/up/<credential>", "<prefix>/down/<user>/<device>/<tag>").
+    # Every topic lives under this prefix ("<prefix>/up/<credential>", "<prefix>/down/<tag>").
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "wsim"
     # Bridge client id; a persistent session (clean_session false) so uplinks queued while the bridge restarts
     # are not lost. Default: "wsim-bridge-<node>".
@@ -69,6 +69,12 @@ class MqttTransportConfig(_Config):
     # Uplinks older or newer than this (by their timestamp) are refused; within it, replays are refused.
     replay_window_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     credentials_path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/api/transports/mqtt/credentials"
+    # "dynsec": the broker enforces accounts (Mosquitto's dynamic-security plugin, docker/mosquitto/): the bridge,
+    # logged in as username/password, creates one broker account per device login that may subscribe to its own
+    # downlink topic only, with the shared ``device_role`` (publish uplinks). "none": an open broker (anyone reads
+    # everything; downlinks and uplinks stay authenticated by their MACs, but not confidential).
+    provision: Literal["none", "dynsec"] = "none"
+    device_role: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "wsim-device"
 
 
 TransportConfig = Annotated[

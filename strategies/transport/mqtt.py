@@ -2,8 +2,10 @@
 
 Devices connect to the broker, not to wsim. The node's bridge subscribes to ``<prefix>/up/+`` and turns each
 attributable uplink into a protocol frame of an :class:`MqttLink` (a device link registered with the hub, with
-the same session as a socket); frames for the device are published to its downlink topic. How a device proves
-who it is, and why no one can post as someone else, is in :mod:`core.protocol.mqtt_auth` and docs/protocol.md.
+the same session as a socket); frames for the device are published, signed, to its downlink topic. How a device
+proves who it is, and why no one can post as someone else nor forge a downlink, is in
+:mod:`core.protocol.mqtt_auth` and docs/protocol.md; who may read and write which topic on the broker (``provision:
+dynsec``: one broker account per device login, created and deleted by the bridge) in docs/security.md, section 11.
 
 Semantics, against the transport interface:
 * uplink: QoS 1 to the broker, and the bridge's session is persistent (``clean_session`` false), so uplinks
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
 import re
 import socket
@@ -46,6 +50,7 @@ from core.protocol.mqtt_auth import (
     device_key,
     downlink_tag,
     issue_credential,
+    signed_payload,
 )
 from core.routing import Track
 from core.services.accounts import Principal
@@ -56,6 +61,8 @@ log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")
 _CLIENT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+_CONTROL_RESPONSES = f"{_CONTROL_TOPIC}/response"
 
 
 def _is_hello(frame: bytes) -> bool:
@@ -83,32 +90,49 @@ class CredentialsOut(BaseModel):
     broker: BrokerOut
     uplink: str = Field(description="publish your frames here (QoS 1)")
     downlink: str = Field(description="subscribe here (QoS 1) before your first uplink")
-    key: str = Field(description="HMAC-SHA256 key (as ASCII text) for signing uplinks; keep it secret")
+    key: str = Field(
+        description="HMAC-SHA256 key (as ASCII text): sign uplinks with it and verify downlinks; keep it secret"
+    )
     expires: int = Field(description="ms since the epoch; fetch new credentials with a fresh token before it")
+    down_floor: int = Field(
+        description="drop any downlink whose n is not above this (and above the last n you accepted)"
+    )
+    username: str | None = Field(
+        default=None, description="broker account of this device (when the broker enforces accounts)"
+    )
+    password: str | None = Field(default=None, description="its broker password")
     payload: str = Field(description="uplink payload format")
 
 
 class MqttLink(SessionLink):
     TRANSPORT = "mqtt"
 
-    def __init__(self, node: Node, bridge: MqttBridgeTransport, downlink: str) -> None:
+    def __init__(self, node: Node, bridge: MqttBridgeTransport, downlink: str, key: str) -> None:
         super().__init__(node)
         self.bridge = bridge
         self.downlink = downlink
+        self.key = key
+        # Replaced by a new link on the same downlink topic (a re-hello): its ``closed`` notice would land on
+        # the topic the device still reads, just before the new auth.ok, so it is not sent (H5).
+        self.quiet = False
         self.exp_ms = 0
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=node.settings.limits.outbound_queue_frames)
         self._reader: asyncio.Task[None] | None = None
 
     async def _write(self, frame: str, track: Track | None) -> bool:
         try:
-            await self.bridge.publish(self.downlink, frame.encode())
+            await self.bridge.publish_signed(self.downlink, self.key, frame.encode())
         except aiomqtt.MqttError as exc:
             raise ConnectionError(f"downlink publish failed: {exc}") from exc
         return True
 
     async def _close_wire(self, code: CloseCode, reason: str) -> None:
+        if self.quiet:
+            return
         notice = encode_obj({"type": "closed", "code": int(code), "reason": reason})
-        await self.bridge.publish(self.downlink, notice.encode())
+        await self.bridge.publish_signed(self.downlink, self.key, notice.encode())
+        if code == CloseCode.SESSION_REVOKED:
+            await self.bridge.deprovision(self.downlink)
 
     def _begin_close(self, code: CloseCode, reason: str, *, keep_errors: bool) -> None:
         already = self._close_request is not None
@@ -143,6 +167,14 @@ class MqttLink(SessionLink):
         self._reader = asyncio.create_task(self._read_loop())
         return True
 
+    async def _renew(self, token: str) -> None:
+        """Refused: the token would cross the broker. Fresh credentials (over HTTPS) renew the link (H3)."""
+        raise WsimError(
+            ErrorCode.INVALID,
+            "auth.renew is not accepted over MQTT (the token would cross the broker): "
+            "fetch new credentials over HTTPS with the fresh token",
+        )
+
     def renew(self, exp_ms: int) -> None:
         if exp_ms > self.exp_ms:
             self.exp_ms = exp_ms
@@ -168,12 +200,95 @@ class MqttBridgeTransport:
         self._stopping = False
         self._opening: dict[tuple[int, str], asyncio.Future[MqttLink | None]] = {}
         self._pending_tasks: set[asyncio.Future[None]] = set()
+        self._down_n = node.clock.wall_ms() * 1000  # downlink counter: above any earlier run's (1000/ms)
+        self._provisioned: set[str] = set()
+        self._control_waits: dict[str, asyncio.Future[str | None]] = {}
+        self._control_seq = 0
         client_id = config.client_id or f"wsim-bridge-{config.topic_prefix}-{node.name}"
         self.client_id = _CLIENT_ID_UNSAFE.sub("-", client_id)[:64]
 
     # ---------------------------------------------------------------- topics and credentials
-    def downlink_topic(self, user: int, device: str) -> str:
-        return f"{self.config.topic_prefix}/down/{user}/{device}/{downlink_tag(self._secret, user, device)}"
+    def broker_account(self, downlink: str) -> tuple[str, str]:
+        """The broker username and password of one device login (derived: re-provisioning is idempotent)."""
+        tag = downlink.rsplit("/", 1)[1]
+        password = hmac.new(self._secret, b"wsim-mqtt-broker|" + tag.encode(), hashlib.sha256).hexdigest()
+        return f"wsim-d-{tag}", password
+
+    async def provision(self, downlink: str) -> tuple[str, str]:
+        """Create the device login's broker account (dynamic security): it may subscribe to ``downlink`` only,
+        literally, and publish uplinks through the shared device role."""
+        username, password = self.broker_account(downlink)
+        if username in self._provisioned:
+            return username, password
+        commands = [
+            {
+                "command": "createRole",
+                "rolename": username,
+                "acls": [{"acltype": "subscribeLiteral", "topic": downlink, "allow": True}],
+            },
+            {
+                "command": "createClient",
+                "username": username,
+                "password": password,
+                "roles": [{"rolename": username}, {"rolename": self.config.device_role}],
+            },
+        ]
+        await self._control(commands)
+        self._provisioned.add(username)
+        return username, password
+
+    async def deprovision(self, downlink: str) -> None:
+        """Delete a logged-out login's broker account (the broker disconnects it): its topic is dead."""
+        if self.config.provision != "dynsec":
+            return
+        username, _ = self.broker_account(downlink)
+        self._provisioned.discard(username)
+        commands = [
+            {"command": "deleteClient", "username": username},
+            {"command": "deleteRole", "rolename": username},
+        ]
+        try:
+            await self._control(commands)
+        except WsimError as exc:
+            log.warning("MQTT: broker account %s not deleted: %s", username, exc)
+
+    async def _control(self, commands: list[dict[str, Any]]) -> None:
+        """Send dynamic-security commands and wait for their answers; an existing role or client is fine."""
+        loop = asyncio.get_running_loop()
+        waits = []
+        for cmd in commands:
+            self._control_seq += 1
+            cmd["correlationData"] = cid = f"{self.client_id}-{self._control_seq}"
+            self._control_waits[cid] = fut = loop.create_future()
+            waits.append((cid, fut))
+        try:
+            await self.publish(_CONTROL_TOPIC, orjson.dumps({"commands": commands}))
+            for _, fut in waits:
+                error = await asyncio.wait_for(fut, 10)
+                if error and "already exists" not in error and "not found" not in error:
+                    raise WsimError(
+                        ErrorCode.UNAVAILABLE, f"MQTT broker refused to provision the device: {error}"
+                    )
+        except (TimeoutError, aiomqtt.MqttError) as exc:
+            raise WsimError(
+                ErrorCode.UNAVAILABLE, f"MQTT broker did not provision the device: {exc!r}"
+            ) from None
+        finally:
+            for cid, _ in waits:
+                self._control_waits.pop(cid, None)
+
+    def _on_control(self, payload: bytes) -> None:
+        try:
+            responses = orjson.loads(payload).get("responses", [])
+        except (orjson.JSONDecodeError, AttributeError):
+            return
+        for r in responses:
+            fut = self._control_waits.get(str(r.get("correlationData")))
+            if fut is not None and not fut.done():
+                fut.set_result(r.get("error"))
+
+    def downlink_topic(self, user: int, device: str, family: str) -> str:
+        return f"{self.config.topic_prefix}/down/{downlink_tag(self._secret, user, device, family)}"
 
     def uplink_topic(self, cred: Credential) -> str:
         return f"{self.config.topic_prefix}/up/{cred.text}"
@@ -190,12 +305,19 @@ class MqttBridgeTransport:
             self._secret, principal.user_id, body.device, principal.family, principal.exp_ms
         )
         cfg = self.config
+        downlink = self.downlink_topic(principal.user_id, body.device, principal.family)
+        username = password = None
+        if cfg.provision == "dynsec":
+            username, password = await self.provision(downlink)
         return CredentialsOut(
             broker=BrokerOut(host=cfg.public_host or cfg.host, port=cfg.public_port or cfg.port),
             uplink=self.uplink_topic(cred),
-            downlink=self.downlink_topic(principal.user_id, body.device),
-            key=device_key(self._secret, cred.text),
+            downlink=downlink,
+            key=device_key(self._secret, cred),
             expires=cred.exp_ms,
+            down_floor=self._down_n,
+            username=username,
+            password=password,
             payload="<ts ms> <hex HMAC-SHA256(key, uplink topic + '\\n' + ts + '\\n' + json)> <json frame>",
         )
 
@@ -205,6 +327,11 @@ class MqttBridgeTransport:
         if client is None:
             raise aiomqtt.MqttError("bridge is not connected to the broker")
         await client.publish(topic, payload, qos=1, timeout=10)
+
+    async def publish_signed(self, topic: str, key: str, frame: bytes) -> None:
+        """A downlink the device can authenticate: ``<n> <mac> <json>``, ``n`` increasing (H2)."""
+        self._down_n = n = max(self._down_n + 1, self.node.clock.wall_ms() * 1000)
+        await self.publish(topic, signed_payload(key, topic, n, frame))
 
     async def _run(self) -> None:
         cfg = self.config
@@ -225,6 +352,8 @@ class MqttBridgeTransport:
                     socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
                 ) as client:
                     await client.subscribe(f"{cfg.topic_prefix}/up/+", qos=1)
+                    if cfg.provision == "dynsec":
+                        await client.subscribe(_CONTROL_RESPONSES, qos=1)
                     self._client = client
                     self._ready.set()
                     backoff = 0.5
@@ -245,9 +374,12 @@ class MqttBridgeTransport:
 
     def _on_message(self, message: aiomqtt.Message) -> None:
         metrics = self.node.metrics
-        metrics.transport_requests.labels(self.name).inc()
         payload = message.payload
         data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
+        if message.topic.value == _CONTROL_RESPONSES:
+            self._on_control(data)
+            return
+        metrics.transport_requests.labels(self.name).inc()
         try:
             up = self.verifier.verify(message.topic.value, data, self.node.clock.wall_ms())
         except UplinkRefusedError as exc:
@@ -259,6 +391,7 @@ class MqttBridgeTransport:
         link = self._links.get(key)
         hello = _is_hello(up.frame)
         if hello and link is not None and not link.closing():
+            link.quiet = link.family == cred.family  # same login: same downlink, the device is listening
             link.close(CloseCode.REPLACED, "the same device attached again")
             link = None
         if link is not None and link.family == cred.family and not link.closing():
@@ -294,11 +427,18 @@ class MqttBridgeTransport:
             await self._tell(
                 cred, ErrorFrame(code=ErrorCode.UNAUTHORIZED.value, message="session has been logged out")
             )
+            await self.deprovision(self.downlink_topic(cred.user, cred.device, cred.family))
             return None
-        link = MqttLink(node, self, self.downlink_topic(cred.user, cred.device))
+        link = MqttLink(
+            node,
+            self,
+            self.downlink_topic(cred.user, cred.device, cred.family),
+            device_key(self._secret, cred),
+        )
         old = self._links.get((cred.user, cred.device))
         self._links[(cred.user, cred.device)] = link
         if old is not None and not old.closing():
+            old.quiet = old.downlink == link.downlink
             old.close(CloseCode.REPLACED, "the same device attached again")
         if not await link.start(Principal(cred.user, cred.family, cred.exp_ms), cred.device):
             return None
@@ -306,8 +446,9 @@ class MqttBridgeTransport:
 
     async def _tell(self, cred: Credential, frame: ErrorFrame) -> None:
         with suppress(aiomqtt.MqttError):
-            await self.publish(
-                self.downlink_topic(cred.user, cred.device),
+            await self.publish_signed(
+                self.downlink_topic(cred.user, cred.device, cred.family),
+                device_key(self._secret, cred),
                 encode_obj(frame.model_dump(exclude_none=True)).encode(),
             )
 

@@ -274,3 +274,99 @@ async def test_a_broken_link_is_a_gap_and_nothing_is_lost_after_it(
     after = [p for p in b.received if p.startswith(b"after-")]
     assert after == [f"after-{i}".encode() for i in range(marker_count)]
     assert b.metrics.bus_gaps.children()  # counted by cause
+
+
+@contextlib.asynccontextmanager
+async def outsider(
+    kind: str, config: Any, node: str
+) -> AsyncIterator[tuple[list[bytes], Callable[[bytes], Awaitable[None]]]]:
+    """Someone who reaches the broker but holds no cluster key: reads ``node``'s channel and publishes on it."""
+    captured: list[bytes] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "redis":
+            import redis.asyncio as aioredis
+
+            r = aioredis.Redis.from_url(config.url)
+            stack.push_async_callback(r.aclose)
+            channel = f"{config.prefix}:bus:{node}"
+            ps = r.pubsub()
+            stack.push_async_callback(ps.aclose)
+            await ps.subscribe(channel)
+
+            async def read() -> None:
+                async for m in ps.listen():
+                    if m["type"] == "message":
+                        captured.append(m["data"])  # noqa: PERF401 - a stream, read as it comes
+
+            async def inject(data: bytes) -> None:
+                await r.publish(channel, data)
+
+        elif kind == "rabbitmq":
+            import aio_pika
+
+            conn = await aio_pika.connect_robust(config.url)
+            stack.push_async_callback(conn.close)
+            ch = await conn.channel()  # publisher confirms: a publish returns once the broker routed it
+            ex = await ch.declare_exchange(f"{config.prefix}.bus", aio_pika.ExchangeType.DIRECT, durable=True)
+            q = await ch.declare_queue(exclusive=True, auto_delete=True)
+            await q.bind(ex, routing_key=node)
+
+            async def read() -> None:
+                async with q.iterator() as it:
+                    async for m in it:
+                        captured.append(m.body)
+                        await m.ack()
+
+            async def inject(data: bytes) -> None:
+                await ex.publish(aio_pika.Message(data), routing_key=node)
+
+        else:
+            import aiomqtt
+
+            client = await stack.enter_async_context(aiomqtt.Client(config.host, config.port))
+            topic = f"{config.prefix}/node/{node}"
+            await client.subscribe(topic, qos=1)
+
+            async def read() -> None:
+                async for m in client.messages:
+                    captured.append(bytes(m.payload))  # type: ignore[arg-type,unused-ignore]  # noqa: PERF401
+
+            async def inject(data: bytes) -> None:
+                await client.publish(topic, data, qos=1)
+
+        reader = asyncio.create_task(read())
+        try:
+            yield captured, inject
+        finally:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(reader, 5)
+
+
+@pytest.mark.parametrize("kind", NETWORK)
+async def test_h4_forged_and_edited_frames_are_dropped_and_counted(
+    kind: str, harnesses: dict[str, Harness], start_nodes: Callable[..., Awaitable[list[Node]]]
+) -> None:
+    """H4: a frame captured from a node's channel, edited and republished, a frame made up in the old unsigned
+    format and one with a made-up MAC never reach the node's handler; each is counted in wsim_bus_rejected."""
+    config = await harnesses[kind].config()
+    a, b = await start_nodes(config, "a", "b")
+    async with outsider(kind, config, "b") as (captured, inject):
+        await a.bus.publish(b'{"seq":3,"text":"real"}', ["b"])
+        await eventually(lambda: captured and b.received)
+        genuine = captured[0]
+        head, _, payload = genuine.partition(b"\n")
+        edited = head + b"\n" + payload.replace(b'"real"', b'"fake"')
+        renumbered = head.replace(b"|1|", b"|2|", 1) + b"\n" + payload
+        publisher = head.split(b"|")[2]
+        made_up = b"v2|d|" + publisher + b"|b|3|" + b"0" * 32 + b"\n" + b'{"seq":3,"text":"fake"}'
+        unsigned = b"v1|d|" + publisher + b"|b|3\n" + b'{"seq":3,"text":"fake"}'
+        for data in (edited, renumbered, made_up, unsigned):
+            await inject(data)
+        rejected = b.metrics.bus_rejected
+        await eventually(lambda: rejected.value(kind, "mac") >= 3 and rejected.value(kind, "format") >= 1)
+        await a.bus.publish(b'{"seq":4,"text":"real"}', ["b"])
+        await eventually(lambda: len(b.received) >= 2)
+    assert b.received == [b'{"seq":3,"text":"real"}', b'{"seq":4,"text":"real"}']
+    assert b.gaps == []
+    assert (rejected.value(kind, "mac"), rejected.value(kind, "format")) == (3, 1)

@@ -5,6 +5,7 @@ refusals: forged, tampered, replayed and logged-out uplinks post nothing."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import queue
 import shlex
@@ -17,6 +18,7 @@ import httpx
 import orjson
 import pytest
 
+from core.protocol.mqtt_auth import DownlinkRefusedError, DownlinkVerifier
 from core.sdk import WsimClient
 from experiments.transports.clients import Account, Device, make_device, server_transports
 from tests.conftest import ServerFactory, unique_name
@@ -145,6 +147,8 @@ class Shell:
     def __init__(self, creds: dict[str, Any]) -> None:
         self.creds = creds
         self.lines: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.verifier = DownlinkVerifier(creds["key"], creds["downlink"], creds["down_floor"])
+        self.refused: list[str] = []  # downlinks dropped as not from the bridge (or replayed)
         self.sub: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -159,7 +163,11 @@ class Shell:
     async def _read(self) -> None:
         assert self.sub is not None and self.sub.stdout is not None
         while line := await self.sub.stdout.readline():
-            self.lines.put_nowait(orjson.loads(line))
+            try:
+                self.lines.put_nowait(orjson.loads(self.verifier.verify(line.rstrip(b"\n"))))
+            except DownlinkRefusedError as exc:
+                self.refused.append(str(exc))
+                self.lines.put_nowait({"type": "refused"})
 
     async def publish(
         self, frame: str, ts_ms: int | None = None, key: str | None = None, raw: str | None = None
@@ -267,13 +275,13 @@ async def test_bridge_refuses_what_it_cannot_attribute(
     await shell.publish(send("forged-1", "forged"), key="0" * 64)
     # a payload that is not signed at all
     await shell.publish("", raw=send("forged-2", "unsigned"))
-    # Bob's key on a credential tampered to claim Alice's identity
-    mine = shell.creds["uplink"].rsplit("/", 1)[1]
-    claims = mine.split(".")[0]
+    # Bob's key on Alice's credential (claiming her identity), and on a credential with one byte changed
     alice_creds = await _credentials(srv, alice, "alice-mqtt")
-    other_claims = alice_creds["uplink"].rsplit("/", 1)[1].split(".")[0]
-    tampered = Shell({**shell.creds, "uplink": shell.creds["uplink"].replace(claims, other_claims)})
-    await tampered.publish(send("forged-3", "as alice"))
+    as_alice = Shell({**shell.creds, "uplink": alice_creds["uplink"]})
+    await as_alice.publish(send("forged-3", "as alice"))
+    mine = shell.creds["uplink"]
+    flipped = mine[:-3] + ("A" if mine[-3] != "A" else "B") + mine[-2:]
+    await Shell({**shell.creds, "uplink": flipped}).publish(send("forged-4", "tampered"))
     # stale timestamp, then a replay of a valid uplink
     await shell.publish(send("stale-1", "old"), ts_ms=time.time_ns() // 1_000_000 - 3_600_000)
     payload = await shell.publish(send("real-1", "real one"))
@@ -283,7 +291,7 @@ async def test_bridge_refuses_what_it_cannot_attribute(
     assert got["body"]["text"] == "real one"
     await asyncio.sleep(0.5)  # leave time for a wrongly accepted uplink to show up
     assert alice_ws.messages.empty()
-    assert _refused(srv, "mac") >= before + 1
+    assert _refused(srv, "mac") >= before + 2
     assert _refused(srv, "format") >= 1
     assert _refused(srv, "credential") >= 1
     assert _refused(srv, "stale") >= 1
@@ -304,6 +312,115 @@ async def test_logged_out_credentials_are_refused(
     err = await shell.next("error")
     assert err["code"] == "unauthorized"
     assert _refused(srv, "logged_out") >= 1
+
+
+async def _outsider_pub(creds: dict[str, Any], topic: str, payload: str, *, retain: bool = False) -> None:
+    """An anonymous mosquitto_pub, as anyone on an open broker could run it."""
+    b = creds["broker"]
+    argv = ["mosquitto_pub", "-h", b["host"], "-p", str(b["port"]), "-q", "1", "-t", topic, "-m", payload]
+    proc = await asyncio.create_subprocess_exec(*argv, *(["-r"] if retain else []))
+    assert await proc.wait() == 0
+
+
+async def _next_real(shell: Shell, ftype: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The next verified frame of ``ftype`` and every frame (or refusal) before it."""
+    before: list[dict[str, Any]] = []
+    while (frame := await asyncio.wait_for(shell.lines.get(), 10)).get("type") != ftype:
+        before.append(frame)
+    return frame, before
+
+
+async def test_h2_injected_retained_and_replayed_downlinks_are_dropped(
+    srv: RunningServer, pair: tuple[WsimClient, WsimClient, str], alice_ws: Device, shell: Shell
+) -> None:
+    """H2: downlinks are signed with the device's key; the device shows only what the bridge signed, once."""
+    alice, _, conv = pair
+    await shell.attach()
+    down = shell.creds["downlink"]
+    fake = {"type": "message.new", "msg": {"from": alice.user_id, "conv": conv, "seq": 999, "kind": "text",
+            "body": {"text": "fake"}}}  # fmt: skip
+    await _outsider_pub(shell.creds, down, orjson.dumps(fake).decode(), retain=True)
+    await _outsider_pub(shell.creds, down, '{"type":"closed","code":4010,"reason":"fake"}')
+    await _outsider_pub(shell.creds, down, f"{2**62} {'0' * 64} " + orjson.dumps(fake).decode())
+    sent = await alice_ws.send(conv, "the real one")
+    new, before = await _next_real(shell, "message.new")
+    assert new["msg"]["seq"] == sent["seq"] and new["msg"]["body"]["text"] == "the real one"
+    assert [f["type"] for f in before if f["type"] in ("refused", "message.new", "closed")] == ["refused"] * 3
+    assert len(shell.refused) == 3
+    # A later subscriber gets the retained fake first: refused as well; then a genuine frame replayed is refused.
+    late = Shell(shell.creds)
+    await late.start()
+    try:
+        await _next_real(late, "refused")
+        assert "signature" in late.refused[0] or "payload" in late.refused[0]
+        await shell.publish('{"type":"ping","ts":1}')
+        pong, _ = await _next_real(late, "pong")
+        assert pong["ts"] == 1
+    finally:
+        await late.stop()
+    await _outsider_pub(shell.creds, down, "", retain=True)  # clear the retained fake
+
+
+async def test_h3_auth_renew_is_refused_over_mqtt(
+    srv: RunningServer, pair: tuple[WsimClient, WsimClient, str], shell: Shell
+) -> None:
+    """H3: a token must never cross the broker, so auth.renew over MQTT is refused (renew via credentials)."""
+    _, bob, _ = pair
+    await shell.attach()
+    await shell.publish(orjson.dumps({"type": "auth.renew", "token": bob.access_token}).decode())
+    err, _ = await _next_real(shell, "error")
+    assert err["code"] == "invalid" and "MQTT" in err["message"]
+
+
+async def test_h5_re_hello_does_not_close_the_device_itself(
+    srv: RunningServer, pair: tuple[WsimClient, WsimClient, str], alice_ws: Device, shell: Shell
+) -> None:
+    """H5: the hello after a broker reconnect replaces the link without a ``closed 4011`` on its own downlink."""
+    _, _, conv = pair
+    await shell.attach()
+    await shell.publish('{"type":"auth"}')
+    _, before = await _next_real(shell, "auth.ok")
+    assert [f for f in before if f.get("type") == "closed"] == []
+    sent = await alice_ws.send(conv, "after the re-hello")
+    new, before = await _next_real(shell, "message.new")
+    assert new["msg"]["seq"] == sent["seq"] and [f for f in before if f.get("type") == "closed"] == []
+
+
+async def test_h6_topics_hide_the_session_and_change_per_login(
+    srv: RunningServer, pair: tuple[WsimClient, WsimClient, str], alice_ws: Device, shell: Shell
+) -> None:
+    """H6: the uplink topic does not show the login session id; each login gets its own downlink topic, and a
+    logged-out one carries nothing of the next login."""
+    _, bob, conv = pair
+    assert bob.access_token is not None
+    claims = bob.access_token.split(".")[1]
+    sid = orjson.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["sid"]
+    up = shell.creds["uplink"].rsplit("/", 1)[1]
+    assert sid not in shell.creds["uplink"] and sid not in shell.creds["downlink"]
+    for part in up.split("."):  # (the old credential was "<base64 JSON claims>.<signature>")
+        assert sid.encode() not in base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    assert str(bob.user_id) not in shell.creds["downlink"].split("/")
+    await shell.attach()
+    await bob.logout()
+    await _next_real(shell, "closed")
+    assert bob.user is not None
+    await bob.login(bob.user["username"], "password-123")
+    fresh = Shell(await _credentials(srv, bob, "shell"))
+    assert (
+        fresh.creds["downlink"] != shell.creds["downlink"] and fresh.creds["uplink"] != shell.creds["uplink"]
+    )
+    await fresh.start()
+    try:
+        await fresh.attach()
+        sent = await alice_ws.send(conv, "for the new login")
+        new, _ = await _next_real(fresh, "message.new")
+        assert new["msg"]["seq"] == sent["seq"]
+        # barrier on the old topic: once this marker is through, anything published there before it is too
+        await _outsider_pub(shell.creds, shell.creds["downlink"], "marker")
+        _, before = await _next_real(shell, "refused")
+        assert [f for f in before if f.get("type") == "message.new"] == []
+    finally:
+        await fresh.stop()
 
 
 def test_openssl_recipe_matches_the_server() -> None:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.services import IN_CI, reachable
+from tests.support.services import IN_CI, reachable, unavailable
 
 
 def free_port() -> int:
@@ -114,6 +115,47 @@ async def private_mosquitto(workdir: Path) -> AsyncIterator[PrivateBroker]:
         yield broker
     finally:
         await broker.stop()
+
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER_ACCOUNT = ("wsim", "wsim-mqtt")  # docker/mosquitto/provision.sh's defaults, as in the Compose stack
+
+
+@contextlib.asynccontextmanager
+async def private_mosquitto_acl(workdir: Path) -> AsyncIterator[PrivateBroker]:
+    """A Mosquitto of this test with the shipped access control: docker/mosquitto/mosquitto.conf (its port and
+    paths adapted) and a copy of the dynamic-security store seeded by docker/mosquitto/provision.sh."""
+    binary = _need_binary("mosquitto")
+    plugins = sorted(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"))
+    plugins += [p for p in (Path("/usr/lib/mosquitto_dynamic_security.so"),) if p.exists()]
+    if not plugins:
+        unavailable("mosquitto's dynamic-security plugin is not installed")
+    port = free_port()
+    # Started as root, mosquitto drops to its own user, which must read and save the store: a world-writable
+    # directory of its own under /tmp (pytest's tmp_path is private to root).
+    store_dir = Path(tempfile.mkdtemp(prefix="wsim-dynsec-"))
+    store_dir.chmod(0o777)
+    store = store_dir / "dynamic-security.json"
+    shutil.copyfile(REPO / "docker/mosquitto/dynamic-security.json", store)
+    store.chmod(0o666)
+    conf_text = (REPO / "docker/mosquitto/mosquitto.conf").read_text()
+    replaced = {
+        "listener 1883": f"listener {port} 127.0.0.1",
+        "plugin /usr/lib/mosquitto_dynamic_security.so": f"plugin {plugins[0]}",
+        "plugin_opt_config_file /mosquitto/data/dynamic-security.json": f"plugin_opt_config_file {store}",
+    }
+    for old, new in replaced.items():
+        assert old in conf_text, f"docker/mosquitto/mosquitto.conf no longer has {old!r}"
+        conf_text = conf_text.replace(old, new)
+    conf = workdir / f"mosquitto-acl-{port}.conf"
+    conf.write_text(conf_text)
+    broker = PrivateBroker("mosquitto-acl", [binary, "-c", str(conf)], port, workdir)
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
+        shutil.rmtree(store_dir, ignore_errors=True)
 
 
 def rabbitmq_close_connections(name_prefix: str, reason: str = "closed by a wsim test") -> int:

@@ -2,33 +2,57 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from strategies.bus.config import MqttBusConfig, RedisBusConfig
 from strategies.bus.endpoint import (
     BROADCAST,
     BadFrameError,
     BusFrame,
+    ForgedFrameError,
     FrameKind,
     GapDetector,
     Sequencer,
     decode_frame,
     encode_frame,
+    frame_key,
 )
+from strategies.bus.framed import cluster_key
+
+KEY = frame_key(b"k" * 32, "wsim")
 
 
 def test_frames_round_trip_with_any_payload() -> None:
     frame = BusFrame(FrameKind.DATA, "node-1#ab12", "node-2", 42, b'{"k":"d"}\n\x00raw|bytes')
-    assert decode_frame(encode_frame(frame)) == frame
+    assert decode_frame(encode_frame(frame, KEY), KEY) == frame
     gap = BusFrame(FrameKind.GAP, "node-1#ab12", BROADCAST, 7)
-    assert decode_frame(encode_frame(gap)) == gap
+    assert decode_frame(encode_frame(gap, KEY), KEY) == gap
 
 
-@pytest.mark.parametrize("data", [b"", b"no header", b"v2|d|a|b|1\nx", b"v1|z|a|b|1\nx", b"v1|d|a|b|x\n"])
+@pytest.mark.parametrize("data", [b"", b"no header", b"v1|d|a|b|1\nx", b"v2|z|a|b|1\nx", b"v2|d|a|b|x\n"])
 def test_foreign_bytes_are_refused(data: bytes) -> None:
     with pytest.raises(BadFrameError):
-        decode_frame(data)
+        decode_frame(data, KEY)
+
+
+def test_forged_edited_and_foreign_cluster_frames_are_refused() -> None:
+    """H4: without the cluster key no frame is accepted, and no genuine frame survives an edit."""
+    frame = encode_frame(BusFrame(FrameKind.DATA, "node-1#ab12", "node-2", 3, b'{"seq":3}'), KEY)
+    edited = frame.replace(b'{"seq":3}', b'{"seq":4}')
+    renumbered = frame.replace(b"|3|", b"|9|", 1)
+    other_prefix = encode_frame(
+        BusFrame(FrameKind.DATA, "n#1", "node-2", 1, b"x"), frame_key(b"k" * 32, "other")
+    )
+    unsigned_v1 = b"v1|d|node-1#ab12|node-2|3\n{}"
+    for data in (edited, renumbered, other_prefix):
+        with pytest.raises(ForgedFrameError):
+            decode_frame(data, KEY)
+    with pytest.raises(BadFrameError):
+        decode_frame(unsigned_v1, KEY)
 
 
 def test_sequencer_numbers_each_stream_on_its_own() -> None:
@@ -151,3 +175,18 @@ def test_any_loss_or_reordering_delivers_each_frame_at_most_once_and_reports_eve
         lost = set(range(first, max(arrivals) + 1)) - set(arrivals)
         if lost:
             assert gaps >= 1  # a loss after the baseline is never silent
+
+
+def test_cluster_key_is_masked_for_people_and_kept_for_nodes(tmp_path: Path) -> None:
+    cfg = RedisBusConfig(cluster_key="k" * 32)
+    assert cfg.model_dump(mode="json")["cluster_key"] == "k" * 32  # what wsim cluster hands its nodes
+    assert cfg.model_dump(mode="json", context={"mask_secrets": True})["cluster_key"] == "**********"
+    assert "k" * 32 not in repr(cfg)
+    assert cluster_key(cfg, tmp_path) == b"k" * 32
+
+
+def test_without_a_configured_key_nodes_sharing_a_data_dir_share_a_generated_one(tmp_path: Path) -> None:
+    key = cluster_key(RedisBusConfig(), tmp_path)
+    assert len(key) == 64 and cluster_key(MqttBusConfig(), tmp_path) == key
+    assert (tmp_path / "bus.key").stat().st_mode & 0o777 == 0o600
+    assert cluster_key(RedisBusConfig(), tmp_path / "elsewhere") != key
