@@ -341,3 +341,20 @@ def test_store_nodes_are_the_store_backends_cells_on_real_services(
         assert svc["depends_on"][host] == {"condition": "service_healthy"}
     # its own data volume: the SQLite files and JWT secret are not the cluster's
     assert not any(v.startswith("wsim-data:") for v in svc["volumes"])
+
+
+def test_runs_from_the_image_name_their_commit_and_are_dirty_unless_built_clean(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from experiments.harness import environment
+
+    stage = stages()["experiment"]
+    assert "ENV WSIM_GIT_SHA=${GIT_SHA} WSIM_GIT_DIRTY=${GIT_DIRTY}" in stage
+    args = compose()["services"]["experiment"]["build"]["args"]
+    assert args["GIT_SHA"] == "${WSIM_GIT_SHA:-nogit}" and args["GIT_DIRTY"] == "${WSIM_GIT_DIRTY:-unknown}"
+    monkeypatch.setattr(environment, "_git", lambda *a: "")  # no checkout, as in the image
+    monkeypatch.setenv("WSIM_GIT_SHA", "0123456789")
+    monkeypatch.delenv("WSIM_GIT_DIRTY", raising=False)
+    assert environment.git_sha() == "0123456789" and environment.git_dirty() is True
+    monkeypatch.setenv("WSIM_GIT_DIRTY", "false")
+    assert environment.git_dirty() is False
