@@ -1,6 +1,7 @@
 """Run a wsim experiment, or regenerate the thesis figures.
 
     python run_experiment.py experiments/quickstart.yaml [--set key=value ...] [--dry-run]
+    python run_experiment.py experiments/quickstart.yaml --target http://localhost:8080   # an external deployment
     python run_experiment.py --figures            # redraw thesis_figures/ from the runs its manifest pins
     python run_experiment.py --figures --latest   # re-pin each experiment to its newest clean run, then redraw
     python run_experiment.py --schema             # print the experiment file's JSON schema
@@ -30,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan; start nothing")
     p.add_argument(
         "--cell", action="append", default=[], metavar="NAME", help="run only this cell (repeatable)"
+    )
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="[CELL=]URL[,URL...]",
+        help="drive an already running deployment instead of starting nodes (every cell, or CELL's; repeatable)",
     )
     p.add_argument("--reports", type=Path, default=ROOT / "reports", help="where result folders go")
     p.add_argument("--no-progress", action="store_true")
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             from experiments.harness.runner import describe
 
-            print(describe(exp, raw, args.cell))
+            print(describe(exp, raw, args.cell, args.target or None))
             return 0
         from experiments.harness.runner import run_experiment
 
@@ -123,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.argv[0], *sys.argv[1:]],
                 progress=not args.no_progress,
                 only=args.cell or None,
+                targets=args.target or None,
             )
         )
     except (ExperimentError, ConfigError) as exc:

@@ -31,11 +31,21 @@ def _git(*args: str) -> str:
     return out.stdout.strip()
 
 
+def in_checkout() -> bool:
+    return _git("rev-parse", "--is-inside-work-tree") == "true"
+
+
 def git_sha() -> str:
-    return _git("rev-parse", "--short=10", "HEAD") or "nogit"
+    """The commit; outside a checkout (the experiment image) the one the image was built from (build arg
+    ``GIT_SHA`` -> ``WSIM_GIT_SHA``), else "nogit"."""
+    return _git("rev-parse", "--short=10", "HEAD") or os.environ.get("WSIM_GIT_SHA") or "nogit"
 
 
 def git_dirty() -> bool:
+    """Modified tracked files. Outside a checkout nothing can be checked: dirty unless the image's build said its
+    tree was clean (``WSIM_GIT_DIRTY=false``), so such a run is never pinned as clean by accident."""
+    if not in_checkout():
+        return os.environ.get("WSIM_GIT_DIRTY", "unknown") != "false"
     return bool(_git("status", "--porcelain", "--untracked-files=no"))
 
 
@@ -89,7 +99,7 @@ def metadata(kind: str = "experiment") -> dict[str, Any]:
 
 def save_diff(out: Path) -> Path | None:
     """A run made from a modified tree keeps the modification (``git.diff``), so it can be reproduced."""
-    if not git_dirty():
+    if not git_dirty() or not in_checkout():
         return None
     path = out / "git.diff"
     path.write_text(_git("diff", "HEAD") + "\n", encoding="utf-8")

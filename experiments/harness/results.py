@@ -111,7 +111,29 @@ GROUPS: dict[str, list[str]] = {
         "sent_per_s", "delivered_per_s", "connected", "history_p99_ms", "cache_hit_rate", "server_retries",
         "server_dead_letters", "server_dedup_hits", "server_cpu_median_percent", "server_rss_max_mib",
     ],
+    "Locust's own statistics (driver locust; its latency includes Locust's scheduling)": [
+        "locust_send_p50_ms", "locust_send_p99_ms", "locust_deliver_p50_ms", "locust_deliver_p99_ms",
+        "locust_connect_p99_ms", "locust_failures", "locust_requests_per_s",
+    ],
 }  # fmt: skip
+
+
+def _provenance(metadata: dict[str, Any]) -> list[str]:
+    """Where the figures come from when it is not a local node on real services: an external target, a
+    stand-in."""
+    lines: list[str] = []
+    target = metadata.get("target")
+    if target:
+        where = "; ".join(f"`{c}` -> {', '.join(u)}" for c, u in target["cells"].items())
+        lines += [
+            f"**External target.** {where}. {target['note']}. /metrics: {target.get('metrics', 'unknown')}"
+            + (f" ({'; '.join(target['metrics_errors'])})" if target.get("metrics_errors") else "")
+            + ".",
+            "",
+        ]
+    for cell, note in (metadata.get("stand_ins") or {}).items():
+        lines += [f"**Stand-in, cell `{cell}`.** {note}.", ""]
+    return lines
 
 
 def report_md(exp: Experiment, summary: dict[str, Any], metadata: dict[str, Any], out: Path) -> str:
@@ -128,6 +150,7 @@ def report_md(exp: Experiment, summary: dict[str, Any], metadata: dict[str, Any]
         f"{exp.repetitions} repetition(s), {exp.population.users} users, driver {exp.driver}, "
         f"{exp.workload.duration_s:g} s of load per repetition.",
         "",
+        *_provenance(metadata),
         "Cells: "
         + "; ".join(f"`{c}` = {json.dumps(summary[c]['params'], ensure_ascii=False)}" for c in cells),
         "",

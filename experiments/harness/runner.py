@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import signal
 import socket
 import sys
@@ -24,7 +25,9 @@ from experiments.faults.backends import PrivateBackend, make_backend
 from experiments.harness import environment, results
 from experiments.harness.config import Cell, Experiment, ExperimentError, base_server, expand, substitute
 from experiments.harness.server import ServerProcess
+from experiments.harness.target import Target, assign_targets, parse_targets
 from experiments.load.coordinator import WorkerPool, prepare_population, source_addresses
+from experiments.load.locust_driver import locust_figures
 from experiments.load.spec import CLIENT_FAULT_TYPES, BackendRestartFault, NodeKillFault
 from experiments.load.swarm import Credential
 
@@ -137,10 +140,15 @@ def _read_ledgers(directory: Path) -> dict[str, pd.DataFrame]:
     return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in frames.items()}
 
 
-async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    """One repetition of one cell; returns its metrics ({name: {value, n}}) and leaves raw data in ``out``."""
+async def run_one(
+    cell: Cell, rep: int, out: Path, say: Callable[[str], None], target: Target | None = None
+) -> dict[str, Any]:
+    """One repetition of one cell; returns its metrics ({name: {value, n}}) and leaves raw data in ``out``.
+
+    With a ``target`` nothing is started: the population and the load go to the external deployment."""
     exp = cell.experiment
-    check_services(list(exp.services))
+    if target is None:
+        check_services(list(exp.services))
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     seed = exp.seed * 1000 + rep
     with tempfile.TemporaryDirectory(prefix="wsim-exp-") as tmp_s:
@@ -150,7 +158,7 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
         proxy: _Proxy | None = None
         pool: WorkerPool | None = None
         try:
-            for name in exp.backends:
+            for name in exp.backends if target is None else ():
                 backend = backends[name] = make_backend(name, tmp / "backends" / name)
                 await backend.start()
             urls = {f"backend.{k}.url": b.url for k, b in backends.items()}
@@ -159,20 +167,33 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
             # The nodes of a cluster share the data directory (the SQLite files, the JWT secret), as `wsim cluster`
             # does; the first node creates the schema and the secret before the others start.
             settings = deep_merge(settings, {"server": {"data_dir": str(tmp / "data")}})
-            for i in range(exp.cluster.nodes):
+            for i in range(exp.cluster.nodes if target is None else 0):
                 node = ServerProcess(settings, tmp / f"node{i}", f"node-{i + 1}")
                 nodes.append(node)
                 await node.start()
-            server = nodes[0]
             addrs = source_addresses(exp.population.users, exp.population.source_addresses)
-            ws_urls = [n.ws_url for n in nodes]
-            ws_url = server.ws_url
+            if target is None:
+                rest_url, ws_urls = nodes[0].url, [n.ws_url for n in nodes]
+                # every local node's /metrics (a node in a kill window has none: that raises, as before)
+                scrape_urls = [n.url for n in nodes]
+                prefix = f"r{rep}"
+            else:
+                rest_url, ws_urls, scrape_urls = target.rest_url, target.ws_urls, target.urls
+                # the deployment outlives the run: user names must not collide with an earlier run's
+                prefix = f"x{secrets.token_hex(3)}r{rep}"
+
+            async def scrape_all() -> list[str]:
+                if target is None:
+                    return [await n.metrics_text() for n in nodes]
+                return [await target.scrape(u) for u in scrape_urls]
+
+            ws_url = ws_urls[0]
             if exp.proxy is not None and exp.proxy.enabled:
-                proxy = _Proxy(exp, server.port, out, addrs)
+                proxy = _Proxy(exp, nodes[0].port, out, addrs)
                 await proxy.start()
                 ws_url = f"ws://127.0.0.1:{proxy.port}/ws"
                 ws_urls = [ws_url]
-            creds = await prepare_population(server.url, exp.population, prefix=f"r{rep}", progress=say)
+            creds = await prepare_population(rest_url, exp.population, prefix=prefix, progress=say)
             workload = exp.workload.model_copy()
             if proxy is not None and exp.proxy is not None and exp.proxy.stall_rate_per_s > 0:
                 workload.drain_quiet_s = max(workload.drain_quiet_s, exp.proxy.stall_ms / 1000 + 1.0)
@@ -191,8 +212,11 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
             if exp.driver == "locust":
                 from experiments.load.locust_driver import run_locust
 
+                async def scrape_first() -> str:
+                    return (await scrape_all())[0]
+
                 driver_stats, before_one, after_one, t0 = await run_locust(
-                    exp, creds, server, ws_url, out, seed, start_server_faults
+                    exp, creds, scrape_first, ws_url, out, seed, start_server_faults
                 )
                 before, after = [before_one], [after_one]
                 for t in server_tasks:
@@ -210,7 +234,7 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
                 )
                 connected = sum(c["connected"] for c in conns)
                 say(f"{connected}/{exp.population.users} connected")
-                before = [await n.metrics_text() for n in nodes]
+                before = await scrape_all()
                 t0 = time.time_ns() + 1_000_000_000
                 client_faults = [f.model_dump() for f in exp.faults if f.type in CLIENT_FAULT_TYPES]
                 start_server_faults(t0)
@@ -224,7 +248,7 @@ async def run_one(cell: Cell, rep: int, out: Path, say: Callable[[str], None]) -
                 )
                 for t in server_tasks:
                     await t
-                after = [await n.metrics_text() for n in nodes]
+                after = await scrape_all()
                 dumps = await pool.call(lambda i: {"cmd": "dump", "dir": str(out), "prefix": f"w{i}"})
                 driver_stats = {
                     "connected": connected,
@@ -267,12 +291,19 @@ def _collect(
         sends, receives, events, members, duration_s=exp.workload.duration_s, end_ns=end_ns,
         fault_windows=fault_windows, arrivals=books["arrivals"],
     )  # fmt: skip
-    figures.update(m.server_metrics(*scrapes))
+    pairs = [(b, a) for b, a in zip(*scrapes, strict=True) if b and a]  # "" = a target's unreachable /metrics
+    if pairs:
+        figures.update(m.server_metrics([b for b, _ in pairs], [a for _, a in pairs]))
+    driver_stats["metrics_scraped"] = f"{len(pairs)}/{len(scrapes[1])}"
     figures.update(
         m.resources(
             [s.cpu_percent for n in nodes for s in n.samples], [s.rss_bytes for n in nodes for s in n.samples]
         )
     )
+    if exp.driver == "locust":
+        # measured, not assumed: the clients that authenticated and finished their first sync
+        driver_stats["connected"] = connected_clients(events)
+        figures.update(locust_figures(out / "locust_stats.csv"))
     figures["connected"] = m.figure(float(driver_stats.get("connected", 0)), exp.population.users)
     for k, v in proxy_stats.items():
         figures[f"proxy_{k}"] = m.figure(float(v), int(proxy_stats.get("connections", 0)))
@@ -285,6 +316,13 @@ def _collect(
     return figures
 
 
+def connected_clients(events: pd.DataFrame) -> int:
+    """Clients with a first successful connection (authenticated and synced) in the ledger's events."""
+    if events.empty:
+        return 0
+    return int(events.loc[events["event"] == "connected", "client"].nunique())
+
+
 async def run_experiment(
     exp: Experiment,
     raw: dict[str, Any],
@@ -293,16 +331,30 @@ async def run_experiment(
     *,
     progress: bool = True,
     only: list[str] | None = None,
+    targets: list[str] | None = None,
 ) -> Path:
-    """Run every cell ``exp.repetitions`` times; returns the result folder."""
+    """Run every cell ``exp.repetitions`` times; returns the result folder.
+
+    ``targets`` (``--target`` values) drive external deployments instead of starting nodes (see target.py)."""
     from tqdm import tqdm
 
     cells = select_cells(expand(exp, raw), only)
+    assigned = assign_targets(cells, parse_targets(targets)) if targets else {}
     out = environment.run_dir(reports, exp.name)
     meta = environment.metadata()
     meta["command"] = command
     meta["started"] = meta.pop("utc")
     meta["cells_selected"] = [c.name for c in cells]
+    meta["driver"] = {c.name: c.experiment.driver for c in cells}
+    if assigned:
+        meta["target"] = {
+            "cells": {name: t.urls for name, t in assigned.items()},
+            "note": "external deployment: the cells' server settings and backends were not applied; the "
+            "target ran its own configuration",
+        }
+    stand_ins = stand_in_notes(cells, assigned)
+    if stand_ins:
+        meta["stand_ins"] = stand_ins
     environment.save_diff(out)
     results.write_resolved(out, exp, cells, command)
     runs = [(c, r) for c in cells for r in range(exp.repetitions)]
@@ -321,7 +373,9 @@ async def run_experiment(
                 bar.set_postfix_str(msg[:60])
 
             try:
-                figs = await run_one(cell, rep, out / "cells" / cell.name / f"rep{rep}", say)
+                figs = await run_one(
+                    cell, rep, out / "cells" / cell.name / f"rep{rep}", say, assigned.get(cell.name)
+                )
                 collected[cell.name].append(figs)
             except ExperimentError:
                 raise
@@ -338,6 +392,10 @@ async def run_experiment(
     finally:
         bar.close()
     meta["finished"] = environment.metadata()["utc"]
+    if assigned:
+        unreachable = sorted({e for t in assigned.values() for e in t.metrics_errors})
+        meta["target"]["metrics"] = "scraped" if not unreachable else "not reachable"
+        meta["target"]["metrics_errors"] = unreachable
     meta["failures"] = failures
     (out / "metadata.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     summary = results.summarize(collected, cells)
@@ -348,6 +406,23 @@ async def run_experiment(
     if failures:
         raise RuntimeError(f"{len(failures)} run(s) failed (see {out}/metadata.json): " + "; ".join(failures))
     return out
+
+
+STAND_INS = {
+    "mongo": "MongoDB here is nx-27017, a wire-protocol stand-in (MongoDB cannot run on this machine): it measures "
+    "wsim's code path, not MongoDB; run the cell against the Compose stack (--target) for MongoDB itself",
+}
+
+
+def stand_in_notes(cells: list[Cell], assigned: dict[str, Any]) -> dict[str, str]:
+    """Cells whose figures come from a stand-in rather than the real service (said in metadata and report)."""
+    return {
+        f"{c.name}": STAND_INS[b]
+        for c in cells
+        if c.name not in assigned
+        for b in c.experiment.backends
+        if b in STAND_INS
+    }
 
 
 def select_cells(cells: list[Cell], only: list[str] | None) -> list[Cell]:
@@ -361,9 +436,12 @@ def select_cells(cells: list[Cell], only: list[str] | None) -> list[Cell]:
     return [c for c in cells if c.name in only]
 
 
-def describe(exp: Experiment, raw: dict[str, Any], only: list[str] | None = None) -> str:
+def describe(
+    exp: Experiment, raw: dict[str, Any], only: list[str] | None = None, targets: list[str] | None = None
+) -> str:
     """The plan a --dry-run prints: cells, their strategy choices, repetitions and the estimated time."""
     cells = select_cells(expand(exp, raw), only)
+    assigned = assign_targets(cells, parse_targets(targets)) if targets else {}
     total = sum(estimate_run_s(c.experiment) for c in cells) * exp.repetitions
     services = sorted({s for c in cells for s in c.experiment.services})
     lines = [
@@ -378,10 +456,13 @@ def describe(exp: Experiment, raw: dict[str, Any], only: list[str] | None = None
         e = c.experiment
         faults = ", ".join(f.type for f in e.faults) or "none"
         proxy = "proxy" if e.proxy is not None and e.proxy.enabled else "direct"
+        if c.name in assigned:
+            strat = f"external target {', '.join(assigned[c.name].urls)} (its own configuration)"
         lines.append(
-            f"  {c.name}: {strat}; {e.population.users} users, {e.workload.duration_s:g} s, faults: {faults}, {proxy}"
+            f"  {c.name}: {strat}; {e.population.users} users, {e.workload.duration_s:g} s, faults: {faults}, "
+            f"{proxy}, driver {e.driver}"
         )
-    if services:
+    if services and not assigned:
         check_services(services)
         lines.append(f"  services up: {', '.join(services)}")
     return "\n".join(lines)

@@ -4,13 +4,23 @@ notebook executed headless on its results."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import pandas as pd
 import pytest
+import yaml
 
 import run_experiment
+from core.config import deep_merge
 from experiments.analysis import reports
 from experiments.analysis.notebooks import COMPARISONS, run_notebooks
+from experiments.harness.config import base_server
+from experiments.harness.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
@@ -116,6 +126,19 @@ def test_locust_driver_end_to_end(tmp_path: Path) -> None:
     assert metrics["send_ack_p50_ms"]["mean"] > 0
     stats = (run / "cells" / "default" / "rep0" / "locust_stats.csv").read_text()
     assert "message.send" in stats and "message.deliver" in stats
+    # Locust's own statistics sit beside the ledger's, per repetition
+    assert metrics["locust_send_p99_ms"]["mean"] > 0 and metrics["locust_send_p99_ms"]["n"][0] > 0
+    assert metrics["locust_deliver_p99_ms"]["mean"] > 0
+    assert metrics["locust_failures"]["mean"] is not None and metrics["locust_failures"]["n"][0] > 0
+    # connections are measured from the ledger's events: exactly the clients that connected
+    rep = run / "cells" / "default" / "rep0"
+    events = pd.concat(pd.read_parquet(p) for p in rep.glob("*.events.parquet"))
+    really = events.loc[events["event"] == "connected", "client"].nunique()
+    assert 0 < really <= 16
+    assert metrics["connected"]["mean"] == really
+    assert json.loads((rep / "driver.json").read_text())["connected"] == really
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["driver"] == {"default": "locust"}
 
 
 def test_cell_filter_in_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,3 +177,77 @@ def test_two_node_cluster_with_a_node_kill(tmp_path: Path) -> None:
     assert metrics["reconnect_success_rate"]["mean"] == 1.0
     rep = run / "cells" / "default" / "rep0"
     assert (rep / "server-node1.log").is_file() and (rep / "server-node2.log").is_file()
+
+
+@pytest.fixture
+def external_node(tmp_path: Path) -> Iterator[str]:
+    """A wsim node the harness did not start: ``python -m core.cli serve`` on a free port, a temp data dir."""
+    port = free_port()
+    settings = deep_merge(
+        base_server(), {"server": {"host": "127.0.0.1", "port": port, "data_dir": str(tmp_path / "data")}}
+    )
+    config = tmp_path / "node.yaml"
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    log = (tmp_path / "node.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "serve", "--config", str(config)], stdout=log, stderr=log, cwd=ROOT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "node.log").read_text()[-2000:]
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the node did not become ready"
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+@pytest.mark.slow
+def test_external_target_end_to_end(external_node: str, tmp_path: Path) -> None:
+    """--target drives a node the harness did not start: population over REST, load over its WebSocket, its
+    /metrics scraped; the run's metadata names the target. The same node twice: user names do not collide."""
+    argv = [
+        str(ROOT / "experiments" / "quickstart.yaml"), "--reports", str(tmp_path / "reports"), "--no-progress",
+        "--cell", "ack=three_state", "--target", external_node, *QUICK,
+        "--set", "population.users=12", "--set", "workload.duration_s=4", "--set", "workload.drain_s=6",
+    ]  # fmt: skip
+    assert run_experiment.main(argv) == 0
+    run = reports.latest_run(tmp_path / "reports", "quickstart")
+    metrics = reports.summary(run)["cells"]["ack=three_state"]["metrics"]
+    assert metrics["sends"]["mean"] > 0
+    assert metrics["delivery_rate"]["mean"] == 1.0 and metrics["delivery_rate"]["n"][0] > 0
+    assert metrics["send_ack_p99_ms"]["mean"] > 0
+    assert metrics["connected"]["mean"] == 12
+    assert metrics["server_messages_stored"]["mean"] > 0  # the target's /metrics, scraped before and after
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["target"]["cells"] == {"ack=three_state": [external_node]}
+    assert meta["target"]["metrics"] == "scraped" and meta["target"]["metrics_errors"] == []
+    assert "External target" in (run / "report.md").read_text()
+    assert not list((run / "cells" / "ack=three_state" / "rep0").glob("server*.log"))  # no node was started
+    # A second run on the same deployment registers fresh users.
+    assert run_experiment.main(argv) == 0
+
+
+def test_external_target_refuses_process_faults(capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(ROOT / "experiments" / "cluster_bus.yaml")
+    assert run_experiment.main([path, "--dry-run", "--target", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "node_kill) needs process control" in err
+    assert run_experiment.main([path, "--dry-run", "--target", "http://127.0.0.1:9/ws"]) == 2
+    assert "expected a node's base URL" in capsys.readouterr().err
+    quick = str(ROOT / "experiments" / "quickstart.yaml")
+    assert run_experiment.main([quick, "--dry-run", "--target", "ack=off=http://127.0.0.1:9"]) == 2
+    assert "ack=three_state: no --target" in capsys.readouterr().err

@@ -8,3 +8,8 @@ CHANGE REPLICATION SOURCE TO
   SOURCE_AUTO_POSITION = 1,
   GET_SOURCE_PUBLIC_KEY = 1;
 START REPLICA;
+-- A replica takes writes only from replication. Set here, not as --super-read-only on the command line: the
+-- image's init server runs with the command's arguments and could not create the root account under it.
+-- PERSIST writes mysqld-auto.cnf in the data directory, so the real server starts read-only from now on.
+SET PERSIST read_only = ON;
+SET PERSIST super_read_only = ON;
