@@ -14,7 +14,14 @@ from strategies.context import StrategyContext
 from strategies.store.config import SqliteStoreConfig
 from strategies.store.sqlite import MESSAGE_SCHEMA, SqliteMessageStore
 
-SCANNED_OK = ("json_each", "dead_letters")  # a JSON array of the batch; the DLQ listing pages the rowid table
+SCANNED_OK = (
+    "json_each",
+    "dead_letters",
+    "search_pending",
+    "(subquery-",
+    "CONSTANT ROW",
+)  # the batch as a JSON array; the DLQ listing pages the
+# rowid table; the search queue is read in rowid order, bounded by LIMIT or EXISTS; a subquery's own scans are checked
 
 
 def make(tmp_path: Path, **cfg: float) -> SqliteMessageStore:
