@@ -31,6 +31,7 @@ async def search_messages(
         Query(
             min_length=1,
             max_length=SEARCH_QUERY_MAX,
+            pattern=r"^[^\x00]+$",  # a NUL cannot be searched for (SQLite FTS5 refuses it): 422, not 503
             description="substring to find (case-insensitive for ASCII); 1-2 characters scan, 3+ use the index",
         ),
     ],
