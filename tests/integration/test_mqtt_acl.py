@@ -16,8 +16,9 @@ import pytest
 
 from core.sdk import WsimClient
 from experiments.transports.clients import Account, Device, MqttDevice, make_device
-from tests.conftest import ServerFactory, unique_name
+from tests.conftest import ServerFactory
 from tests.support.brokers import SERVER_ACCOUNT, PrivateBroker, private_mosquitto_acl
+from tests.support.helpers import friend_pair
 from tests.support.server import RunningServer
 from tests.support.services import unavailable
 
@@ -41,14 +42,8 @@ async def srv(broker: PrivateBroker, start_server: ServerFactory) -> RunningServ
 
 @pytest.fixture
 async def pair(srv: RunningServer) -> AsyncIterator[tuple[WsimClient, WsimClient, str]]:
-    a, b = WsimClient(srv.url), WsimClient(srv.url)
-    for c in (a, b):
-        name = unique_name("acl")
-        await c.register(name, "password-123", name)
-    await a.befriend(b)
-    yield a, b, WsimClient.direct_conv(a.user_id, b.user_id)
-    await a.close()
-    await b.close()
+    async with friend_pair(srv.url, "acl") as trio:
+        yield trio
 
 
 async def _credentials(srv: RunningServer, client: WsimClient, device: str) -> dict[str, Any]:

@@ -21,7 +21,8 @@ import pytest
 from core.protocol.mqtt_auth import DownlinkRefusedError, DownlinkVerifier
 from core.sdk import WsimClient
 from experiments.transports.clients import Account, Device, make_device, server_transports
-from tests.conftest import ServerFactory, unique_name
+from tests.conftest import ServerFactory
+from tests.support.helpers import friend_pair
 from tests.support.server import RunningServer
 from tests.support.services import namespace, require_service, unavailable
 
@@ -37,14 +38,8 @@ async def srv(start_server: ServerFactory) -> RunningServer:
 
 @pytest.fixture
 async def pair(srv: RunningServer) -> AsyncIterator[tuple[WsimClient, WsimClient, str]]:
-    a, b = WsimClient(srv.url), WsimClient(srv.url)
-    for c in (a, b):
-        name = unique_name("cl")
-        await c.register(name, "password-123", name)
-    await a.befriend(b)
-    yield a, b, WsimClient.direct_conv(a.user_id, b.user_id)
-    await a.close()
-    await b.close()
+    async with friend_pair(srv.url, "cl") as trio:
+        yield trio
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from core.sdk import WsimClient
@@ -17,6 +19,21 @@ async def make_friends(a: WsimClient, b: WsimClient) -> str:
             msg = await c.next_message()
             assert msg["kind"] == "system" and msg["conv"] == conv
     return conv
+
+
+@contextlib.asynccontextmanager
+async def friend_pair(url: str, prefix: str) -> AsyncIterator[tuple[WsimClient, WsimClient, str]]:
+    """Two registered users who are friends (not connected), their direct conversation; closed on exit."""
+    a, b = WsimClient(url), WsimClient(url)
+    try:
+        for c in (a, b):
+            name = f"{prefix}{secrets.token_hex(4)}"
+            await c.register(name, "password-123", name)
+        await a.befriend(b)
+        yield a, b, WsimClient.direct_conv(a.user_id, b.user_id)
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def collect(client: WsimClient, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
