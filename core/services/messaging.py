@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from core import faultpoints
-from core.clock import Clock
+from core.clock import Clock, Timer
 from core.config import LimitsConfig, SyncConfig
 from core.errors import ErrorCode, WsimError
 from core.hub import DeviceLink
@@ -110,7 +110,7 @@ class MessagingService:
         self._sync = sync
         self._inflight: dict[str, asyncio.Future[Message]] = {}
         self._receipts = ReceiptCoalescer(limits.receipt_window_s)
-        self._receipt_timer: asyncio.TimerHandle | None = None
+        self._receipt_timer: Timer | None = None
         self._receipt_timer_at: float | None = None
         self._receipt_tasks: set[asyncio.Task[None]] = set()
 
@@ -467,14 +467,13 @@ class MessagingService:
             await self._router.deliver(members, r, exclude_user=due.user, exclude_device=due.device)
 
     def _arm_receipt_flush(self, due: float | None) -> None:
-        """The one place that schedules the coalesced-receipt flush (switch to the node's timer facility here)."""
+        """The one place that schedules the coalesced-receipt flush, on the node's clock (fake time in tests)."""
         if due is None or (self._receipt_timer_at is not None and self._receipt_timer_at <= due):
             return
         if self._receipt_timer is not None:
             self._receipt_timer.cancel()
         self._receipt_timer_at = due
-        delay = max(0.0, due - self._clock.monotonic())
-        self._receipt_timer = asyncio.get_running_loop().call_later(delay, self._on_receipt_timer)
+        self._receipt_timer = self._clock.call_at(due, self._on_receipt_timer)
 
     def _on_receipt_timer(self) -> None:
         self._receipt_timer = self._receipt_timer_at = None
