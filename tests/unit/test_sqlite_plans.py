@@ -25,7 +25,10 @@ SCANNED_OK = (
 )  # the batch as a JSON array; the DLQ listing pages the
 # rowid table; the search queue is read in rowid order, bounded by LIMIT or EXISTS; a subquery's own scans are
 # checked; a virtual table (json_each over the caller's windows, an FTS5 MATCH) is its own index
-RANGED_OK = ("INTEGER PRIMARY KEY", "messages_ts")  # rowid queues (search, DLQ) up to a bound; tiering by time
+RANGED_OK = (
+    "INTEGER PRIMARY KEY",
+    "messages_ts",
+)  # rowid queues (search, DLQ) up to a bound; tiering by time
 
 
 def make(tmp_path: Path, **cfg: float) -> SqliteMessageStore:
@@ -86,7 +89,12 @@ async def test_every_statement_uses_an_index_and_every_index_is_used(tmp_path: P
             if step.startswith("SCAN") and not any(ok in step for ok in SCANNED_OK):
                 raise AssertionError(f"{sql!r} scans: {plan}")
             bound = step.partition("(")[2]
-            if step.startswith("SEARCH") and bound and "=" not in bound and not any(ok in step for ok in RANGED_OK):
+            if (
+                step.startswith("SEARCH")
+                and bound
+                and "=" not in bound
+                and not any(ok in step for ok in RANGED_OK)
+            ):
                 raise AssertionError(f"{sql!r} walks an index by a bound alone: {plan}")
             for word in step.replace("(", " ").split():
                 used.add(word)
