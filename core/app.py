@@ -27,6 +27,7 @@ from core.clientfaults import CLIENT_FAULTS, install_uvicorn_filter
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.errors import CloseCode, ErrorCode, WsimError, http_status
+from core.gcpolicy import FreezePolicy, RampFreezer
 from core.hub import Hub
 from core.metrics import Metrics
 from core.node import Node
@@ -170,6 +171,16 @@ async def start_node(node: Node) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
+        node.metrics.gc_frozen_objects.set(gc.get_freeze_count())
+        every = node.settings.server.gc_freeze_every_connections
+        if every > 0:
+            node.gc_freezer = RampFreezer(
+                node.clock,
+                FreezePolicy(every),
+                lambda: node.hub.connection_count,
+                on_freeze=node.metrics.gc_frozen_objects.set,
+            )
+            node.gc_freezer.start()
     _watch_gc(node)
 
 
@@ -192,6 +203,9 @@ def _watch_gc(node: Node) -> None:
 
 
 async def stop_node(node: Node) -> None:
+    if node.gc_freezer is not None:
+        node.gc_freezer.stop()
+        node.gc_freezer = None
     if node.gc_callback is not None and node.gc_callback in gc.callbacks:
         gc.callbacks.remove(node.gc_callback)
         node.gc_callback = None

@@ -49,6 +49,9 @@ class ServerConfig(_Section):
     # Freeze the start-up heap out of the cyclic GC and raise its thresholds: full collections at 10k connections
     # caused 110 ms p99 spikes (measured; see docs/architecture.md).
     gc_tuning: bool = True
+    # With gc_tuning: freeze the collector's heap again each time this many more connections are open than at
+    # the last freeze (core/gcpolicy.py: a 10k ramp gave 650-905 ms generation-1 pauses). 0: only at start-up.
+    gc_freeze_every_connections: Annotated[int, Field(ge=0)] = 500
     # One socket write per WebSocket connection per loop turn (core/transport/coalesce.py); off: one per frame.
     ws_coalesce_writes: bool = True
     log_level: str = "info"

@@ -132,6 +132,10 @@ class Counter(_Family[_Value]):
 
 
 class Gauge(Counter):
+    def set(self, value: float) -> None:
+        assert self._unlabelled is not None, f"{self.name} needs labels"
+        self._unlabelled.value = value
+
     def collect(self) -> list[Metric]:
         fam = GaugeMetricFamily(self.name, self.doc, labels=self.labelnames)
         for labels, child in self._series():
@@ -341,6 +345,12 @@ class Metrics:
             "wsim_gc_pause_max_seconds",
             "Longest cyclic garbage collector pause since the node started, by generation",
             ["generation"],
+            registry=r,
+        )
+
+        self.gc_frozen_objects = Gauge(
+            "wsim_gc_frozen_objects",
+            "Objects in the collector's permanent generation (frozen at start-up and after connection ramps)",
             registry=r,
         )
 
