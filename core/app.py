@@ -170,7 +170,7 @@ async def start_node(node: Node) -> None:
         # collecting gen0 less often brought p99 to ~1 ms. Cycles are still collected.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        gc.set_threshold(node.settings.server.gc_gen0_threshold, 20, 100)
         node.metrics.gc_frozen_objects.set(gc.get_freeze_count())
         every = node.settings.server.gc_freeze_every_connections
         if every > 0:

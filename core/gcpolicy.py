@@ -54,7 +54,7 @@ class RampFreezer:
         clock: Clock,
         policy: FreezePolicy,
         connections: Callable[[], int],
-        interval_s: float = 0.5,
+        interval_s: float = 0.1,
         freeze: Callable[[], int] = freeze_young,
         on_freeze: Callable[[int], None] | None = None,
     ) -> None:

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -140,13 +140,7 @@ async def _phase(
             "send_deliver_ms": prom.histogram_summary(before, after, "wsim_send_deliver_seconds"),
             "retries": retries,
             # collector pauses during the phase: (count, total ms) per generation
-            "gc_pauses": {
-                g: {
-                    "count": prom.delta(before, after, "wsim_gc_pause_seconds_count", generation=g),
-                    "total_ms": prom.delta(before, after, "wsim_gc_pause_seconds_sum", generation=g) * 1000,
-                }
-                for g in ("0", "1", "2")
-            },
+            "gc_pauses": _gc_delta(before, after),
         },
     }
 
@@ -260,6 +254,22 @@ async def _ceiling_phase(
     }
 
 
+def _gc_delta(before: prom.Samples, after: prom.Samples) -> dict[str, dict[str, float]]:
+    """Collector pauses between two scrapes, per generation: how many, their total, and how many over 20 ms."""
+    out: dict[str, dict[str, float]] = {}
+    for g in ("0", "1", "2"):
+        b = prom.histogram_buckets(before, "wsim_gc_pause_seconds", generation=g)
+        a = prom.histogram_buckets(after, "wsim_gc_pause_seconds", generation=g)
+        under = [a[le] - b.get(le, 0.0) for le in a if le <= 0.02]
+        count = prom.delta(before, after, "wsim_gc_pause_seconds_count", generation=g)
+        out[g] = {
+            "count": count,
+            "total_ms": prom.delta(before, after, "wsim_gc_pause_seconds_sum", generation=g) * 1000,
+            "over_20ms": count - (max(under) if under else 0.0),
+        }
+    return out
+
+
 async def _connect(pool: WorkerPool, args: argparse.Namespace, limits: list[int] | None) -> dict[str, Any]:
     t0 = time.monotonic()
     rate = args.connect_rate / pool.count
@@ -331,6 +341,13 @@ async def _profiled_one_to_one(
     return {"profile": str(target), "note": "open in https://www.speedscope.app", "phase": phase}
 
 
+def _gc_line(pauses: Mapping[str, Mapping[str, float]]) -> str:
+    return "GC " + ", ".join(
+        f"gen{g} {v['count']:.0f} pauses ({v['over_20ms']:.0f} > 20 ms, {v['total_ms']:.0f} ms in all)"
+        for g, v in pauses.items()
+    )
+
+
 def _gc(samples: prom.Samples) -> dict[str, Any]:
     """Pauses over the server's life in this run (registration, ramps and every phase)."""
     buckets = prom.histogram_buckets(samples, "wsim_gc_pause_seconds")
@@ -399,7 +416,9 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             rss_before = server.rss_bytes()
             _say(f"connecting {n} sockets from {len(addrs)} source addresses, {args.workers} swarm processes")
             # the swarm's shards are creds[i::workers]: the first n users are range(i, n, workers) of worker i
+            ramp_before = prom.parse(await server.metrics_text())
             conn = await _connect(pool, args, [len(range(i, n, args.workers)) for i in range(args.workers)])
+            ramp_gc = _gc_delta(ramp_before, prom.parse(await server.metrics_text()))
             _say(f"{conn['connected']} connected ({conn['failed']} failed) in {conn['connect_s']:.1f} s")
             await asyncio.sleep(args.hold_s)
             held = await _held(pool, server)
@@ -416,8 +435,10 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                 "connect_failures": held["connect_failures"],
                 "close_codes": held["close_codes"],
                 "source_addresses": addrs,
+                "ramp_gc_pauses": ramp_gc,
             }
             _say(f"idle: {held['still_connected']} held, {idle['bytes_per_connection'] / 1024:.1f} KiB each")
+            _say(f"ramp: {_gc_line(ramp_gc)}")
             # Pinned from here on (set-up and the ramp use every core: registration's argon2 is slow work).
             pin(server.pid, pinning["server_cpus"])
             pin(ceiling.pid, pinning["server_cpus"])
@@ -528,7 +549,9 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             if hold_n > n:
                 before_more = held["rss_bytes"]
                 _say(f"hold: connecting {hold_n - n} more, holding {hold_n} for {args.hold_phase_s} s")
+                more_before = prom.parse(await server.metrics_text())
                 more = await _connect(pool, args, None)
+                more_gc = _gc_delta(more_before, prom.parse(await server.metrics_text()))
                 await asyncio.sleep(args.hold_phase_s)
                 now_held = await _held(pool, server)
                 hold = {
@@ -545,11 +568,13 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                     / max(1, now_held["still_connected"] - held["still_connected"]),
                     "connect_failures": now_held["connect_failures"],
                     "close_codes": now_held["close_codes"],
+                    "ramp_gc_pauses": more_gc,
                 }
                 _say(
                     f"hold: {now_held['still_connected']} held, "
                     f"{hold['bytes_per_connection'] / 1024:.1f} KiB per connection"
                 )
+                _say(f"hold ramp: {_gc_line(more_gc)}")
             gc = _gc(prom.parse(await server.metrics_text()))
             cpu = [s.cpu_percent for s in server.samples]
         finally:
@@ -692,8 +717,10 @@ def report(result: dict[str, Any]) -> str:
             if hold
             else []
         ),
-        f"| GC: longest pause; pauses over 20 ms | {_fmt(gc['max_pause_ms'], ' ms')}; "
+        f"| GC: longest pause; pauses over 20 ms (whole run, set-up included) | {_fmt(gc['max_pause_ms'], ' ms')}; "
         f"{_fmt(gc['pauses_over_20ms'], '', 0)} |",
+        f"| GC during the {idle['connections_target']:,}-connection ramp | {_gc_line(idle['ramp_gc_pauses'])} |",
+        *([f"| GC during the hold ramp | {_gc_line(hold['ramp_gc_pauses'])} |"] if hold else []),
         "",
         f"Medians of {result['repeat']} rounds (echo, 1:1, broadcast, fan-out interleaved; ratios per round, then "
         "the median); server CPU is the server process's own CPU time over each phase. Every round is in "

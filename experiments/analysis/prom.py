@@ -42,11 +42,13 @@ def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
     return out
 
 
-def histogram_buckets(samples: Samples, name: str) -> dict[float, float]:
-    """Cumulative bucket counts of histogram ``name`` (``<name>_bucket``), summed over other labels."""
+def histogram_buckets(samples: Samples, name: str, **labels: str) -> dict[float, float]:
+    """Cumulative bucket counts of histogram ``name`` (``<name>_bucket``) whose labels include ``labels``, summed
+    over the other labels."""
     out: dict[float, float] = {}
+    want = set(labels.items())
     for (n, lab), v in samples.items():
-        if n == f"{name}_bucket":
+        if n == f"{name}_bucket" and want <= set(lab):
             le = float(dict(lab)["le"])
             out[le] = out.get(le, 0.0) + v
     return dict(sorted(out.items()))
