@@ -152,7 +152,11 @@ class FaultProxy:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _accept(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await _Pipe(self, r, w).run()
+        # A pipe still open when the proxy process ends is cancelled by asyncio.run; Python 3.11's start_server
+        # then calls task.exception() on the cancelled handler and logs a CancelledError traceback per pipe
+        # (89 of them in one heartbeat_interval run). Nothing awaits this task: a cancelled pipe simply ends.
+        with contextlib.suppress(asyncio.CancelledError):
+            await _Pipe(self, r, w).run()
 
     async def close(self) -> None:
         for pipe in list(self.pipes):
