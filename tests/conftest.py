@@ -8,12 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from core.sdk import WsimClient
 from tests.support.server import RunningServer, running_server, settings_for_test
 from tests.support.stores import nx_27017
 
 IN_CI = bool(os.environ.get("CI"))
+
+# Hypothesis' default 200 ms deadline per example is a timing assertion, and this machine's two cores are shared:
+# a property test would fail whenever the scheduler paused it. No property here is about speed, so no deadline.
+hypothesis_settings.register_profile("wsim", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("wsim")
 _counter = itertools.count()
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
