@@ -20,7 +20,7 @@ from core.protocol.session import Close, Handle, SendFrame, ServerSession, Sessi
 from core.protocol.stomp import CLIENT_COMMANDS, StompError, StompEvent, StompParser
 from tests.support import policies
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 FIELDS = [
     "type",
     "cmid",

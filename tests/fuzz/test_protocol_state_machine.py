@@ -384,7 +384,6 @@ def test_protocol_state_machine(tmp_path: Path) -> None:
             settings=settings(
                 max_examples=100,
                 stateful_step_count=60,
-                deadline=None,
                 suppress_health_check=[HealthCheck.too_slow],
             ),
         )

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import httpx
 import pytest
 
 from core.sdk import WsimClient
 from experiments.transports.clients import Account, Device, MqttDevice, make_device
 from tests.conftest import ServerFactory
 from tests.support.brokers import SERVER_ACCOUNT, PrivateBroker, private_mosquitto_acl
-from tests.support.helpers import friend_pair
+from tests.support.helpers import friend_pair, mqtt_credentials
 from tests.support.server import RunningServer
 from tests.support.services import unavailable
 
@@ -44,17 +43,6 @@ async def srv(broker: PrivateBroker, start_server: ServerFactory) -> RunningServ
 async def pair(srv: RunningServer) -> AsyncIterator[tuple[WsimClient, WsimClient, str]]:
     async with friend_pair(srv.url, "acl") as trio:
         yield trio
-
-
-async def _credentials(srv: RunningServer, client: WsimClient, device: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=srv.url) as http:
-        r = await http.post(
-            "/api/transports/mqtt/credentials",
-            json={"device": device},
-            headers={"Authorization": f"Bearer {client.access_token}"},
-        )
-    assert r.status_code == 200, r.text
-    return dict(r.json())
 
 
 async def _suback(broker: PrivateBroker, creds: dict[str, Any] | None, topic: str) -> int:
@@ -83,8 +71,8 @@ async def test_h1_a_device_reads_only_its_own_downlink_and_chats(
     broker: PrivateBroker, srv: RunningServer, pair: tuple[WsimClient, WsimClient, str]
 ) -> None:
     alice, bob, conv = pair
-    bob_creds = await _credentials(srv, bob, "phone")
-    alice_creds = await _credentials(srv, alice, "phone")
+    bob_creds = await mqtt_credentials(srv.url, bob, "phone")
+    alice_creds = await mqtt_credentials(srv.url, alice, "phone")
     assert (
         bob_creds["username"] and bob_creds["password"] and bob_creds["username"] != alice_creds["username"]
     )
@@ -144,8 +132,8 @@ async def test_h1_a_device_cannot_publish_on_a_downlink(
     """Bob's account publishing on Alice's downlink reaches no one: the server account, which reads everything,
     sees only the marker it publishes after the attempt (a barrier, not a sleep)."""
     alice, bob, _ = pair
-    bob_creds = await _credentials(srv, bob, "phone")
-    down = (await _credentials(srv, alice, "phone"))["downlink"]
+    bob_creds = await mqtt_credentials(srv.url, bob, "phone")
+    down = (await mqtt_credentials(srv.url, alice, "phone"))["downlink"]
     user, password = SERVER_ACCOUNT
     async with aiomqtt.Client("127.0.0.1", broker.port, username=user, password=password) as server:
         await server.subscribe(down, qos=1)

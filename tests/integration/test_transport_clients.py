@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -22,7 +21,7 @@ from core.protocol.mqtt_auth import DownlinkRefusedError, DownlinkVerifier
 from core.sdk import WsimClient
 from experiments.transports.clients import Account, Device, make_device, server_transports
 from tests.conftest import ServerFactory
-from tests.support.helpers import friend_pair
+from tests.support.helpers import friend_pair, mqtt_credentials
 from tests.support.server import RunningServer
 from tests.support.services import namespace, require_service, unavailable
 
@@ -212,23 +211,12 @@ class Shell:
             await self._reader
 
 
-async def _credentials(srv: RunningServer, client: WsimClient, device: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=srv.url) as http:
-        r = await http.post(
-            "/api/transports/mqtt/credentials",
-            json={"device": device},
-            headers={"Authorization": f"Bearer {client.access_token}"},
-        )
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
 @pytest.fixture
 async def shell(srv: RunningServer, pair: tuple[WsimClient, WsimClient, str]) -> AsyncIterator[Shell]:
     for tool in ("mosquitto_sub", "mosquitto_pub", "openssl"):
         if shutil.which(tool) is None:
             unavailable(f"{tool} is not installed")
-    sh = Shell(await _credentials(srv, pair[1], "shell"))
+    sh = Shell(await mqtt_credentials(srv.url, pair[1], "shell"))
     await sh.start()
     yield sh
     await sh.stop()
@@ -271,7 +259,7 @@ async def test_bridge_refuses_what_it_cannot_attribute(
     # a payload that is not signed at all
     await shell.publish("", raw=send("forged-2", "unsigned"))
     # Bob's key on Alice's credential (claiming her identity), and on a credential with one byte changed
-    alice_creds = await _credentials(srv, alice, "alice-mqtt")
+    alice_creds = await mqtt_credentials(srv.url, alice, "alice-mqtt")
     as_alice = Shell({**shell.creds, "uplink": alice_creds["uplink"]})
     await as_alice.publish(send("forged-3", "as alice"))
     mine = shell.creds["uplink"]
@@ -400,7 +388,7 @@ async def test_h6_topics_hide_the_session_and_change_per_login(
     await _next_real(shell, "closed")
     assert bob.user is not None
     await bob.login(bob.user["username"], "password-123")
-    fresh = Shell(await _credentials(srv, bob, "shell"))
+    fresh = Shell(await mqtt_credentials(srv.url, bob, "shell"))
     assert (
         fresh.creds["downlink"] != shell.creds["downlink"] and fresh.creds["uplink"] != shell.creds["uplink"]
     )

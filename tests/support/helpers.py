@@ -7,6 +7,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
+
 from core.sdk import WsimClient
 
 
@@ -57,3 +59,15 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, interv
 
 def texts(msgs: list[dict[str, Any]]) -> list[str]:
     return [m["body"].get("text", "") for m in msgs]
+
+
+async def mqtt_credentials(url: str, client: WsimClient, device: str) -> dict[str, Any]:
+    """The MQTT username/password the server issues to ``client``'s ``device`` (POST /api/transports/mqtt/credentials)."""
+    async with httpx.AsyncClient(base_url=url) as http:
+        r = await http.post(
+            "/api/transports/mqtt/credentials",
+            json={"device": device},
+            headers={"Authorization": f"Bearer {client.access_token}"},
+        )
+    assert r.status_code == 200, r.text
+    return dict(r.json())

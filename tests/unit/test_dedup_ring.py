@@ -109,7 +109,7 @@ def squeezed_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("squeezed_hashes")
 def test_ring_matches_the_model_with_colliding_index_hashes() -> None:
     machine = RingMachine.TestCase
-    machine.settings = settings(max_examples=80, stateful_step_count=50, deadline=None)
+    machine.settings = settings(max_examples=80, stateful_step_count=50)
     machine().runTest()
 
 
