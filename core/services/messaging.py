@@ -36,6 +36,7 @@ from core.protocol.frames import (
 )
 from core.protocol.receipts import ReceiptCoalescer, ReceiptDue
 from core.routing import Router, Track
+from core.services.membership import MembershipNotices, recipients_at
 from core.services.social import SocialService
 from core.types import parse_conversation, parse_id
 from strategies.ack.base import AckPolicy
@@ -113,6 +114,7 @@ class MessagingService:
         self._receipt_timer: Timer | None = None
         self._receipt_timer_at: float | None = None
         self._receipt_tasks: set[asyncio.Task[None]] = set()
+        self._notices = MembershipNotices(clock)
 
     # ---------------------------------------------------------------- helpers
     def _queue_marks(self, conv: str, user: int, *, delivered: int = 0, read: int = 0) -> None:
@@ -245,6 +247,11 @@ class MessagingService:
             raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
         if faultpoints.ARMED is not None:
             faultpoints.ARMED.reached("after_store", f"{msg.conv}#{msg.seq}")
+        if msg.conv.startswith("g:"):  # a membership change stored before this message: its list is stale
+            removed = self._notices.before(msg.conv, msg.seq)
+            if removed is not None:
+                current = await self._social.group_members(int(msg.conv[2:]))
+                members = recipients_at(msg.seq, members, current, removed)
         # Write fan-out inboxes are part of "sent" (idempotent, so a duplicate repairs an interrupted fan-out).
         await self._timeline_append(msg, members)
         if created:
@@ -353,6 +360,7 @@ class MessagingService:
             None,
         )
         msg, _ = await self._append(draft)
+        self._notices.record(conv, msg.seq, body)
         # The actor caused this notice: it is not unread for them (as their own messages are not).
         self._queue_marks(conv, actor, delivered=msg.seq, read=msg.seq)
         members = await self._social.conversation_members(conv)

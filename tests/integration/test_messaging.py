@@ -4,11 +4,14 @@ SDK would hide what is tested)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from core.models import Message
 from core.sdk import SendError, WsimClient
 from tests.conftest import ClientFactory, ServerFactory
 from tests.support.helpers import collect, eventually, make_friends, texts
@@ -331,3 +334,112 @@ async def test_heartbeat_reaping(start_server: ServerFactory, clients: list[Wsim
             while True:
                 await asyncio.wait_for(raw.recv(), 3)
         assert raw.close_code == 4002
+
+
+async def _group_of(owner: WsimClient, *others: WsimClient) -> tuple[str, str]:
+    for o in others:
+        await make_friends(owner, o)
+    group = await owner.create_group("race", [o.user_id for o in others])
+    for c in (owner, *others):
+        assert (await c.next_message())["body"]["event"] == "group.created"
+    return group["conv"], group["conv"].split(":", 1)[1]
+
+
+def _hold(monkeypatch: pytest.MonkeyPatch, target: object, name: str, when: object) -> tuple[asyncio.Event, asyncio.Event]:
+    """Stop the send of the message whose text is "held" inside ``target.name`` until released."""
+    reached, release = asyncio.Event(), asyncio.Event()
+    original = getattr(target, name)
+
+    async def held(*args: object) -> object:
+        if when == "before":
+            if getattr(args[1], "text", None) == "held":
+                reached.set()
+                await release.wait()
+            return await original(*args)
+        result = await original(*args)
+        if getattr(args[0], "body", {}).get("text") == "held":
+            reached.set()
+            await release.wait()
+        return result
+
+    monkeypatch.setattr(target, name, held)
+    return reached, release
+
+
+async def _next_in(client: WsimClient, conv: str) -> dict[str, Any]:
+    while True:
+        msg = await client.next_message()
+        if msg["conv"] == conv:
+            return msg
+
+
+async def test_member_removed_while_a_send_is_in_flight_gets_nothing_after_its_notice(
+    server: RunningServer, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The send read the member list before the removal was stored, and got its seq after the removal notice
+    (the fault campaign's member_removed): the removed member must not be pushed it, the others must."""
+    owner, victim, other = await make_client(), await make_client(), await make_client()
+    conv, gid = await _group_of(owner, victim, other)
+    reached, release = _hold(monkeypatch, server.node.messaging, "_content", "before")
+    sending = asyncio.create_task(owner.send(conv, "held"))
+    await reached.wait()
+    await owner.request("DELETE", f"/api/groups/{gid}/members/{victim.user_id}")
+    notice = await _next_in(victim, conv)
+    assert notice["body"]["event"] == "group.member_removed"
+    release.set()
+    ack = await sending
+    assert ack is not None and ack["seq"] > notice["seq"]
+    assert [m["body"].get("text") or m["body"]["event"] for m in await collect(other, 2)] == [
+        "group.member_removed",
+        "held",
+    ]
+    # Pushes to one device keep their order: a direct message sent after the held one was fanned out arrives
+    # after anything the held one pushed to the victim.
+    direct = owner.direct_conv(owner.user_id, victim.user_id)
+    await owner.send(direct, "after")
+    assert texts([await victim.next_message()]) == ["after"]
+
+
+async def test_member_removed_after_a_message_was_stored_still_gets_it(
+    server: RunningServer, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored before the removal notice, fanned out after it: the message is inside the member's window."""
+    owner, victim = await make_client(), await make_client()
+    conv, gid = await _group_of(owner, victim)
+    reached, release = _hold(monkeypatch, server.node.messaging, "_append", "after")
+    sending = asyncio.create_task(owner.send(conv, "held"))
+    await reached.wait()
+    await owner.request("DELETE", f"/api/groups/{gid}/members/{victim.user_id}")
+    release.set()
+    ack = await sending
+    got = {m["seq"]: m["body"].get("text") or m["body"]["event"] for m in await collect(victim, 2)}
+    assert got[ack["seq"]] == "held" and sorted(got.values()) == ["group.member_removed", "held"]
+
+
+async def test_member_added_while_a_send_is_in_flight_gets_it(
+    server: RunningServer, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The added member reads from its notice on: a message stored after the notice is pushed to it, though the
+    send read the member list before the addition."""
+    owner, member, newbie = await make_client(), await make_client(), await make_client()
+    conv, gid = await _group_of(owner, member)
+    await make_friends(owner, newbie)
+    reached, release = _hold(monkeypatch, server.node.messaging, "_content", "before")
+    sending = asyncio.create_task(owner.send(conv, "held"))
+    await reached.wait()
+    await owner.request("POST", f"/api/groups/{gid}/members", json={"user_ids": [newbie.user_id]})
+    assert (await _next_in(newbie, conv))["body"]["event"] == "group.members_added"
+    fanned: list[Sequence[int]] = []
+    fanout = server.node.messaging._fanout
+
+    async def watch(msg: Message, members: Sequence[int], **kw: Any) -> None:
+        if msg.body.get("text") == "held":
+            fanned.append(members)
+        await fanout(msg, members, **kw)
+
+    monkeypatch.setattr(server.node.messaging, "_fanout", watch)
+    release.set()
+    ack = await sending
+    pushed = await _next_in(newbie, conv)
+    assert (pushed["seq"], texts([pushed])) == (ack["seq"], ["held"])
+    assert [int(newbie.user_id) in members for members in fanned] == [True]  # pushed, not found by a later sync
