@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from experiments.analysis import reports as rep
 from experiments.analysis.notebooks import experiment_of, run_notebooks
 
@@ -73,8 +75,8 @@ def latest_runs(reports_dir: Path, *, allow_dirty: bool) -> tuple[dict[str, Path
     passed over."""
     chosen: dict[str, Path] = {}
     notes: list[str] = []
-    for exp in rep.experiments_with_results(reports_dir):
-        candidates = rep.runs(reports_dir, exp)
+    for exp in rep.experiments_with_results(reports_dir, rep.FIGURE_KINDS):
+        candidates = rep.runs(reports_dir, exp, rep.FIGURE_KINDS)
         usable = candidates if allow_dirty else [r for r in candidates if rep.is_clean(r)]
         if not usable:
             notes.append(f"{exp}: no clean run (newest {candidates[-1].name} is dirty); use --allow-dirty")
@@ -119,8 +121,8 @@ def rebuild(
         raise FigureError(f"no experiment run to draw from under {reports_dir}")
     problems = []
     for exp, run_dir in sorted(runs.items()):
-        if rep.run_kind(run_dir) != "experiment" or not (run_dir / "summary.json").is_file():
-            problems.append(f"{exp}: pinned run {run_dir} is missing or not an experiment run")
+        if rep.run_kind(run_dir) not in rep.FIGURE_KINDS or not (run_dir / "summary.json").is_file():
+            problems.append(f"{exp}: pinned run {run_dir} is missing or not a run figures are drawn from")
         elif not allow_dirty and not rep.is_clean(run_dir):
             problems.append(
                 f"{exp}: pinned run {run_dir.name} was made from a modified tree (see its git.diff)"
@@ -146,7 +148,9 @@ def rebuild(
                 continue
             entry: dict[str, Any] = {"notebook": _rel(notebooks_dir / nb.name, root), "sha256": _sha256(fig)}
             if of is None:
-                entry["runs"] = {e: i["run"] for e, i in sorted(infos.items())}
+                entry["runs"] = {  # the summary draws the harness's runs only
+                    e: i["run"] for e, i in sorted(infos.items()) if rep.run_kind(runs[e]) == "experiment"
+                }
             else:
                 entry.update(infos[of])
             figures[fig.name] = entry
@@ -177,6 +181,20 @@ def rebuild(
     return result
 
 
+TRANSPORTS_QUESTION = (
+    "what do WebSocket, STOMP over WebSocket, HTTP long polling, HTTP short polling and MQTT cost per delivered "
+    "message, and how fast do they deliver it?"
+)
+TRANSPORT_FIGURES = {  # 07_transports.ipynb's figures
+    "latency_p50": "Send→receive latency p50 (ms)",
+    "latency_p99": "Send→receive latency p99 (ms)",
+    "bytes_per_msg": "Bytes on the wire per delivered message, both directions",
+    "requests_per_msg": "Device uplink units (requests, frames or packets) per delivered message",
+    "server_cpu": "Server CPU (ms) per delivered message",
+    "empty_responses": "Share of poll responses that carried no frame (polling transports)",
+}
+
+
 def captions(manifest: dict[str, Any], runs: dict[str, Path]) -> str:
     """``thesis_figures/README.md``: one caption per figure (PNG and PDF share it), from the pinned runs."""
     from experiments.analysis.figures import METRIC_LABELS, TARGETS
@@ -199,6 +217,18 @@ def captions(manifest: dict[str, Any], runs: dict[str, Path]) -> str:
             lines += [f"**{stem}** — the headline metric of every pinned experiment, one panel each.", ""]
             continue
         run = runs[exp]
+        if rep.run_kind(run) == "transports":
+            what = TRANSPORT_FIGURES.get(metric, metric)
+            reps = yaml.safe_load((run / "config.resolved.yaml").read_text(encoding="utf-8")).get(
+                "repeat", "?"
+            )
+            lines += [
+                f"**{stem}** — {what}, per transport against the total message rate, one panel per user count "
+                f"(median over repetitions). Question: {TRANSPORTS_QUESTION} Run `{manifest['runs'][exp]['run']}` "
+                f"({reps} repetition(s), git {manifest['runs'][exp]['git_sha']}; experiments/transports/run.py).",
+                "",
+            ]
+            continue
         question = rep.resolved(run)["experiment"].get("question", "")
         reps = rep.summary(run).get("repetitions", "?")
         if metric == "send_deliver_cdf":
@@ -223,7 +253,7 @@ def unpinned_runs(reports_dir: Path, figures_dir: Path, root: Path) -> list[Path
     pinned = {p.resolve() for p in pinned_runs(load(figures_dir), root).values()}
     return [
         run
-        for exp in rep.experiments_with_results(reports_dir)
-        for run in rep.runs(reports_dir, exp)
+        for exp in rep.experiments_with_results(reports_dir, rep.FIGURE_KINDS)
+        for run in rep.runs(reports_dir, exp, rep.FIGURE_KINDS)
         if run.resolve() not in pinned
     ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import nbformat as _nbformat
 
-from experiments.analysis.reports import NoResultsError, latest_run
+from experiments.analysis.reports import NoResultsError, latest_run, run_kind
 
 nbformat: Any = _nbformat  # nbformat has no type hints; keep the Any in one place
 
@@ -174,13 +174,23 @@ def run_notebooks(
         exp = experiment_of(path)
         out = output_dir / path.name
         if not is_template_notebook(path):
-            # A notebook of its own kind (e.g. 07_transports reads experiments/transports/run.py's folders): run
-            # it only where its results exist, with the figures directory, and never with template overrides.
-            if parameters or runs is not None or exp is None or not any((reports / exp).glob("*/")):
-                print(f"skipping {path.name}: not a template notebook, or no reports/{exp}/ results")
+            # A notebook of its own kind (07_transports reads experiments/transports/run.py's folders): run it
+            # on its pinned run (or, unpinned, where its results exist), never with template overrides.
+            own: dict[str, str] = {"figures_dir": str(figures)}
+            if runs is not None and exp in runs:
+                own["results_dir"] = str(runs[exp].resolve())
+            if (
+                parameters
+                or exp is None
+                or (runs is not None and exp not in runs)
+                or not any((reports / exp).glob("*/"))
+            ):
+                print(
+                    f"skipping {path.name}: not a template notebook, or no pinned run or reports/{exp}/ results"
+                )
                 continue
             pm.execute_notebook(
-                str(path), str(out), parameters={"figures_dir": str(figures)}, cwd=str(directory),
+                str(path), str(out), parameters=own, cwd=str(directory),
                 kernel_name="python3", progress_bar=False, execution_timeout=timeout_s,
             )  # fmt: skip
             done.append(out)
@@ -192,7 +202,8 @@ def run_notebooks(
             if not runs:
                 print(f"skipping {path.name}: no run is pinned")
                 continue
-            params["runs"] = json.dumps({k: str(v.resolve()) for k, v in sorted(runs.items())})
+            summarized = {k: v for k, v in runs.items() if run_kind(v) == "experiment"}
+            params["runs"] = json.dumps({k: str(v.resolve()) for k, v in sorted(summarized.items())})
         params.update(parameters or {})
         if exp is not None:
             if runs is not None:

@@ -39,16 +39,19 @@ def is_clean(run_dir: str | Path) -> bool:
     return meta.get("git_dirty") is False
 
 
-def runs(reports_dir: str | Path, experiment: str) -> list[Path]:
-    """Completed experiment runs of ``experiment``, oldest first. Folders written by other producers (bench_core,
-    campaign, cluster_bench, ...) or by an interrupted run are skipped, never read."""
+# The run kinds thesis figures are drawn from: the harness's runs (read by the template notebooks) and the
+# transport comparison's own runner (experiments/transports/run.py, read by 07_transports).
+FIGURE_KINDS = ("experiment", "transports")
+
+
+def runs(reports_dir: str | Path, experiment: str, kinds: tuple[str, ...] = ("experiment",)) -> list[Path]:
+    """Completed runs of ``experiment`` of the given kinds, oldest first. Folders written by other producers
+    (bench_core, campaign, cluster_bench, ...) or by an interrupted run are skipped, never read."""
     base = Path(reports_dir) / experiment
     if not base.is_dir():
         return []
     return sorted(
-        p
-        for p in base.iterdir()
-        if p.is_dir() and (p / "summary.json").is_file() and run_kind(p) == "experiment"
+        p for p in base.iterdir() if p.is_dir() and (p / "summary.json").is_file() and run_kind(p) in kinds
     )
 
 
@@ -61,11 +64,11 @@ def latest_run(reports_dir: str | Path, experiment: str) -> Path:
     return found[-1]
 
 
-def experiments_with_results(reports_dir: str | Path) -> list[str]:
+def experiments_with_results(reports_dir: str | Path, kinds: tuple[str, ...] = ("experiment",)) -> list[str]:
     base = Path(reports_dir)
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if p.is_dir() and runs(base, p.name))
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and runs(base, p.name, kinds))
 
 
 def summary(run_dir: str | Path) -> dict[str, Any]:

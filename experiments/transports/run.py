@@ -31,7 +31,6 @@ import contextlib
 import csv
 import datetime as dt
 import os
-import platform
 import random
 import secrets
 import socket
@@ -49,6 +48,7 @@ import orjson
 import psutil
 import yaml
 
+from experiments.harness import environment
 from experiments.transports.clients import (
     TRANSPORT_KINDS,
     Account,
@@ -365,15 +365,6 @@ async def _measure(
 # ---------------------------------------------------------------------------------------------- output
 
 
-def git_sha() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "nogit"
-
-
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     groups: dict[tuple[str, int, float], list[dict[str, Any]]] = {}
     for r in rows:
@@ -422,25 +413,17 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def main_async(args: argparse.Namespace) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = Path(args.out) / f"{stamp}-{git_sha()}"
+    out = Path(args.out) / f"{stamp}-{environment.git_sha()}"
     (out / "cells").mkdir(parents=True, exist_ok=True)
     (out / "config.resolved.yaml").write_text(yaml.safe_dump(dict(vars(args))))
-    (out / "metadata.json").write_bytes(
-        orjson.dumps(
-            {
-                "kind": "transports",
-                "started": stamp,
-                "git_sha": git_sha(),
-                "argv": sys.argv,
-                "python": sys.version,
-                "platform": platform.platform(),
-                "cpus": os.cpu_count(),
-                "load_avg_at_start": os.getloadavg(),
-                "mqtt_bytes": "computed from the MQTT 3.1.1 encoding of PUBLISH/PUBACK packets",
-            },
-            option=orjson.OPT_INDENT_2,
-        )
-    )
+    meta = {
+        **environment.metadata("transports"),
+        "started": stamp,
+        "argv": sys.argv,
+        "mqtt_bytes": "computed from the MQTT 3.1.1 encoding of PUBLISH/PUBACK packets",
+    }
+    (out / "metadata.json").write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
+    environment.save_diff(out)
     cells = [
         Cell(t, u, r, rep)
         for rep in range(args.repeat)

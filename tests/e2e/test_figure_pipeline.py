@@ -105,3 +105,52 @@ def test_pin_draw_and_redraw_byte_identical(tmp_path: Path) -> None:
 def test_no_manifest_says_how_to_pin(tmp_path: Path) -> None:
     with pytest.raises(FigureError, match="--figures --latest"):
         rebuild(root=tmp_path, notebooks_dir=ROOT / "notebooks", reports_dir=tmp_path, figures_dir=tmp_path)
+
+
+def make_transports_run(reports: Path, name: str) -> Path:
+    """A tiny run of experiments/transports/run.py (its own kind: results.csv, read by 07_transports)."""
+    run = reports / "transports" / name
+    run.mkdir(parents=True)
+    rows = [
+        {
+            "transport": t, "users": 20, "rate_per_s": r, "repetition": k,
+            "latency_p50_ms": base * (1 + k / 10), "latency_p99_ms": base * 3, "up_units_per_msg": 1.0,
+            "requests_per_msg": 1.0, "bytes_per_msg": 300.0 * base, "server_cpu_ms_per_msg": 0.5 * base,
+            "server_cpu_util": 0.01, "empty_response_ratio": 0.5 if "poll" in t else None, "delivered": 100,
+            "missing": 0,
+        }
+        for t, base in (("websocket", 2.0), ("long_poll", 5.0))
+        for r in (20.0, 100.0)
+        for k in range(3)
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(run / "results.csv", index=False)
+    (run / "summary.json").write_text(json.dumps({"cells": []}), encoding="utf-8")
+    (run / "config.resolved.yaml").write_text(yaml.safe_dump({"repeat": 3}), encoding="utf-8")
+    meta = {"kind": "transports", "git_sha": "0123456789", "git_dirty": False, "platform": "test"}
+    (run / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    return run
+
+
+def test_transport_runs_are_pinned_and_redrawn_beside_the_harness_runs(tmp_path: Path) -> None:
+    reports, figures = tmp_path / "reports", tmp_path / "figures"
+    make_run(reports, "20261201T000000Z-0123456789")
+    run = make_transports_run(reports, "20261201T000000Z-0123456789")
+    kw = {
+        "root": tmp_path,
+        "notebooks_dir": ROOT / "notebooks",
+        "reports_dir": reports,
+        "figures_dir": figures,
+    }
+
+    first = rebuild(**kw, latest=True, executed_dir=tmp_path / "executed")  # type: ignore[arg-type]
+    assert {"transports__latency_p99.png", "transports__empty_responses.pdf"} <= set(first.new)
+    manifest = load(figures)
+    assert manifest["figures"]["transports__bytes_per_msg.png"]["run"] == f"reports/transports/{run.name}"
+    assert list(manifest["figures"]["summary__headline.png"]["runs"]) == ["quickstart"]
+    assert "transports__server_cpu" in (figures / "README.md").read_text(encoding="utf-8")
+
+    # A newer transports run is not drawn until re-pinned; the pinned one redraws byte for byte.
+    newer = make_transports_run(reports, "20261202T000000Z-0123456789")
+    (newer / "results.csv").write_text((run / "results.csv").read_text().replace(",2.0,", ",9.0,"))
+    again = rebuild(**kw)  # type: ignore[arg-type]
+    assert again.changed == [] and again.new == []

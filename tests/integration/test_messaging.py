@@ -345,7 +345,9 @@ async def _group_of(owner: WsimClient, *others: WsimClient) -> tuple[str, str]:
     return group["conv"], group["conv"].split(":", 1)[1]
 
 
-def _hold(monkeypatch: pytest.MonkeyPatch, target: object, name: str, when: object) -> tuple[asyncio.Event, asyncio.Event]:
+def _hold(
+    monkeypatch: pytest.MonkeyPatch, target: object, name: str, when: object
+) -> tuple[asyncio.Event, asyncio.Event]:
     """Stop the send of the message whose text is "held" inside ``target.name`` until released."""
     reached, release = asyncio.Event(), asyncio.Event()
     original = getattr(target, name)
@@ -442,4 +444,6 @@ async def test_member_added_while_a_send_is_in_flight_gets_it(
     ack = await sending
     pushed = await _next_in(newbie, conv)
     assert (pushed["seq"], texts([pushed])) == (ack["seq"], ["held"])
-    assert [int(newbie.user_id) in members for members in fanned] == [True]  # pushed, not found by a later sync
+    assert [int(newbie.user_id) in members for members in fanned] == [
+        True
+    ]  # pushed, not found by a later sync
