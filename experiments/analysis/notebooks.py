@@ -20,7 +20,7 @@ nbformat: Any = _nbformat  # nbformat has no type hints; keep the Any in one pla
 COMPARISONS = (
     "quickstart", "ack_loss", "retry_policies", "dedup_resends", "ordering_faults", "offline_push",
     "reconnect_storm", "concurrency", "store_backends", "cache_tiers", "cluster_bus", "network_severity",
-    "heartbeat_interval", "availability_node_kill", "dedup_cluster", "write_throughput",
+    "heartbeat_interval", "availability_node_kill", "dedup_cluster", "write_throughput", "multi_device",
 )  # fmt: skip
 
 _SETUP = """\

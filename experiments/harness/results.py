@@ -147,7 +147,8 @@ def report_md(exp: Experiment, summary: dict[str, Any], metadata: dict[str, Any]
         "",
         f"Run `{out.name}`: git {metadata['git_sha']}{' (dirty)' if metadata['git_dirty'] else ''}, "
         f"{metadata['cpu_count']} x {metadata['cpu_model']}, Python {metadata['python']}, "
-        f"{exp.repetitions} repetition(s), {exp.population.users} users, driver {exp.driver}, "
+        f"{exp.repetitions} repetition(s), {exp.population.users} users x "
+        f"{exp.population.devices_per_user} device(s), driver {exp.driver}, "
         f"{exp.workload.duration_s:g} s of load per repetition.",
         "",
         *_provenance(metadata),

@@ -67,7 +67,9 @@ def membership(creds: list[Credential]) -> dict[str, list[int]]:
 
 def estimate_run_s(exp: Experiment) -> float:
     return (
-        SETUP_OVERHEAD_S + exp.population.users / exp.population.connect_rate_per_s + exp.workload.duration_s
+        SETUP_OVERHEAD_S
+        + exp.population.clients / exp.population.connect_rate_per_s
+        + exp.workload.duration_s
     )
 
 
@@ -171,7 +173,7 @@ async def run_one(
                 node = ServerProcess(settings, tmp / f"node{i}", f"node-{i + 1}")
                 nodes.append(node)
                 await node.start()
-            addrs = source_addresses(exp.population.users, exp.population.source_addresses)
+            addrs = source_addresses(exp.population.clients, exp.population.source_addresses)
             if target is None:
                 rest_url, ws_urls = nodes[0].url, [n.ws_url for n in nodes]
                 # every local node's /metrics (a node in a kill window has none: that raises, as before)
@@ -233,7 +235,7 @@ async def run_one(
                     }
                 )
                 connected = sum(c["connected"] for c in conns)
-                say(f"{connected}/{exp.population.users} connected")
+                say(f"{connected}/{exp.population.clients} connected")
                 before = await scrape_all()
                 t0 = time.time_ns() + 1_000_000_000
                 client_faults = [f.model_dump() for f in exp.faults if f.type in CLIENT_FAULT_TYPES]
@@ -304,7 +306,7 @@ def _collect(
         # measured, not assumed: the clients that authenticated and finished their first sync
         driver_stats["connected"] = connected_clients(events)
         figures.update(locust_figures(out / "locust_stats.csv"))
-    figures["connected"] = m.figure(float(driver_stats.get("connected", 0)), exp.population.users)
+    figures["connected"] = m.figure(float(driver_stats.get("connected", 0)), exp.population.clients)
     for k, v in proxy_stats.items():
         figures[f"proxy_{k}"] = m.figure(float(v), int(proxy_stats.get("connections", 0)))
     (out / "metrics.json").write_text(json.dumps(figures, indent=1), encoding="utf-8")
@@ -459,7 +461,8 @@ def describe(
         if c.name in assigned:
             strat = f"external target {', '.join(assigned[c.name].urls)} (its own configuration)"
         lines.append(
-            f"  {c.name}: {strat}; {e.population.users} users, {e.workload.duration_s:g} s, faults: {faults}, "
+            f"  {c.name}: {strat}; {e.population.users} users x {e.population.devices_per_user} device(s), "
+            f"{e.workload.duration_s:g} s, faults: {faults}, "
             f"{proxy}, driver {e.driver}"
         )
     if services and not assigned:

@@ -143,9 +143,38 @@ async def prepare_population(
         await _bounded(8, [functools.partial(make_group, g, s) for g, s in enumerate(slices)])
         if slices:
             say(f"{len(slices)} groups of {pop.group_size}")
+        extra: dict[tuple[int, int], str] = {}  # (user, device number) -> access token of that device
+
+        async def login(i: int, k: int) -> None:
+            body = {"username": f"{prefix}_{i}", "password": PASSWORD, "device": f"d{i}x{k}"}
+            extra[(i, k)] = (await _call(http, "POST", "/api/auth/login", json=body))["access_token"]
+
+        if pop.devices_per_user > 1:
+            t2 = time.monotonic()
+            await _bounded(
+                pop.setup_concurrency,
+                [
+                    functools.partial(login, i, k)
+                    for i in range(pop.users)
+                    for k in range(1, pop.devices_per_user)
+                ],
+            )
+            say(
+                f"{pop.users * (pop.devices_per_user - 1)} more devices logged in in {time.monotonic() - t2:.1f} s"
+            )
+    # Client index = user * devices + device number: a user's devices sit side by side in the ledgers.
     return [
-        Credential(i, ids[i], f"{prefix}_{i}", tokens[i], f"d{i}", directs[i], groups[i])
+        Credential(
+            i * pop.devices_per_user + k,
+            ids[i],
+            f"{prefix}_{i}",
+            tokens[i] if k == 0 else extra[(i, k)],
+            f"d{i}" if k == 0 else f"d{i}x{k}",
+            directs[i],
+            groups[i],
+        )
         for i in range(pop.users)
+        for k in range(pop.devices_per_user)
     ]
 
 

@@ -27,6 +27,10 @@ class Population(_Spec):
     social_users: Annotated[int, Field(ge=0)] = 0
     groups: Annotated[int, Field(ge=0)] = 0
     group_size: Annotated[int, Field(ge=2, le=5000)] = 20
+    # Devices (clients, connections) per user: the first registers, the others log in as devices of their own.
+    # A message is expected on every device of every member but the sending one, the sender's other devices
+    # included; rates, windows and faults apply per device.
+    devices_per_user: Annotated[int, Field(ge=1, le=8)] = 1
     # Connections are opened at most this fast (a real population does not connect in one instant).
     connect_rate_per_s: Annotated[float, Field(gt=0)] = 1000.0
     # Client sockets are spread over 127.0.0.2 .. 127.0.0.(1+n): loopback has ~28k ephemeral ports per source
@@ -36,6 +40,11 @@ class Population(_Spec):
     workers: Annotated[int, Field(ge=1, le=16)] = 1
     # Concurrent REST calls while registering users and building the social graph.
     setup_concurrency: Annotated[int, Field(ge=1, le=512)] = 32
+
+    @property
+    def clients(self) -> int:
+        """Connections the population opens (users x devices)."""
+        return self.users * self.devices_per_user
 
     @model_validator(mode="after")
     def _groups_fit(self) -> Population:

@@ -251,3 +251,27 @@ def test_external_target_refuses_process_faults(capsys: pytest.CaptureFixture[st
     quick = str(ROOT / "experiments" / "quickstart.yaml")
     assert run_experiment.main([quick, "--dry-run", "--target", "ack=off=http://127.0.0.1:9"]) == 2
     assert "ack=three_state: no --target" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_several_devices_per_user_each_get_every_message(tmp_path: Path) -> None:
+    """Every device of a member gets the message, the sender's other devices included (multi_device.yaml)."""
+    args = [
+        str(ROOT / "experiments" / "multi_device.yaml"), "--reports", str(tmp_path / "reports"), "--no-progress",
+        "--cell", "devices_per_user=2", "--set", "population.users=10", "--set", "population.groups=1",
+        "--set", "population.group_size=4", "--set", "workload.duration_s=4", "--set", "workload.drain_s=8",
+        "--set", "workload.rate_per_user_per_s=1", "--set", "repetitions=1",
+    ]  # fmt: skip
+    assert run_experiment.main(args) == 0
+    run = reports.latest_run(tmp_path / "reports", "multi_device")
+    metrics = reports.summary(run)["cells"]["devices_per_user=2"]["metrics"]
+    assert metrics["connected"]["mean"] == 20 and metrics["connected"]["n"] == [20]
+    assert metrics["delivery_rate"]["mean"] == 1.0
+    rep = run / "cells" / "devices_per_user=2" / "rep0"
+    receives = pd.concat(pd.read_parquet(p) for p in rep.glob("*.receives.parquet"))
+    sender = receives["cmid"].str.rsplit("-", n=1).str[0].astype(int)
+    # client index = user * 2 + device: the sender's other device got the sender's own messages
+    own = receives[(receives["client"] // 2 == sender // 2) & (receives["client"] != sender)]
+    assert len(own) > 0
+    members = json.loads((rep / "membership.json").read_text())
+    assert all(len(v) % 2 == 0 for v in members.values())  # both devices of every member are expected
