@@ -25,8 +25,9 @@ from experiments.harness.server import free_port
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
     "--set", "population.users=30", "--set", "workload.duration_s=8", "--set", "workload.drain_s=8",
-    "--set", "population.groups=2",
-]  # fmt: skip
+    "--set", "population.groups=2", "--set", 'matrix={strategies.ack: [three_state, "off"]}',
+    "--set", "repetitions=1",
+]  # fmt: skip  (the swarm cells only: Locust has its own end-to-end test below)
 
 
 @pytest.fixture(scope="module")
@@ -249,8 +250,9 @@ def test_external_target_refuses_process_faults(capsys: pytest.CaptureFixture[st
     assert run_experiment.main([path, "--dry-run", "--target", "http://127.0.0.1:9/ws"]) == 2
     assert "expected a node's base URL" in capsys.readouterr().err
     quick = str(ROOT / "experiments" / "quickstart.yaml")
-    assert run_experiment.main([quick, "--dry-run", "--target", "ack=off=http://127.0.0.1:9"]) == 2
-    assert "ack=three_state: no --target" in capsys.readouterr().err
+    cell = "ack=off+driver=swarm"
+    assert run_experiment.main([quick, "--dry-run", "--target", f"{cell}=http://127.0.0.1:9"]) == 2
+    assert "ack=three_state+driver=swarm: no --target" in capsys.readouterr().err
 
 
 @pytest.mark.slow
