@@ -84,6 +84,9 @@ class _Family(Generic[C]):
         self.doc = doc
         self.labelnames = tuple(labelnames)
         self._children: dict[tuple[str, ...], C] = {}
+        # The same child by the label values as given (frame type, error code, ...): a hot path asks with the
+        # same values every time, and building the str key per call was 3 % of the loop under 1:1 load.
+        self._given: dict[tuple[object, ...], C] = {}
         self._unlabelled: C | None = None if self.labelnames else self._new()
         registry.register(self)  # type: ignore[arg-type]
 
@@ -91,12 +94,16 @@ class _Family(Generic[C]):
         raise NotImplementedError  # pragma: no cover - the three subclasses define it
 
     def labels(self, *values: object) -> C:
+        child = self._given.get(values)
+        if child is not None:
+            return child
         key = tuple(map(str, values))
         child = self._children.get(key)
         if child is None:
             if len(key) != len(self.labelnames):
                 raise ValueError(f"{self.name} takes labels {self.labelnames}, got {key}")
             child = self._children[key] = self._new()
+        self._given[values] = child
         return child
 
     def _series(self) -> Iterable[tuple[list[str], C]]:

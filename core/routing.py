@@ -121,6 +121,8 @@ class Router:
         self._metrics = metrics
         self._node = node if local is not None else None
         self._local = local
+        # A node-local registry routes every recipient here (or nowhere): skip the per-message lookup.
+        self._here_only = local is not None and getattr(presence, "node_local", False) is True
 
     async def deliver(
         self,
@@ -132,6 +134,9 @@ class Router:
         track: Track | None = None,
         ts_ms: int | None = None,
     ) -> None:
+        if self._here_only:  # the hub skips recipients with no device here
+            self._deliver_here(Deliver(tuple(users), frame, exclude_user, exclude_device, track, ts_ms))
+            return
         try:
             routes = await self._presence.nodes_of(users)
         except PresenceUnavailable:

@@ -206,13 +206,15 @@ class ServerSession:
             return None
         if self.phase is Phase.AWAIT_AUTH:
             return self._auth_deadline
-        candidates = [self.heartbeat_deadline()]
-        if self._token_deadline is not None:
-            candidates.append(self._token_deadline)
+        # Asked after every frame: comparisons, no list.
+        deadline = self.last_seen + self.limits.heartbeat_interval_s * self.limits.missed_heartbeats
+        token = self._token_deadline
+        if token is not None and token < deadline:
+            deadline = token
         tracked = self.tracker.next_deadline()
-        if tracked is not None:
-            candidates.append(tracked)
-        return min(candidates)
+        if tracked is not None and tracked < deadline:
+            deadline = tracked
+        return deadline
 
     def tick(self, now: float, inbound_waiting: bool = False) -> list[SessionEvent]:
         """Deadlines due at ``now``; ``inbound_waiting``: the device's frames wait unprocessed (see delivery.py)."""

@@ -269,12 +269,10 @@ class MessagingService:
         if faultpoints.ARMED is not None:
             faultpoints.ARMED.reached("after_fanout", f"{msg.conv}#{msg.seq}")
         if key is not None:
-            await self._dedup.remember(
-                key,
-                DedupRecord(
-                    msg.id, msg.conv, msg.seq, msg.ts_ms, fingerprint(msg.conv, msg.kind.value, msg.body)
-                ),
-            )
+            stored_fp = (
+                fp if created else fingerprint(msg.conv, msg.kind.value, msg.body)
+            )  # created: same body
+            await self._dedup.remember(key, DedupRecord(msg.id, msg.conv, msg.seq, msg.ts_ms, stored_fp))
         self._push_ack(link, msg, frame.cmid, duplicate=not created)
         if faultpoints.ARMED is not None:
             faultpoints.ARMED.reached("after_ack", f"{msg.conv}#{msg.seq}")

@@ -79,6 +79,34 @@ def frame_ref(frame: ClientFrame) -> str:
     return frame.cmid if isinstance(frame, MessageSend) else frame.type
 
 
+class Wakeup:
+    """Wakes the link's one writer task: ``wait`` returns once ``set`` was called since the last ``wait``.
+
+    An ``asyncio.Event`` does the same for any number of waiters, at the cost of a Python-level loop lookup and
+    a waiter deque per wait; the writer waits once per frame under load, where ``Event.wait`` was ~4 % of the
+    event loop's samples (py-spy, 1:1 closed loop)."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self) -> None:
+        if not self._set:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+        self._set = False
+
+
 class SessionLink(ABC):
     """One device on one transport. Implements DeviceLink; subclasses provide ``_write`` and ``_close_wire``."""
 
@@ -94,7 +122,7 @@ class SessionLink(ABC):
         )
         self._queue: deque[tuple[str, Track | None, int | None]] = deque()
         self._queue_max = node.settings.limits.outbound_queue_frames
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._writer: asyncio.Task[None] | None = None
         self._timer: Timer | None = None
         self._timer_at: float | None = None
@@ -210,7 +238,6 @@ class SessionLink(ABC):
         try:
             while True:
                 await self._wake.wait()
-                self._wake.clear()
                 while self._queue:
                     frame, track, ts_ms = self._queue.popleft()
                     if await self._write(frame, track):

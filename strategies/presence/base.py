@@ -41,6 +41,10 @@ class PresenceUnavailable(StoreUnavailable):
 
 
 class PresenceRegistry(Protocol):
+    # True when the registry knows only this node's devices (it lives in the node's process): routing then needs
+    # no lookup, every recipient is connected here or nowhere.
+    node_local: bool
+
     async def device_online(self, user: int, device: str, node: str) -> bool:
         """Register a device; True if the user was offline before."""
         ...

@@ -13,6 +13,8 @@ class MemoryPresence:
     node, and so do the node's connections. No shared state, so no node id lease: the configured id is used.
     """
 
+    node_local = True
+
     def __init__(self, *_: Any) -> None:
         self._devices: dict[int, dict[str, str]] = {}
 

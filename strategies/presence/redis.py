@@ -146,6 +146,8 @@ def node_of(registration: str) -> str:
 class RedisPresence:
     """See the module docstring: per-user device hashes, per-node leases renewed by the node, atomic flips."""
 
+    node_local = False
+
     def __init__(self, config: RedisPresenceConfig, ctx: StrategyContext) -> None:
         self._cfg = config
         self._metrics = ctx.metrics

@@ -24,9 +24,18 @@ from experiments.harness.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
-    "--set", "population.users=30", "--set", "workload.duration_s=8", "--set", "workload.drain_s=8",
-    "--set", "population.groups=2", "--set", 'matrix={strategies.ack: [three_state, "off"]}',
-    "--set", "repetitions=1",
+    "--set",
+    "population.users=30",
+    "--set",
+    "workload.duration_s=8",
+    "--set",
+    "workload.drain_s=8",
+    "--set",
+    "population.groups=2",
+    "--set",
+    'matrix={strategies.ack: [three_state, "off"]}',
+    "--set",
+    "repetitions=1",
 ]  # fmt: skip  (the swarm cells only: Locust has its own end-to-end test below)
 
 

@@ -67,3 +67,24 @@ async def test_a_broadcast_is_delivered_here_once() -> None:
     assert pushed == []
     await hub.on_envelope(encode_envelope(Deliver((1,), "other", origin="n2")))
     assert pushed == ["other"]
+
+
+async def test_a_node_local_registry_is_not_asked_where_recipients_are() -> None:
+    from strategies.presence.memory import MemoryPresence
+
+    presence = MemoryPresence()
+    asked: list[object] = []
+
+    async def nodes_of(users: Iterable[int]) -> dict[int, set[str]]:
+        asked.append(users)
+        return {}
+
+    presence.nodes_of = nodes_of  # type: ignore[method-assign]
+    bus, local = RecordingBus(), []
+    r = Router(bus, presence, Metrics(), "n1", local.append)  # type: ignore[arg-type]
+    await r.deliver([1, 2], "frame", exclude_user=1, exclude_device="d", track=Track(7, "c", 3))
+    assert asked == [] and bus.published == []
+    assert local == [Deliver((1, 2), "frame", 1, "d", Track(7, "c", 3), None)]
+    # Without direct local delivery (no hub given), the registry routes as before.
+    await Router(bus, presence, Metrics()).deliver([1], "frame")  # type: ignore[arg-type]
+    assert len(asked) == 1
