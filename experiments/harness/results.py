@@ -138,6 +138,12 @@ def _provenance(metadata: dict[str, Any]) -> list[str]:
 
 def report_md(exp: Experiment, summary: dict[str, Any], metadata: dict[str, Any], out: Path) -> str:
     cells = list(summary)
+    varied = set(exp.matrix) | {k for c in exp.cells for k in c.set}
+
+    def given(key: str, value: object) -> str:
+        """A setting as the run header states it: a value the cells vary is "per cell" (see Cells)."""
+        return "per cell" if key in varied else str(value)
+
     lines = [
         f"# {exp.name}",
         "",
@@ -147,8 +153,9 @@ def report_md(exp: Experiment, summary: dict[str, Any], metadata: dict[str, Any]
         "",
         f"Run `{out.name}`: git {metadata['git_sha']}{' (dirty)' if metadata['git_dirty'] else ''}, "
         f"{metadata['cpu_count']} x {metadata['cpu_model']}, Python {metadata['python']}, "
-        f"{exp.repetitions} repetition(s), {exp.population.users} users x "
-        f"{exp.population.devices_per_user} device(s), driver {exp.driver}, "
+        f"{exp.repetitions} repetition(s), {given('population.users', exp.population.users)} users x "
+        f"{given('population.devices_per_user', exp.population.devices_per_user)} device(s), "
+        f"driver {given('driver', exp.driver)}, "
         f"{exp.workload.duration_s:g} s of load per repetition.",
         "",
         *_provenance(metadata),
