@@ -164,7 +164,10 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
         if not isinstance(nxt, dict):
             raise ExperimentError(f"{'.'.join(parts[: i + 1])} is not a mapping; cannot set {path}")
         cur = nxt
-    if parts[-1] == "faults" or not isinstance(value, dict) or not isinstance(cur.get(parts[-1]), dict):
+    # Lists of faults and the matrix are replaced whole: `--set 'matrix={...}'` says what the cells are, so a
+    # key it leaves out must not stay varied from the file.
+    replaced = parts[-1] == "faults" or parts == ["matrix"]
+    if replaced or not isinstance(value, dict) or not isinstance(cur.get(parts[-1]), dict):
         cur[parts[-1]] = value
     elif "kind" in value:
         cur[parts[-1]] = value  # a new strategy (or backend kind) replaces the old one's options wholesale

@@ -60,16 +60,21 @@ def make_run(
     return run
 
 
+def rebuild_args(tmp_path: Path) -> dict[str, Path]:
+    """Where a test's rebuild reads and writes: the tracked notebooks, reports and figures under ``tmp_path``."""
+    return {
+        "root": tmp_path,
+        "notebooks_dir": ROOT / "notebooks",
+        "reports_dir": tmp_path / "reports",
+        "figures_dir": tmp_path / "figures",
+    }
+
+
 def test_pin_draw_and_redraw_byte_identical(tmp_path: Path) -> None:
     reports, figures = tmp_path / "reports", tmp_path / "figures"
     clean = make_run(reports, "20261201T000000Z-0123456789")
     tracked = {p.name: p.read_bytes() for p in (ROOT / "notebooks").glob("*.ipynb")}
-    kw = {
-        "root": tmp_path,
-        "notebooks_dir": ROOT / "notebooks",
-        "reports_dir": reports,
-        "figures_dir": figures,
-    }
+    kw = rebuild_args(tmp_path)
 
     first = rebuild(**kw, latest=True, executed_dir=tmp_path / "executed")  # type: ignore[arg-type]
     assert "quickstart__delivery_rate.png" in first.new
@@ -135,12 +140,7 @@ def test_transport_runs_are_pinned_and_redrawn_beside_the_harness_runs(tmp_path:
     reports, figures = tmp_path / "reports", tmp_path / "figures"
     make_run(reports, "20261201T000000Z-0123456789")
     run = make_transports_run(reports, "20261201T000000Z-0123456789")
-    kw = {
-        "root": tmp_path,
-        "notebooks_dir": ROOT / "notebooks",
-        "reports_dir": reports,
-        "figures_dir": figures,
-    }
+    kw = rebuild_args(tmp_path)
 
     first = rebuild(**kw, latest=True, executed_dir=tmp_path / "executed")  # type: ignore[arg-type]
     assert {"transports__latency_p99.png", "transports__empty_responses.pdf"} <= set(first.new)

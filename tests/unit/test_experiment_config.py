@@ -121,6 +121,17 @@ def test_strategy_shorthand_and_yaml_off() -> None:
     }
 
 
+def test_a_matrix_given_with_set_replaces_the_files_matrix() -> None:
+    data: dict[str, Any] = {
+        "matrix": {"strategies.ack": ["three_state", "off"], "driver": ["swarm", "locust"]}
+    }
+    set_path(data, "matrix", {"strategies.ack": ["three_state"]})
+    assert data["matrix"] == {"strategies.ack": ["three_state"]}
+    data = {"workload": {"duration_s": 5, "drain_s": 3}}
+    set_path(data, "workload", {"duration_s": 9})  # other mappings still merge
+    assert data["workload"] == {"duration_s": 9, "drain_s": 3}
+
+
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
     with pytest.raises(ExperimentError, match="not found"):
         load_experiment(tmp_path / "nope.yaml")
