@@ -122,7 +122,7 @@ class Router:
         self._node = node if local is not None else None
         self._local = local
         # A node-local registry routes every recipient here (or nowhere): skip the per-message lookup.
-        self._here_only = local is not None and getattr(presence, "node_local", False) is True
+        self._here_only = local is not None and presence.node_local
 
     async def deliver(
         self,

@@ -269,9 +269,8 @@ class MessagingService:
         if faultpoints.ARMED is not None:
             faultpoints.ARMED.reached("after_fanout", f"{msg.conv}#{msg.seq}")
         if key is not None:
-            stored_fp = (
-                fp if created else fingerprint(msg.conv, msg.kind.value, msg.body)
-            )  # created: same body
+            # A message created by this send has this send's body, so its fingerprint is already known.
+            stored_fp = fp if created else fingerprint(msg.conv, msg.kind.value, msg.body)
             await self._dedup.remember(key, DedupRecord(msg.id, msg.conv, msg.seq, msg.ts_ms, stored_fp))
         self._push_ack(link, msg, frame.cmid, duplicate=not created)
         if faultpoints.ARMED is not None:

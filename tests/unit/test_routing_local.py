@@ -21,6 +21,8 @@ class RecordingBus:
 
 
 class Presence:
+    node_local = False  # a shared registry: the router asks it where recipients are
+
     def __init__(self, routes: dict[int, set[str]] | None) -> None:
         self.routes = routes
 
