@@ -87,6 +87,31 @@ def cpu_seconds(pid: int | None) -> float:
     return float(t.user + t.system)
 
 
+def cpu_by_thread(pid: int | None) -> dict[str, float]:
+    """CPU seconds per kind of thread (the event loop, each SQLite thread, the rest), so a figure per message can
+    say how much of it is the store's writer thread and how much the event loop."""
+    if pid is None:
+        return {}
+    out: dict[str, float] = {}
+    proc = psutil.Process(pid)
+    for t in proc.threads():
+        if t.id == pid:
+            name = "event_loop"
+        else:
+            try:
+                comm = Path(f"/proc/{pid}/task/{t.id}/comm").read_text().strip()
+            except OSError:
+                comm = "other"
+            name = comm.rstrip("0123456789").rstrip("_-") if comm.startswith("sqlite-") else "other"
+        out[name] = out.get(name, 0.0) + t.user_time + t.system_time
+    return out
+
+
+def _by_thread(phase: Mapping[str, Any]) -> str:
+    split = phase.get("server_cpu_us_per_msg_by_thread") or {}
+    return ", ".join(f"{name} {us:.1f} us" for name, us in split.items() if us >= 0.05) or "n/a"
+
+
 def _say(msg: str) -> None:
     print(f"[bench_core {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -102,8 +127,10 @@ async def _phase(
     before = prom.parse(await server.metrics_text())
     start_at = time.time_ns() + 500_000_000
     cpu_before = cpu_seconds(server.pid)
+    threads_before = cpu_by_thread(server.pid)
     runs = await pool.call(lambda i: {"cmd": "run", "start_at_ns": start_at, "senders": senders, "seed": i})
     cpu_s = cpu_seconds(server.pid) - cpu_before
+    threads_after = cpu_by_thread(server.pid)
     after = prom.parse(await server.metrics_text())
     dumps = await pool.call(lambda _: {"cmd": "dump", "ledger": False})
     hist = {k: merge_histograms([d["histograms"][k] for d in dumps]) for k in dumps[0]["histograms"]}
@@ -132,6 +159,13 @@ async def _phase(
         "server_cpu_us_per_msg": cpu_s * 1e6 / acked if acked else None,
         "server_cpu_us_per_delivery": cpu_s * 1e6 / delivered if delivered else None,
         "redeliveries_per_msg": retries / acked if acked else None,
+        # the same CPU split by thread: the event loop, the SQLite writer/reader threads, the rest
+        "server_cpu_us_per_msg_by_thread": {
+            name: (threads_after[name] - threads_before.get(name, 0.0)) * 1e6 / acked
+            for name in sorted(threads_after)
+        }
+        if acked
+        else None,
         "server": {
             "messages_stored": prom.delta(before, after, "wsim_messages_stored_total"),
             "messages_stored_per_s": prom.delta(before, after, "wsim_messages_stored_total") / duration,
@@ -538,6 +572,7 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                     f"broadcast {_fmt(bcast['server_cpu_us_per_delivery'], ' us')}/delivery; "
                     f"fan-out {fan['delivered_per_s']:,.0f}/s at {_fmt(fan['server_cpu_us_per_delivery'], ' us')}"
                 )
+                _say(f"  1:1 server CPU per message by thread: {_by_thread(one)}")
 
             profile: dict[str, Any] | None = None
             if args.profile:
