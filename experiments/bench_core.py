@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import math
 import os
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -85,6 +87,24 @@ def cpu_seconds(pid: int | None) -> float:
         return 0.0
     t = psutil.Process(pid).cpu_times()
     return float(t.user + t.system)
+
+
+def server_settings(items: Iterable[str]) -> dict[str, Any]:
+    """``BENCH_SERVER`` with ``--server-set`` items applied (``a.b.c=<YAML>``: creates mappings on the way)."""
+    out = copy.deepcopy(BENCH_SERVER)
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{item!r}: expected dotted.key=value")
+        *parents, last = key.split(".")
+        cur = out
+        for part in parents:
+            nxt = cur.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ValueError(f"{item!r}: {part} is not a mapping")
+            cur = nxt
+        cur[last] = yaml.safe_load(raw)
+    return out
 
 
 def cpu_by_thread(pid: int | None) -> dict[str, float]:
@@ -427,7 +447,7 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     pinning = plan_pinning()
     _say(f"pinning: {pinning['note']}")
     with tempfile.TemporaryDirectory(prefix="wsim-bench-", dir=args.data_dir) as tmp:
-        server = ServerProcess(BENCH_SERVER, Path(tmp), "bench")
+        server = ServerProcess(server_settings(args.server_set), Path(tmp), "bench")
         ceiling = CeilingServer(Path(tmp) / "ceiling.log")
         pool = WorkerPool(args.workers, Path(tmp) / "workers")
         try:
@@ -833,7 +853,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--data-dir", help="parent of the server's temporary data directory (default: the system temp)"
     )
+    p.add_argument(
+        "--server-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a wsim setting for this run (dotted key, YAML value; repeatable), e.g. for an A/B of one knob: "
+        "'strategies.store.messages={kind: sqlite, path: messages.db, cache_size_kib: 65536}'",
+    )
     args = p.parse_args(argv)
+    try:
+        server_settings(args.server_set)
+    except (ValueError, yaml.YAMLError) as exc:
+        p.error(f"--server-set: {exc}")
     if args.connections is not None and args.hold_connections is None:
         args.hold_connections = 0  # a chosen size: no 19,000-connection phase unless asked
     for key, value in SCALES[args.scale].items():

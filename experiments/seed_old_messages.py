@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Mapping
 
 from core.clock import SystemClock
 from core.config import load_settings
@@ -26,35 +27,57 @@ DAY_MS = 86_400_000
 SEED_NODE_ID = 1023
 
 
-async def seed(config: str | None, conv: str, n: int, oldest_days: float, sender: int) -> int:
+async def seed_conversations(
+    config: str | None, convs: Mapping[str, int], n: int, oldest_days: float, *, concurrency: int = 512
+) -> int:
+    """``n`` old messages in each conversation of ``convs`` (conversation -> sender), in one store session.
+
+    Appends run ``concurrency`` at a time, so the store's group commit writes them in large batches; each
+    conversation's messages are still appended oldest first (one append in flight per conversation), so its seqs
+    follow time. The id's time bits are the message's own (old) time; ids stay unique across conversations that
+    share a timestamp by taking the next free value of the 12 sequence bits (then the next millisecond)."""
     settings = load_settings(config)
     settings.data_path.mkdir(parents=True, exist_ok=True)
     ctx = StrategyContext(SystemClock(), Metrics(), settings.data_path, settings.server.node)
     epoch = SnowflakeConfig().epoch_ms
     store = build_message_store(settings.strategies.store, ctx)
     await store.start()
-    stored = 0
-    try:
-        now = ctx.clock.wall_ms()
+    used: dict[int, int] = {}  # ms -> sequence values taken in that millisecond
+    now = ctx.clock.wall_ms()
+
+    def new_id(ts: int) -> tuple[int, int]:
+        while used.get(ts, 0) >= 4096:
+            ts += 1
+        low = used.get(ts, 0)
+        used[ts] = low + 1
+        return (ts - epoch) << 22 | SEED_NODE_ID << 12 | low, ts
+
+    async def one_conversation(conv: str, sender: int) -> int:
+        stored = 0
         for i in range(n):  # oldest first, so seqs follow time as in real traffic
-            ts = now - int(oldest_days * DAY_MS * (n - i) / n)
-            msg_id = (ts - epoch) << 22 | SEED_NODE_ID << 12 | i % 4096
+            msg_id, ts = new_id(now - int(oldest_days * DAY_MS * (n - i) / n))
             cmid = f"seed-{msg_id}"
             draft = MessageDraft(
-                msg_id,
-                conv,
-                sender,
-                "seed",
-                cmid,
-                MessageKind.TEXT,
-                {"text": f"old {i}"},
-                ts,
-                f"{sender}:seed:{cmid}",
-            )
+                msg_id, conv, sender, "seed", cmid, MessageKind.TEXT, {"text": f"old {i}"}, ts, f"{sender}:seed:{cmid}"
+            )  # fmt: skip
             stored += (await store.append(draft)).created
+        return stored
+
+    limit = asyncio.Semaphore(concurrency)
+
+    async def bounded(conv: str, sender: int) -> int:
+        async with limit:
+            return await one_conversation(conv, sender)
+
+    try:
+        counts = await asyncio.gather(*(bounded(c, s) for c, s in convs.items()))
     finally:
         await store.close()
-    return stored
+    return sum(counts)
+
+
+async def seed(config: str | None, conv: str, n: int, oldest_days: float, sender: int) -> int:
+    return await seed_conversations(config, {conv: sender}, n, oldest_days)
 
 
 def main(argv: list[str] | None = None) -> int:

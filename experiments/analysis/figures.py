@@ -69,6 +69,14 @@ METRIC_LABELS: dict[str, tuple[str, str, str]] = {
     "sent_per_s": ("发送吞吐", "messages sent", "条/秒"),
     "delivered_per_s": ("投递吞吐", "deliveries", "条/秒"),
     "history_p99_ms": ("历史查询 P99", "history query p99", "ms"),
+    "history_read_p99_ms": ("历史翻页 P99（客户端）", "history page p99 (client)", "ms"),
+    "history_hot_p50_ms": ("热数据历史页 P50", "history page, hot p50", "ms"),
+    "history_hot_p99_ms": ("热数据历史页 P99", "history page, hot p99", "ms"),
+    "history_warm_p50_ms": ("温数据历史页 P50", "history page, warm p50", "ms"),
+    "history_warm_p99_ms": ("温数据历史页 P99", "history page, warm p99", "ms"),
+    "history_cold_p50_ms": ("冷数据历史页 P50", "history page, cold p50", "ms"),
+    "history_cold_p99_ms": ("冷数据历史页 P99", "history page, cold p99", "ms"),
+    "history_error_rate": ("历史查询失败率", "history read error rate", ""),
     "cache_hit_rate": ("缓存命中率", "cache hit rate", ""),
 }
 
@@ -85,6 +93,10 @@ TARGETS: dict[str, tuple[float, str]] = {
     "send_deliver_all_p99_ms": (100.0, "≤"),
     "send_deliver_p50_ms": (100.0, "≤"),
     "history_p99_ms": (50.0, "≤"),
+    "history_read_p99_ms": (50.0, "≤"),
+    "history_hot_p99_ms": (50.0, "≤"),
+    "history_warm_p99_ms": (50.0, "≤"),
+    "history_cold_p99_ms": (50.0, "≤"),
     "cache_hit_rate": (0.9, "≥"),
     "reconnect_success_rate": (0.95, "≥"),
     "sent_per_s": (5000.0, "≥"),
@@ -117,6 +129,9 @@ VALUE_LABELS: dict[str, str] = {
     "redis": "Redis",
     "rabbitmq": "RabbitMQ",
     "mqtt": "MQTT",
+    "all_hot": "全部热存储\nall hot (SQLite)",
+    "warm_sqlite": "温: SQLite\n冷: 本地归档\nwarm SQLite, cold archive",
+    "warm_mysql": "温: MySQL\n冷: 本地归档\nwarm MySQL, cold archive",
 }
 
 # Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (the normal 1.96 beyond): written out

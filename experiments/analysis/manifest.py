@@ -233,6 +233,8 @@ def captions(manifest: dict[str, Any], runs: dict[str, Path]) -> str:
         reps = rep.summary(run).get("repetitions", "?")
         if metric == "send_deliver_cdf":
             what = "Empirical CDF of send→visible latency (ms, log scale), one curve per cell."
+        elif metric == "history_cdf":
+            what = "Empirical CDF of history page latency, timed by the client (ms, log scale), one curve per cell."
         else:
             zh, en, unit = METRIC_LABELS.get(metric, (metric, metric, ""))
             what = f"{zh} / {en}{f' ({unit})' if unit else ''} per cell."

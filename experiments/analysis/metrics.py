@@ -16,6 +16,11 @@ docs/experiments.md):
   ordering buffer (the ``arrivals`` table): what the server sent. The release-side figures above are what the
   user sees after the buffer has repaired it, so they hold by construction when the buffer works.
 * **recovered_by_sync_rate**: delivered pairs whose first release came through a sync, not a push.
+* **history reads** (``history_*``, the ``history`` table): client-timed REST pages of older messages, each
+  filed by the age of its oldest message against the cell's tier ages (``store.tiering.hot_days`` /
+  ``warm_days``): ``hot``, ``warm`` or ``cold`` — the tier that page reaches with tiering on, the same ages in
+  the hot store with it off. Pages that came back empty or failed are counted in ``history_error_rate``, not in
+  the latencies.
 * latencies: HDR histograms (3 significant digits) of send->ack and send->deliver, in ms. ``send_deliver_*``
   counts pushes only; ``send_deliver_all_*`` counts the first release by any path (push or sync): when the
   message became visible to the recipient, slow recoveries included.
@@ -187,6 +192,27 @@ def latency(sends: pd.DataFrame, receives: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+DAY_MS = 86_400_000
+AGE_BANDS = ("hot", "warm", "cold")
+
+
+def history_reads(history: pd.DataFrame, hot_days: float, warm_days: float) -> dict[str, Any]:
+    """History page latency per age band (see the module docstring), and the share of reads that failed."""
+    out: dict[str, Any] = {}
+    if history.empty:
+        return out
+    n = len(history)
+    ok = history[(history["status"] == 200) & (history["count"] > 0)]
+    out["history_reads"] = figure(float(n), n)
+    out["history_error_rate"] = figure(ratio(float(n - len(ok)), float(n)), n)
+    out.update(hdr_percentiles(ok["latency_us"].to_numpy(), "history_read"))
+    age_days = (ok["t_ns"] // 1_000_000 - ok["oldest_ts_ms"]) / DAY_MS
+    band = np.where(age_days <= hot_days, "hot", np.where(age_days <= warm_days, "warm", "cold"))
+    for name in AGE_BANDS:
+        out.update(hdr_percentiles(ok.loc[band == name, "latency_us"].to_numpy(), f"history_{name}"))
+    return out
+
+
 def offline_intervals(events: pd.DataFrame, end_ns: int) -> dict[int, list[tuple[int, int]]]:
     """Per client, the [offline, online) intervals the client chose (OfflineFault)."""
     out: dict[int, list[tuple[int, int]]] = {}
@@ -343,8 +369,10 @@ def compute_all(
     end_ns: int,
     fault_windows: list[tuple[int, int]] | None = None,
     arrivals: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None,
+    tier_days: tuple[float, float] = (7.0, 90.0),
 ) -> dict[str, Any]:
-    """Every ledger metric of one run."""
+    """Every ledger metric of one run (``tier_days``: the cell's hot and warm ages, for the history bands)."""
     out: dict[str, Any] = {}
     out.update(delivery(sends, receives, members))
     out.update(ordering(receives))
@@ -354,4 +382,6 @@ def compute_all(
     out.update(offline_push(sends, receives, events, members, end_ns))
     out.update(reconnects(events, fault_windows))
     out.update(throughput(sends, receives, duration_s))
+    if history is not None:
+        out.update(history_reads(history, *tier_days))
     return out

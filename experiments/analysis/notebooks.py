@@ -21,6 +21,7 @@ COMPARISONS = (
     "quickstart", "ack_loss", "retry_policies", "dedup_resends", "ordering_faults", "offline_push",
     "reconnect_storm", "concurrency", "store_backends", "cache_tiers", "cluster_bus", "network_severity",
     "heartbeat_interval", "availability_node_kill", "dedup_cluster", "write_throughput", "multi_device",
+    "tiering",
 )  # fmt: skip
 
 _SETUP = """\
@@ -71,6 +72,10 @@ _COMPARISON = [
         "if any(len(v) for v in samples.values()):\n"
         "    fig = figures.latency_cdf(samples, figures.label('send_deliver_all_p50_ms').replace(' P50', '').replace(' p50', ''))\n"
         "    saved += figures.save(fig, experiment, 'send_deliver_cdf', figures_dir)\n"
+        "history = reports.history_latency_ms(run_dir)  # client-timed history pages, when the run read any\n"
+        "if any(len(v) for v in history.values()):\n"
+        "    fig = figures.latency_cdf(history, figures.label('history_read_p99_ms').replace(' P99', '').replace(' p99', ''))\n"
+        "    saved += figures.save(fig, experiment, 'history_cdf', figures_dir)\n"
         "[p.name for p in saved]",
     ),
 ]

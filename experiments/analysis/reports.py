@@ -174,3 +174,15 @@ def deliver_latency_ms(run_dir: str | Path, via: str = "any") -> dict[str, np.nd
             rec = rec[rec["via"] == via]
         out[cell] = ((rec["t_recv_ns"] - rec["t_sent_ns"]) / 1e6).to_numpy()
     return out
+
+
+def history_latency_ms(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """Client-timed history page latency samples per cell, in ms (answered pages only; empty without reads)."""
+    out: dict[str, np.ndarray] = {}
+    for cell in cell_order(run_dir):
+        reads = ledger(run_dir, "history", cell)
+        if reads.empty:
+            continue
+        ok = reads[(reads["status"] == 200) & (reads["count"] > 0)]
+        out[cell] = (ok["latency_us"] / 1000).to_numpy()
+    return out

@@ -86,6 +86,15 @@ class Experiment(_Spec):
     keep_ledgers: bool = True
 
     @model_validator(mode="after")
+    def _history_reads_need_the_swarm(self) -> Experiment:
+        if self.driver == "locust" and self.workload.history_rate_per_user_per_s > 0:
+            raise ValueError(
+                "workload.history_rate_per_user_per_s: history reads are driven by the swarm only; "
+                "set driver: swarm or leave the rate at 0"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _faults_need_their_backend(self) -> Experiment:
         for i, f in enumerate(self.faults):
             if f.type == "backend_restart" and f.backend not in self.backends:

@@ -28,8 +28,9 @@ from experiments.harness.server import ServerProcess
 from experiments.harness.target import Target, assign_targets, parse_targets
 from experiments.load.coordinator import WorkerPool, prepare_population, source_addresses
 from experiments.load.locust_driver import locust_figures
-from experiments.load.spec import CLIENT_FAULT_TYPES, BackendRestartFault, NodeKillFault
+from experiments.load.spec import CLIENT_FAULT_TYPES, BackendRestartFault, NodeKillFault, OldHistory
 from experiments.load.swarm import Credential
+from experiments.seed_old_messages import seed_conversations
 
 SERVICE_PORTS = {
     "mariadb": 3306,
@@ -55,6 +56,38 @@ def check_services(names: Sequence[str]) -> None:
             "services this experiment needs are not reachable: " + ", ".join(down) + "; start them "
             "(see the README's service commands) or run only the cells that do not need them (--cell NAME)"
         )
+
+
+async def _old_history(
+    node: ServerProcess, creds: list[Credential], spec: OldHistory, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """``population.history``: old messages in every conversation (sent by a member), then, with tiering on, the
+    tier job as an operator runs it (``wsim tier``), so history reads meet hot, warm and cold pages."""
+    senders: dict[str, int] = {}
+    for c in creds:
+        for conv in (*c.directs, *c.groups):
+            senders.setdefault(conv, int(c.user_id))
+    t0 = time.monotonic()
+    stored = await seed_conversations(
+        str(node.config_path), senders, spec.messages_per_conversation, spec.oldest_days
+    )
+    out: dict[str, Any] = {"conversations": len(senders), "stored": stored, "seed_s": time.monotonic() - t0}
+    say(f"{stored} old messages in {len(senders)} conversations in {out['seed_s']:.1f} s")
+    if node.resolved.strategies.store.tiering.enabled:
+        t1 = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "core.cli", "tier", "--config", str(node.config_path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await proc.communicate()
+        if proc.returncode != 0:
+            raise ExperimentError(
+                f"wsim tier failed ({proc.returncode}): {stderr.decode(errors='replace')[-2000:]}"
+            )
+        out["tier_job"] = json.loads(stdout.decode().strip().splitlines()[-1])
+        out["tier_s"] = time.monotonic() - t1
+        say(f"tier job: {out['tier_job']} in {out['tier_s']:.1f} s")
+    return out
 
 
 def membership(creds: list[Credential]) -> dict[str, list[int]]:
@@ -137,7 +170,7 @@ async def _server_fault(
 def _read_ledgers(directory: Path) -> dict[str, pd.DataFrame]:
     frames: dict[str, list[pd.DataFrame]] = {
         name: [pd.read_parquet(p) for p in sorted(directory.glob(f"*.{name}.parquet"))]
-        for name in ("sends", "receives", "events", "arrivals")
+        for name in ("sends", "receives", "events", "arrivals", "history")
     }
     return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in frames.items()}
 
@@ -197,6 +230,11 @@ async def run_one(
                 ws_urls = [ws_url]
             creds = await prepare_population(rest_url, exp.population, prefix=prefix, progress=say)
             workload = exp.workload.model_copy()
+            old_history: dict[str, Any] | None = None
+            if exp.population.history is not None:
+                old_history = await _old_history(nodes[0], creds, exp.population.history, say)
+                if workload.history_span == 0:
+                    workload.history_span = exp.population.history.messages_per_conversation
             if proxy is not None and exp.proxy is not None and exp.proxy.stall_rate_per_s > 0:
                 workload.drain_quiet_s = max(workload.drain_quiet_s, exp.proxy.stall_ms / 1000 + 1.0)
             members = membership(creds)
@@ -258,6 +296,8 @@ async def run_one(
                     "workers": [d["stats"] for d in dumps],
                 }
             driver_stats["faults"] = fault_log
+            if old_history is not None:
+                driver_stats["old_history"] = old_history
             end_ns = time.time_ns()
         finally:
             if pool is not None:
@@ -270,9 +310,11 @@ async def run_one(
                     (out / log_name).write_bytes(node.log_path.read_bytes()[-200_000:])
             for b in backends.values():
                 await b.stop()
+        tiering = cell.settings.strategies.store.tiering
         return _collect(
-            exp, out, members, nodes, driver_stats, proxy_stats, (before, after), end_ns, fault_windows
-        )
+            exp, out, members, nodes, driver_stats, proxy_stats, (before, after), end_ns, fault_windows,
+            (tiering.hot_days, tiering.warm_days),
+        )  # fmt: skip
 
 
 def _collect(
@@ -285,13 +327,14 @@ def _collect(
     scrapes: tuple[list[str], list[str]],
     end_ns: int,
     fault_windows: list[tuple[int, int]],
+    tier_days: tuple[float, float],
 ) -> dict[str, Any]:
     """Read the ledgers back, compute every metric, write the repetition's files."""
     books = _read_ledgers(out)
     sends, receives, events = books["sends"], books["receives"], books["events"]
     figures = m.compute_all(
         sends, receives, events, members, duration_s=exp.workload.duration_s, end_ns=end_ns,
-        fault_windows=fault_windows, arrivals=books["arrivals"],
+        fault_windows=fault_windows, arrivals=books["arrivals"], history=books["history"], tier_days=tier_days,
     )  # fmt: skip
     pairs = [(b, a) for b, a in zip(*scrapes, strict=True) if b and a]  # "" = a target's unreachable /metrics
     if pairs:

@@ -89,6 +89,9 @@ def _refusals(cell: Cell) -> list[str]:
     ]
     if exp.proxy is not None and exp.proxy.enabled:
         out.append("the fault proxy fronts a node the harness starts; it cannot front an external target")
+    if exp.population.history is not None:
+        out.append("population.history writes old messages through the node's own message store, which an "
+                   "external target does not expose")  # fmt: skip
     if exp.cluster.nodes > 1:
         out.append("cluster.nodes starts local nodes; give one URL per node instead (--target URL1,URL2)")
     return out

@@ -33,6 +33,11 @@ RECV_COLUMNS = (
 EVENT_COLUMNS = ("client", "t_ns", "event", "code", "detail")
 # Every push as it arrived, before the client's ordering buffer: what the server sent, in the order it came.
 ARRIVAL_COLUMNS = ("client", "conv", "seq", "t_recv_ns")
+# Every history read (REST page of older messages): when, how long, what came back (0 messages: oldest/newest 0;
+# status 0: no HTTP answer). The page's timestamps say which tier it reached (experiments/analysis/metrics.py).
+HISTORY_COLUMNS = (
+    "client", "conv", "before", "t_ns", "latency_us", "status", "count", "oldest_ts_ms", "newest_ts_ms",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -67,6 +72,7 @@ class Ledger:
     receives: list[tuple[Any, ...]] = field(default_factory=list)
     events: list[tuple[Any, ...]] = field(default_factory=list)
     arrivals: list[tuple[Any, ...]] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)
 
     def receive(
         self,
@@ -89,6 +95,14 @@ class Ledger:
     def arrival(self, client: int, conv: str, seq: int, t_recv_ns: int) -> None:
         self.arrivals.append((client, conv, seq, t_recv_ns))
 
+    def history_read(
+        self, client: int, conv: str, before: int, t_ns: int, latency_us: int, status: int, count: int,
+        oldest_ts_ms: int, newest_ts_ms: int,
+    ) -> None:  # fmt: skip
+        self.history.append(
+            (client, conv, before, t_ns, latency_us, status, count, oldest_ts_ms, newest_ts_ms)
+        )
+
     def event(self, client: int, t_ns: int, event: str, code: int = 0, detail: str = "") -> None:
         self.events.append((client, t_ns, event, code, detail))
 
@@ -99,7 +113,7 @@ class Ledger:
                 s.state = SendState.WRITTEN if ack_off else SendState.UNKNOWN
 
     def write(self, directory: Path, prefix: str) -> dict[str, Path]:
-        """Write the four tables as Parquet files ``<prefix>.<table>.parquet``; return their paths."""
+        """Write the tables (the history table only when reads were made) as Parquet files ``<prefix>.<table>.parquet``; return their paths."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -110,6 +124,8 @@ class Ledger:
             "events": (EVENT_COLUMNS, self.events),
             "arrivals": (ARRIVAL_COLUMNS, self.arrivals),
         }
+        if self.history:
+            tables["history"] = (HISTORY_COLUMNS, self.history)
         out: dict[str, Path] = {}
         for name, (columns, rows) in tables.items():
             cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
@@ -125,9 +141,18 @@ class Ledger:
 def _types() -> dict[str, Any]:
     import pyarrow as pa
 
-    ints = ("client", "t_send_ns", "t_ack_ns", "seq", "attempts", "t_recv_ns", "t_sent_ns", "t_ns", "code")
+    ints = (
+        "client", "t_send_ns", "t_ack_ns", "seq", "attempts", "t_recv_ns", "t_sent_ns", "t_ns", "code", "before",
+        "latency_us", "status", "count", "oldest_ts_ms", "newest_ts_ms",
+    )  # fmt: skip
     bools = ("is_group", "duplicate", "sent_twice")
-    cols = set(SEND_COLUMNS) | set(RECV_COLUMNS) | set(EVENT_COLUMNS) | set(ARRIVAL_COLUMNS)
+    cols = (
+        set(SEND_COLUMNS)
+        | set(RECV_COLUMNS)
+        | set(EVENT_COLUMNS)
+        | set(ARRIVAL_COLUMNS)
+        | set(HISTORY_COLUMNS)
+    )
     return {c: pa.int64() if c in ints else pa.bool_() if c in bools else pa.string() for c in cols}
 
 

@@ -16,6 +16,16 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class OldHistory(_Spec):
+    """Old messages written into every conversation of the population before the load (through the cell's
+    message store, as the server would have stored them), their timestamps spread evenly from ``oldest_days`` ago
+    to now, oldest first. With tiering on, the tier job then moves what is due to the warm and cold tiers, so
+    history reads meet every tier (experiments/tiering.yaml)."""
+
+    messages_per_conversation: Annotated[int, Field(ge=1, le=100_000)] = 300
+    oldest_days: Annotated[float, Field(gt=0, le=3650)] = 360.0
+
+
 class Population(_Spec):
     """Who takes part. Users are befriended along a ring (each with ``friends_per_user`` neighbours) so every
     user has 1:1 conversations; groups are made of consecutive users, created by their first member."""
@@ -40,6 +50,8 @@ class Population(_Spec):
     workers: Annotated[int, Field(ge=1, le=16)] = 1
     # Concurrent REST calls while registering users and building the social graph.
     setup_concurrency: Annotated[int, Field(ge=1, le=512)] = 32
+    # Old messages in every conversation before the load starts (None: conversations start empty).
+    history: OldHistory | None = None
 
     @property
     def clients(self) -> int:
@@ -87,6 +99,13 @@ class Workload(_Spec):
     # the longest stall a fault can cause, or a message still in a stalled connection is counted as lost; the
     # runner raises it to the proxy's stall_ms + 1 s.
     drain_quiet_s: Annotated[float, Field(ge=0.1)] = 3.0
+    # History reads: each client asks for a page of an older part of one of its conversations (REST
+    # ``GET /api/conversations/{conv}/messages?before=..``) this often on average (Poisson; 0: never). ``before`` is
+    # uniform over 2 .. history_span + 1, so with ``population.history`` the pages cover every age evenly; 0 takes
+    # the seeded messages per conversation (and without them, the newest page).
+    history_rate_per_user_per_s: Annotated[float, Field(ge=0)] = 0.0
+    history_page: Annotated[int, Field(ge=1, le=200)] = 50
+    history_span: Annotated[int, Field(ge=0)] = 0
 
 
 class DropFault(_Spec):

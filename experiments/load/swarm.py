@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import orjson
 from hdrh.histogram import HdrHistogram
 from websockets.client import ClientProtocol
@@ -180,6 +181,7 @@ class SwarmClient:
         self.sync_more = False
         self.seq_no = 0
         self.sender_timer: asyncio.TimerHandle | None = None
+        self.history_timer: asyncio.TimerHandle | None = None
         self.connecting = False
 
     # ------------------------------------------------------------- life cycle
@@ -554,6 +556,8 @@ class Swarm:
         self._loops: list[asyncio.Task[None]] = []
         self._sending = False
         self._window_waiters: Callable[[SwarmClient], None] | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._reads: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------- shared loops
     def start_loops(self) -> None:
@@ -687,12 +691,22 @@ class Swarm:
         elif w.rate_per_user_per_s > 0:
             for c in senders_list:
                 self._schedule_next(c, rng, end, first=True)
+        if w.history_rate_per_user_per_s > 0:
+            for c in self.clients:
+                if c.cred.directs or c.cred.groups:
+                    self._schedule_history(c, rng, end, first=True)
         await asyncio.sleep(max(0.0, end - loop.time()))
         self._sending = False
         self._window_waiters = None
         for c in self.clients:
             if c.sender_timer is not None:
                 c.sender_timer.cancel()
+            if c.history_timer is not None:
+                c.history_timer.cancel()
+        if (
+            self._reads
+        ):  # reads still in flight belong to the run: wait for their answers (each has a timeout)
+            await asyncio.wait(set(self._reads))
         for h in handles:
             h.cancel()
         for c in self.clients:  # offline users come back for the drain: their messages wait in the store
@@ -726,6 +740,69 @@ class Swarm:
             self._schedule_next(c, rng, end)
 
         c.sender_timer = loop.call_later(gap, fire)
+
+    def _schedule_history(self, c: SwarmClient, rng: random.Random, end: float, first: bool = False) -> None:
+        """Poisson history reads, like :meth:`_schedule_next` for sends; each read is a task (an HTTP round trip)."""
+        w = self.workload
+        loop = asyncio.get_running_loop()
+        mean = 1.0 / w.history_rate_per_user_per_s
+        gap = rng.uniform(0, mean) if first else rng.expovariate(1.0 / mean)
+        if loop.time() + gap >= end:
+            return
+
+        def fire() -> None:
+            if not self._sending:
+                return
+            conv = rng.choice(c.cred.directs + c.cred.groups)
+            before = rng.randint(2, w.history_span + 1) if w.history_span > 0 else None
+            task = asyncio.ensure_future(self._history_read(c, conv, before))
+            self._reads.add(task)
+            task.add_done_callback(self._reads.discard)
+            self._schedule_history(c, rng, end)
+
+        c.history_timer = loop.call_later(gap, fire)
+
+    def _http_client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            uri = parse_uri(self.targets[0][0])
+            scheme = "https" if uri.secure else "http"
+            self._http = httpx.AsyncClient(
+                base_url=f"{scheme}://{uri.host}:{uri.port}",
+                timeout=30.0,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            )
+        return self._http
+
+    async def _history_read(self, c: SwarmClient, conv: str, before: int | None) -> None:
+        """One page of older messages through the REST API, timed from request to parsed answer."""
+        params: dict[str, int] = {"limit": self.workload.history_page}
+        if before is not None:
+            params["before"] = before
+        t_ns = time.time_ns()
+        start = time.perf_counter_ns()
+        status, count, oldest, newest = 0, 0, 0, 0
+        try:
+            resp = await self._http_client().get(
+                f"/api/conversations/{conv}/messages",
+                params=params,
+                headers={"Authorization": f"Bearer {c.cred.token}"},
+            )
+            status = resp.status_code
+            if status == 200:
+                msgs = orjson.loads(resp.content)["messages"]
+                count = len(msgs)
+                if msgs:
+                    oldest, newest = int(msgs[0]["ts"]), int(msgs[-1]["ts"])
+            else:
+                self.counters.errors[f"history_{status}"] = (
+                    self.counters.errors.get(f"history_{status}", 0) + 1
+                )
+        except httpx.HTTPError as exc:
+            self.counters.errors["history_" + type(exc).__name__] = (
+                self.counters.errors.get("history_" + type(exc).__name__, 0) + 1
+            )
+        latency_us = (time.perf_counter_ns() - start) // 1000
+        self.ledger.history_read(c.idx, conv, before or 0, t_ns, latency_us, status, count, oldest, newest)
 
     def _schedule_fault(self, fault: ClientFault, t0: float, rng: random.Random) -> list[asyncio.TimerHandle]:
         loop = asyncio.get_running_loop()
@@ -785,6 +862,9 @@ class Swarm:
             if c.proto is not None:
                 c.proto.abort()
         await self.stop_loops()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         self.ledger.finish(ack_off=self.server_ack == "off")
 
     def reset_measurements(self) -> None:
@@ -822,5 +902,6 @@ class Swarm:
             "gap_syncs": c.gap_syncs,
             "errors": dict(c.errors),
             "sends": len(self.ledger.sends),
+            "history_reads": len(self.ledger.history),
             "server_ack": self.server_ack,
         }

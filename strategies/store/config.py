@@ -21,6 +21,8 @@ class SqliteStoreConfig(BaseModel):
     # Group commit: appends and marks that arrive together share one transaction, at most this many.
     max_batch: Annotated[int, Field(ge=1, le=10_000)] = 512
     busy_timeout_ms: Annotated[int, Field(ge=0)] = 10_000
+    # Page cache per connection (the writer's and the reader's), KiB; SQLite's own default is 2,000 KiB.
+    cache_size_kib: Annotated[int, Field(ge=100, le=4_194_304)] = 2000
     # Message search: new messages wait in a queue table and are indexed in batches off the ack path: once no
     # append has come for ``search_index_delay_ms`` (the writer is idle), and under sustained load at least every
     # ``search_index_max_lag_ms``. A search drains the queue first, so it never misses a committed message.

@@ -228,6 +228,7 @@ class _SqliteThread:
         conn.execute(f"PRAGMA busy_timeout = {int(self._config.busy_timeout_ms)}")
         self._enable_wal(conn)
         conn.execute(f"PRAGMA synchronous = {self._config.synchronous}")
+        conn.execute(f"PRAGMA cache_size = -{int(self._config.cache_size_kib)}")
         conn.execute("PRAGMA foreign_keys = ON")
         self._conn = conn
 

@@ -238,27 +238,50 @@ class TieredMessageStore:
 
     async def messages_before(self, conv: str, before_seq: int, limit: int) -> list[Message]:
         got: dict[int, Message] = {}
+        head: int | None = None
         for tier in self._tiers():
             for m in await tier.messages_before(conv, before_seq, limit):
                 got.setdefault(m.seq, m)
             top = sorted(got)[-limit:]
-            # Done when the newest `limit` seqs below `before` are all here without a hole (older tiers hold
-            # only older messages), or the conversation's first message is reached.
-            if top and _contiguous(top) and (len(top) == limit or top[0] == 1):
-                break
+            # Done when the newest `limit` seqs below `before` are all here without a hole, or the conversation's
+            # first message is reached; older tiers usually hold only older seqs. Not always: tiering moves by
+            # time, so a message newer by seq but older by time (imported history under a newer first message,
+            # skewed node clocks) can sit in an older tier above the page: the page must also reach the newest
+            # seq below `before`, which takes the conversation's counter when the page stops short of `before`.
+            if not top or not _contiguous(top) or (len(top) < limit and top[0] != 1):
+                continue
+            if top[-1] < before_seq - 1:
+                if head is None:
+                    head = await self._last_seq(conv)
+                if top[-1] < min(head, before_seq - 1):
+                    continue
+            break
         return [got[s] for s in sorted(got)[-limit:]]
 
     async def messages_after(self, conv: str, after_seq: int, limit: int) -> list[Message]:
         got: dict[int, Message] = {}
+        head: int | None = None
         for tier in self._tiers():
             for m in await tier.messages_after(conv, after_seq, limit):
                 got.setdefault(m.seq, m)
             low = sorted(got)[:limit]
-            # Done when the answer starts right after the cursor without a hole: anything newer than what the
-            # hot tier returned is in the hot tier. (A hole means a message of that range has already moved.)
-            if low and low[0] == after_seq + 1 and _contiguous(low):
-                break
+            # Done when the answer starts right after the cursor without a hole (a hole means a message of that
+            # range has already moved) and is either a full page or reaches the conversation's newest seq (a short
+            # page with newer seqs elsewhere: they are older by time and moved, see messages_before).
+            if not low or low[0] != after_seq + 1 or not _contiguous(low):
+                continue
+            if len(low) < limit:
+                if head is None:
+                    head = await self._last_seq(conv)
+                if low[-1] < head:
+                    continue
+            break
         return [got[s] for s in sorted(got)[:limit]]
+
+    async def _last_seq(self, conv: str) -> int:
+        """The conversation's counter (the hot store keeps it when messages leave)."""
+        head = (await self.hot.heads([conv])).get(conv)
+        return head.last_seq if head is not None else 0
 
     def _tiers(self) -> tuple[Any, ...]:
         return (self.hot, self.warm, self.cold)

@@ -279,6 +279,33 @@ def test_seeded_old_messages_are_tiered_by_the_command(tmp_path: Path) -> None:
     assert (report["to_warm"], report["to_cold"]) == (200 - 7, 200 - 90)
 
 
+async def test_seeding_many_conversations_keeps_ids_unique_and_seqs_in_time(tmp_path: Path) -> None:
+    """The experiments' population.history: conversations seeded together share timestamps, never ids."""
+    from experiments.seed_old_messages import SEED_NODE_ID, seed_conversations
+    from strategies.store import build_message_store
+    from strategies.store.config import StoreConfig
+
+    cfg = tmp_path / "wsim.yaml"
+    cfg.write_text(yaml.safe_dump({"server": {"data_dir": str(tmp_path / "data")}}))
+    convs = {f"d:{i}:{i + 100}": i for i in range(1, 6)}
+    assert await seed_conversations(str(cfg), convs, 50, 10.0) == 250
+    ctx = StrategyContext(FakeClock(), Metrics(), tmp_path / "data", "node-1")
+    store = build_message_store(StoreConfig(), ctx)
+    await store.start()
+    try:
+        ids: set[int] = set()
+        for conv, sender in convs.items():
+            page = await store.messages_after(conv, 0, 100)
+            assert [m.seq for m in page] == list(range(1, 51))
+            assert all(a.ts_ms < b.ts_ms for a, b in itertools.pairwise(page))
+            assert {m.sender for m in page} == {sender}
+            assert all((m.id >> 12) & 0x3FF == SEED_NODE_ID for m in page)
+            ids.update(m.id for m in page)
+        assert len(ids) == 250
+    finally:
+        await store.close()
+
+
 @contextlib.contextmanager
 def archive_config(kind: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The local archive in a tmp directory; S3 against moto's in-process S3 (the code path of a real bucket:
@@ -335,6 +362,21 @@ async def test_pages_stay_whole_when_timestamps_and_seqs_disagree(tiers: Tiers) 
     assert [m.seq for m in await store.messages_after("d:4:5", 0, 10)] == [1, 2, 3]
     assert [m.seq for m in await store.messages_before("d:4:5", 4, 10)] == [1, 2, 3]
     assert [m.seq for m in await store.messages_before("d:4:5", 4, 2)] == [2, 3]
+
+
+async def test_pages_reach_moved_messages_above_a_first_message_that_stayed(tiers: Tiers) -> None:
+    """Seq 1 is the newest by time (a group's creation notice before imported history) and stays hot while seqs
+    2-5 move: a page below a moved seq must not stop at seq 1 as if it were the whole conversation."""
+    store = await tiers.open()
+    for age in (1, 200, 150, 100, 50):
+        await store.append(draft("d:6:7", age, f"age{age}"))
+    await store.run_tier_job()
+    assert (await everything(store, "d:6:7")) == {"hot": [1], "warm": [5], "cold": [2, 3, 4]}
+    assert [m.seq for m in await store.messages_before("d:6:7", 4, 10)] == [1, 2, 3]
+    assert [m.seq for m in await store.messages_before("d:6:7", 6, 2)] == [4, 5]
+    assert [m.seq for m in await store.messages_before("d:6:7", 2**53, 10)] == [1, 2, 3, 4, 5]
+    assert [m.seq for m in await store.messages_after("d:6:7", 0, 10)] == [1, 2, 3, 4, 5]
+    assert [m.seq for m in await store.messages_after("d:6:7", 0, 2)] == [1, 2]
 
 
 async def test_recall_hides_the_body_in_every_tier(tiers: Tiers) -> None:

@@ -288,3 +288,36 @@ def test_several_devices_per_user_each_get_every_message(tmp_path: Path) -> None
     assert all(len(v) % 2 == 0 for v in members.values())  # both devices of every member are expected
     # the header names what the cells vary "per cell" (see the report's Cells line), not the base value
     assert "10 users x per cell device(s), driver swarm" in (run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_tiering_reads_pages_from_every_tier(tmp_path: Path) -> None:
+    """population.history seeds old messages, the tier job moves them, and history reads reach hot, warm and cold
+    pages (tiering.yaml); with tiering off the same ages are read from the hot store."""
+    args = [
+        str(ROOT / "experiments" / "tiering.yaml"), "--reports", str(tmp_path / "reports"), "--no-progress",
+        "--cell", "all_hot", "--cell", "warm_sqlite", "--set", "population.users=6", "--set",
+        "population.groups=1", "--set", "population.group_size=3", "--set", "population.history.messages_per_conversation=80",
+        "--set", "population.history.oldest_days=236", "--set", "workload.duration_s=4", "--set", "workload.drain_s=5",
+        "--set", "workload.history_page=5",
+        "--set", "workload.history_rate_per_user_per_s=10", "--set", "repetitions=1",
+    ]  # fmt: skip
+    assert run_experiment.main(args) == 0
+    run = reports.latest_run(tmp_path / "reports", "tiering")
+    cells = reports.summary(run)["cells"]
+    for cell in ("all_hot", "warm_sqlite"):
+        metrics = cells[cell]["metrics"]
+        assert metrics["history_error_rate"]["mean"] == 0.0, cell
+        for band in ("hot", "warm", "cold"):
+            assert metrics[f"history_{band}_p99_ms"]["n"][0] > 0, (cell, band)
+        assert metrics["delivery_rate"]["mean"] == 1.0, cell
+    driver = json.loads((run / "cells" / "warm_sqlite" / "rep0" / "driver.json").read_text())
+    old = driver["old_history"]
+    assert old["conversations"] == 7 and old["stored"] == 7 * 80  # 6 ring friendships + 1 group
+    # message i of 80 is 2.95 * (80 - i) days old (no age on a tier boundary): 70 are older than 30 days and
+    # leave hot, 40 older than 120 days reach cold; pages of 5 at a uniform depth reach hot ones ~7 % of the time
+    assert old["tier_job"]["to_warm"] == 70 * 7 and old["tier_job"]["to_cold"] == 40 * 7
+    hot = json.loads((run / "cells" / "all_hot" / "rep0" / "driver.json").read_text())["old_history"]
+    assert "tier_job" not in hot
+    reads = reports.ledger(run, "history")
+    assert set(reads["status"]) == {200} and (reads["count"] > 0).all()

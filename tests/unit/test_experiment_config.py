@@ -82,6 +82,8 @@ def test_bad_server_key_in_a_cell_is_reported(tmp_path: Path) -> None:
         ({"name": "t", "population": {"users": 10, "groups": 1, "group_size": 20}}, "group_size"),
         ({"name": "t", "services": ["oracle"]}, "services.0"),
         ({"name": "t", "repetitions": 0}, "repetitions"),
+        ({"name": "t", "driver": "locust", "workload": {"history_rate_per_user_per_s": 1}}, "swarm only"),
+        ({"name": "t", "population": {"history": {"messages_per_conversation": 0}}}, "history.messages_per"),
     ],
 )
 def test_invalid_experiments(tmp_path: Path, doc: dict[str, Any], fragment: str) -> None:

@@ -9,7 +9,15 @@ import pytest
 
 from experiments.analysis import metrics as m
 from experiments.analysis import prom
-from experiments.load.ledger import EVENT_COLUMNS, RECV_COLUMNS, SEND_COLUMNS, Ledger, SendRecord, SendState
+from experiments.load.ledger import (
+    EVENT_COLUMNS,
+    HISTORY_COLUMNS,
+    RECV_COLUMNS,
+    SEND_COLUMNS,
+    Ledger,
+    SendRecord,
+    SendState,
+)
 
 MS = 1_000_000  # ns
 
@@ -250,3 +258,41 @@ def test_recovered_by_sync_and_visible_latency_count_the_first_release_by_any_pa
     lat = m.latency(frame([], SEND_COLUMNS), receives)
     assert lat["send_deliver_max_ms"]["n"] == 2  # push-only: the sync-recovered message is left out
     assert lat["send_deliver_all_max_ms"] == {"value": pytest.approx(890, rel=1e-3), "n": 3}
+
+
+def test_history_reads_are_filed_by_the_age_of_the_oldest_message_on_the_page() -> None:
+    day = m.DAY_MS
+    now_ms = 1_000 * day
+    t_ns = now_ms * MS
+
+    def read(latency_ms: int, age_days: float, status: int = 200, count: int = 20) -> dict[str, Any]:
+        oldest = now_ms - int(age_days * day)
+        return {
+            "client": 0, "conv": "d:1:2", "before": 10, "t_ns": t_ns, "latency_us": latency_ms * 1000,
+            "status": status, "count": count, "oldest_ts_ms": oldest, "newest_ts_ms": oldest + 1,
+        }  # fmt: skip
+
+    rows = [read(2, 1), read(4, 29.9), read(10, 31), read(12, 120), read(50, 121), read(70, 400)]
+    rows += [read(1, 1, status=401, count=0), read(1, 500, count=0)]  # refused; a page with nothing in it
+    out = m.history_reads(pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)), hot_days=30, warm_days=120)
+    assert out["history_reads"] == {"value": 8.0, "n": 8}
+    assert out["history_error_rate"] == {"value": 0.25, "n": 8}
+    hdr = pytest.approx  # HDR histograms keep 3 significant digits
+    assert out["history_hot_p99_ms"] == {"value": hdr(4.0, rel=1e-3), "n": 2}
+    assert out["history_hot_p50_ms"]["value"] == hdr(2.0, rel=1e-3)
+    # 120 days is still warm (up to and including warm_days)
+    assert out["history_warm_p99_ms"] == {"value": hdr(12.0, rel=1e-3), "n": 2}
+    assert out["history_cold_p99_ms"] == {"value": hdr(70.0, rel=1e-3), "n": 2}
+    assert out["history_read_p99_ms"]["n"] == 6
+    assert m.history_reads(pd.DataFrame(columns=list(HISTORY_COLUMNS)), 30, 120) == {}
+
+
+def test_history_reads_go_through_the_ledger_and_only_when_made(tmp_path: Any) -> None:
+    ledger = Ledger()
+    assert "history" not in ledger.write(tmp_path, "a")  # no reads: no table (older runs have none either)
+    ledger.history_read(3, "g:7", 41, 5 * MS, 1234, 200, 20, 100, 200)
+    table = pd.read_parquet(ledger.write(tmp_path, "b")["history"])
+    assert table.to_dict("records") == [
+        {"client": 3, "conv": "g:7", "before": 41, "t_ns": 5 * MS, "latency_us": 1234, "status": 200,
+         "count": 20, "oldest_ts_ms": 100, "newest_ts_ms": 200}
+    ]  # fmt: skip

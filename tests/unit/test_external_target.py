@@ -67,6 +67,8 @@ def test_process_faults_proxy_and_local_clusters_are_refused() -> None:
     assert "node_kill) needs process control" in str(err.value) and "cluster.nodes" in str(err.value)
     with pytest.raises(ExperimentError, match="fault proxy"):
         assign_targets(cells_of("ordering_faults"), parse_targets(["http://h:1"]))
+    with pytest.raises(ExperimentError, match=r"population\.history writes old messages"):
+        assign_targets(cells_of("tiering"), parse_targets(["http://h:1"]))
 
 
 def test_mongo_stand_in_is_named_unless_the_cell_runs_on_a_target() -> None:
