@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import json
 import math
@@ -41,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import yaml
 
@@ -602,35 +604,8 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
             hold: dict[str, Any] | None = None
             if hold_n > n:
-                before_more = held["rss_bytes"]
-                _say(f"hold: connecting {hold_n - n} more, holding {hold_n} for {args.hold_phase_s} s")
-                more_before = prom.parse(await server.metrics_text())
-                more = await _connect(pool, args, None)
-                more_gc = _gc_delta(more_before, prom.parse(await server.metrics_text()))
-                await asyncio.sleep(args.hold_phase_s)
-                now_held = await _held(pool, server)
-                hold = {
-                    "connections_target": hold_n,
-                    "connected": conn["connected"] + more["connected"],
-                    "still_connected_after_hold": now_held["still_connected"],
-                    "server_gauge_connections": now_held["server_gauge_connections"],
-                    "hold_s": args.hold_phase_s,
-                    "rss_bytes": now_held["rss_bytes"],
-                    "bytes_per_connection": (now_held["rss_bytes"] - rss_before)
-                    / max(1, now_held["still_connected"]),
-                    # the extra connections alone (the phases above left their own heap behind)
-                    "marginal_bytes_per_connection": (now_held["rss_bytes"] - before_more)
-                    / max(1, now_held["still_connected"] - held["still_connected"]),
-                    "connect_failures": now_held["connect_failures"],
-                    "close_codes": now_held["close_codes"],
-                    "ramp_gc_pauses": more_gc,
-                }
-                _say(
-                    f"hold: {now_held['still_connected']} held, "
-                    f"{hold['bytes_per_connection'] / 1024:.1f} KiB per connection"
-                )
-                _say(f"hold ramp: {_gc_line(more_gc)}")
-            gc = _gc(prom.parse(await server.metrics_text()))
+                hold = await _hold(pool, server, args, conn, held, rss_before, hold_n, n)
+            gc = _gc(prom.parse(await _metrics_when_answering(server)))
             cpu = [s.cpu_percent for s in server.samples]
         finally:
             try:
@@ -640,7 +615,73 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             await pool.close()
             await ceiling.stop()
             await server.stop()
+            with contextlib.suppress(OSError):  # what the server logged (a failed phase's explanation)
+                (out / "server.log").write_bytes(server.log_path.read_bytes()[-500_000:])
     return summarize(args, rounds, open_loop, idle, hold, gc, pinning, profile, cpu)
+
+
+async def _metrics_when_answering(server: ServerProcess, wait_s: float = 120.0) -> str:
+    """/metrics, waiting for a server that is still busy (e.g. after a connection ramp at its limit)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return await server.metrics_text()
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(2.0)
+
+
+async def _hold(
+    pool: WorkerPool,
+    server: ServerProcess,
+    args: argparse.Namespace,
+    conn: dict[str, Any],
+    held: dict[str, Any],
+    rss_before: int,
+    hold_n: int,
+    n: int,
+) -> dict[str, Any]:
+    """Connect up to ``hold_n`` and hold them with heartbeats. A server that stops answering here (the phase runs
+    close to the process's file-descriptor limit) is a result, recorded with what was measured, not a crash that
+    loses the rounds before it."""
+    before_more = held["rss_bytes"]
+    _say(f"hold: connecting {hold_n - n} more, holding {hold_n} for {args.hold_phase_s} s")
+    out: dict[str, Any] = {"connections_target": hold_n, "hold_s": args.hold_phase_s, "error": None}
+    try:
+        more_before = prom.parse(await server.metrics_text())
+        more = await _connect(pool, args, None)
+        out["connected"] = conn["connected"] + more["connected"]
+        try:
+            more_gc = _gc_delta(more_before, prom.parse(await server.metrics_text()))
+        except httpx.HTTPError as exc:
+            more_gc = {}
+            out["error"] = f"/metrics did not answer after the ramp: {type(exc).__name__}"
+            _say(f"hold: {out['error']}; holding anyway")
+        await asyncio.sleep(args.hold_phase_s)
+        now_held = await _held(pool, server)
+    except (httpx.HTTPError, OSError, RuntimeError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        _say(f"hold: failed: {out['error']} (server.log in the run folder)")
+        return out
+    out.update(
+        still_connected_after_hold=now_held["still_connected"],
+        server_gauge_connections=now_held["server_gauge_connections"],
+        rss_bytes=now_held["rss_bytes"],
+        bytes_per_connection=(now_held["rss_bytes"] - rss_before) / max(1, now_held["still_connected"]),
+        # the extra connections alone (the phases above left their own heap behind)
+        marginal_bytes_per_connection=(now_held["rss_bytes"] - before_more)
+        / max(1, now_held["still_connected"] - held["still_connected"]),
+        connect_failures=now_held["connect_failures"],
+        close_codes=now_held["close_codes"],
+        ramp_gc_pauses=more_gc,
+    )
+    _say(
+        f"hold: {now_held['still_connected']} held, {out['bytes_per_connection'] / 1024:.1f} KiB per connection"
+    )
+    if more_gc:
+        _say(f"hold ramp: {_gc_line(more_gc)}")
+    return out
 
 
 def summarize(
@@ -769,13 +810,18 @@ def report(result: dict[str, Any]) -> str:
                 f"| held with heartbeats for {hold['hold_s']:.0f} s | {hold['still_connected_after_hold']:,} of "
                 f"{hold['connections_target']:,}; {hold['bytes_per_connection'] / 1024:.1f} KiB each |"
             ]
-            if hold
+            if hold and "still_connected_after_hold" in hold
             else []
         ),
+        *([f"| hold phase problem | {hold['error']} |"] if hold and hold.get("error") else []),
         f"| GC: longest pause; pauses over 20 ms (whole run, set-up included) | {_fmt(gc['max_pause_ms'], ' ms')}; "
         f"{_fmt(gc['pauses_over_20ms'], '', 0)} |",
         f"| GC during the {idle['connections_target']:,}-connection ramp | {_gc_line(idle['ramp_gc_pauses'])} |",
-        *([f"| GC during the hold ramp | {_gc_line(hold['ramp_gc_pauses'])} |"] if hold else []),
+        *(
+            [f"| GC during the hold ramp | {_gc_line(hold['ramp_gc_pauses'])} |"]
+            if hold and hold.get("ramp_gc_pauses")
+            else []
+        ),
         "",
         f"Medians of {result['repeat']} rounds (echo, 1:1, broadcast, fan-out interleaved; ratios per round, then "
         "the median); server CPU is the server process's own CPU time over each phase. Every round is in "

@@ -84,6 +84,10 @@ class Experiment(_Spec):
     seed: int = 1
     # Keep every cell's raw ledgers (Parquet) in the report folder.
     keep_ledgers: bool = True
+    # Share of clients whose ledger rows are kept on disk (1: all). The metrics are computed from every row
+    # first; only the kept files (what figures such as latency CDFs read back) are a sample: rows of clients whose
+    # index is a multiple of round(1 / ledger_sample). Keeps capacity runs small enough to commit.
+    ledger_sample: Annotated[float, Field(gt=0, le=1)] = 1.0
 
     @model_validator(mode="after")
     def _history_reads_need_the_swarm(self) -> Experiment:

@@ -358,7 +358,23 @@ def _collect(
     if not exp.keep_ledgers:
         for p in out.glob("*.parquet"):
             p.unlink()
+    elif exp.ledger_sample < 1:
+        sample_ledgers(out, exp.ledger_sample)
     return figures
+
+
+def sample_ledgers(directory: Path, share: float) -> int:
+    """Keep only the rows of every ``round(1 / share)``-th client in the Parquet ledgers (after the metrics were
+    computed from all of them); returns the step. Writes ``ledger_sample.json`` so readers know."""
+    step = max(1, round(1 / share))
+    for path in directory.glob("*.parquet"):
+        table = pd.read_parquet(path)
+        if "client" in table.columns:
+            table[table["client"] % step == 0].to_parquet(path, compression="zstd", compression_level=9, index=False)
+    (directory / "ledger_sample.json").write_text(
+        json.dumps({"share": share, "kept": f"clients whose index % {step} == 0"}), encoding="utf-8"
+    )
+    return step
 
 
 def connected_clients(events: pd.DataFrame) -> int:

@@ -296,3 +296,19 @@ def test_history_reads_go_through_the_ledger_and_only_when_made(tmp_path: Any) -
         {"client": 3, "conv": "g:7", "before": 41, "t_ns": 5 * MS, "latency_us": 1234, "status": 200,
          "count": 20, "oldest_ts_ms": 100, "newest_ts_ms": 200}
     ]  # fmt: skip
+
+
+def test_ledger_sample_keeps_every_kth_client_after_the_metrics(tmp_path: Any) -> None:
+    from experiments.harness.runner import sample_ledgers
+
+    ledger = Ledger()
+    for client in range(20):
+        ledger.sends.append(SendRecord(client, f"u{client}", "d", f"{client}-1", "d:1:2", False, MS))
+        ledger.event(client, 1, "connected")
+    ledger.finish(ack_off=False)
+    paths = ledger.write(tmp_path, "w0")
+    assert sample_ledgers(tmp_path, 0.25) == 4
+    assert list(pd.read_parquet(paths["sends"])["client"]) == [0, 4, 8, 12, 16]
+    assert list(pd.read_parquet(paths["events"])["client"]) == [0, 4, 8, 12, 16]
+    assert pd.read_parquet(paths["sends"])["state"].tolist() == ["unknown"] * 5  # types survive the rewrite
+    assert "% 4 == 0" in (tmp_path / "ledger_sample.json").read_text()
