@@ -370,7 +370,9 @@ def sample_ledgers(directory: Path, share: float) -> int:
     for path in directory.glob("*.parquet"):
         table = pd.read_parquet(path)
         if "client" in table.columns:
-            table[table["client"] % step == 0].to_parquet(path, compression="zstd", compression_level=9, index=False)
+            table[table["client"] % step == 0].to_parquet(
+                path, compression="zstd", compression_level=9, index=False
+            )
     (directory / "ledger_sample.json").write_text(
         json.dumps({"share": share, "kept": f"clients whose index % {step} == 0"}), encoding="utf-8"
     )
