@@ -77,6 +77,11 @@ METRIC_LABELS: dict[str, tuple[str, str, str]] = {
     "history_cold_p50_ms": ("冷数据历史页 P50", "history page, cold p50", "ms"),
     "history_cold_p99_ms": ("冷数据历史页 P99", "history page, cold p99", "ms"),
     "history_error_rate": ("历史查询失败率", "history read error rate", ""),
+    "history_skipped_rate": (
+        "未发出的历史查询比例（客户端限流）",
+        "history reads skipped (client back-pressure)",
+        "",
+    ),
     "cache_hit_rate": ("缓存命中率", "cache hit rate", ""),
 }
 

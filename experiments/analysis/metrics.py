@@ -20,7 +20,8 @@ docs/experiments.md):
   filed by the age of its oldest message against the cell's tier ages (``store.tiering.hot_days`` /
   ``warm_days``): ``hot``, ``warm`` or ``cold`` — the tier that page reaches with tiering on, the same ages in
   the hot store with it off. Pages that came back empty or failed are counted in ``history_error_rate``, not in
-  the latencies.
+  the latencies; reads that fell due while the client had its cap in flight were not made (``history_skipped_rate``:
+  the server was not keeping up with the offered reads).
 * latencies: HDR histograms (3 significant digits) of send->ack and send->deliver, in ms. ``send_deliver_*``
   counts pushes only; ``send_deliver_all_*`` counts the first release by any path (push or sync): when the
   message became visible to the recipient, slow recoveries included.
@@ -201,9 +202,12 @@ def history_reads(history: pd.DataFrame, hot_days: float, warm_days: float) -> d
     out: dict[str, Any] = {}
     if history.empty:
         return out
-    n = len(history)
+    due = len(history)
+    skipped = int((history["status"] == -1).sum())  # not made: the client's in-flight cap (back-pressure)
+    n = due - skipped
     ok = history[(history["status"] == 200) & (history["count"] > 0)]
     out["history_reads"] = figure(float(n), n)
+    out["history_skipped_rate"] = figure(ratio(float(skipped), float(due)), due)
     out["history_error_rate"] = figure(ratio(float(n - len(ok)), float(n)), n)
     out.update(hdr_percentiles(ok["latency_us"].to_numpy(), "history_read"))
     age_days = (ok["t_ns"] // 1_000_000 - ok["oldest_ts_ms"]) / DAY_MS

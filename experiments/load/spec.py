@@ -105,6 +105,10 @@ class Workload(_Spec):
     # the seeded messages per conversation (and without them, the newest page).
     history_rate_per_user_per_s: Annotated[float, Field(ge=0)] = 0.0
     history_page: Annotated[int, Field(ge=1, le=200)] = 50
+    # Reads in flight per swarm worker beyond which a due read is skipped (ledger status -1) rather than queued in
+    # the client's connection pool, where its wait would be the client's, not the server's (one pooled
+    # connection each: the pool never queues).
+    history_max_inflight: Annotated[int, Field(ge=1, le=1024)] = 64
     history_span: Annotated[int, Field(ge=0)] = 0
 
 

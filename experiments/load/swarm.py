@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 TERMINAL_CLOSE_CODES = frozenset({4001, 4009, 4010, 4011, 4400, 1009})
 # Close codes a real device would reconnect after (heartbeat, shutdown, slow consumer, token expiry, rate limit).
 HIST_MAX_US = 3_600_000_000
+HISTORY_SKIPPED = (
+    -1
+)  # ledger status of a history read not made: too many in flight (Workload.history_max_inflight)
 
 
 def new_histogram() -> HdrHistogram:
@@ -755,9 +758,14 @@ class Swarm:
                 return
             conv = rng.choice(c.cred.directs + c.cred.groups)
             before = rng.randint(2, w.history_span + 1) if w.history_span > 0 else None
-            task = asyncio.ensure_future(self._history_read(c, conv, before))
-            self._reads.add(task)
-            task.add_done_callback(self._reads.discard)
+            if len(self._reads) >= w.history_max_inflight:  # back-pressure: counted, never queued
+                self.ledger.history_read(
+                    c.idx, conv, before or 0, time.time_ns(), 0, HISTORY_SKIPPED, 0, 0, 0
+                )
+            else:
+                task = asyncio.ensure_future(self._history_read(c, conv, before))
+                self._reads.add(task)
+                task.add_done_callback(self._reads.discard)
             self._schedule_history(c, rng, end)
 
         c.history_timer = loop.call_later(gap, fire)
@@ -769,7 +777,10 @@ class Swarm:
             self._http = httpx.AsyncClient(
                 base_url=f"{scheme}://{uri.host}:{uri.port}",
                 timeout=30.0,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+                limits=httpx.Limits(
+                    max_connections=self.workload.history_max_inflight,
+                    max_keepalive_connections=self.workload.history_max_inflight,
+                ),
             )
         return self._http
 

@@ -274,8 +274,10 @@ def test_history_reads_are_filed_by_the_age_of_the_oldest_message_on_the_page() 
 
     rows = [read(2, 1), read(4, 29.9), read(10, 31), read(12, 120), read(50, 121), read(70, 400)]
     rows += [read(1, 1, status=401, count=0), read(1, 500, count=0)]  # refused; a page with nothing in it
+    rows += [read(0, 1, status=-1, count=0)]  # not made: the client had its cap in flight
     out = m.history_reads(pd.DataFrame(rows, columns=list(HISTORY_COLUMNS)), hot_days=30, warm_days=120)
     assert out["history_reads"] == {"value": 8.0, "n": 8}
+    assert out["history_skipped_rate"] == {"value": 1 / 9, "n": 9}
     assert out["history_error_rate"] == {"value": 0.25, "n": 8}
     hdr = pytest.approx  # HDR histograms keep 3 significant digits
     assert out["history_hot_p99_ms"] == {"value": hdr(4.0, rel=1e-3), "n": 2}
