@@ -26,7 +26,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 import orjson
@@ -73,10 +73,16 @@ class LocalArchive:
         return None
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        """The file of ``key``, refused when the key could leave the archive (absolute, ``..``, empty parts).
+
+        A check of the key's text, not ``Path.resolve()``: resolving every key walked the path with one syscall per
+        component on every cold read, and the tiering experiment's profile had those walks in the executor threads
+        fighting the event loop for the GIL (docs/database.md). Keys are made by this module from validated
+        conversation ids; the archive directory holds no symlinks of ours."""
+        parts = PurePosixPath(key).parts
+        if not key or key.startswith("/") or "\\" in key or any(p in ("..", ".") for p in parts):
             raise ValueError(f"archive key escapes the archive: {key!r}")
-        return path
+        return self.root / key
 
     def _put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -106,16 +112,16 @@ class LocalArchive:
         return await asyncio.to_thread(self._get, key)
 
     def _list(self, prefix: str) -> list[str]:
+        """Keys under ``prefix``, from one ``os.walk`` (scandir: no stat or path resolution per file)."""
         base = self._path(prefix) if prefix else self.root
         start = base if base.is_dir() else base.parent
-        if not start.exists():
+        if not start.is_dir():
             return []
-        root = self.root.resolve()
-        keys = [
-            str(p.resolve().relative_to(root))
-            for p in start.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
-        ]
+        root = str(self.root)
+        keys: list[str] = []
+        for dirpath, _dirs, files in os.walk(start):
+            rel = dirpath[len(root) + 1 :]
+            keys.extend(f"{rel}/{name}" if rel else name for name in files if not name.startswith("."))
         return sorted(k for k in keys if k.startswith(prefix))
 
     async def list(self, prefix: str) -> list[str]:
