@@ -134,9 +134,9 @@ VALUE_LABELS: dict[str, str] = {
     "redis": "Redis",
     "rabbitmq": "RabbitMQ",
     "mqtt": "MQTT",
-    "all_hot": "全部热存储\nall hot (SQLite)",
-    "warm_sqlite": "温: SQLite\n冷: 本地归档\nwarm SQLite, cold archive",
-    "warm_mysql": "温: MySQL\n冷: 本地归档\nwarm MySQL, cold archive",
+    "all_hot": "全部热存储\nall hot",
+    "warm_sqlite": "温 SQLite + 冷归档\nwarm SQLite\n+ cold files",
+    "warm_mysql": "温 MySQL + 冷归档\nwarm MySQL\n+ cold files",
 }
 
 # Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom (the normal 1.96 beyond): written out
