@@ -50,7 +50,8 @@ def test_bench_core_tiny_scale(tmp_path: Path) -> None:
     # the last phase connects the 20 users left out so far and holds all 80 (the phases before never saw them)
     hold = result["hold"]
     assert hold["connected"] == hold["still_connected_after_hold"] == hold["server_gauge_connections"] == 80
-    assert hold["bytes_per_connection"] > 0
+    assert hold["bytes_per_connection"] > 0 and hold["error"] is None
+    assert (run / "server.log").is_file()  # kept for a failed phase's explanation
 
     idle, details = result["idle"], result["details"]
     assert idle["connected"] == 60 and idle["still_connected_after_hold"] == 60
@@ -59,6 +60,8 @@ def test_bench_core_tiny_scale(tmp_path: Path) -> None:
         assert one["acked"] > 0 and one["delivered"] >= one["acked"] * 0.9
         assert one["send_ack_ms"]["p50"] > 0 and one["server"]["messages_stored"] >= one["acked"]
         assert one["server_cpu_s"] > 0
+        by_thread = one["server_cpu_us_per_msg_by_thread"]  # the SQLite threads carry their names to the OS
+        assert by_thread["event_loop"] > 0 and any(k.startswith("sqlite-w-") for k in by_thread), by_thread
     for fan in details["fanout"]:
         assert fan["delivered"] > fan["acked"]  # each group message reaches the other members
     for echo, bcast in zip(details["echo"], details["broadcast"], strict=True):
@@ -81,6 +84,23 @@ def test_scale_fills_only_unset_options() -> None:
     assert full.repeat >= 3
     chosen = bench_core.parse_args(["--connections", "500", "--repeats", "2"])  # today's flags still work
     assert chosen.hold_connections == 0 and chosen.repeat == 2  # a chosen size: no 19,000 phase unless asked
+
+
+def test_server_set_overrides_one_setting_for_a_run() -> None:
+    settings = bench_core.server_settings(
+        ["strategies.store.messages={kind: sqlite, cache_size_kib: 65536}", "limits.rate_per_s=5"]
+    )
+    assert settings["strategies"]["store"]["messages"] == {"kind": "sqlite", "cache_size_kib": 65536}
+    assert settings["limits"]["rate_per_s"] == 5
+    assert (
+        settings["limits"]["outbound_queue_frames"]
+        == bench_core.BENCH_SERVER["limits"]["outbound_queue_frames"]
+    )
+    assert "strategies" not in bench_core.BENCH_SERVER  # the defaults are not changed in place
+    with pytest.raises(ValueError, match=r"expected dotted\.key=value"):
+        bench_core.server_settings(["limits.rate_per_s"])
+    with pytest.raises(SystemExit):
+        bench_core.parse_args(["--server-set", "nokey"])
 
 
 def test_split_spreads_the_remainder() -> None:

@@ -45,9 +45,11 @@ async def pair(srv: RunningServer) -> AsyncIterator[tuple[WsimClient, WsimClient
         yield trio
 
 
-async def _suback(broker: PrivateBroker, creds: dict[str, Any] | None, topic: str) -> int:
+async def _suback(
+    broker: PrivateBroker, creds: dict[str, Any] | None, topic: str, timeout: float | None = None
+) -> int:
     auth = {"username": creds["username"], "password": creds["password"]} if creds else {}
-    async with aiomqtt.Client("127.0.0.1", broker.port, **auth) as c:
+    async with aiomqtt.Client("127.0.0.1", broker.port, timeout=timeout, **auth) as c:
         granted = await c.subscribe(topic, qos=1)
     code = granted[0]
     return int(code if isinstance(code, int) else code.value)
@@ -118,10 +120,13 @@ async def test_h1_h6_a_logged_out_login_loses_its_broker_account(
     # The account is deleted after the notice is published: retry the connect until the broker refuses it.
     for _ in range(100):
         try:
-            await _suback(broker, creds, creds["downlink"])
+            await _suback(broker, creds, creds["downlink"], timeout=2)
         except aiomqtt.MqttError as exc:
-            assert "not authori" in str(exc).lower() or "bad user name or password" in str(exc).lower(), exc
-            return
+            text = str(exc).lower()
+            if "not authori" in text or "bad user name or password" in text:
+                return
+            # Connected just before the deletion: the broker drops that connection mid-subscribe (seen in CI as a
+            # subscribe that timed out). Only a refused connect proves the account is gone, so try again.
         await asyncio.sleep(0.05)
     raise AssertionError("the logged-out login's broker account still connects")
 
