@@ -44,12 +44,12 @@ from typing import Any
 
 import httpx
 import psutil
-import yaml
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.analysis import prom
+from experiments.harness.config import ExperimentError, parse_set, set_path
 from experiments.harness.environment import ROOT, metadata, run_dir
 from experiments.harness.server import ServerProcess
 from experiments.load.ceiling import CeilingServer
@@ -92,20 +92,12 @@ def cpu_seconds(pid: int | None) -> float:
 
 
 def server_settings(items: Iterable[str]) -> dict[str, Any]:
-    """``BENCH_SERVER`` with ``--server-set`` items applied (``a.b.c=<YAML>``: creates mappings on the way)."""
-    out = copy.deepcopy(BENCH_SERVER)
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{item!r}: expected dotted.key=value")
-        *parents, last = key.split(".")
-        cur = out
-        for part in parents:
-            nxt = cur.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise ValueError(f"{item!r}: {part} is not a mapping")
-            cur = nxt
-        cur[last] = yaml.safe_load(raw)
+    """``BENCH_SERVER`` with ``--server-set`` items applied, parsed and set as the experiment files' ``--set``
+    (``strategies.<kind>=name`` shorthand included)."""
+    data: dict[str, Any] = {"server": copy.deepcopy(BENCH_SERVER)}
+    for key, value in parse_set(list(items)).items():
+        set_path(data, f"server.{key}", value)
+    out: dict[str, Any] = data["server"]
     return out
 
 
@@ -926,8 +918,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     try:
         server_settings(args.server_set)
-    except (ValueError, yaml.YAMLError) as exc:
-        p.error(f"--server-set: {exc}")
+    except ExperimentError as exc:
+        p.error(str(exc).replace("--set", "--server-set", 1))
     if args.connections is not None and args.hold_connections is None:
         args.hold_connections = 0  # a chosen size: no 19,000-connection phase unless asked
     for key, value in SCALES[args.scale].items():

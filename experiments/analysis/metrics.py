@@ -37,6 +37,7 @@ import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 from experiments.analysis import prom
+from strategies.store.tiered import DAY_MS
 
 SENT_STATES = ("acked", "written")
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
@@ -193,8 +194,12 @@ def latency(sends: pd.DataFrame, receives: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-DAY_MS = 86_400_000
 AGE_BANDS = ("hot", "warm", "cold")
+
+
+def answered_pages(history: pd.DataFrame) -> pd.DataFrame:
+    """History reads that came back with messages (the ones whose latency is a page's)."""
+    return history[(history["status"] == 200) & (history["count"] > 0)]
 
 
 def history_reads(history: pd.DataFrame, hot_days: float, warm_days: float) -> dict[str, Any]:
@@ -205,7 +210,7 @@ def history_reads(history: pd.DataFrame, hot_days: float, warm_days: float) -> d
     due = len(history)
     skipped = int((history["status"] == -1).sum())  # not made: the client's in-flight cap (back-pressure)
     n = due - skipped
-    ok = history[(history["status"] == 200) & (history["count"] > 0)]
+    ok = answered_pages(history)
     out["history_reads"] = figure(float(n), n)
     out["history_skipped_rate"] = figure(ratio(float(skipped), float(due)), due)
     out["history_error_rate"] = figure(ratio(float(n - len(ok)), float(n)), n)

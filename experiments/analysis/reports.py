@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from experiments.analysis.metrics import answered_pages
+
 
 class NoResultsError(FileNotFoundError):
     pass
@@ -183,6 +185,5 @@ def history_latency_ms(run_dir: str | Path) -> dict[str, np.ndarray]:
         reads = ledger(run_dir, "history", cell)
         if reads.empty:
             continue
-        ok = reads[(reads["status"] == 200) & (reads["count"] > 0)]
-        out[cell] = (ok["latency_us"] / 1000).to_numpy()
+        out[cell] = (answered_pages(reads)["latency_us"] / 1000).to_numpy()
     return out

@@ -113,7 +113,8 @@ class Ledger:
                 s.state = SendState.WRITTEN if ack_off else SendState.UNKNOWN
 
     def write(self, directory: Path, prefix: str) -> dict[str, Path]:
-        """Write the tables (the history table only when reads were made) as Parquet files ``<prefix>.<table>.parquet``; return their paths."""
+        """Write the tables as Parquet files ``<prefix>.<table>.parquet`` (``history`` only when reads were made);
+        return their paths."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 

@@ -42,9 +42,8 @@ log = logging.getLogger(__name__)
 TERMINAL_CLOSE_CODES = frozenset({4001, 4009, 4010, 4011, 4400, 1009})
 # Close codes a real device would reconnect after (heartbeat, shutdown, slow consumer, token expiry, rate limit).
 HIST_MAX_US = 3_600_000_000
-HISTORY_SKIPPED = (
-    -1
-)  # ledger status of a history read not made: too many in flight (Workload.history_max_inflight)
+# Ledger status of a history read not made: too many in flight (Workload.history_max_inflight).
+HISTORY_SKIPPED = -1
 
 
 def new_histogram() -> HdrHistogram:
@@ -79,6 +78,9 @@ class SwarmCounters:
     gap_syncs: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     pongs: int = 0
+
+    def error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
 
 
 def text_for(t_send_ns: int, cmid: str, size: int) -> str:
@@ -431,7 +433,7 @@ class SwarmClient:
 
     def _on_error(self, frame: dict[str, Any]) -> None:
         code = frame.get("code", "")
-        self.counters.errors[code] = self.counters.errors.get(code, 0) + 1
+        self.counters.error(code)
         rec = self.outbox.get(frame.get("ref") or "")
         if rec is None:
             return
@@ -706,9 +708,8 @@ class Swarm:
                 c.sender_timer.cancel()
             if c.history_timer is not None:
                 c.history_timer.cancel()
-        if (
-            self._reads
-        ):  # reads still in flight belong to the run: wait for their answers (each has a timeout)
+        # Reads still in flight belong to the run: wait for their answers (each has a timeout).
+        if self._reads:
             await asyncio.wait(set(self._reads))
         for h in handles:
             h.cancel()
@@ -805,13 +806,9 @@ class Swarm:
                 if msgs:
                     oldest, newest = int(msgs[0]["ts"]), int(msgs[-1]["ts"])
             else:
-                self.counters.errors[f"history_{status}"] = (
-                    self.counters.errors.get(f"history_{status}", 0) + 1
-                )
+                self.counters.error(f"history_{status}")
         except httpx.HTTPError as exc:
-            self.counters.errors["history_" + type(exc).__name__] = (
-                self.counters.errors.get("history_" + type(exc).__name__, 0) + 1
-            )
+            self.counters.error(f"history_{type(exc).__name__}")
         latency_us = (time.perf_counter_ns() - start) // 1000
         self.ledger.history_read(c.idx, conv, before or 0, t_ns, latency_us, status, count, oldest, newest)
 

@@ -80,7 +80,7 @@ class LocalArchive:
         fighting the event loop for the GIL (docs/database.md). Keys are made by this module from validated
         conversation ids; the archive directory holds no symlinks of ours."""
         parts = PurePosixPath(key).parts
-        if not key or key.startswith("/") or "\\" in key or any(p in ("..", ".") for p in parts):
+        if not key or key.startswith("/") or "\\" in key or ".." in parts:
             raise ValueError(f"archive key escapes the archive: {key!r}")
         return self.root / key
 
