@@ -83,6 +83,14 @@ METRIC_LABELS: dict[str, tuple[str, str, str]] = {
         "",
     ),
     "cache_hit_rate": ("缓存命中率", "cache hit rate", ""),
+    "backend_mariadb_primary_cpu_s": ("MySQL 主库 CPU 时间", "MySQL primary CPU time", "s"),
+    "backend_mariadb_replica_cpu_s": ("MySQL 从库 CPU 时间", "MySQL replica CPU time", "s"),
+    "replica_read_share": ("从库承担的读比例", "share of user-store reads served by the replica", ""),
+    "replica_fallbacks": ("回退到主库的从库读", "replica reads served by the primary", "次"),
+    "rest_search_p99_ms": ("用户搜索 P99（客户端）", "user search p99 (client)", "ms"),
+    "rest_requests_p99_ms": ("好友申请列表 P99（客户端）", "friend-request list p99 (client)", "ms"),
+    "rest_befriend_p99_ms": ("发送好友申请 P99（客户端）", "send friend request p99 (client)", "ms"),
+    "rest_error_rate": ("账户接口失败率", "account call error rate", ""),
 }
 
 

@@ -22,6 +22,13 @@ docs/experiments.md):
   the hot store with it off. Pages that came back empty or failed are counted in ``history_error_rate``, not in
   the latencies; reads that fell due while the client had its cap in flight were not made (``history_skipped_rate``:
   the server was not keeping up with the offered reads).
+* **account calls** (``rest_*``, the ``rest`` table): client-timed REST calls of the workload's ``search``,
+  ``requests`` and ``befriend`` rates. ``rest_<kind>_p*_ms`` over the answered ones (200/201; for ``befriend`` also
+  409, "already asked or friends"); ``rest_error_rate`` over the calls made; ``rest_skipped_rate`` as for history.
+* **replica reads** (``replica_*``, from /metrics, only when a user store has a replica): ``replica_read_share``
+  is the user store's reads the replica served / all its reads (``wsim_store_op_seconds`` by side; 0 for a MySQL
+  user store without a replica);
+  ``replica_fallbacks`` the replica-routed reads the primary served instead (lag, breaker, timeouts, detached).
 * latencies: HDR histograms (3 significant digits) of send->ack and send->deliver, in ms. ``send_deliver_*``
   counts pushes only; ``send_deliver_all_*`` counts the first release by any path (push or sync): when the
   message became visible to the recipient, slow recoveries included.
@@ -202,6 +209,27 @@ def answered_pages(history: pd.DataFrame) -> pd.DataFrame:
     return history[(history["status"] == 200) & (history["count"] > 0)]
 
 
+REST_KINDS = ("search", "requests", "befriend")
+
+
+def rest_calls(rest: pd.DataFrame) -> dict[str, Any]:
+    """Account calls by kind (module docstring)."""
+    out: dict[str, Any] = {}
+    if rest.empty:
+        return out
+    due = len(rest)
+    made = rest[rest["status"] != -1]
+    answered = made["status"].isin((200, 201)) | ((made["kind"] == "befriend") & (made["status"] == 409))
+    out["rest_calls"] = figure(float(len(made)), len(made))
+    out["rest_skipped_rate"] = figure(ratio(float(due - len(made)), float(due)), due)
+    out["rest_error_rate"] = figure(ratio(float((~answered).sum()), float(len(made))), len(made))
+    ok = made[answered]
+    for kind in REST_KINDS:
+        if (made["kind"] == kind).any():
+            out.update(hdr_percentiles(ok.loc[ok["kind"] == kind, "latency_us"].to_numpy(), f"rest_{kind}"))
+    return out
+
+
 def history_reads(history: pd.DataFrame, hot_days: float, warm_days: float) -> dict[str, Any]:
     """History page latency per age band (see the module docstring), and the share of reads that failed."""
     out: dict[str, Any] = {}
@@ -346,7 +374,7 @@ def server_metrics(before: str | list[str], after: str | list[str]) -> dict[str,
     ack = prom.histogram_summary(b, a, "wsim_send_ack_seconds")
     dlv = prom.histogram_summary(b, a, "wsim_send_deliver_seconds")
     n_hist, n_ack, n_dlv = int(hist["n"] or 0), int(ack["n"] or 0), int(dlv["n"] or 0)
-    return {
+    return replica_metrics(b, a) | {
         "cache_hit_rate": figure(ratio(hits, hits + misses), int(hits + misses)),
         "history_p50_ms": figure(hist["p50"], n_hist),
         "history_p99_ms": figure(hist["p99"], n_hist),
@@ -356,6 +384,23 @@ def server_metrics(before: str | list[str], after: str | list[str]) -> dict[str,
         "server_dead_letters": figure(prom.delta(b, a, "wsim_dead_letters_total"), n_dlv),
         "server_dedup_hits": figure(prom.delta(b, a, "wsim_dedup_hits_total"), n_ack),
         "server_messages_stored": figure(prom.delta(b, a, "wsim_messages_stored_total"), n_ack),
+    }
+
+
+def replica_metrics(b: prom.Samples, a: prom.Samples) -> dict[str, Any]:
+    """The user store's replica reads (module docstring); nothing when the user store is not MySQL (a MySQL user
+    store without a replica: share 0)."""
+    op = "wsim_store_op_seconds_count"
+    if not any(n == op and dict(lab).get("op") == "users_read" for n, lab in a):
+        return {}
+    replica = prom.delta(b, a, op, store="mysql-replica", op="users_read")
+    primary = prom.delta(b, a, op, store="mysql-primary", op="users_read")
+    reads = int(replica + primary)
+    lag = [v for (n, _), v in a.items() if n == "wsim_store_replica_lag_seconds"]
+    return {
+        "replica_read_share": figure(ratio(replica, replica + primary), reads),
+        "replica_fallbacks": figure(prom.delta(b, a, "wsim_store_replica_fallbacks_total"), reads),
+        "replica_lag_s": figure(max(lag) if lag else None, len(lag)),
     }
 
 
@@ -380,6 +425,7 @@ def compute_all(
     arrivals: pd.DataFrame | None = None,
     history: pd.DataFrame | None = None,
     tier_days: tuple[float, float] = (7.0, 90.0),
+    rest: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Every ledger metric of one run (``tier_days``: the cell's hot and warm ages, for the history bands)."""
     out: dict[str, Any] = {}
@@ -393,4 +439,6 @@ def compute_all(
     out.update(throughput(sends, receives, duration_s))
     if history is not None:
         out.update(history_reads(history, *tier_days))
+    if rest is not None:
+        out.update(rest_calls(rest))
     return out

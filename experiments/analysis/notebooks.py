@@ -21,7 +21,7 @@ COMPARISONS = (
     "quickstart", "ack_loss", "retry_policies", "dedup_resends", "ordering_faults", "offline_push",
     "reconnect_storm", "concurrency", "store_backends", "cache_tiers", "cluster_bus", "network_severity",
     "heartbeat_interval", "availability_node_kill", "dedup_cluster", "write_throughput", "multi_device",
-    "tiering",
+    "tiering", "read_split",
 )  # fmt: skip
 
 _SETUP = """\

@@ -2,7 +2,7 @@
 system service. Each listens on a free loopback port with its data in the run's directory.
 
 Implemented: Redis (``redis-server``, no persistence), MariaDB (``mariadbd`` on its own data directory, which a
-restart keeps, like a database crash and recovery) and RabbitMQ (its own node name, ports, Mnesia directory and
+restart keeps, like a database crash and recovery; optionally with a replica), MongoDB's stand-in and RabbitMQ (its own node name, ports, Mnesia directory and
 an empty plugin list, so it never collides with the system broker or its management port).
 """
 
@@ -28,9 +28,12 @@ class BackendError(RuntimeError):
 
 
 class PrivateBackendConfig(BaseModel):
-    """Options of a private instance (none yet: the instance's kind is its key under ``backends``)."""
+    """Options of a private instance (the instance's kind is its key under ``backends``)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # mariadb only: also start a read replica of it (placeholder ``{backend.mariadb.replica_url}``)
+    replica: bool = False
 
 
 class PrivateBackend(Protocol):
@@ -39,9 +42,65 @@ class PrivateBackend(Protocol):
     @property
     def url(self) -> str: ...
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """Its server processes by role (``primary``, and ``replica`` for a replicated MariaDB)."""
+        ...
+
+    def placeholders(self) -> dict[str, str]:
+        """``{backend.<name>.<key>}`` values for the server settings: ``url`` always."""
+        ...
+
+    def pids(self) -> dict[str, int]:
+        """The running server process of each part (for its CPU time)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    async def start_part(self, part: str) -> None: ...
+
+    async def stop_part(self, part: str) -> None: ...
+
+
+class _OneProcess:
+    """A backend of one server process: one part (``primary``), one URL."""
+
+    proc: asyncio.subprocess.Process | None
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return ("primary",)
+
+    def placeholders(self) -> dict[str, str]:
+        return {"url": self.url}
+
+    def pids(self) -> dict[str, int]:
+        running = self.proc is not None and self.proc.returncode is None
+        return {"primary": self.proc.pid} if running and self.proc is not None else {}
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    def _check(self, part: str) -> None:
+        if part != "primary":
+            raise BackendError(f"{type(self).__name__} has one part, 'primary', not {part!r}")
+
+    async def start_part(self, part: str) -> None:
+        self._check(part)
+        await self.start()
+
+    async def stop_part(self, part: str) -> None:
+        self._check(part)
+        await self.stop()
 
 
 async def _wait_port(port: int, proc: asyncio.subprocess.Process, timeout_s: float, what: str) -> None:
@@ -68,7 +127,7 @@ async def _wait_closed(port: int, timeout_s: float) -> None:
     raise BackendError(f"port {port} still open {timeout_s} s after the backend was killed")
 
 
-class PrivateRedis:
+class PrivateRedis(_OneProcess):
     """``redis-server`` on a free port, no persistence (a restart loses its data, like a cache node crash)."""
 
     name = "redis"
@@ -102,41 +161,26 @@ class PrivateRedis:
         self.proc = None
 
 
-class PrivateMariaDB:
-    """``mariadbd`` on a free port with a fresh data directory (``mariadb-install-db``) and a ``wsim`` database.
+class _Mariadbd:
+    """One ``mariadbd`` on a free port with its own data directory (``mariadb-install-db`` on first start)."""
 
-    ``stop`` is SIGKILL (a crash); ``start`` again recovers the same data directory."""
-
-    name = "mariadb"
-
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, args: list[str]) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.datadir = workdir / "data"
+        self.args = args
         self.proc: asyncio.subprocess.Process | None = None
 
-    @property
-    def url(self) -> str:
-        return f"mysql://root@127.0.0.1:{self.port}/wsim"
-
-    async def _run(self, *argv: str) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
-        out, _ = await proc.communicate()
-        if proc.returncode != 0:
-            raise BackendError(f"{argv[0]} failed: {out.decode(errors='replace')[-1500:]}")
-
-    async def start(self) -> None:
+    async def start(self) -> bool:
+        """Start the server; True when its data directory was created now (a first start)."""
         server = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin")
         install = shutil.which("mariadb-install-db")
-        client = shutil.which("mariadb")
-        if server is None or install is None or client is None:
+        if server is None or install is None or shutil.which("mariadb") is None:
             raise BackendError("MariaDB server tools are not installed (apt-get install mariadb-server)")
         first = not self.datadir.exists()
         if first:
             self.datadir.mkdir(parents=True)
-            await self._run(
+            await _run(
                 install, "--no-defaults", f"--datadir={self.datadir}", "--user=root", "--skip-test-db",
                 "--auth-root-authentication-method=normal",
             )  # fmt: skip
@@ -144,20 +188,17 @@ class PrivateMariaDB:
         self.proc = await asyncio.create_subprocess_exec(
             server, "--no-defaults", f"--datadir={self.datadir}", f"--port={self.port}", "--bind-address=127.0.0.1",
             f"--socket={self.workdir / 'mysqld.sock'}", f"--pid-file={self.workdir / 'mysqld.pid'}", "--user=root",
-            "--skip-log-bin", "--innodb-buffer-pool-size=64M", stdout=log, stderr=log,
+            "--innodb-buffer-pool-size=64M", *self.args, stdout=log, stderr=log,
         )  # fmt: skip
         log.close()
-        await _wait_port(self.port, self.proc, 60, "private mariadbd")
-        if first:
-            await self._run(
-                client,
-                "--no-defaults",
-                "-uroot",
-                "-h127.0.0.1",
-                f"-P{self.port}",
-                "-e",
-                "CREATE DATABASE IF NOT EXISTS wsim",
-            )
+        await _wait_port(self.port, self.proc, 60, f"private mariadbd ({self.workdir.name})")
+        return first
+
+    async def sql(self, statement: str) -> str:
+        client = shutil.which("mariadb") or "mariadb"
+        return await _run(
+            client, "--no-defaults", "-uroot", "-h127.0.0.1", f"-P{self.port}", "-N", "-B", "-e", statement
+        )
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -166,10 +207,117 @@ class PrivateMariaDB:
         self.proc = None
 
 
+async def _run(*argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise BackendError(f"{argv[0]} failed: {out.decode(errors='replace')[-1500:]}")
+    return out.decode(errors="replace")
+
+
+class PrivateMariaDB:
+    """``mariadbd`` on a free port with a fresh data directory and a ``wsim`` database; with ``replica``, a
+    second ``mariadbd`` replicates it (MariaDB GTID replication, row-based binlog, read-only), for the user
+    store's read/write split (its URL is the ``replica_url`` placeholder); wsim then connects as user ``wsim``.
+
+    ``stop`` is SIGKILL (a crash); ``start`` again recovers the same data directories, and a restarted replica
+    resumes from its crash-safe GTID position."""
+
+    name = "mariadb"
+
+    def __init__(self, workdir: Path, replica: bool = False) -> None:
+        self.workdir = workdir
+        binlog = ["--server-id=1", "--log-bin=primary-bin", "--binlog-format=ROW"]
+        self.primary = _Mariadbd(workdir, binlog if replica else ["--skip-log-bin"])
+        self.replica = (
+            _Mariadbd(
+                workdir / "replica", ["--server-id=2", "--skip-log-bin", "--read-only", "--relay-log=relay"]
+            )
+            if replica
+            else None
+        )
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return ("primary", "replica") if self.replica is not None else ("primary",)
+
+    @property
+    def _user(self) -> str:
+        # With a replica, wsim connects as a user without admin rights, whom the replica's read_only binds (root
+        # may write to a read-only MariaDB): a write sent to the replica by mistake fails instead of diverging it.
+        return "wsim" if self.replica is not None else "root"
+
+    @property
+    def url(self) -> str:
+        return f"mysql://{self._user}@127.0.0.1:{self.primary.port}/wsim"
+
+    def placeholders(self) -> dict[str, str]:
+        out = {"url": self.url}
+        if self.replica is not None:
+            out["replica_url"] = f"mysql://{self._user}@127.0.0.1:{self.replica.port}/wsim"
+        return out
+
+    def pids(self) -> dict[str, int]:
+        return {
+            part: srv.proc.pid
+            for part, srv in (("primary", self.primary), ("replica", self.replica))
+            if srv is not None and srv.proc is not None and srv.proc.returncode is None
+        }
+
+    async def start(self) -> None:
+        await self.start_part("primary")
+        if self.replica is not None:
+            await self.start_part("replica")
+
+    async def start_part(self, part: str) -> None:
+        if part == "primary":
+            if await self.primary.start():
+                setup = "CREATE DATABASE IF NOT EXISTS wsim"
+                if self.replica is not None:  # binlogged: the replica gets the user too
+                    for host in ("localhost", "127.0.0.1"):
+                        setup += f"; CREATE USER 'wsim'@'{host}'; GRANT ALL ON wsim.* TO 'wsim'@'{host}'"
+                await self.primary.sql(setup)
+            return
+        replica = self._replica(part)
+        if await replica.start():
+            # From the primary's first binlog event on: the CREATE DATABASE above and everything after it.
+            await replica.sql(
+                f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={self.primary.port}, MASTER_USER='root', "
+                "MASTER_PASSWORD='', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE"
+            )
+            await self._caught_up(replica, 60)
+
+    async def _caught_up(self, replica: _Mariadbd, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if (await replica.sql("SHOW DATABASES LIKE 'wsim'")).strip() == "wsim":
+                return
+            await asyncio.sleep(0.2)
+        status = await replica.sql("SHOW SLAVE STATUS\\G")
+        raise BackendError(
+            f"the private MariaDB replica did not replicate within {timeout_s} s: {status[-1500:]}"
+        )
+
+    def _replica(self, part: str) -> _Mariadbd:
+        if part != "replica" or self.replica is None:
+            raise BackendError(f"mariadb has no part {part!r} (parts: {', '.join(self.parts)})")
+        return self.replica
+
+    async def stop(self) -> None:
+        if self.replica is not None:
+            await self.replica.stop()
+        await self.primary.stop()
+
+    async def stop_part(self, part: str) -> None:
+        await (self.primary.stop() if part == "primary" else self._replica(part).stop())
+
+
 _RABBITMQ_SCRIPT_DIR = "/usr/lib/rabbitmq/bin"
 
 
-class PrivateRabbitMQ:
+class PrivateRabbitMQ(_OneProcess):
     """A RabbitMQ node of its own (node name, AMQP and distribution ports, Mnesia and log directories, no
     plugins). ``stop`` kills the node (its Erlang VM); ``start`` boots it again on the same data."""
 
@@ -229,7 +377,7 @@ class PrivateRabbitMQ:
         self.proc = None
 
 
-class PrivateMongo:
+class PrivateMongo(_OneProcess):
     """A MongoDB wire-protocol server for the ``mongo`` store. MongoDB itself cannot be installed on this
     machine, so this runs ``nx-27017`` (PyPI), the stand-in the store tests use; Docker Compose runs the real
     image. Its performance is not MongoDB's: a comparison against it measures the code path, not MongoDB."""
@@ -276,9 +424,14 @@ PRIVATE_BACKENDS: dict[
 }
 
 
-def make_backend(kind: str, workdir: Path) -> PrivateBackend:
+def make_backend(kind: str, workdir: Path, config: PrivateBackendConfig | None = None) -> PrivateBackend:
+    config = config or PrivateBackendConfig()
     try:
         cls = PRIVATE_BACKENDS[kind]
     except KeyError:
         raise BackendError(f"no private {kind} instance; known: {', '.join(PRIVATE_BACKENDS)}") from None
+    if cls is PrivateMariaDB:
+        return PrivateMariaDB(workdir, replica=config.replica)
+    if config.replica:
+        raise BackendError(f"a private {kind} has no replica (only mariadb does)")
     return cls(workdir)

@@ -90,12 +90,14 @@ class Experiment(_Spec):
     ledger_sample: Annotated[float, Field(gt=0, le=1)] = 1.0
 
     @model_validator(mode="after")
-    def _history_reads_need_the_swarm(self) -> Experiment:
-        if self.driver == "locust" and self.workload.history_rate_per_user_per_s > 0:
-            raise ValueError(
-                "workload.history_rate_per_user_per_s: history reads are driven by the swarm only; "
-                "set driver: swarm or leave the rate at 0"
-            )
+    def _rest_calls_need_the_swarm(self) -> Experiment:
+        if self.driver == "locust":
+            for key in REST_RATES:
+                if getattr(self.workload, key) > 0:
+                    raise ValueError(
+                        f"workload.{key}: REST calls are driven by the swarm only; set driver: swarm or leave the "
+                        "rate at 0"
+                    )
         return self
 
     @model_validator(mode="after")
@@ -105,6 +107,13 @@ class Experiment(_Spec):
                 raise ValueError(
                     f"faults.{i}: backend {f.backend!r} is not started by this experiment (backends)"
                 )
+            if f.type == "backend_restart" and f.part == "replica" and not self.backends[f.backend].replica:
+                raise ValueError(
+                    f"faults.{i}: backend {f.backend!r} has no replica (backends.{f.backend}.replica)"
+                )
+        for name, b in self.backends.items():
+            if b.replica and name != "mariadb":
+                raise ValueError(f"backends.{name}.replica: only mariadb can start a replica")
         return self
 
 
@@ -121,10 +130,19 @@ class Cell:
         return self.experiment.server
 
 
+# The workload's REST call rates (all driven by the swarm).
+REST_RATES = (
+    "history_rate_per_user_per_s",
+    "search_rate_per_user_per_s",
+    "requests_rate_per_user_per_s",
+    "befriend_rate_per_user_per_s",
+)
+
 # What the placeholders look like at validation time (the real values exist only once the run starts them).
 PLACEHOLDER_SAMPLES = {
     "backend.redis.url": "redis://127.0.0.1:6379/0",
     "backend.mariadb.url": "mysql://root@127.0.0.1:3306/wsim",
+    "backend.mariadb.replica_url": "mysql://root@127.0.0.1:3307/wsim",
     "backend.rabbitmq.url": "amqp://guest:guest@127.0.0.1:5672/",
     "backend.mongo.url": "mongodb://127.0.0.1:27017/?directConnection=true",
     "run.id": "0a1b2c3d",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 
 from core.config import deep_merge
 from experiments.analysis import metrics as m
@@ -159,18 +160,49 @@ async def _server_fault(
         await node.restart()
     else:
         backend = backends[fault.backend]
-        await backend.stop()
+        await backend.stop_part(fault.part)
         await asyncio.sleep(fault.down_s)
-        await backend.start()
+        await backend.start_part(fault.part)
     end = time.time_ns()
     windows.append((start, end + 5_000_000_000))  # disconnects up to 5 s after recovery are the fault's
     log.append({"type": fault.type, "start_ns": start, "end_ns": end})
 
 
+def backend_cpu(backends: dict[str, PrivateBackend]) -> dict[str, tuple[int, float]]:
+    """CPU seconds (user + system, children included) of every private backend process so far, keyed
+    ``<backend>_<part>``, with its pid (a process restarted in between is counted from its restart)."""
+    out: dict[str, tuple[int, float]] = {}
+    for name, b in backends.items():
+        for part, pid in b.pids().items():
+            try:
+                proc = psutil.Process(pid)
+                procs = [proc, *proc.children(recursive=True)]
+                out[f"{name}_{part}"] = (pid, sum(sum(p.cpu_times()[:2]) for p in procs))
+            except psutil.Error:
+                continue
+    return out
+
+
+def backend_cpu_figures(marks: list[tuple[int, dict[str, tuple[int, float]]]]) -> dict[str, dict[str, Any]]:
+    """``backend_<name>_<part>_cpu_s`` between the first and the last mark ((time_ns, :func:`backend_cpu`): the
+    load window), and the same as a share of one core (``..._cpu_percent``)."""
+    if len(marks) < 2:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    (t_first, first), (t_last, last) = marks[0], marks[-1]
+    duration_s = (t_last - t_first) / 1e9
+    for key, (pid, cpu) in last.items():
+        before = first.get(key)
+        used = cpu - before[1] if before is not None and before[0] == pid else cpu
+        out[f"backend_{key}_cpu_s"] = m.figure(used, 1)
+        out[f"backend_{key}_cpu_percent"] = m.figure(100.0 * used / duration_s if duration_s > 0 else None, 1)
+    return out
+
+
 def _read_ledgers(directory: Path) -> dict[str, pd.DataFrame]:
     frames: dict[str, list[pd.DataFrame]] = {
         name: [pd.read_parquet(p) for p in sorted(directory.glob(f"*.{name}.parquet"))]
-        for name in ("sends", "receives", "events", "arrivals", "history")
+        for name in ("sends", "receives", "events", "arrivals", "history", "rest")
     }
     return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in frames.items()}
 
@@ -194,9 +226,11 @@ async def run_one(
         pool: WorkerPool | None = None
         try:
             for name in exp.backends if target is None else ():
-                backend = backends[name] = make_backend(name, tmp / "backends" / name)
+                backend = backends[name] = make_backend(name, tmp / "backends" / name, exp.backends[name])
                 await backend.start()
-            urls = {f"backend.{k}.url": b.url for k, b in backends.items()}
+            urls = {
+                f"backend.{k}.{key}": v for k, b in backends.items() for key, v in b.placeholders().items()
+            }
             urls["run.id"] = f"{seed:x}{time.time_ns() % 0xFFFFFF:06x}"
             settings = deep_merge(base_server(), substitute(exp.server, urls))
             # The nodes of a cluster share the data directory (the SQLite files, the JWT secret), as `wsim cluster`
@@ -217,7 +251,12 @@ async def run_one(
                 # the deployment outlives the run: user names must not collide with an earlier run's
                 prefix = f"x{secrets.token_hex(3)}r{rep}"
 
+            cpu_marks: list[tuple[int, dict[str, tuple[int, float]]]] = []
+
             async def scrape_all() -> list[str]:
+                """/metrics of every node, and a mark of the private backends' CPU (the first and the last
+                scrape bound the load window)."""
+                cpu_marks.append((time.time_ns(), backend_cpu(backends)))
                 if target is None:
                     return [await n.metrics_text() for n in nodes]
                 return [await target.scrape(u) for u in scrape_urls]
@@ -296,6 +335,7 @@ async def run_one(
                     "workers": [d["stats"] for d in dumps],
                 }
             driver_stats["faults"] = fault_log
+            driver_stats["backend_cpu"] = backend_cpu_figures(cpu_marks)
             if old_history is not None:
                 driver_stats["old_history"] = old_history
             end_ns = time.time_ns()
@@ -335,6 +375,7 @@ def _collect(
     figures = m.compute_all(
         sends, receives, events, members, duration_s=exp.workload.duration_s, end_ns=end_ns,
         fault_windows=fault_windows, arrivals=books["arrivals"], history=books["history"], tier_days=tier_days,
+        rest=books["rest"],
     )  # fmt: skip
     pairs = [(b, a) for b, a in zip(*scrapes, strict=True) if b and a]  # "" = a target's unreachable /metrics
     if pairs:
@@ -349,6 +390,7 @@ def _collect(
         # measured, not assumed: the clients that authenticated and finished their first sync
         driver_stats["connected"] = connected_clients(events)
         figures.update(locust_figures(out / "locust_stats.csv"))
+    figures.update(driver_stats.get("backend_cpu", {}))
     figures["connected"] = m.figure(float(driver_stats.get("connected", 0)), exp.population.clients)
     for k, v in proxy_stats.items():
         figures[f"proxy_{k}"] = m.figure(float(v), int(proxy_stats.get("connections", 0)))

@@ -38,6 +38,9 @@ ARRIVAL_COLUMNS = ("client", "conv", "seq", "t_recv_ns")
 HISTORY_COLUMNS = (
     "client", "conv", "before", "t_ns", "latency_us", "status", "count", "oldest_ts_ms", "newest_ts_ms",
 )  # fmt: skip
+# Every other REST call of the workload (``kind``: search, requests, befriend): when, how long, the HTTP status
+# (0: no answer; -1: not made, the in-flight cap) and how many items came back.
+REST_COLUMNS = ("client", "kind", "t_ns", "latency_us", "status", "count")
 
 
 @dataclass(slots=True)
@@ -73,6 +76,7 @@ class Ledger:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     arrivals: list[tuple[Any, ...]] = field(default_factory=list)
     history: list[tuple[Any, ...]] = field(default_factory=list)
+    rest: list[tuple[Any, ...]] = field(default_factory=list)
 
     def receive(
         self,
@@ -103,6 +107,9 @@ class Ledger:
             (client, conv, before, t_ns, latency_us, status, count, oldest_ts_ms, newest_ts_ms)
         )
 
+    def rest_call(self, client: int, kind: str, t_ns: int, latency_us: int, status: int, count: int) -> None:
+        self.rest.append((client, kind, t_ns, latency_us, status, count))
+
     def event(self, client: int, t_ns: int, event: str, code: int = 0, detail: str = "") -> None:
         self.events.append((client, t_ns, event, code, detail))
 
@@ -113,7 +120,7 @@ class Ledger:
                 s.state = SendState.WRITTEN if ack_off else SendState.UNKNOWN
 
     def write(self, directory: Path, prefix: str) -> dict[str, Path]:
-        """Write the tables as Parquet files ``<prefix>.<table>.parquet`` (``history`` only when reads were made);
+        """Write the tables as Parquet files ``<prefix>.<table>.parquet`` (``history`` and ``rest`` only when such calls were made);
         return their paths."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -127,6 +134,8 @@ class Ledger:
         }
         if self.history:
             tables["history"] = (HISTORY_COLUMNS, self.history)
+        if self.rest:
+            tables["rest"] = (REST_COLUMNS, self.rest)
         out: dict[str, Path] = {}
         for name, (columns, rows) in tables.items():
             cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
@@ -153,6 +162,7 @@ def _types() -> dict[str, Any]:
         | set(EVENT_COLUMNS)
         | set(ARRIVAL_COLUMNS)
         | set(HISTORY_COLUMNS)
+        | set(REST_COLUMNS)
     )
     return {c: pa.int64() if c in ints else pa.bool_() if c in bools else pa.string() for c in cols}
 

@@ -108,8 +108,18 @@ class Workload(_Spec):
     # Reads in flight per swarm worker beyond which a due read is skipped (ledger status -1) rather than queued in
     # the client's connection pool, where its wait would be the client's, not the server's (one pooled
     # connection each: the pool never queues).
+    # This cap covers every REST call of the swarm (the history pages and the account reads below).
     history_max_inflight: Annotated[int, Field(ge=1, le=1024)] = 64
     history_span: Annotated[int, Field(ge=0)] = 0
+    # Account reads and writes over REST, per client (Poisson; 0: never), timed like history reads into the
+    # ledger's ``rest`` table: the reads a user store's replica serves (docs/database.md) and the writes that pin
+    # a user's reads to the primary for a while (read-your-writes). ``search``: ``GET /api/users/search`` with a
+    # prefix of another client's username; ``requests``: ``GET /api/friends/requests``; ``befriend``:
+    # ``POST /api/friends/requests`` to another client of the same worker (409, already asked or friends, is an
+    # answer, not an error).
+    search_rate_per_user_per_s: Annotated[float, Field(ge=0)] = 0.0
+    requests_rate_per_user_per_s: Annotated[float, Field(ge=0)] = 0.0
+    befriend_rate_per_user_per_s: Annotated[float, Field(ge=0)] = 0.0
 
 
 class DropFault(_Spec):
@@ -161,6 +171,8 @@ class BackendRestartFault(_Spec):
     type: Literal["backend_restart"] = "backend_restart"
     at_s: Annotated[float, Field(ge=0)]
     backend: Literal["redis", "mariadb", "rabbitmq", "mongo"]
+    # which of its server processes: "replica" needs a backend started with one (backends.mariadb.replica)
+    part: Literal["primary", "replica"] = "primary"
     down_s: Annotated[float, Field(ge=0)] = 2.0
 
 

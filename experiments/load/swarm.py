@@ -187,6 +187,7 @@ class SwarmClient:
         self.seq_no = 0
         self.sender_timer: asyncio.TimerHandle | None = None
         self.history_timer: asyncio.TimerHandle | None = None
+        self.rest_timers: dict[str, asyncio.TimerHandle] = {}
         self.connecting = False
 
     # ------------------------------------------------------------- life cycle
@@ -700,6 +701,9 @@ class Swarm:
             for c in self.clients:
                 if c.cred.directs or c.cred.groups:
                     self._schedule_history(c, rng, end, first=True)
+        for kind, rate in self._rest_rates().items():
+            for c in self.clients:
+                self._schedule_rest(c, kind, rate, rng, end, first=True)
         await asyncio.sleep(max(0.0, end - loop.time()))
         self._sending = False
         self._window_waiters = None
@@ -708,6 +712,8 @@ class Swarm:
                 c.sender_timer.cancel()
             if c.history_timer is not None:
                 c.history_timer.cancel()
+            for timer in c.rest_timers.values():
+                timer.cancel()
         # Reads still in flight belong to the run: wait for their answers (each has a timeout).
         if self._reads:
             await asyncio.wait(set(self._reads))
@@ -770,6 +776,73 @@ class Swarm:
             self._schedule_history(c, rng, end)
 
         c.history_timer = loop.call_later(gap, fire)
+
+    def _rest_rates(self) -> dict[str, float]:
+        w = self.workload
+        rates = {
+            "search": w.search_rate_per_user_per_s,
+            "requests": w.requests_rate_per_user_per_s,
+            # asks another client of this worker: one client alone has no one to ask
+            "befriend": w.befriend_rate_per_user_per_s if len(self.clients) > 1 else 0.0,
+        }
+        return {k: r for k, r in rates.items() if r > 0}
+
+    def _schedule_rest(
+        self, c: SwarmClient, kind: str, rate: float, rng: random.Random, end: float, first: bool = False
+    ) -> None:
+        """Poisson account calls of one kind (Workload.search_rate_per_user_per_s ...), one task each."""
+        loop = asyncio.get_running_loop()
+        gap = rng.uniform(0, 1.0 / rate) if first else rng.expovariate(rate)
+        if loop.time() + gap >= end:
+            return
+
+        def fire() -> None:
+            if not self._sending:
+                return
+            other = rng.choice(self.clients)
+            while other is c and len(self.clients) > 1:
+                other = rng.choice(self.clients)
+            if len(self._reads) >= self.workload.history_max_inflight:  # back-pressure: counted, never queued
+                self.ledger.rest_call(c.idx, kind, time.time_ns(), 0, HISTORY_SKIPPED, 0)
+            else:
+                task = asyncio.ensure_future(self._rest_call(c, kind, other.cred))
+                self._reads.add(task)
+                task.add_done_callback(self._reads.discard)
+            self._schedule_rest(c, kind, rate, rng, end)
+
+        c.rest_timers[kind] = loop.call_later(gap, fire)
+
+    async def _rest_call(self, c: SwarmClient, kind: str, other: Credential) -> None:
+        """One account call through the REST API, timed from request to parsed answer."""
+        http = self._http_client()
+        headers = {"Authorization": f"Bearer {c.cred.token}"}
+        t_ns = time.time_ns()
+        start = time.perf_counter_ns()
+        status, count = 0, 0
+        try:
+            if kind == "search":
+                # a prefix of another user's name: that user and the names that extend it
+                resp = await http.get("/api/users/search", params={"q": other.username[:-1]}, headers=headers)
+            elif kind == "requests":
+                resp = await http.get("/api/friends/requests", headers=headers)
+            else:
+                resp = await http.post(
+                    "/api/friends/requests", json={"user_id": other.user_id}, headers=headers
+                )
+            status = resp.status_code
+            if status == 200:
+                body = orjson.loads(resp.content)
+                count = (
+                    len(body["users"]) if kind == "search" else len(body["incoming"]) + len(body["outgoing"])
+                )
+            elif status == 201:
+                count = 1
+            elif not (kind == "befriend" and status == 409):
+                self.counters.error(f"{kind}_{status}")
+        except httpx.HTTPError as exc:
+            self.counters.error(f"{kind}_{type(exc).__name__}")
+        latency_us = (time.perf_counter_ns() - start) // 1000
+        self.ledger.rest_call(c.idx, kind, t_ns, latency_us, status, count)
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -911,5 +984,6 @@ class Swarm:
             "errors": dict(c.errors),
             "sends": len(self.ledger.sends),
             "history_reads": len(self.ledger.history),
+            "rest_calls": len(self.ledger.rest),
             "server_ack": self.server_ack,
         }

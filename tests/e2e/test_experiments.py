@@ -321,3 +321,40 @@ def test_tiering_reads_pages_from_every_tier(tmp_path: Path) -> None:
     assert "tier_job" not in hot
     reads = reports.ledger(run, "history")
     assert set(reads["status"]) == {200} and (reads["count"] > 0).all()
+
+
+@pytest.mark.slow
+def test_read_split_moves_account_reads_to_the_replica_and_survives_its_crash(tmp_path: Path) -> None:
+    """read_split.yaml, shortened: with the split, the replica serves the account reads; killed mid-load, they fall
+    back to the primary and none fails; each MariaDB process's CPU is measured."""
+    doc = yaml.safe_load((ROOT / "experiments" / "read_split.yaml").read_text())
+    for cell in doc["cells"]:
+        for fault in cell["set"].get("faults", []):
+            fault.update(at_s=3, down_s=3)  # inside a 10 s load
+    path = tmp_path / "read_split.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    args = [
+        str(path), "--reports", str(tmp_path / "reports"), "--no-progress", "--cell", "primary_only",
+        "--cell", "split_replica_crash", "--set", "population.users=8", "--set", "population.groups=1",
+        "--set", "population.group_size=3", "--set", "workload.duration_s=10", "--set", "workload.drain_s=4",
+        "--set", "workload.search_rate_per_user_per_s=4", "--set", "workload.requests_rate_per_user_per_s=4",
+        "--set", "workload.befriend_rate_per_user_per_s=0.5", "--set", "repetitions=1",
+    ]  # fmt: skip
+    assert run_experiment.main(args) == 0
+    run = reports.latest_run(tmp_path / "reports", "read_split")
+    cells = reports.summary(run)["cells"]
+    for name in ("primary_only", "split_replica_crash"):
+        metrics = cells[name]["metrics"]
+        assert metrics["rest_error_rate"]["mean"] == 0.0, name
+        assert metrics["delivery_rate"]["mean"] == 1.0, name
+        assert metrics["backend_mariadb_primary_cpu_s"]["mean"] > 0, name
+        for kind in ("search", "requests", "befriend"):
+            assert metrics[f"rest_{kind}_p99_ms"]["n"][0] > 0, (name, kind)
+    assert cells["primary_only"]["metrics"]["replica_read_share"]["mean"] == 0.0
+    crash = cells["split_replica_crash"]["metrics"]
+    assert crash["replica_read_share"]["mean"] > 0  # before the crash and after the restart
+    assert crash["replica_fallbacks"]["mean"] > 0  # while it was down
+    driver = json.loads((run / "cells" / "split_replica_crash" / "rep0" / "driver.json").read_text())
+    assert [f["type"] for f in driver["faults"]] == ["backend_restart"]
+    calls = reports.ledger(run, "rest")
+    assert set(calls["kind"]) == {"search", "requests", "befriend"}

@@ -83,6 +83,16 @@ def test_bad_server_key_in_a_cell_is_reported(tmp_path: Path) -> None:
         ({"name": "t", "services": ["oracle"]}, "services.0"),
         ({"name": "t", "repetitions": 0}, "repetitions"),
         ({"name": "t", "driver": "locust", "workload": {"history_rate_per_user_per_s": 1}}, "swarm only"),
+        ({"name": "t", "driver": "locust", "workload": {"search_rate_per_user_per_s": 1}}, "search_rate"),
+        ({"name": "t", "backends": {"redis": {"replica": True}}}, "only mariadb"),
+        (
+            {
+                "name": "t",
+                "backends": {"mariadb": {}},
+                "faults": [{"type": "backend_restart", "at_s": 1, "backend": "mariadb", "part": "replica"}],
+            },
+            "has no replica",
+        ),
         ({"name": "t", "population": {"history": {"messages_per_conversation": 0}}}, "history.messages_per"),
     ],
 )

@@ -13,6 +13,7 @@ from experiments.load.ledger import (
     EVENT_COLUMNS,
     HISTORY_COLUMNS,
     RECV_COLUMNS,
+    REST_COLUMNS,
     SEND_COLUMNS,
     Ledger,
     SendRecord,
@@ -298,6 +299,76 @@ def test_history_reads_go_through_the_ledger_and_only_when_made(tmp_path: Any) -
         {"client": 3, "conv": "g:7", "before": 41, "t_ns": 5 * MS, "latency_us": 1234, "status": 200,
          "count": 20, "oldest_ts_ms": 100, "newest_ts_ms": 200}
     ]  # fmt: skip
+
+
+def test_rest_calls_by_kind_with_a_conflict_as_an_answer_and_skips_apart() -> None:
+    def call(kind: str, latency_ms: int, status: int, count: int = 1) -> tuple[Any, ...]:
+        return (0, kind, MS, latency_ms * 1000, status, count)
+
+    rows = [call("search", 3, 200), call("search", 9, 200), call("search", 1, 500)]
+    rows += [call("requests", 2, 200), call("requests", 0, 0)]  # 0: no HTTP answer
+    rows += [call("befriend", 5, 201), call("befriend", 7, 409), call("befriend", 0, -1)]  # -1: not made
+    out = m.rest_calls(pd.DataFrame(rows, columns=list(REST_COLUMNS)))
+    assert out["rest_calls"] == {"value": 7.0, "n": 7}
+    assert out["rest_skipped_rate"] == {"value": 1 / 8, "n": 8}
+    assert out["rest_error_rate"] == {
+        "value": 2 / 7,
+        "n": 7,
+    }  # the 500 and the unanswered one; 409 is an answer
+    hdr = pytest.approx
+    assert out["rest_search_p99_ms"] == {"value": hdr(9.0, rel=1e-3), "n": 2}
+    assert out["rest_requests_p99_ms"] == {"value": hdr(2.0, rel=1e-3), "n": 1}
+    assert out["rest_befriend_p99_ms"] == {"value": hdr(7.0, rel=1e-3), "n": 2}
+    assert m.rest_calls(pd.DataFrame(columns=list(REST_COLUMNS))) == {}
+
+
+def test_rest_calls_go_through_the_ledger_only_when_made(tmp_path: Any) -> None:
+    ledger = Ledger()
+    assert "rest" not in ledger.write(tmp_path, "a")
+    ledger.rest_call(2, "search", 5 * MS, 812, 200, 11)
+    table = pd.read_parquet(ledger.write(tmp_path, "b")["rest"])
+    assert table.to_dict("records") == [
+        {"client": 2, "kind": "search", "t_ns": 5 * MS, "latency_us": 812, "status": 200, "count": 11}
+    ]
+
+
+def _reads(replica: float, primary: float, fallbacks: float, lag: float | None) -> str:
+    text = (
+        f'wsim_store_op_seconds_count{{store="mysql-replica",op="users_read"}} {replica}\n'
+        f'wsim_store_op_seconds_count{{store="mysql-primary",op="users_read"}} {primary}\n'
+        f'wsim_store_op_seconds_count{{store="mysql-primary",op="users_write"}} 99\n'
+        f'wsim_store_replica_fallbacks_total{{store="users",reason="lagging"}} {fallbacks}\n'
+    )
+    if lag is not None:
+        text += f'wsim_store_replica_lag_seconds{{store="users"}} {lag}\n'
+    return text
+
+
+def test_replica_reads_are_a_share_of_the_user_store_reads_between_scrapes() -> None:
+    b, a = prom.parse(_reads(10, 5, 1, 0.5)), prom.parse(_reads(70, 25, 4, 0.25))
+    out = m.replica_metrics(b, a)
+    assert out["replica_read_share"] == {"value": 60 / 80, "n": 80}
+    assert out["replica_fallbacks"] == {"value": 3.0, "n": 80}
+    assert out["replica_lag_s"] == {"value": 0.25, "n": 1}
+    # a MySQL user store without a replica reads nothing from one; other stores report nothing at all
+    none = m.replica_metrics(prom.parse(_reads(0, 5, 0, None)), prom.parse(_reads(0, 30, 0, None)))
+    assert none["replica_read_share"] == {"value": 0.0, "n": 25} and none["replica_lag_s"]["value"] is None
+    assert m.replica_metrics({}, prom.parse("wsim_delivery_retries_total 3\n")) == {}
+
+
+def test_backend_cpu_is_counted_over_the_load_window_and_from_a_restart() -> None:
+    from experiments.harness.runner import backend_cpu_figures
+
+    first = (0, {"mariadb_primary": (100, 5.0), "mariadb_replica": (200, 1.0)})
+    last = (
+        4_000_000_000,
+        {"mariadb_primary": (100, 7.0), "mariadb_replica": (300, 0.5)},
+    )  # replica restarted
+    out = backend_cpu_figures([first, (1, {}), last])
+    assert out["backend_mariadb_primary_cpu_s"] == {"value": 2.0, "n": 1}
+    assert out["backend_mariadb_primary_cpu_percent"]["value"] == pytest.approx(50.0)
+    assert out["backend_mariadb_replica_cpu_s"] == {"value": 0.5, "n": 1}
+    assert backend_cpu_figures([first]) == {}
 
 
 def test_ledger_sample_keeps_every_kth_client_after_the_metrics(tmp_path: Any) -> None:
