@@ -229,6 +229,7 @@ class _SqliteThread:
         self._enable_wal(conn)
         conn.execute(f"PRAGMA synchronous = {self._config.synchronous}")
         conn.execute(f"PRAGMA cache_size = -{int(self._config.cache_size_kib)}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._config.wal_autocheckpoint_pages)}")
         conn.execute("PRAGMA foreign_keys = ON")
         self._conn = conn
 
