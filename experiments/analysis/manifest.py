@@ -235,6 +235,9 @@ def captions(manifest: dict[str, Any], runs: dict[str, Path]) -> str:
             what = "Empirical CDF of send→visible latency (ms, log scale), one curve per cell."
         elif metric == "history_cdf":
             what = "Empirical CDF of history page latency, timed by the client (ms, log scale), one curve per cell."
+        elif metric.startswith("rest_") and metric.endswith("_cdf"):
+            kind = metric.removeprefix("rest_").removesuffix("_cdf")
+            what = f"Empirical CDF of the `{kind}` account call's latency, timed by the client (ms, log scale), one curve per cell."
         else:
             zh, en, unit = METRIC_LABELS.get(metric, (metric, metric, ""))
             what = f"{zh} / {en}{f' ({unit})' if unit else ''} per cell."

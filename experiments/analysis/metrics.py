@@ -212,6 +212,11 @@ def answered_pages(history: pd.DataFrame) -> pd.DataFrame:
 REST_KINDS = ("search", "requests", "befriend")
 
 
+def answered_calls(rest: pd.DataFrame) -> pd.Series:
+    """Which account calls got an answer: 200/201, and 409 ("already asked or friends") for ``befriend``."""
+    return rest["status"].isin((200, 201)) | ((rest["kind"] == "befriend") & (rest["status"] == 409))
+
+
 def rest_calls(rest: pd.DataFrame) -> dict[str, Any]:
     """Account calls by kind (module docstring)."""
     out: dict[str, Any] = {}
@@ -219,7 +224,7 @@ def rest_calls(rest: pd.DataFrame) -> dict[str, Any]:
         return out
     due = len(rest)
     made = rest[rest["status"] != -1]
-    answered = made["status"].isin((200, 201)) | ((made["kind"] == "befriend") & (made["status"] == 409))
+    answered = answered_calls(made)
     out["rest_calls"] = figure(float(len(made)), len(made))
     out["rest_skipped_rate"] = figure(ratio(float(due - len(made)), float(due)), due)
     out["rest_error_rate"] = figure(ratio(float((~answered).sum()), float(len(made))), len(made))

@@ -76,6 +76,9 @@ _COMPARISON = [
         "if any(len(v) for v in history.values()):\n"
         "    fig = figures.latency_cdf(history, figures.label('history_read_p99_ms').replace(' P99', '').replace(' p99', ''))\n"
         "    saved += figures.save(fig, experiment, 'history_cdf', figures_dir)\n"
+        "for kind, samples in reports.rest_latency_ms(run_dir).items():  # account calls (search, ...), if any\n"
+        "    fig = figures.latency_cdf(samples, figures.label(f'rest_{kind}_p99_ms').replace(' P99', '').replace(' p99', ''))\n"
+        "    saved += figures.save(fig, experiment, f'rest_{kind}_cdf', figures_dir)\n"
         "[p.name for p in saved]",
     ),
 ]
@@ -112,15 +115,18 @@ def _notebook(cells: list[tuple[str, str]], **fmt: str) -> Any:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["wsim"] = {"template": "summary" if "name" not in fmt else "comparison", **fmt}
-    for kind, src in cells:
+    for i, (kind, src) in enumerate(cells):
         text = src.format(**fmt) if kind != "code" else src
         if kind == "markdown":
-            nb.cells.append(nbformat.v4.new_markdown_cell(text))
+            cell = nbformat.v4.new_markdown_cell(text)
         else:
             cell = nbformat.v4.new_code_cell(text)
             if kind == "parameters":
                 cell.metadata["tags"] = ["parameters"]
-            nb.cells.append(cell)
+        cell.id = (
+            f"{fmt.get('name', 'summary')}-{i}"  # stable: regenerating a notebook changes only what changed
+        )
+        nb.cells.append(cell)
     return nb
 
 

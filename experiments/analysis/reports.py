@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from experiments.analysis.metrics import answered_pages
+from experiments.analysis.metrics import REST_KINDS, answered_calls, answered_pages
 
 
 class NoResultsError(FileNotFoundError):
@@ -175,6 +175,21 @@ def deliver_latency_ms(run_dir: str | Path, via: str = "any") -> dict[str, np.nd
         if via != "any":
             rec = rec[rec["via"] == via]
         out[cell] = ((rec["t_recv_ns"] - rec["t_sent_ns"]) / 1e6).to_numpy()
+    return out
+
+
+def rest_latency_ms(run_dir: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """Client-timed account-call latency samples (ms) by kind, then cell: the answered calls, as
+    ``metrics.rest_calls`` counts them (empty without such calls)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for cell in cell_order(run_dir):
+        calls = ledger(run_dir, "rest", cell)
+        if calls.empty:
+            continue
+        ok = calls[answered_calls(calls)]
+        for kind in REST_KINDS:
+            if (calls["kind"] == kind).any():
+                out.setdefault(kind, {})[cell] = (ok.loc[ok["kind"] == kind, "latency_us"] / 1000).to_numpy()
     return out
 
 
