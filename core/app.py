@@ -185,18 +185,23 @@ async def start_node(node: Node) -> None:
 
 
 def _watch_gc(node: Node) -> None:
-    """Record every collector pause in ``wsim_gc_pause_seconds`` (a pause holds the loop and every socket)."""
+    """Record every collector pause in ``wsim_gc_pause_seconds`` (a pause holds the loop and every socket), and the
+    CPU the collection itself used in ``wsim_gc_pause_cpu_seconds``: a pause much longer than its CPU is the thread
+    being descheduled (or waiting for the GIL) mid-collection, not the collector's work."""
     pauses = [node.metrics.gc_pause_seconds.labels(str(g)) for g in range(3)]
+    cpu = [node.metrics.gc_pause_cpu_seconds.labels(str(g)) for g in range(3)]
     longest = [node.metrics.gc_pause_max_seconds.labels(str(g)) for g in range(3)]
-    started = [0.0]
+    started = [0.0, 0.0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            started[0] = time.perf_counter()
+            started[0], started[1] = time.perf_counter(), time.thread_time()
         else:
             pause = time.perf_counter() - started[0]
-            pauses[info["generation"]].observe(pause)
-            longest[info["generation"]].value = max(longest[info["generation"]].value, pause)
+            gen = info["generation"]
+            pauses[gen].observe(pause)
+            cpu[gen].observe(time.thread_time() - started[1])
+            longest[gen].value = max(longest[gen].value, pause)
 
     gc.callbacks.append(on_gc)
     node.gc_callback = on_gc

@@ -303,18 +303,20 @@ async def _ceiling_phase(
 
 
 def _gc_delta(before: prom.Samples, after: prom.Samples) -> dict[str, dict[str, float]]:
-    """Collector pauses between two scrapes, per generation: how many, their total, and how many over 20 ms."""
+    """Collector pauses between two scrapes, per generation: how many, their total, and how many over 20 ms, in
+    wall time and in the collecting thread's CPU time (``cpu_*``; absent from servers that predate it)."""
     out: dict[str, dict[str, float]] = {}
     for g in ("0", "1", "2"):
-        b = prom.histogram_buckets(before, "wsim_gc_pause_seconds", generation=g)
-        a = prom.histogram_buckets(after, "wsim_gc_pause_seconds", generation=g)
-        under = [a[le] - b.get(le, 0.0) for le in a if le <= 0.02]
         count = prom.delta(before, after, "wsim_gc_pause_seconds_count", generation=g)
-        out[g] = {
-            "count": count,
-            "total_ms": prom.delta(before, after, "wsim_gc_pause_seconds_sum", generation=g) * 1000,
-            "over_20ms": count - (max(under) if under else 0.0),
-        }
+        out[g] = {"count": count}
+        for key, name in (("", "wsim_gc_pause_seconds"), ("cpu_", "wsim_gc_pause_cpu_seconds")):
+            b = prom.histogram_buckets(before, name, generation=g)
+            a = prom.histogram_buckets(after, name, generation=g)
+            if not a:
+                continue
+            under = [a[le] - b.get(le, 0.0) for le in a if le <= 0.02]
+            out[g][f"{key}total_ms"] = prom.delta(before, after, f"{name}_sum", generation=g) * 1000
+            out[g][f"{key}over_20ms"] = count - (max(under) if under else 0.0)
     return out
 
 
@@ -392,8 +394,14 @@ async def _profiled_one_to_one(
 
 
 def _gc_line(pauses: Mapping[str, Mapping[str, float]]) -> str:
+    def cpu(v: Mapping[str, float]) -> str:
+        if "cpu_total_ms" not in v:
+            return ""
+        return f"; CPU {v['cpu_over_20ms']:.0f} > 20 ms, {v['cpu_total_ms']:.0f} ms"
+
     return "GC " + ", ".join(
-        f"gen{g} {v['count']:.0f} pauses ({v['over_20ms']:.0f} > 20 ms, {v['total_ms']:.0f} ms in all)"
+        f"gen{g} {v['count']:.0f} pauses ({v.get('over_20ms', 0):.0f} > 20 ms, {v.get('total_ms', 0):.0f} ms in all"
+        f"{cpu(v)})"
         for g, v in pauses.items()
     )
 

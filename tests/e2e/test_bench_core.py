@@ -147,3 +147,24 @@ def test_gc_figures_from_the_servers_metrics() -> None:
     # a server without the gauge: the buckets bound the longest pause (here it is beyond the last finite bound)
     older = bench_core._gc(prom.parse(_gc_scrape(with_gauge=False)))
     assert older["pauses_over_20ms"] == 2 and older["max_pause_ms"] == pytest.approx(50)
+
+
+def test_gc_pauses_between_scrapes_in_wall_and_cpu_time() -> None:
+    """A pause is wall time; the collecting thread's CPU during it tells the collector's work from descheduling."""
+    cpu = [
+        "# TYPE wsim_gc_pause_cpu_seconds histogram",
+        'wsim_gc_pause_cpu_seconds_bucket{generation="0",le="0.01"} 5.0',
+        'wsim_gc_pause_cpu_seconds_bucket{generation="0",le="0.02"} 5.0',
+        'wsim_gc_pause_cpu_seconds_bucket{generation="0",le="0.05"} 5.0',
+        'wsim_gc_pause_cpu_seconds_bucket{generation="0",le="+Inf"} 5.0',
+        'wsim_gc_pause_cpu_seconds_count{generation="0"} 5.0',
+        'wsim_gc_pause_cpu_seconds_sum{generation="0"} 0.012',
+    ]
+    after = prom.parse(_gc_scrape(with_gauge=True) + "\n".join(cpu) + "\n")
+    delta = bench_core._gc_delta({}, after)
+    assert delta["0"]["count"] == 5 and delta["0"]["over_20ms"] == 1 and delta["0"]["cpu_over_20ms"] == 0
+    assert delta["0"]["total_ms"] == pytest.approx(70) and delta["0"]["cpu_total_ms"] == pytest.approx(12)
+    assert "cpu_total_ms" not in delta["1"]  # no CPU histogram for it (a server that predates the metric)
+    line = bench_core._gc_line(delta)
+    assert "gen0 5 pauses (1 > 20 ms, 70 ms in all; CPU 0 > 20 ms, 12 ms)" in line
+    assert "gen1 1 pauses (1 > 20 ms, 900 ms in all)" in line
