@@ -178,6 +178,7 @@ async def start_node(node: Node) -> None:
                 node.clock,
                 FreezePolicy(every),
                 lambda: node.hub.connection_count,
+                interval_s=node.settings.server.gc_freeze_check_s,
                 on_freeze=node.metrics.gc_frozen_objects.set,
             )
             node.gc_freezer.start()

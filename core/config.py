@@ -52,8 +52,11 @@ class ServerConfig(_Section):
     # With gc_tuning: freeze the collector's heap again each time this many more connections are open than at
     # the last freeze (core/gcpolicy.py: a 10k ramp gave 650-905 ms generation-1 pauses). 0: only at start-up.
     gc_freeze_every_connections: Annotated[int, Field(ge=0)] = 100
-    # With gc_tuning: allocations between two generation-0 collections (CPython's default is 700). Each collection
-    # costs about 0.6 us per object it holds, so this bounds the length of a generation-0 pause.
+    # How often the freezer checks the connection count (a freeze happens at most once per check).
+    gc_freeze_check_s: Annotated[float, Field(gt=0, le=60)] = 0.1
+    # With gc_tuning: allocations minus deallocations between two generation-0 collections (CPython's default is
+    # 700). Not a bound on generation 0's size: deallocations of older objects count too, so a ramp's generation
+    # 0 reached 26,000-186,000 objects at this threshold (docs/performance.md).
     gc_gen0_threshold: Annotated[int, Field(ge=100)] = 10_000
     # One socket write per WebSocket connection per loop turn (core/transport/coalesce.py); off: one per frame.
     ws_coalesce_writes: bool = True
