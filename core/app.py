@@ -208,6 +208,10 @@ def _watch_gc(node: Node) -> None:
     node.gc_callback = on_gc
 
 
+# Each component gets this long to close at shutdown (its own deadlines are shorter: e.g. 5 s per MySQL pool).
+CLOSE_DEADLINE_S = 10.0
+
+
 async def stop_node(node: Node) -> None:
     if node.gc_freezer is not None:
         node.gc_freezer.stop()
@@ -235,7 +239,11 @@ async def stop_node(node: Node) -> None:
         node.users_store.close,
     ):
         try:
-            await closer()
+            async with asyncio.timeout(CLOSE_DEADLINE_S):
+                await closer()
+        except TimeoutError:
+            # A backend that stops answering must not hold the shutdown (an operator's SIGTERM) forever.
+            log.error("closing %s took longer than %.0f s; abandoned", closer, CLOSE_DEADLINE_S)
         except Exception:
             log.exception("error while closing %s", closer)
     node.started = False
