@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Protocol
 
@@ -64,14 +65,14 @@ class PrivateBackend(Protocol):
     async def stop_part(self, part: str) -> None: ...
 
 
-class _OneProcess:
+class _OneProcess(ABC):
     """A backend of one server process: one part (``primary``), one URL."""
 
     proc: asyncio.subprocess.Process | None
 
     @property
-    def url(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def url(self) -> str: ...
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -84,11 +85,11 @@ class _OneProcess:
         running = self.proc is not None and self.proc.returncode is None
         return {"primary": self.proc.pid} if running and self.proc is not None else {}
 
-    async def start(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def start(self) -> None: ...
 
-    async def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def stop(self) -> None: ...
 
     def _check(self, part: str) -> None:
         if part != "primary":

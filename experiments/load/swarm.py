@@ -19,9 +19,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -37,6 +37,8 @@ from experiments.load.ledger import Ledger, SendRecord, SendState
 from experiments.load.spec import ClientFault, DropFault, OfflineFault, StormFault, Workload
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Close codes after which a device must not reconnect by itself (docs/protocol.md, "Close codes").
 TERMINAL_CLOSE_CODES = frozenset({4001, 4009, 4010, 4011, 4400, 1009})
@@ -186,8 +188,7 @@ class SwarmClient:
         self.sync_more = False
         self.seq_no = 0
         self.sender_timer: asyncio.TimerHandle | None = None
-        self.history_timer: asyncio.TimerHandle | None = None
-        self.rest_timers: dict[str, asyncio.TimerHandle] = {}
+        self.call_timers: dict[str, asyncio.TimerHandle] = {}  # REST calls by kind (history, search, ...)
         self.connecting = False
 
     # ------------------------------------------------------------- life cycle
@@ -700,19 +701,17 @@ class Swarm:
         if w.history_rate_per_user_per_s > 0:
             for c in self.clients:
                 if c.cred.directs or c.cred.groups:
-                    self._schedule_history(c, rng, end, first=True)
+                    self._schedule_calls(c, "history", w.history_rate_per_user_per_s, rng, end, first=True)
         for kind, rate in self._rest_rates().items():
             for c in self.clients:
-                self._schedule_rest(c, kind, rate, rng, end, first=True)
+                self._schedule_calls(c, kind, rate, rng, end, first=True)
         await asyncio.sleep(max(0.0, end - loop.time()))
         self._sending = False
         self._window_waiters = None
         for c in self.clients:
             if c.sender_timer is not None:
                 c.sender_timer.cancel()
-            if c.history_timer is not None:
-                c.history_timer.cancel()
-            for timer in c.rest_timers.values():
+            for timer in c.call_timers.values():
                 timer.cancel()
         # Reads still in flight belong to the run: wait for their answers (each has a timeout).
         if self._reads:
@@ -751,32 +750,6 @@ class Swarm:
 
         c.sender_timer = loop.call_later(gap, fire)
 
-    def _schedule_history(self, c: SwarmClient, rng: random.Random, end: float, first: bool = False) -> None:
-        """Poisson history reads, like :meth:`_schedule_next` for sends; each read is a task (an HTTP round trip)."""
-        w = self.workload
-        loop = asyncio.get_running_loop()
-        mean = 1.0 / w.history_rate_per_user_per_s
-        gap = rng.uniform(0, mean) if first else rng.expovariate(1.0 / mean)
-        if loop.time() + gap >= end:
-            return
-
-        def fire() -> None:
-            if not self._sending:
-                return
-            conv = rng.choice(c.cred.directs + c.cred.groups)
-            before = rng.randint(2, w.history_span + 1) if w.history_span > 0 else None
-            if len(self._reads) >= w.history_max_inflight:  # back-pressure: counted, never queued
-                self.ledger.history_read(
-                    c.idx, conv, before or 0, time.time_ns(), 0, HISTORY_SKIPPED, 0, 0, 0
-                )
-            else:
-                task = asyncio.ensure_future(self._history_read(c, conv, before))
-                self._reads.add(task)
-                task.add_done_callback(self._reads.discard)
-            self._schedule_history(c, rng, end)
-
-        c.history_timer = loop.call_later(gap, fire)
-
     def _rest_rates(self) -> dict[str, float]:
         w = self.workload
         rates = {
@@ -787,10 +760,12 @@ class Swarm:
         }
         return {k: r for k, r in rates.items() if r > 0}
 
-    def _schedule_rest(
+    def _schedule_calls(
         self, c: SwarmClient, kind: str, rate: float, rng: random.Random, end: float, first: bool = False
     ) -> None:
-        """Poisson account calls of one kind (Workload.search_rate_per_user_per_s ...), one task each."""
+        """Poisson REST calls of one kind per client, like :meth:`_schedule_next` for sends; each call is a task
+        (an HTTP round trip). A call due while the worker has its cap in flight is recorded as skipped, never
+        queued."""
         loop = asyncio.get_running_loop()
         gap = rng.uniform(0, 1.0 / rate) if first else rng.expovariate(rate)
         if loop.time() + gap >= end:
@@ -799,50 +774,80 @@ class Swarm:
         def fire() -> None:
             if not self._sending:
                 return
-            other = rng.choice(self.clients)
-            while other is c and len(self.clients) > 1:
-                other = rng.choice(self.clients)
-            if len(self._reads) >= self.workload.history_max_inflight:  # back-pressure: counted, never queued
-                self.ledger.rest_call(c.idx, kind, time.time_ns(), 0, HISTORY_SKIPPED, 0)
+            call, skip = self._draw_call(c, kind, rng)
+            if len(self._reads) >= self.workload.history_max_inflight:
+                skip()
             else:
-                task = asyncio.ensure_future(self._rest_call(c, kind, other.cred))
+                task = asyncio.ensure_future(call())
                 self._reads.add(task)
                 task.add_done_callback(self._reads.discard)
-            self._schedule_rest(c, kind, rate, rng, end)
+            self._schedule_calls(c, kind, rate, rng, end)
 
-        c.rest_timers[kind] = loop.call_later(gap, fire)
+        c.call_timers[kind] = loop.call_later(gap, fire)
 
-    async def _rest_call(self, c: SwarmClient, kind: str, other: Credential) -> None:
-        """One account call through the REST API, timed from request to parsed answer."""
-        http = self._http_client()
-        headers = {"Authorization": f"Bearer {c.cred.token}"}
+    def _draw_call(
+        self, c: SwarmClient, kind: str, rng: random.Random
+    ) -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
+        """What one call of ``kind`` asks for (its random draws), as (make the call, record it as skipped)."""
+        if kind == "history":
+            w = self.workload
+            conv = rng.choice(c.cred.directs + c.cred.groups)
+            before = rng.randint(2, w.history_span + 1) if w.history_span > 0 else None
+            return (
+                lambda: self._history_read(c, conv, before),
+                lambda: self.ledger.history_read(
+                    c.idx, conv, before or 0, time.time_ns(), 0, HISTORY_SKIPPED, 0, 0, 0
+                ),
+            )
+        other = rng.choice(self.clients)
+        while other is c and len(self.clients) > 1:
+            other = rng.choice(self.clients)
+        return (
+            lambda: self._rest_call(c, kind, other.cred),
+            lambda: self.ledger.rest_call(c.idx, kind, time.time_ns(), 0, HISTORY_SKIPPED, 0),
+        )
+
+    async def _timed(
+        self,
+        kind: str,
+        request: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+        parse: Callable[[httpx.Response], T],
+    ) -> tuple[int, int, int, T | None]:
+        """One REST call timed from request to parsed answer: (sent at ns, latency us, HTTP status or 0 without an
+        answer, ``parse(response)`` of a 2xx answer or None). A transport error is counted here."""
         t_ns = time.time_ns()
         start = time.perf_counter_ns()
-        status, count = 0, 0
+        status, parsed = 0, None
         try:
-            if kind == "search":
-                # a prefix of another user's name: that user and the names that extend it
-                resp = await http.get("/api/users/search", params={"q": other.username[:-1]}, headers=headers)
-            elif kind == "requests":
-                resp = await http.get("/api/friends/requests", headers=headers)
-            else:
-                resp = await http.post(
-                    "/api/friends/requests", json={"user_id": other.user_id}, headers=headers
-                )
+            resp = await request(self._http_client())
             status = resp.status_code
-            if status == 200:
-                body = orjson.loads(resp.content)
-                count = (
-                    len(body["users"]) if kind == "search" else len(body["incoming"]) + len(body["outgoing"])
-                )
-            elif status == 201:
-                count = 1
-            elif not (kind == "befriend" and status == 409):
-                self.counters.error(f"{kind}_{status}")
+            if 200 <= status < 300:
+                parsed = parse(resp)
         except httpx.HTTPError as exc:
             self.counters.error(f"{kind}_{type(exc).__name__}")
-        latency_us = (time.perf_counter_ns() - start) // 1000
-        self.ledger.rest_call(c.idx, kind, t_ns, latency_us, status, count)
+        return t_ns, (time.perf_counter_ns() - start) // 1000, status, parsed
+
+    async def _rest_call(self, c: SwarmClient, kind: str, other: Credential) -> None:
+        """One account call through the REST API (``Workload.search_rate_per_user_per_s`` ...)."""
+        headers = {"Authorization": f"Bearer {c.cred.token}"}
+
+        def request(http: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+            if kind == "search":  # a prefix of another user's name: that user and the names that extend it
+                return http.get("/api/users/search", params={"q": other.username[:-1]}, headers=headers)
+            if kind == "requests":
+                return http.get("/api/friends/requests", headers=headers)
+            return http.post("/api/friends/requests", json={"user_id": other.user_id}, headers=headers)
+
+        def count(resp: httpx.Response) -> int:
+            if resp.status_code == 201:
+                return 1
+            body = orjson.loads(resp.content)
+            return len(body["users"]) if kind == "search" else len(body["incoming"]) + len(body["outgoing"])
+
+        t_ns, latency_us, status, n = await self._timed(kind, request, count)
+        if status and n is None and not (kind == "befriend" and status == 409):
+            self.counters.error(f"{kind}_{status}")
+        self.ledger.rest_call(c.idx, kind, t_ns, latency_us, status, n or 0)
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -859,30 +864,27 @@ class Swarm:
         return self._http
 
     async def _history_read(self, c: SwarmClient, conv: str, before: int | None) -> None:
-        """One page of older messages through the REST API, timed from request to parsed answer."""
+        """One page of older messages through the REST API."""
         params: dict[str, int] = {"limit": self.workload.history_page}
         if before is not None:
             params["before"] = before
-        t_ns = time.time_ns()
-        start = time.perf_counter_ns()
-        status, count, oldest, newest = 0, 0, 0, 0
-        try:
-            resp = await self._http_client().get(
+
+        def page(resp: httpx.Response) -> tuple[int, int, int]:
+            msgs = orjson.loads(resp.content)["messages"]
+            return (len(msgs), int(msgs[0]["ts"]), int(msgs[-1]["ts"])) if msgs else (0, 0, 0)
+
+        t_ns, latency_us, status, got = await self._timed(
+            "history",
+            lambda http: http.get(
                 f"/api/conversations/{conv}/messages",
                 params=params,
                 headers={"Authorization": f"Bearer {c.cred.token}"},
-            )
-            status = resp.status_code
-            if status == 200:
-                msgs = orjson.loads(resp.content)["messages"]
-                count = len(msgs)
-                if msgs:
-                    oldest, newest = int(msgs[0]["ts"]), int(msgs[-1]["ts"])
-            else:
-                self.counters.error(f"history_{status}")
-        except httpx.HTTPError as exc:
-            self.counters.error(f"history_{type(exc).__name__}")
-        latency_us = (time.perf_counter_ns() - start) // 1000
+            ),
+            page,
+        )
+        if status and status != 200:
+            self.counters.error(f"history_{status}")
+        count, oldest, newest = got if status == 200 and got is not None else (0, 0, 0)
         self.ledger.history_read(c.idx, conv, before or 0, t_ns, latency_us, status, count, oldest, newest)
 
     def _schedule_fault(self, fault: ClientFault, t0: float, rng: random.Random) -> list[asyncio.TimerHandle]:
