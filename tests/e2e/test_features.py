@@ -102,7 +102,7 @@ async def test_notifications_emoji_paste_and_drop(browser: Browser, web: WebServ
         # In the background, a message notifies: sender, text, one per conversation (tag).
         await page.evaluate("window.__focused = false")
         await bob.send(with_bob, "晚上七点，老地方 🍜")
-        await page.wait_for_function("window.__notes.length === 1")
+        await page.wait_for_function("() => window.__notes.length === 1")
         assert await notes(page) == [{"title": "Bob 李", "body": "晚上七点，老地方 🍜", "tag": with_bob}]
 
         # Muting Bob's chat silences it, not Carol's.
@@ -115,7 +115,7 @@ async def test_notifications_emoji_paste_and_drop(browser: Browser, web: WebServ
         await bob.send(with_bob, "这条不打扰你")
         await expect(stream_msgs(page).filter(has_text="这条不打扰你")).to_have_count(1)
         await carol.send(with_carol, "文件我发你邮箱了")
-        await page.wait_for_function("window.__notes.length === 2")
+        await page.wait_for_function("() => window.__notes.length === 2")
         shown = await notes(page)
         assert shown[1] == {"title": "Carol 张", "body": "文件我发你邮箱了", "tag": with_carol}, shown
         assert not any("不打扰" in n["body"] for n in shown), shown

@@ -165,7 +165,7 @@ async def test_first_reconnect_is_immediate(browser: Browser, web: WebServer) ->
           store.connection().drop();
         }"""
     )
-    await page.wait_for_function("window.__waits.length > 0")
+    await page.wait_for_function("() => window.__waits.length > 0")
     await expect(page.get_by_test_id("conn-status")).to_have_attribute("data-state", "connected")
     waits = await page.evaluate("window.__waits")
     assert len(waits) == 1 and waits[0] <= 0, waits
