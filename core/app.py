@@ -27,7 +27,7 @@ from core.clientfaults import CLIENT_FAULTS, install_uvicorn_filter
 from core.clock import Clock, SystemClock
 from core.config import Settings
 from core.errors import CloseCode, ErrorCode, WsimError, http_status
-from core.gcpolicy import FreezePolicy, RampFreezer
+from core.gcpolicy import ConnectionFreezer
 from core.hub import Hub
 from core.metrics import Metrics
 from core.node import Node
@@ -171,15 +171,13 @@ async def start_node(node: Node) -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(node.settings.server.gc_gen0_threshold, 20, 100)
-        node.metrics.gc_frozen_objects.set(gc.get_freeze_count())
         every = node.settings.server.gc_freeze_every_connections
         if every > 0:
-            node.gc_freezer = RampFreezer(
+            node.gc_freezer = ConnectionFreezer(
+                every,
                 node.clock,
-                FreezePolicy(every),
-                lambda: node.hub.connection_count,
-                interval_s=node.settings.server.gc_freeze_check_s,
-                on_freeze=node.metrics.gc_frozen_objects.set,
+                node.settings.server.gc_young_interval_s,
+                on_freeze=node.metrics.gc_freezes.inc,
             )
             node.gc_freezer.start()
     _watch_gc(node)

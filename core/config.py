@@ -49,11 +49,15 @@ class ServerConfig(_Section):
     # Freeze the start-up heap out of the cyclic GC and raise its thresholds: full collections at 10k connections
     # caused 110 ms p99 spikes (measured; see docs/architecture.md).
     gc_tuning: bool = True
-    # With gc_tuning: freeze the collector's heap again each time this many more connections are open than at
-    # the last freeze (core/gcpolicy.py: a 10k ramp gave 650-905 ms generation-1 pauses). 0: only at start-up.
-    gc_freeze_every_connections: Annotated[int, Field(ge=0)] = 100
-    # How often the freezer checks the connection count (a freeze happens at most once per check).
-    gc_freeze_check_s: Annotated[float, Field(gt=0, le=60)] = 0.1
+    # With gc_tuning: after every this many connections opened, collect generation 0 and freeze the collector's
+    # heap; after every this many closed, collect generation 0 (core/gcpolicy.py: a 10k ramp gave 650-905 ms
+    # generation-1 pauses without it, and 40-80 ms generation-0 ones with a timer instead). 0: only at start-up.
+    gc_freeze_every_connections: Annotated[int, Field(ge=0)] = 20
+    # With gc_tuning and the freezer on: also collect generation 0 this often. Each connection's pending await
+    # chain (~23 objects) is replaced by a young one at every frame it handles while the old one's deallocation
+    # cancels the count, so at 10,000 connections generation 0 reached 230,000 objects (a 198 ms collection) with
+    # a 1 s interval; at 0.1 s it stayed under 32,000 (docs/performance.md).
+    gc_young_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.1
     # With gc_tuning: allocations minus deallocations between two generation-0 collections (CPython's default is
     # 700). Not a bound on generation 0's size: deallocations of older objects count too, so a ramp's generation
     # 0 reached 26,000-186,000 objects at this threshold (docs/performance.md).

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from core.clock import Clock
 from core.config import Settings
-from core.gcpolicy import RampFreezer
+from core.gcpolicy import ConnectionFreezer
 from core.hub import Hub
 from core.metrics import Metrics
 from core.routing import Router
@@ -57,7 +57,7 @@ class Node:
     started: bool = field(default=False)
     # The gc callback that records pauses (removed when the node stops: tests run many nodes in one process).
     gc_callback: Callable[[str, dict[str, int]], None] | None = field(default=None)
-    gc_freezer: RampFreezer | None = field(default=None)
+    gc_freezer: ConnectionFreezer | None = field(default=None)
 
     @property
     def name(self) -> str:

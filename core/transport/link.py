@@ -138,6 +138,8 @@ class SessionLink(ABC):
         self._cleaned = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._held: dict[str, int] = {}
+        if node.gc_freezer is not None:
+            node.gc_freezer.opened()
         self._opened_ms = node.clock.wall_ms()
 
     # ---------------------------------------------------------------- DeviceLink
@@ -451,6 +453,8 @@ class SessionLink(ABC):
         if self._cleaned:
             return
         self._cleaned = True
+        if node.gc_freezer is not None:
+            node.gc_freezer.closed()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

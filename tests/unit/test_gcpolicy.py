@@ -1,58 +1,92 @@
-"""The ramp freezer: a freeze each time the connection count has grown by ``every`` since the last one, checked
-on the node's clock (here fake time), and never while the count is flat or falling."""
+"""The connection freezer: a generation-0 collection and a freeze after every ``every`` connections opened; a
+generation-0 collection after every ``every`` closed and on each tick of the clock (here fake time), settling
+generation 1 by a freeze once it is due. Whatever CPython's allocation count says."""
 
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import pytest
 
 from core.clock import FakeClock
-from core.gcpolicy import FreezePolicy, RampFreezer, freeze_young
+from core.gcpolicy import ConnectionFreezer, freeze_young, settle_young
 
 
-def test_policy_fires_per_step_of_growth_and_counts_reconnects_after_a_dip() -> None:
-    policy = FreezePolicy(every=100)
-    assert [policy.due(n) for n in (0, 50, 99, 100, 150, 199, 200)] == [
-        False, False, False, True, False, False, True,
-    ]  # fmt: skip
-    assert not policy.due(200)  # flat: nothing new to freeze
-    assert not policy.due(20)  # 180 closed
-    assert not policy.due(119)
-    assert policy.due(120)  # 100 new connections since the low point: new objects, even at a lower count
+def test_freezes_per_step_of_opened_connections_and_collects_per_step_of_closed_ones() -> None:
+    events: list[str] = []
+    freezer = ConnectionFreezer(
+        every=50,
+        freeze=lambda: events.append("freeze"),
+        settle=lambda: events.append("collect") is not None,  # never due: no freeze
+        on_freeze=lambda: events.append("counted"),
+    )
+    for _ in range(49):
+        freezer.opened()
+    assert events == []
+    freezer.opened()
+    assert events == ["freeze", "counted"] and freezer.freezes == 1
+    events.clear()
+    for _ in range(100):  # reconnects are new objects too: every 50 opened, whatever closed meanwhile
+        freezer.opened()
+        freezer.closed()
+    assert events == ["freeze", "counted", "collect", "freeze", "counted", "collect"]
+    assert freezer.freezes == 3 and freezer.collections == 2
+    for _ in range(49):
+        freezer.closed()
+    assert freezer.collections == 2
     with pytest.raises(ValueError):
-        FreezePolicy(every=0)
+        ConnectionFreezer(every=0)
 
 
-def test_freezer_ticks_on_the_clock_and_reports_each_freeze() -> None:
+def test_ticks_collect_on_the_clock_and_a_due_generation_one_is_frozen() -> None:
     clock = FakeClock()
-    count = [0]
-    frozen: list[int] = []
-    freezer = RampFreezer(
-        clock,
-        FreezePolicy(every=500),
-        lambda: count[0],
-        interval_s=0.5,
-        freeze=lambda: 1000 + len(frozen),
-        on_freeze=frozen.append,
+    due = iter([False, False, True, False])
+    counted: list[int] = []
+    freezer = ConnectionFreezer(
+        every=1000, clock=clock, interval_s=1.0, settle=lambda: next(due), on_freeze=lambda: counted.append(1)
     )
     freezer.start()
-    for step in range(1, 21):  # a ramp of 2,000 connections/s for 5 s, seen every 0.5 s
-        count[0] = min(step * 1000, 10_000)
-        clock.advance(0.5)
-    assert freezer.freezes == 10  # one per 0.5 s tick while it grows by >= 500; none once it is flat
-    assert frozen == list(range(1000, 1010))
+    clock.advance(0.5)
+    assert freezer.collections == 0
+    clock.advance(3.6)
+    assert freezer.collections == 4 and freezer.freezes == 1 and counted == [1]
     freezer.stop()
-    count[0] = 20_000
-    clock.advance(5)
-    assert freezer.freezes == 10  # stopped: no timer left
+    clock.advance(10)
+    assert freezer.collections == 4  # stopped: no timer left
+
+
+def test_settle_young_freezes_generation_one_only_when_it_is_due() -> None:
+    thresholds = gc.get_threshold()
+    keep: list[Any] = []
+    try:
+        gc.set_threshold(1_000_000, 3, 1_000_000)  # no automatic collection in between
+        gc.collect(1)  # generation 1's count starts at 0
+        frozen = gc.get_freeze_count()
+        results = []
+        for _ in range(4):
+            keep.append([[i] for i in range(100)])  # survivors, promoted to generation 1
+            results.append(settle_young())
+        assert results == [
+            False,
+            False,
+            False,
+            True,
+        ]  # the 4th collection makes generation 1's count exceed 3
+        assert gc.get_freeze_count() >= frozen + 400
+        assert gc.get_count()[0] <= 1
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        del keep
 
 
 def test_freeze_young_moves_live_objects_to_the_permanent_generation() -> None:
     before = gc.get_freeze_count()
     keep = [object() for _ in range(10)] + [[i] for i in range(1000)]  # lists are GC-tracked
     try:
-        assert freeze_young() >= before + 1000
+        freeze_young()
+        assert gc.get_freeze_count() >= before + 1000
     finally:
         gc.unfreeze()  # give the test process's heap back to the collector
         del keep
