@@ -8,9 +8,10 @@ collections see only what was made after it.
 
 Why the triggers are connections and a timer, not only CPython's allocation count: generation 0 is collected when
 allocations minus deallocations reach the threshold, and deallocations of *older* objects (frozen ones, or
-survivors of an earlier collection: handshake temporaries, closed connections, replaced cache entries) count too.
-They cancel new allocations, so generation 0 held 30,000-186,000 objects while the count read 0-3 (measured,
-docs/performance.md) and the collection that finally ran took 40-130 ms. A generation-0 collection costs about
+survivors of an earlier collection: closed connections, and each connection's pending await chain, which it
+replaces at every frame it handles) count too. They cancel new allocations, so generation 0 held 30,000-230,000
+objects while the count read 0-234 (measured, docs/performance.md) and the collection that finally ran took
+40-200 ms. A generation-0 collection costs about
 0.5 µs per object here, so bounding the pause means bounding generation 0's size, which the count does not.
 
 The price: garbage that is already in a reference cycle at a freeze is never collected (``gc.unfreeze()`` would
@@ -41,7 +42,8 @@ def settle_young() -> bool:
 
     An explicit ``gc.collect(0)`` counts towards generation 1 but never collects it (only the allocation trigger
     does), and generation 1 then holds whatever outlived a collection: 126,000 objects of per-conversation state
-    after a few seconds of traffic, a 98 ms collection. Freezing them costs nothing and they are long-lived."""
+    after a few seconds of traffic, a 98 ms collection. Freezing them costs nothing, they are long-lived, and the
+    freeze resets the generations' counts."""
     gc.collect(0)
     if gc.get_count()[1] > gc.get_threshold()[1]:
         gc.freeze()

@@ -67,12 +67,9 @@ def test_settle_young_freezes_generation_one_only_when_it_is_due() -> None:
         for _ in range(4):
             keep.append([[i] for i in range(100)])  # survivors, promoted to generation 1
             results.append(settle_young())
-        assert results == [
-            False,
-            False,
-            False,
-            True,
-        ]  # the 4th collection makes generation 1's count exceed 3
+        # the 4th collection makes generation 1's count exceed 3
+        assert results == [False, False, False, True]
+        assert settle_young() is False  # the freeze emptied generation 1 and reset its count
         assert gc.get_freeze_count() >= frozen + 400
         assert gc.get_count()[0] <= 1
     finally:
