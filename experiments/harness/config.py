@@ -367,7 +367,7 @@ def _unloadable_strategies(settings: Settings) -> list[str]:
     from strategies._registry import Registry, StrategyUnavailableError, UnknownStrategyError
 
     s = settings.strategies
-    chosen: list[tuple[Registry[Any], Any]] = [
+    chosen: list[tuple[Registry[Any, Any], Any]] = [
         (ack.REGISTRY, s.ack), (retry.REGISTRY, s.retry), (dedup.REGISTRY, s.dedup), (cache.REGISTRY, s.cache),
         (bus.REGISTRY, s.bus), (ids.REGISTRY, s.ids), (presence.REGISTRY, s.presence),
         (file_strategies.REGISTRY, s.files), (store.USER_STORES, s.store.users),

@@ -2,16 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from strategies._registry import StrategyConfig
 
 
-class ThreeStateAckConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ThreeStateAckConfig(StrategyConfig):
+    """Sent after the durable write, delivered per device ack (tracked, retried, dead-lettered), read per mark."""
+
+    implementation = "strategies.ack.policies:ThreeStateAck"
     kind: Literal["three_state"] = "three_state"
 
 
-class AckOffConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AckOffConfig(StrategyConfig):
+    """Fire and forget: no `message.sent`, no push tracking or retry, no receipts (the ack experiment's control)."""
+
+    implementation = "strategies.ack.policies:AckOff"
     kind: Literal["off"] = "off"
 
 

@@ -2,19 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
+from pydantic import Field, SecretStr, SerializationInfo, field_serializer
+
+from strategies._registry import StrategyConfig
 
 # Names that end up in channel, exchange, queue and topic names: no separators or wildcards.
 Prefix = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
-class LocalBusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LocalBusConfig(StrategyConfig):
+    """One process: every device is on this node, nothing crosses a network."""
+
+    implementation = "strategies.bus.local:LocalBus"
     kind: Literal["local"] = "local"
 
 
-class _NetworkBusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _NetworkBusConfig(StrategyConfig):
     # Every channel / exchange / queue / topic name starts with this (one cluster per prefix on a broker).
     prefix: Prefix = "wsim"
     # After a publish the broker did not take, the target nodes are sent a gap notice; retried this often.
@@ -45,6 +48,8 @@ class _NetworkBusConfig(BaseModel):
 class RedisBusConfig(_NetworkBusConfig):
     """Redis pub/sub: one channel per node plus one broadcast channel."""
 
+    implementation = "strategies.bus.redis:RedisBus"
+    pip_extra = "redis"
     kind: Literal["redis"] = "redis"
     url: str = "redis://127.0.0.1:6379/0"
     # The subscriber pings when idle this often, so a silently dead link is noticed (and reported as a gap).
@@ -54,6 +59,8 @@ class RedisBusConfig(_NetworkBusConfig):
 class RabbitmqBusConfig(_NetworkBusConfig):
     """RabbitMQ through aio-pika: a direct exchange, one durable queue per node, publisher confirms."""
 
+    implementation = "strategies.bus.rabbitmq:RabbitmqBus"
+    pip_extra = "rabbitmq"
     kind: Literal["rabbitmq"] = "rabbitmq"
     url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # "quorum" replicates each node's queue across a RabbitMQ cluster (Raft); "classic" is one broker's queue.
@@ -71,6 +78,8 @@ class RabbitmqBusConfig(_NetworkBusConfig):
 class MqttBusConfig(_NetworkBusConfig):
     """MQTT 5 through aiomqtt (Mosquitto, EMQX, HiveMQ...): QoS 1, a persistent session per node."""
 
+    implementation = "strategies.bus.mqtt:MqttBus"
+    pip_extra = "mqtt"
     kind: Literal["mqtt"] = "mqtt"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883

@@ -1,14 +1,13 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from strategies._registry import Registry
 from strategies.transport.base import Transport
+from strategies.transport.config import TransportConfig
 
-REGISTRY: Registry[Transport] = Registry(
-    "transport",
-    {
-        "websocket": "strategies.transport.websocket:NativeWebSocketTransport",
-        "stomp": "strategies.transport.stomp:StompTransport",
-        "long_poll": "strategies.transport.polling:LongPollTransport",
-        "short_poll": "strategies.transport.polling:ShortPollTransport",
-        "mqtt": "strategies.transport.mqtt:MqttBridgeTransport",
-    },
-    {"mqtt": "mqtt"},
-)
+if TYPE_CHECKING:
+    from core.node import Node
+
+# A transport is built with the node it serves devices for (its context).
+REGISTRY: Registry[Transport, Node] = Registry("transport", TransportConfig)

@@ -5,25 +5,25 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from strategies._registry import StrategyConfig
 
 PATH_PATTERN = r"^/[A-Za-z0-9_./-]{0,120}$"
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WebSocketTransportConfig(_Config):
+class WebSocketTransportConfig(StrategyConfig):
     """Native JSON over WebSocket (docs/protocol.md)."""
 
+    implementation = "strategies.transport.websocket:NativeWebSocketTransport"
     kind: Literal["websocket"] = "websocket"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/ws"
 
 
-class StompTransportConfig(_Config):
+class StompTransportConfig(StrategyConfig):
     """STOMP 1.2 over WebSocket, subprotocol ``v12.stomp``."""
 
+    implementation = "strategies.transport.stomp:StompTransport"
     kind: Literal["stomp"] = "stomp"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/stomp"
     # Server heart-beat offer in ms (0: the node's heartbeat.interval_s). The client must send something at least
@@ -31,9 +31,10 @@ class StompTransportConfig(_Config):
     heart_beat_ms: Annotated[int, Field(ge=0)] = 0
 
 
-class LongPollTransportConfig(_Config):
+class LongPollTransportConfig(StrategyConfig):
     """HTTP long polling: a poll is held until frames arrive or ``hold_s`` passes."""
 
+    implementation = "strategies.transport.polling:LongPollTransport"
     kind: Literal["long_poll"] = "long_poll"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/api/poll/long"
     # Must stay well under heartbeat.interval_s * missed_beats, or a quiet device would be reaped while it waits.
@@ -41,17 +42,20 @@ class LongPollTransportConfig(_Config):
     max_frames_per_response: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
-class ShortPollTransportConfig(_Config):
+class ShortPollTransportConfig(StrategyConfig):
     """HTTP short polling: every poll is answered at once (possibly empty); the client chooses the interval."""
 
+    implementation = "strategies.transport.polling:ShortPollTransport"
     kind: Literal["short_poll"] = "short_poll"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/api/poll/short"
     max_frames_per_response: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
-class MqttTransportConfig(_Config):
+class MqttTransportConfig(StrategyConfig):
     """Devices on an MQTT broker; the node bridges their topics (aiomqtt, QoS 1). Enable on one node only."""
 
+    implementation = "strategies.transport.mqtt:MqttBridgeTransport"
+    pip_extra = "mqtt"
     kind: Literal["mqtt"] = "mqtt"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
