@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from strategies._registry import StrategyConfig
 
@@ -14,4 +16,12 @@ class LocalFilesConfig(StrategyConfig):
     root: str = "files"
 
 
-FilesConfig = LocalFilesConfig
+class MemoryFilesConfig(StrategyConfig):
+    """Files in the node's memory, within ``max_bytes``: no disk, streamed like a remote store; lost at restart."""
+
+    implementation = "strategies.files.memory:MemoryFileStorage"
+    kind: Literal["memory"] = "memory"
+    max_bytes: Annotated[int, Field(ge=1)] = 256 * 1024 * 1024
+
+
+FilesConfig = Annotated[LocalFilesConfig | MemoryFilesConfig, Field(discriminator="kind")]
