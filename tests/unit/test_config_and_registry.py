@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 import pytest
 
-from core import strategy_docs
+from core import catalog
+from core.catalog import REGISTRIES
 from core.config import ConfigError, load_settings
-from core.strategy_docs import REGISTRIES
 from strategies import dedup, retry, store
 from strategies._registry import (
     Registry,
@@ -118,7 +118,7 @@ def test_registry_is_the_config_union() -> None:
 
 
 def test_every_registry_is_documented() -> None:
-    """Each Registry defined under strategies/ is in core.strategy_docs.REGISTRIES (so in the tables and here)."""
+    """Each Registry defined under strategies/ is in core.catalog.REGISTRIES (so in the tables and here)."""
     listed = {id(r) for _, r in REGISTRIES}
     found = []
     for path in sorted((ROOT / "strategies").glob("*/__init__.py")):
@@ -172,7 +172,7 @@ def test_a_model_without_a_literal_kind_is_refused() -> None:
 
 def test_strategy_tables_in_the_docs_are_current() -> None:
     """README.md and docs/architecture.md carry the tables generated from the registries."""
-    assert strategy_docs.main(["--check"]) == 0, "run python -m core.strategy_docs and commit the tables"
+    assert catalog.main(["--check"]) == 0, "run python -m core.catalog and commit the tables"
 
 
 ALLOWED_STRATEGY_IMPORTS = ("strategies._registry", "strategies.context")
