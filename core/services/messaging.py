@@ -23,7 +23,7 @@ from core.config import LimitsConfig, SyncConfig
 from core.errors import ErrorCode, WsimError
 from core.hub import DeviceLink
 from core.metrics import Metrics
-from core.models import CLIENT_KINDS, DeadLetter, Message, MessageDraft, MessageKind
+from core.models import CLIENT_KINDS, DeadLetter, Message, MessageDraft, MessageKind, Track
 from core.protocol.codec import encode, message_new_json, message_sent_json, receipt_json
 from core.protocol.frames import (
     MessageSend,
@@ -34,7 +34,7 @@ from core.protocol.frames import (
     TypingEvent,
 )
 from core.protocol.receipts import ReceiptCoalescer, ReceiptDue
-from core.routing import Router, Track
+from core.routing import Router
 from core.services.membership import MembershipNotices, recipients_at
 from core.services.social import SocialService
 from core.types import parse_conversation, parse_id
