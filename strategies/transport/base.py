@@ -164,12 +164,22 @@ class DeviceSession(Protocol):
 class NodePort(Protocol):
     """What a transport may ask of the node. Everything else (stores, services, the hub) stays behind it."""
 
-    clock: Clock
-    metrics: Metrics
-    node_name: str
-    limits: LinkLimits
-    # The server secret (the JWT signing key): the MQTT bridge derives device keys and topics from it.
-    secret: bytes
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def node_name(self) -> str: ...
+
+    @property
+    def limits(self) -> LinkLimits: ...
+
+    @property
+    def secret(self) -> bytes:
+        """The server secret (the JWT signing key): the MQTT bridge derives device keys and topics from it."""
+        ...
 
     def attach(self, wire: Wire, transport: str) -> DeviceSession:
         """A new, not yet authenticated link whose frames go out through ``wire``."""
