@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.protocol.delivery import DeliveryTracker, NullTracker, RetryingTracker
+from strategies.ack.base import DeliveryTracker
 from strategies.ack.config import AckOffConfig, ThreeStateAckConfig
+from strategies.ack.tracking import NullTracker, RetryingTracker
 from strategies.context import StrategyContext
 from strategies.retry.base import RetryPolicy
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.protocol.delivery import GiveUp, Resend, RetryingTracker
+from strategies.ack.tracking import GiveUp, Resend, RetryingTracker
 from strategies.retry import REGISTRY
 from strategies.retry.base import RetryPolicy
 from tests.support.context import strategy_context

@@ -97,7 +97,7 @@ def test_every_registered_name_imports_and_takes_config_and_context(
     assert isinstance(cls, type)
     params = list(inspect.signature(cls).parameters.values())
     required = [p for p in params if p.default is inspect.Parameter.empty]
-    # Positional (config, ctx); transports name their context after what it is today (the node).
+    # Positional (config, ctx); transports name their context after what it is (the node port).
     assert len(required) == 2 and required[0].name == "config", f"{cls.__name__}{inspect.signature(cls)}"
     assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in required)
     annotations = typing.get_type_hints(cls.__init__)
