@@ -16,7 +16,7 @@ import importlib
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -33,7 +33,9 @@ class StrategyUnavailableError(RuntimeError):
 
 
 class StrategyConfig(BaseModel):
-    """Base of every strategy config model: ``kind`` (a ``Literal`` in each model) is the name YAML uses."""
+    """Base of every strategy config model: ``kind`` (a ``Literal`` in each model) is the name YAML uses, and the
+    class statement names the implementation, ``class RedisBusConfig(StrategyConfig,
+    implementation="strategies.bus.redis:RedisBus", pip_extra="redis")``."""
 
     model_config = ConfigDict(extra="forbid")
     kind: str
@@ -42,6 +44,20 @@ class StrategyConfig(BaseModel):
     implementation: ClassVar[str | Mapping[str, str]]
     # The wsim-testbed extra that installs the implementation's driver (None: the base install has it).
     pip_extra: ClassVar[str | None] = None
+
+    def __init_subclass__(
+        cls,
+        *,
+        implementation: str | Mapping[str, str] | None = None,
+        pip_extra: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Class arguments, so the declaration is one line; a subclass inherits what it does not restate."""
+        super().__init_subclass__(**kwargs)
+        if implementation is not None:
+            cls.implementation = implementation
+        if pip_extra is not None:
+            cls.pip_extra = pip_extra
 
 
 def config_models(configs: object) -> tuple[type[StrategyConfig], ...]:
@@ -81,7 +97,9 @@ class Registry(Generic[T, C]):
             name = kind_of(model)
             if name in self.models:
                 raise ValueError(f"{kind}: two config models for kind {name!r}")
-            target = model.implementation
+            target = getattr(model, "implementation", None)
+            if target is None:
+                raise TypeError(f"{model.__name__} names no implementation (class argument implementation=)")
             if not isinstance(target, str):
                 target = target[kind]
             self.models[name] = model

@@ -7,17 +7,15 @@ from pydantic import Field
 from strategies._registry import StrategyConfig
 
 
-class ThreeStateAckConfig(StrategyConfig):
+class ThreeStateAckConfig(StrategyConfig, implementation="strategies.ack.policies:ThreeStateAck"):
     """Sent after the durable write, delivered per device ack (tracked, retried, dead-lettered), read per mark."""
 
-    implementation = "strategies.ack.policies:ThreeStateAck"
     kind: Literal["three_state"] = "three_state"
 
 
-class AckOffConfig(StrategyConfig):
+class AckOffConfig(StrategyConfig, implementation="strategies.ack.policies:AckOff"):
     """Fire and forget: no `message.sent`, no push tracking or retry, no receipts (the ack experiment's control)."""
 
-    implementation = "strategies.ack.policies:AckOff"
     kind: Literal["off"] = "off"
 
 

@@ -10,10 +10,9 @@ from strategies._registry import StrategyConfig
 Prefix = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
-class LocalBusConfig(StrategyConfig):
+class LocalBusConfig(StrategyConfig, implementation="strategies.bus.local:LocalBus"):
     """One process: every device is on this node, nothing crosses a network."""
 
-    implementation = "strategies.bus.local:LocalBus"
     kind: Literal["local"] = "local"
 
 
@@ -45,22 +44,20 @@ class _NetworkBusConfig(StrategyConfig):
         return value.get_secret_value()
 
 
-class RedisBusConfig(_NetworkBusConfig):
+class RedisBusConfig(_NetworkBusConfig, implementation="strategies.bus.redis:RedisBus", pip_extra="redis"):
     """Redis pub/sub: one channel per node plus one broadcast channel."""
 
-    implementation = "strategies.bus.redis:RedisBus"
-    pip_extra = "redis"
     kind: Literal["redis"] = "redis"
     url: str = "redis://127.0.0.1:6379/0"
     # The subscriber pings when idle this often, so a silently dead link is noticed (and reported as a gap).
     health_check_s: Annotated[float, Field(gt=0)] = 5.0
 
 
-class RabbitmqBusConfig(_NetworkBusConfig):
+class RabbitmqBusConfig(
+    _NetworkBusConfig, implementation="strategies.bus.rabbitmq:RabbitmqBus", pip_extra="rabbitmq"
+):
     """RabbitMQ through aio-pika: a direct exchange, one durable queue per node, publisher confirms."""
 
-    implementation = "strategies.bus.rabbitmq:RabbitmqBus"
-    pip_extra = "rabbitmq"
     kind: Literal["rabbitmq"] = "rabbitmq"
     url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # "quorum" replicates each node's queue across a RabbitMQ cluster (Raft); "classic" is one broker's queue.
@@ -75,11 +72,9 @@ class RabbitmqBusConfig(_NetworkBusConfig):
     heartbeat_s: Annotated[int, Field(ge=0)] = 10
 
 
-class MqttBusConfig(_NetworkBusConfig):
+class MqttBusConfig(_NetworkBusConfig, implementation="strategies.bus.mqtt:MqttBus", pip_extra="mqtt"):
     """MQTT 5 through aiomqtt (Mosquitto, EMQX, HiveMQ...): QoS 1, a persistent session per node."""
 
-    implementation = "strategies.bus.mqtt:MqttBus"
-    pip_extra = "mqtt"
     kind: Literal["mqtt"] = "mqtt"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883

@@ -7,10 +7,9 @@ from pydantic import Field
 from strategies._registry import StrategyConfig
 
 
-class SnowflakeConfig(StrategyConfig):
+class SnowflakeConfig(StrategyConfig, implementation="strategies.ids.snowflake:SnowflakeIds"):
     """64-bit Snowflake ids: 41 bits of milliseconds, 10 of node id, 12 of sequence."""
 
-    implementation = "strategies.ids.snowflake:SnowflakeIds"
     kind: Literal["snowflake"] = "snowflake"
     # 0..1023. In a cluster each node must hold a distinct id (leased from the shared registry when available).
     node_id: Annotated[int, Field(ge=0, le=1023)] = 0

@@ -7,18 +7,17 @@ from pydantic import Field, model_validator
 from strategies._registry import StrategyConfig
 
 
-class MemoryPresenceConfig(StrategyConfig):
+class MemoryPresenceConfig(StrategyConfig, implementation="strategies.presence.memory:MemoryPresence"):
     """Who is online, in this process (single node)."""
 
-    implementation = "strategies.presence.memory:MemoryPresence"
     kind: Literal["memory"] = "memory"
 
 
-class RedisPresenceConfig(StrategyConfig):
+class RedisPresenceConfig(
+    StrategyConfig, implementation="strategies.presence.redis:RedisPresence", pip_extra="redis"
+):
     """Shared registry in Redis: per-user device hashes, per-node leases (see strategies/presence/redis.py)."""
 
-    implementation = "strategies.presence.redis:RedisPresence"
-    pip_extra = "redis"
     kind: Literal["redis"] = "redis"
     url: str = "redis://127.0.0.1:6379/0"
     # Every key starts with this (one cluster per prefix on a Redis server).

@@ -7,27 +7,24 @@ from pydantic import Field
 from strategies._registry import StrategyConfig
 
 
-class NoRetryConfig(StrategyConfig):
+class NoRetryConfig(StrategyConfig, implementation="strategies.retry.policies:NoRetry"):
     """One push; dead-lettered after ``ack_timeout_s`` without an ack."""
 
-    implementation = "strategies.retry.policies:NoRetry"
     kind: Literal["none"] = "none"
     ack_timeout_s: Annotated[float, Field(gt=0)] = 5.0
 
 
-class FixedRetryConfig(StrategyConfig):
+class FixedRetryConfig(StrategyConfig, implementation="strategies.retry.policies:FixedRetry"):
     """Up to ``max_retries`` more pushes, ``interval_s`` apart."""
 
-    implementation = "strategies.retry.policies:FixedRetry"
     kind: Literal["fixed"] = "fixed"
     interval_s: Annotated[float, Field(gt=0)] = 2.0
     max_retries: Annotated[int, Field(ge=0, le=100)] = 3
 
 
-class ExponentialRetryConfig(StrategyConfig):
+class ExponentialRetryConfig(StrategyConfig, implementation="strategies.retry.policies:ExponentialRetry"):
     """Waits of ``base_s * factor**attempt`` up to ``cap_s`` (the plan's 1 s, 2 s, 4 s)."""
 
-    implementation = "strategies.retry.policies:ExponentialRetry"
     kind: Literal["exponential"] = "exponential"
     base_s: Annotated[float, Field(gt=0)] = 1.0
     factor: Annotated[float, Field(ge=1)] = 2.0
@@ -35,10 +32,9 @@ class ExponentialRetryConfig(StrategyConfig):
     cap_s: Annotated[float, Field(gt=0)] = 60.0
 
 
-class AdaptiveRetryConfig(StrategyConfig):
+class AdaptiveRetryConfig(StrategyConfig, implementation="strategies.retry.policies:AdaptiveRetry"):
     """Ack deadline from each device's measured round trip: RTO = srtt + 4 rttvar (RFC 6298), then backoff."""
 
-    implementation = "strategies.retry.policies:AdaptiveRetry"
     kind: Literal["adaptive"] = "adaptive"
     initial_s: Annotated[float, Field(gt=0)] = 1.0  # RTO before the first round-trip sample
     floor_s: Annotated[float, Field(gt=0)] = 1.0  # RFC 6298's minimum RTO

@@ -7,17 +7,15 @@ from pydantic import Field
 from strategies._registry import StrategyConfig
 
 
-class ReadTimelineConfig(StrategyConfig):
+class ReadTimelineConfig(StrategyConfig, implementation="strategies.timeline.read:ReadTimeline"):
     """Read fan-out: one copy per message; a device syncs each conversation."""
 
-    implementation = "strategies.timeline.read:ReadTimeline"
     kind: Literal["read"] = "read"
 
 
-class WriteTimelineConfig(StrategyConfig):
+class WriteTimelineConfig(StrategyConfig, implementation="strategies.timeline.write:WriteTimeline"):
     """Write fan-out: a copy in every member's inbox; a device syncs one inbox."""
 
-    implementation = "strategies.timeline.write:WriteTimeline"
     kind: Literal["write"] = "write"
 
 

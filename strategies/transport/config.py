@@ -12,18 +12,18 @@ from strategies._registry import StrategyConfig
 PATH_PATTERN = r"^/[A-Za-z0-9_./-]{0,120}$"
 
 
-class WebSocketTransportConfig(StrategyConfig):
+class WebSocketTransportConfig(
+    StrategyConfig, implementation="strategies.transport.websocket:NativeWebSocketTransport"
+):
     """Native JSON over WebSocket (docs/protocol.md)."""
 
-    implementation = "strategies.transport.websocket:NativeWebSocketTransport"
     kind: Literal["websocket"] = "websocket"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/ws"
 
 
-class StompTransportConfig(StrategyConfig):
+class StompTransportConfig(StrategyConfig, implementation="strategies.transport.stomp:StompTransport"):
     """STOMP 1.2 over WebSocket, subprotocol ``v12.stomp``."""
 
-    implementation = "strategies.transport.stomp:StompTransport"
     kind: Literal["stomp"] = "stomp"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/stomp"
     # Server heart-beat offer in ms (0: the node's heartbeat.interval_s). The client must send something at least
@@ -31,10 +31,11 @@ class StompTransportConfig(StrategyConfig):
     heart_beat_ms: Annotated[int, Field(ge=0)] = 0
 
 
-class LongPollTransportConfig(StrategyConfig):
+class LongPollTransportConfig(
+    StrategyConfig, implementation="strategies.transport.polling:LongPollTransport"
+):
     """HTTP long polling: a poll is held until frames arrive or ``hold_s`` passes."""
 
-    implementation = "strategies.transport.polling:LongPollTransport"
     kind: Literal["long_poll"] = "long_poll"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/api/poll/long"
     # Must stay well under heartbeat.interval_s * missed_beats, or a quiet device would be reaped while it waits.
@@ -42,20 +43,21 @@ class LongPollTransportConfig(StrategyConfig):
     max_frames_per_response: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
-class ShortPollTransportConfig(StrategyConfig):
+class ShortPollTransportConfig(
+    StrategyConfig, implementation="strategies.transport.polling:ShortPollTransport"
+):
     """HTTP short polling: every poll is answered at once (possibly empty); the client chooses the interval."""
 
-    implementation = "strategies.transport.polling:ShortPollTransport"
     kind: Literal["short_poll"] = "short_poll"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/api/poll/short"
     max_frames_per_response: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
-class MqttTransportConfig(StrategyConfig):
+class MqttTransportConfig(
+    StrategyConfig, implementation="strategies.transport.mqtt:MqttBridgeTransport", pip_extra="mqtt"
+):
     """Devices on an MQTT broker; the node bridges their topics (aiomqtt, QoS 1). Enable on one node only."""
 
-    implementation = "strategies.transport.mqtt:MqttBridgeTransport"
-    pip_extra = "mqtt"
     kind: Literal["mqtt"] = "mqtt"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 1883

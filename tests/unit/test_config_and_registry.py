@@ -146,11 +146,9 @@ def test_unknown_kind_lists_known_ones() -> None:
         retry.REGISTRY.load("wild")
 
 
-class FancyBusConfig(StrategyConfig):
+class FancyBusConfig(StrategyConfig, implementation="wsim_no_such_driver_pkg:Bus", pip_extra="fancy"):
     """A bus whose driver is not installed."""
 
-    implementation = "wsim_no_such_driver_pkg:Bus"
-    pip_extra = "fancy"
     kind: Literal["fancy"] = "fancy"
 
 
@@ -162,12 +160,17 @@ def test_missing_driver_gives_install_hint() -> None:
         reg.load("fancy")
 
 
-def test_a_model_without_a_literal_kind_is_refused() -> None:
-    class Loose(StrategyConfig):
-        implementation = "x:Y"
+def test_a_model_needs_a_literal_kind_and_an_implementation() -> None:
+    class Loose(StrategyConfig, implementation="x:Y"):
+        pass
+
+    class Nameless(StrategyConfig):
+        kind: Literal["nameless"] = "nameless"
 
     with pytest.raises(TypeError, match=r"Loose\.kind needs a Literal default"):
         Registry("bus", Loose)
+    with pytest.raises(TypeError, match="Nameless names no implementation"):
+        Registry("bus", Nameless)
 
 
 def test_strategy_tables_in_the_docs_are_current() -> None:
