@@ -18,8 +18,10 @@ from tests.support.contract import contract_config, require_backend
 from tests.support.services import namespace
 from tests.support.stores import private_redis
 
-WINDOWED = {"memory", "redis"}  # kinds with a window ("off" remembers nothing)
-SHARED = {"redis"}  # kinds whose window one node's remember reaches on another node
+# A new kind gets the whole contract: a window unless listed here, shared by the nodes when its driver is a
+# network one (a pip extra).
+WINDOWED = set(dedup.REGISTRY.names()) - {"off"}  # kinds with a window
+SHARED = set(dedup.REGISTRY.extras)  # kinds whose window one node's remember reaches on another node
 
 
 def config_for(kind: str, prefix: str, url: str, window_s: float) -> StrategyConfig:
