@@ -1,10 +1,10 @@
 """One explicit registry per strategy kind (STYLE.md principle 3), derived from the kind's config models.
 
 Each config model names its implementation (:attr:`StrategyConfig.implementation`, a lazy ``"module:Class"``
-string) and the pip extra that provides its driver; a registry is built from the kind's config union, so the
-union in ``strategies/<kind>/config.py`` is the one list of what exists: adding a model to it registers the
-strategy, validates it in YAML, lists it in the docs (``python -m strategies.docs``) and puts it through the
-kind's contract suite. Nothing is imported until a name is chosen, so the base install never needs optional
+string, given in its class statement) and the pip extra that provides its driver; a registry is built from the
+kind's config union, so the union in ``strategies/<kind>/config.py`` is the one list of what exists: adding a
+model to it registers the strategy, validates it in YAML, lists it in the docs (``python -m core.catalog``) and
+puts it through the kind's contract suite. Nothing is imported until a name is chosen, so the base install never needs optional
 drivers; a missing driver gives an install hint instead of a traceback. An unknown name fails listing the known
 ones. Every implementation is built the same way, ``Class(config, ctx)``; the context type is the registry's
 second parameter (most kinds take :class:`~strategies.context.StrategyContext`).
