@@ -46,6 +46,7 @@ from strategies import store as stores
 from strategies import transport as transport_strategies
 from strategies.context import StrategyContext
 from strategies.store.base import StoreUnavailable
+from strategies.timeline.base import TimelineContext
 from strategies.transport.base import NodePort
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,9 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
     file_storage = file_strategies.REGISTRY.create(s.files, ctx)
     ack_policy = ack.REGISTRY.create(s.ack, ctx)
     retry_policy = retry.REGISTRY.create(s.retry, ctx)
-    timeline_impl = timeline.REGISTRY.create(s.store.timeline, ctx, messages_store, id_gen)
+    timeline_impl = timeline.REGISTRY.create(
+        s.store.timeline, TimelineContext.of(ctx, messages_store, id_gen)
+    )
 
     secret = jwt_secret(settings)
     hub = Hub(

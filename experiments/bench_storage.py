@@ -47,6 +47,7 @@ from strategies.ids.config import SnowflakeConfig
 from strategies.ids.snowflake import SnowflakeIds
 from strategies.store import MESSAGE_STORES
 from strategies.store.config import MessageStoreConfig
+from strategies.timeline.base import TimelineContext
 from strategies.timeline.config import TimelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,7 +301,8 @@ async def bench_timeline(model: str, env: Env, p: dict[str, Any]) -> dict[str, A
         metrics = Metrics()
         async with message_store("sqlite", env, metrics) as store:
             tl: Any = timeline.REGISTRY.create(
-                TypeAdapter(TimelineConfig).validate_python({"kind": model}), env.ctx(metrics), store, env.ids
+                TypeAdapter(TimelineConfig).validate_python({"kind": model}),
+                TimelineContext.of(env.ctx(metrics), store, env.ids),
             )
             members = list(range(1, size + 1))
             sends: list[float] = []
@@ -384,9 +386,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="wsim-bench-") as tmpdir:
         tmp = Path(tmpdir)
         with maybe_nx(args.mongo_uri if "mongo" in args.backends else "unused", tmp) as mongo_uri:
-            env = Env(
-                tmp, args.mysql_dsn, mongo_uri, args.redis_url, SnowflakeIds(SnowflakeConfig(node_id=77))
+            ids = SnowflakeIds(
+                SnowflakeConfig(node_id=77), StrategyContext(SystemClock(), Metrics(), tmp, "bench")
             )
+            env = Env(tmp, args.mysql_dsn, mongo_uri, args.redis_url, ids)
             runs: list[dict[str, Any]] = []
             for rep in range(p["repeat"]):
                 run: dict[str, Any] = {"writes": {}, "history": {}, "cache": {}, "timeline": {}}

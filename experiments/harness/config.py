@@ -362,23 +362,16 @@ def _cluster_problem(exp: Experiment, settings: Settings) -> str | None:
 def _unloadable_strategies(settings: Settings) -> list[str]:
     """Load each chosen implementation through its registry, so a missing optional driver is reported now
     ("install wsim-testbed[redis] ...") rather than when the node starts."""
-    from strategies import ack, bus, cache, dedup, ids, presence, retry, store
-    from strategies import files as file_strategies
-    from strategies._registry import Registry, StrategyUnavailableError, UnknownStrategyError
+    from core.catalog import REGISTRIES, chosen
+    from strategies._registry import StrategyUnavailableError, UnknownStrategyError
 
-    s = settings.strategies
-    chosen: list[tuple[Registry[Any], Any]] = [
-        (ack.REGISTRY, s.ack), (retry.REGISTRY, s.retry), (dedup.REGISTRY, s.dedup), (cache.REGISTRY, s.cache),
-        (bus.REGISTRY, s.bus), (ids.REGISTRY, s.ids), (presence.REGISTRY, s.presence),
-        (file_strategies.REGISTRY, s.files), (store.USER_STORES, s.store.users),
-        (store.MESSAGE_STORES, s.store.messages),
-    ]  # fmt: skip
     problems = []
-    for registry, config in chosen:
-        try:
-            registry.load(config.kind)
-        except (StrategyUnavailableError, UnknownStrategyError) as exc:
-            problems.append(str(exc))
+    for key, registry in REGISTRIES:
+        for config in chosen(settings, key):
+            try:
+                registry.load(config.kind)
+            except (StrategyUnavailableError, UnknownStrategyError) as exc:
+                problems.append(str(exc))
     return problems
 
 

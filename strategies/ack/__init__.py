@@ -1,10 +1,6 @@
 from strategies._registry import Registry
 from strategies.ack.base import AckPolicy
+from strategies.ack.config import AckConfig
+from strategies.context import StrategyContext
 
-REGISTRY: Registry[AckPolicy] = Registry(
-    "ack",
-    {
-        "three_state": "strategies.ack.policies:ThreeStateAck",
-        "off": "strategies.ack.policies:AckOff",
-    },
-)
+REGISTRY: Registry[AckPolicy, StrategyContext] = Registry("ack", AckConfig)

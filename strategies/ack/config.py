@@ -2,16 +2,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from strategies._registry import StrategyConfig
 
 
-class ThreeStateAckConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ThreeStateAckConfig(StrategyConfig, implementation="strategies.ack.policies:ThreeStateAck"):
+    """Sent after the durable write, delivered per device ack (tracked, retried, dead-lettered), read per mark."""
+
     kind: Literal["three_state"] = "three_state"
 
 
-class AckOffConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AckOffConfig(StrategyConfig, implementation="strategies.ack.policies:AckOff"):
+    """Fire and forget: no `message.sent`, no push tracking or retry, no receipts (the ack experiment's control)."""
+
     kind: Literal["off"] = "off"
 
 

@@ -1,18 +1,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from strategies.ack.base import DeliveryTracker
+from strategies.ack.config import AckOffConfig, ThreeStateAckConfig
 from strategies.ack.tracking import NullTracker, RetryingTracker
+from strategies.context import StrategyContext
 from strategies.retry.base import RetryPolicy
 
 
 class ThreeStateAck:
     """Sent after the durable write, delivered per device ack (tracked and retried), read per user mark."""
 
-    def __init__(self, *_: Any) -> None:
-        pass
+    def __init__(self, config: ThreeStateAckConfig, ctx: StrategyContext) -> None:
+        del config, ctx
 
     @property
     def name(self) -> str:
@@ -31,8 +32,8 @@ class ThreeStateAck:
 class AckOff:
     """No acknowledgements at all: at-most-once in both directions (see the module docstring of ``base``)."""
 
-    def __init__(self, *_: Any) -> None:
-        pass
+    def __init__(self, config: AckOffConfig, ctx: StrategyContext) -> None:
+        del config, ctx
 
     @property
     def name(self) -> str:

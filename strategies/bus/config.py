@@ -2,19 +2,21 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
+from pydantic import Field, SecretStr, SerializationInfo, field_serializer
+
+from strategies._registry import StrategyConfig
 
 # Names that end up in channel, exchange, queue and topic names: no separators or wildcards.
 Prefix = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
-class LocalBusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LocalBusConfig(StrategyConfig, implementation="strategies.bus.local:LocalBus"):
+    """One process: every device is on this node, nothing crosses a network."""
+
     kind: Literal["local"] = "local"
 
 
-class _NetworkBusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _NetworkBusConfig(StrategyConfig):
     # Every channel / exchange / queue / topic name starts with this (one cluster per prefix on a broker).
     prefix: Prefix = "wsim"
     # After a publish the broker did not take, the target nodes are sent a gap notice; retried this often.
@@ -42,7 +44,7 @@ class _NetworkBusConfig(BaseModel):
         return value.get_secret_value()
 
 
-class RedisBusConfig(_NetworkBusConfig):
+class RedisBusConfig(_NetworkBusConfig, implementation="strategies.bus.redis:RedisBus", pip_extra="redis"):
     """Redis pub/sub: one channel per node plus one broadcast channel."""
 
     kind: Literal["redis"] = "redis"
@@ -51,7 +53,9 @@ class RedisBusConfig(_NetworkBusConfig):
     health_check_s: Annotated[float, Field(gt=0)] = 5.0
 
 
-class RabbitmqBusConfig(_NetworkBusConfig):
+class RabbitmqBusConfig(
+    _NetworkBusConfig, implementation="strategies.bus.rabbitmq:RabbitmqBus", pip_extra="rabbitmq"
+):
     """RabbitMQ through aio-pika: a direct exchange, one durable queue per node, publisher confirms."""
 
     kind: Literal["rabbitmq"] = "rabbitmq"
@@ -68,7 +72,7 @@ class RabbitmqBusConfig(_NetworkBusConfig):
     heartbeat_s: Annotated[int, Field(ge=0)] = 10
 
 
-class MqttBusConfig(_NetworkBusConfig):
+class MqttBusConfig(_NetworkBusConfig, implementation="strategies.bus.mqtt:MqttBus", pip_extra="mqtt"):
     """MQTT 5 through aiomqtt (Mosquitto, EMQX, HiveMQ...): QoS 1, a persistent session per node."""
 
     kind: Literal["mqtt"] = "mqtt"

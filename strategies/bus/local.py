@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Any
 
 from strategies.bus.base import BusHandler, GapHandler
+from strategies.bus.config import LocalBusConfig
+from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,8 @@ class LocalBus:
     so a cluster needs a network bus.
     """
 
-    def __init__(self, *_: Any) -> None:
+    def __init__(self, config: LocalBusConfig, ctx: StrategyContext) -> None:
+        del config, ctx
         self._handler: BusHandler | None = None
         self._node = ""
 

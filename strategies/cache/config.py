@@ -2,25 +2,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from strategies._registry import StrategyConfig
 
 
-class CacheOffConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CacheOffConfig(StrategyConfig, implementation="strategies.cache.off:CacheOff"):
+    """No cache: every read goes to the store (the cache experiment's baseline)."""
+
     kind: Literal["off"] = "off"
 
 
-class L1CacheConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class L1CacheConfig(StrategyConfig, implementation="strategies.cache.l1:L1Cache"):
+    """An in-process TTL/LRU cache per node; other nodes' writes are seen after ``ttl_s``."""
+
     kind: Literal["l1"] = "l1"
     ttl_s: Annotated[float, Field(gt=0)] = 300.0  # the plan: local cache TTL 5 minutes
     max_entries: Annotated[int, Field(gt=0)] = 100_000  # per cache name
 
 
-class L2CacheConfig(BaseModel):
-    """Redis, shared by every node."""
+class L2CacheConfig(StrategyConfig, implementation="strategies.cache.redis:RedisCache", pip_extra="redis"):
+    """Redis, shared by every node: entries expire after `ttl_s`, a miss takes a fill lease."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["l2"] = "l2"
     url: str = "redis://127.0.0.1:6379/0"
     # Every key and channel starts with this (several deployments or test runs can share one Redis).
@@ -35,10 +38,11 @@ class L2CacheConfig(BaseModel):
     socket_timeout_s: Annotated[float, Field(gt=0)] = 2.0
 
 
-class TwoTierCacheConfig(BaseModel):
-    """``l1+l2``: an L1 in every process in front of the shared L2, with cross-node L1 invalidation."""
+class TwoTierCacheConfig(
+    StrategyConfig, implementation="strategies.cache.tiered:TwoTierCache", pip_extra="redis"
+):
+    """An L1 in every process in front of the shared L2, with cross-node L1 invalidation and warm-up."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["l1+l2"] = "l1+l2"
     l1: L1CacheConfig = Field(default_factory=L1CacheConfig)
     l2: L2CacheConfig = Field(default_factory=L2CacheConfig)

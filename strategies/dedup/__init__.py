@@ -1,12 +1,6 @@
 from strategies._registry import Registry
+from strategies.context import StrategyContext
 from strategies.dedup.base import Deduplicator
+from strategies.dedup.config import DedupConfig
 
-REGISTRY: Registry[Deduplicator] = Registry(
-    "dedup",
-    {
-        "off": "strategies.dedup.off:DedupOff",
-        "memory": "strategies.dedup.memory:MemoryDeduplicator",
-        "redis": "strategies.dedup.redis:RedisDeduplicator",
-    },
-    extras={"redis": "redis"},
-)
+REGISTRY: Registry[Deduplicator, StrategyContext] = Registry("dedup", DedupConfig)

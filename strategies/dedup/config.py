@@ -2,25 +2,30 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from strategies._registry import StrategyConfig
 
 
-class DedupOffConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DedupOffConfig(StrategyConfig, implementation="strategies.dedup.off:DedupOff"):
+    """No deduplication: a resent message is stored and delivered again (the dedup experiment's control)."""
+
     kind: Literal["off"] = "off"
 
 
-class MemoryDedupConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MemoryDedupConfig(StrategyConfig, implementation="strategies.dedup.memory:MemoryDeduplicator"):
+    """A window of recent client message ids in this process (a ring; per node)."""
+
     kind: Literal["memory"] = "memory"
     window_s: Annotated[float, Field(gt=0)] = 300.0
     max_entries: Annotated[int, Field(gt=0)] = 1_000_000
 
 
-class RedisDedupConfig(BaseModel):
+class RedisDedupConfig(
+    StrategyConfig, implementation="strategies.dedup.redis:RedisDeduplicator", pip_extra="redis"
+):
     """The window in Redis, shared by every node (``SET NX`` with a TTL of ``window_s``)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["redis"] = "redis"
     url: str = "redis://127.0.0.1:6379/0"
     prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = "wsim:"

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from typing import Any
-
+from strategies.context import StrategyContext
 from strategies.dedup.base import DedupRecord
+from strategies.dedup.config import DedupOffConfig
 
 
 class DedupOff:
     """No de-duplication: every resend is stored and delivered again (the control arm)."""
 
-    def __init__(self, *_: Any) -> None:
-        pass
+    def __init__(self, config: DedupOffConfig, ctx: StrategyContext) -> None:
+        del config, ctx
 
     def durable_key(self, sender: int, device: str, cmid: str) -> str | None:
         return None

@@ -2,15 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from strategies.context import StrategyContext
+from strategies.files.base import check_key
 from strategies.files.config import LocalFilesConfig
-
-_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 class _LocalWriter:
@@ -49,9 +47,7 @@ class LocalFileStorage:
         self._tmp = self._root / "tmp"
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key):
-            raise ValueError(f"invalid storage key {key!r}")
-        return self._root / key[:2] / key
+        return self._root / check_key(key)[:2] / key
 
     async def writer(self, key: str) -> _LocalWriter:
         final = self._path(key)

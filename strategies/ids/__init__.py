@@ -1,4 +1,6 @@
 from strategies._registry import Registry
+from strategies.context import StrategyContext
 from strategies.ids.base import IdGenerator
+from strategies.ids.config import IdsConfig
 
-REGISTRY: Registry[IdGenerator] = Registry("ids", {"snowflake": "strategies.ids.snowflake:SnowflakeIds"})
+REGISTRY: Registry[IdGenerator, StrategyContext] = Registry("ids", IdsConfig)

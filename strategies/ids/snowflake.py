@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
-
+from strategies.context import StrategyContext
 from strategies.ids.config import SnowflakeConfig
 
 TIME_BITS = 41
@@ -20,7 +19,8 @@ class SnowflakeIds:
     bounded by the id rate and shrinks as soon as the wall clock catches up.
     """
 
-    def __init__(self, config: SnowflakeConfig, *_: Any) -> None:
+    def __init__(self, config: SnowflakeConfig, ctx: StrategyContext) -> None:
+        del ctx
         if not 0 <= config.node_id <= MAX_NODE:
             raise ValueError(f"node_id must be in 0..{MAX_NODE}")
         self._node = config.node_id

@@ -1,11 +1,6 @@
 from strategies._registry import Registry
+from strategies.context import StrategyContext
 from strategies.presence.base import PresenceRegistry
+from strategies.presence.config import PresenceConfig
 
-REGISTRY: Registry[PresenceRegistry] = Registry(
-    "presence",
-    {
-        "memory": "strategies.presence.memory:MemoryPresence",
-        "redis": "strategies.presence.redis:RedisPresence",
-    },
-    extras={"redis": "redis"},
-)
+REGISTRY: Registry[PresenceRegistry, StrategyContext] = Registry("presence", PresenceConfig)

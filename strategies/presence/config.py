@@ -2,18 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from strategies._registry import StrategyConfig
 
 
-class MemoryPresenceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MemoryPresenceConfig(StrategyConfig, implementation="strategies.presence.memory:MemoryPresence"):
+    """Who is online, in this process (single node)."""
+
     kind: Literal["memory"] = "memory"
 
 
-class RedisPresenceConfig(BaseModel):
+class RedisPresenceConfig(
+    StrategyConfig, implementation="strategies.presence.redis:RedisPresence", pip_extra="redis"
+):
     """Shared registry in Redis: per-user device hashes, per-node leases (see strategies/presence/redis.py)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["redis"] = "redis"
     url: str = "redis://127.0.0.1:6379/0"
     # Every key starts with this (one cluster per prefix on a Redis server).

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
+from strategies.context import StrategyContext
 from strategies.presence.base import ChangeHandler, GapHandler, NodeIdHandler
+from strategies.presence.config import MemoryPresenceConfig
 
 
 class MemoryPresence:
@@ -15,7 +16,8 @@ class MemoryPresence:
 
     node_local = True
 
-    def __init__(self, *_: Any) -> None:
+    def __init__(self, config: MemoryPresenceConfig, ctx: StrategyContext) -> None:
+        del config, ctx
         self._devices: dict[int, dict[str, str]] = {}
 
     async def device_online(self, user: int, device: str, node: str) -> bool:

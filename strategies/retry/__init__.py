@@ -1,12 +1,6 @@
 from strategies._registry import Registry
+from strategies.context import StrategyContext
 from strategies.retry.base import RetryPolicy
+from strategies.retry.config import RetryConfig
 
-REGISTRY: Registry[RetryPolicy] = Registry(
-    "retry",
-    {
-        "none": "strategies.retry.policies:NoRetry",
-        "fixed": "strategies.retry.policies:FixedRetry",
-        "exponential": "strategies.retry.policies:ExponentialRetry",
-        "adaptive": "strategies.retry.policies:AdaptiveRetry",
-    },
-)
+REGISTRY: Registry[RetryPolicy, StrategyContext] = Registry("retry", RetryConfig)

@@ -2,25 +2,29 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from strategies._registry import StrategyConfig
 
 
-class _Base(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NoRetryConfig(StrategyConfig, implementation="strategies.retry.policies:NoRetry"):
+    """One push; dead-lettered after ``ack_timeout_s`` without an ack."""
 
-
-class NoRetryConfig(_Base):
     kind: Literal["none"] = "none"
     ack_timeout_s: Annotated[float, Field(gt=0)] = 5.0
 
 
-class FixedRetryConfig(_Base):
+class FixedRetryConfig(StrategyConfig, implementation="strategies.retry.policies:FixedRetry"):
+    """Up to ``max_retries`` more pushes, ``interval_s`` apart."""
+
     kind: Literal["fixed"] = "fixed"
     interval_s: Annotated[float, Field(gt=0)] = 2.0
     max_retries: Annotated[int, Field(ge=0, le=100)] = 3
 
 
-class ExponentialRetryConfig(_Base):
+class ExponentialRetryConfig(StrategyConfig, implementation="strategies.retry.policies:ExponentialRetry"):
+    """Waits of ``base_s * factor**attempt`` up to ``cap_s`` (the plan's 1 s, 2 s, 4 s)."""
+
     kind: Literal["exponential"] = "exponential"
     base_s: Annotated[float, Field(gt=0)] = 1.0
     factor: Annotated[float, Field(ge=1)] = 2.0
@@ -28,7 +32,7 @@ class ExponentialRetryConfig(_Base):
     cap_s: Annotated[float, Field(gt=0)] = 60.0
 
 
-class AdaptiveRetryConfig(_Base):
+class AdaptiveRetryConfig(StrategyConfig, implementation="strategies.retry.policies:AdaptiveRetry"):
     """Ack deadline from each device's measured round trip: RTO = srtt + 4 rttvar (RFC 6298), then backoff."""
 
     kind: Literal["adaptive"] = "adaptive"

@@ -3,8 +3,7 @@ adaptive one whose ack deadline follows each device's measured round trip."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from strategies.context import StrategyContext
 from strategies.retry.config import (
     AdaptiveRetryConfig,
     ExponentialRetryConfig,
@@ -29,7 +28,8 @@ class _Stateless:
 class NoRetry(_Stateless):
     """One push; if no ack within ``ack_timeout_s``, dead-letter at once."""
 
-    def __init__(self, config: NoRetryConfig, *_: Any) -> None:
+    def __init__(self, config: NoRetryConfig, ctx: StrategyContext) -> None:
+        del ctx
         self._timeout = config.ack_timeout_s
 
     @property
@@ -43,7 +43,8 @@ class NoRetry(_Stateless):
 class FixedRetry(_Stateless):
     """Pushes again every ``interval_s``, ``max_retries`` times."""
 
-    def __init__(self, config: FixedRetryConfig, *_: Any) -> None:
+    def __init__(self, config: FixedRetryConfig, ctx: StrategyContext) -> None:
+        del ctx
         self._interval = config.interval_s
         self._max = config.max_retries
 
@@ -58,7 +59,8 @@ class FixedRetry(_Stateless):
 class ExponentialRetry(_Stateless):
     """Waits base * factor**attempt (default 1 s, 2 s, 4 s, then 8 s for the last push's ack), capped."""
 
-    def __init__(self, config: ExponentialRetryConfig, *_: Any) -> None:
+    def __init__(self, config: ExponentialRetryConfig, ctx: StrategyContext) -> None:
+        del ctx
         self._base = config.base_s
         self._factor = config.factor
         self._max = config.max_retries
@@ -85,7 +87,8 @@ class AdaptiveRetry:
     the delivery is dead-lettered, as with the fixed schedules.
     """
 
-    def __init__(self, config: AdaptiveRetryConfig, *_: Any) -> None:
+    def __init__(self, config: AdaptiveRetryConfig, ctx: StrategyContext) -> None:
+        del ctx
         self._config = config
 
     @property

@@ -5,37 +5,15 @@ from typing import TYPE_CHECKING, Any, cast
 from strategies._registry import Registry
 from strategies.context import StrategyContext
 from strategies.store.base import MessageStore, UserStore
-from strategies.store.config import StoreConfig
+from strategies.store.config import ArchiveConfig, MessageStoreConfig, StoreConfig, UserStoreConfig
 
 if TYPE_CHECKING:
     from strategies.store.archive import Archive
 
-USER_STORES: Registry[UserStore] = Registry(
-    "store.users",
-    {
-        "sqlite": "strategies.store.sqlite:SqliteUserStore",
-        "mysql": "strategies.store.mysql:MysqlUserStore",
-    },
-    extras={"mysql": "mysql"},
-)
-MESSAGE_STORES: Registry[MessageStore] = Registry(
-    "store.messages",
-    {
-        "sqlite": "strategies.store.sqlite:SqliteMessageStore",
-        "mysql": "strategies.store.mysql:MysqlMessageStore",
-        "mongo": "strategies.store.mongo:MongoMessageStore",
-    },
-    extras={"mysql": "mysql", "mongo": "mongo"},
-)
+USER_STORES: Registry[UserStore, StrategyContext] = Registry("store.users", UserStoreConfig)
+MESSAGE_STORES: Registry[MessageStore, StrategyContext] = Registry("store.messages", MessageStoreConfig)
 # Object stores for the cold tier.
-ARCHIVES: Registry[Archive] = Registry(
-    "store.tiering.cold",
-    {
-        "local": "strategies.store.archive:LocalArchive",
-        "s3": "strategies.store.s3:S3Archive",
-    },
-    extras={"s3": "s3"},
-)
+ARCHIVES: Registry[Archive, StrategyContext] = Registry("store.tiering.cold", ArchiveConfig)
 
 
 def build_message_store(config: StoreConfig, ctx: StrategyContext) -> MessageStore:

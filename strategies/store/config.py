@@ -4,16 +4,22 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from strategies._registry import StrategyConfig
 from strategies.timeline.config import ReadTimelineConfig, TimelineConfig
 
 
-class SqliteStoreConfig(BaseModel):
+class SqliteStoreConfig(
+    StrategyConfig,
+    implementation={
+        "store.users": "strategies.store.sqlite:SqliteUserStore",
+        "store.messages": "strategies.store.sqlite:SqliteMessageStore",
+    },
+):
     """SQLite in WAL mode. The durability level is ``synchronous``: ``NORMAL`` (the default) makes a commit durable
     against a process crash (kill -9: the commit is in the WAL file, in the OS's page cache) but not against power
     loss or a kernel crash (the WAL is fsynced only at checkpoints); ``FULL`` fsyncs the WAL at every commit and
     survives power loss, at one fsync per group commit (p99 ~8 ms on this machine). docs/database.md."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["sqlite"] = "sqlite"
     # Relative paths are resolved against the server's data directory.
     path: str = "wsim.db"
@@ -41,11 +47,17 @@ class SqliteStoreConfig(BaseModel):
     commit_window_ms: Annotated[float, Field(ge=0, le=100)] = 0.0
 
 
-class MysqlStoreConfig(BaseModel):
+class MysqlStoreConfig(
+    StrategyConfig,
+    implementation={
+        "store.users": "strategies.store.mysql:MysqlUserStore",
+        "store.messages": "strategies.store.mysql:MysqlMessageStore",
+    },
+    pip_extra="mysql",
+):
     """MySQL / MariaDB through aiomysql (InnoDB). A commit is durable as the server's
     ``innodb_flush_log_at_trx_commit`` makes it (1, the default: flushed to disk at every commit)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["mysql"] = "mysql"
     # mysql://user:password@host:port/database (the database is created on start if missing).
     dsn: str = "mysql://root@127.0.0.1:3306/wsim"
@@ -84,10 +96,11 @@ class MysqlStoreConfig(BaseModel):
         return self
 
 
-class MongoStoreConfig(BaseModel):
+class MongoStoreConfig(
+    StrategyConfig, implementation="strategies.store.mongo:MongoMessageStore", pip_extra="mongo"
+):
     """MongoDB through PyMongo's async API (``AsyncMongoClient``)."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["mongo"] = "mongo"
     uri: str = "mongodb://127.0.0.1:27017/?directConnection=true"
     database: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,63}$")] = "wsim"
@@ -109,17 +122,17 @@ MessageStoreConfig = Annotated[
 ]
 
 
-class LocalArchiveConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LocalArchiveConfig(StrategyConfig, implementation="strategies.store.archive:LocalArchive"):
+    """Compressed objects in a directory (relative to the data directory)."""
+
     kind: Literal["local"] = "local"
     # Relative paths are resolved against the server's data directory.
     path: str = "archive"
 
 
-class S3ArchiveConfig(BaseModel):
+class S3ArchiveConfig(StrategyConfig, implementation="strategies.store.s3:S3Archive", pip_extra="s3"):
     """Any S3-compatible object store (AWS S3, MinIO, Ceph RGW...) through boto3 in a worker thread."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["s3"] = "s3"
     bucket: str
     prefix: str = "wsim-archive/"

@@ -1,10 +1,5 @@
 from strategies._registry import Registry
-from strategies.timeline.base import Timeline
+from strategies.timeline.base import Timeline, TimelineContext
+from strategies.timeline.config import TimelineConfig
 
-REGISTRY: Registry[Timeline] = Registry(
-    "store.timeline",
-    {
-        "read": "strategies.timeline.read:ReadTimeline",
-        "write": "strategies.timeline.write:WriteTimeline",
-    },
-)
+REGISTRY: Registry[Timeline, TimelineContext] = Registry("store.timeline", TimelineConfig)

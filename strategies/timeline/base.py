@@ -16,10 +16,29 @@ allocated by the message store like conversation seqs).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Protocol
 
 from core.models import Message
+from strategies.context import StrategyContext
+
+if TYPE_CHECKING:
+    from strategies.ids.base import IdGenerator
+    from strategies.store.base import MessageStore
+
+
+@dataclass(frozen=True)
+class TimelineContext(StrategyContext):
+    """A timeline writes inbox copies through the node's message store and numbers them with its id generator, so
+    it is built after both, with them in its context."""
+
+    messages: MessageStore
+    ids: IdGenerator
+
+    @classmethod
+    def of(cls, ctx: StrategyContext, messages: MessageStore, ids: IdGenerator) -> TimelineContext:
+        shared = {f.name: getattr(ctx, f.name) for f in fields(StrategyContext)}
+        return cls(**shared, messages=messages, ids=ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,16 +2,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from strategies._registry import StrategyConfig
 
 
-class ReadTimelineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReadTimelineConfig(StrategyConfig, implementation="strategies.timeline.read:ReadTimeline"):
+    """Read fan-out: one copy per message; a device syncs each conversation."""
+
     kind: Literal["read"] = "read"
 
 
-class WriteTimelineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WriteTimelineConfig(StrategyConfig, implementation="strategies.timeline.write:WriteTimeline"):
+    """Write fan-out: a copy in every member's inbox; a device syncs one inbox."""
+
     kind: Literal["write"] = "write"
 
 

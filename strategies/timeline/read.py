@@ -1,17 +1,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from core.models import Message
-from strategies.timeline.base import InboxPage
+from strategies.timeline.base import InboxPage, TimelineContext
+from strategies.timeline.config import ReadTimelineConfig
 
 
 class ReadTimeline:
     """Read fan-out: no inbox; the conversation's own copy is the timeline (what the server did before)."""
 
-    def __init__(self, *_: Any) -> None:
-        pass
+    def __init__(self, config: ReadTimelineConfig, ctx: TimelineContext) -> None:
+        del config, ctx
 
     async def start(self) -> None:
         return None

@@ -4,10 +4,7 @@ import asyncio
 from collections.abc import Sequence
 
 from core.models import Message, MessageDraft, MessageKind
-from strategies.context import StrategyContext
-from strategies.ids.base import IdGenerator
-from strategies.store.base import MessageStore
-from strategies.timeline.base import InboxPage
+from strategies.timeline.base import InboxPage, TimelineContext
 from strategies.timeline.config import WriteTimelineConfig
 
 INBOX_DEVICE = "inbox"
@@ -29,12 +26,10 @@ class WriteTimeline:
     hides it (with read fan-out the stored body is blanked and never sent again).
     """
 
-    def __init__(
-        self, config: WriteTimelineConfig, ctx: StrategyContext, messages: MessageStore, ids: IdGenerator
-    ) -> None:
+    def __init__(self, config: WriteTimelineConfig, ctx: TimelineContext) -> None:
         del config
-        self._messages = messages
-        self._ids = ids
+        self._messages = ctx.messages
+        self._ids = ctx.ids
         self._clock = ctx.clock
         self._metrics = ctx.metrics
 

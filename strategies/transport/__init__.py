@@ -1,14 +1,6 @@
 from strategies._registry import Registry
-from strategies.transport.base import Transport
+from strategies.transport.base import NodePort, Transport
+from strategies.transport.config import TransportConfig
 
-REGISTRY: Registry[Transport] = Registry(
-    "transport",
-    {
-        "websocket": "strategies.transport.websocket:NativeWebSocketTransport",
-        "stomp": "strategies.transport.stomp:StompTransport",
-        "long_poll": "strategies.transport.polling:LongPollTransport",
-        "short_poll": "strategies.transport.polling:ShortPollTransport",
-        "mqtt": "strategies.transport.mqtt:MqttBridgeTransport",
-    },
-    {"mqtt": "mqtt"},
-)
+# A transport is built with the port of the node it serves devices for (its context).
+REGISTRY: Registry[Transport, NodePort] = Registry("transport", TransportConfig)

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from strategies._registry import StrategyConfig
 
 PATH_PATTERN = r"^/[A-Za-z0-9_./-]{0,120}$"
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class WebSocketTransportConfig(_Config):
+class WebSocketTransportConfig(
+    StrategyConfig, implementation="strategies.transport.websocket:NativeWebSocketTransport"
+):
     """Native JSON over WebSocket (docs/protocol.md)."""
 
     kind: Literal["websocket"] = "websocket"
     path: Annotated[str, Field(pattern=PATH_PATTERN)] = "/ws"
 
 
-class StompTransportConfig(_Config):
+class StompTransportConfig(StrategyConfig, implementation="strategies.transport.stomp:StompTransport"):
     """STOMP 1.2 over WebSocket, subprotocol ``v12.stomp``."""
 
     kind: Literal["stomp"] = "stomp"
@@ -31,7 +31,9 @@ class StompTransportConfig(_Config):
     heart_beat_ms: Annotated[int, Field(ge=0)] = 0
 
 
-class LongPollTransportConfig(_Config):
+class LongPollTransportConfig(
+    StrategyConfig, implementation="strategies.transport.polling:LongPollTransport"
+):
     """HTTP long polling: a poll is held until frames arrive or ``hold_s`` passes."""
 
     kind: Literal["long_poll"] = "long_poll"
@@ -41,7 +43,9 @@ class LongPollTransportConfig(_Config):
     max_frames_per_response: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
-class ShortPollTransportConfig(_Config):
+class ShortPollTransportConfig(
+    StrategyConfig, implementation="strategies.transport.polling:ShortPollTransport"
+):
     """HTTP short polling: every poll is answered at once (possibly empty); the client chooses the interval."""
 
     kind: Literal["short_poll"] = "short_poll"
@@ -49,7 +53,9 @@ class ShortPollTransportConfig(_Config):
     max_frames_per_response: Annotated[int, Field(ge=1, le=10_000)] = 500
 
 
-class MqttTransportConfig(_Config):
+class MqttTransportConfig(
+    StrategyConfig, implementation="strategies.transport.mqtt:MqttBridgeTransport", pip_extra="mqtt"
+):
     """Devices on an MQTT broker; the node bridges their topics (aiomqtt, QoS 1). Enable on one node only."""
 
     kind: Literal["mqtt"] = "mqtt"

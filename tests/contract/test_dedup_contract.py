@@ -5,32 +5,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pydantic import TypeAdapter
 
 from core.clock import FakeClock
 from core.metrics import Metrics
 from strategies import dedup
+from strategies._registry import StrategyConfig
 from strategies.context import StrategyContext
 from strategies.dedup.base import Deduplicator, DedupRecord
-from strategies.dedup.config import DedupConfig
-from tests.support.services import namespace, require_service
+from tests.support.contract import contract_config, require_backend
+from tests.support.services import namespace
 from tests.support.stores import private_redis
 
-WINDOWED = {"memory", "redis"}  # kinds with a window ("off" remembers nothing)
-SHARED = {"redis"}  # kinds whose window one node's remember reaches on another node
+# A new kind gets the whole contract: a window unless listed here, shared by the nodes when its driver is a
+# network one (a pip extra).
+WINDOWED = set(dedup.REGISTRY.names()) - {"off"}  # kinds with a window
+SHARED = set(dedup.REGISTRY.extras)  # kinds whose window one node's remember reaches on another node
 
 
-def config_for(kind: str, prefix: str, url: str, window_s: float) -> dict[str, Any]:
-    builders: dict[str, dict[str, Any]] = {
-        "off": {"kind": "off"},
-        "memory": {"kind": "memory", "window_s": window_s},
-        "redis": {"kind": "redis", "url": url, "prefix": prefix, "window_s": window_s},
-    }
-    assert kind in builders, f"no test config for dedup kind {kind!r}: add it to {__name__}"
-    return builders[kind]
+def config_for(kind: str, prefix: str, url: str, window_s: float) -> StrategyConfig:
+    return contract_config(dedup.REGISTRY, kind, url=url, prefix=prefix, window_s=window_s)
 
 
 class Made:
@@ -43,14 +38,13 @@ class Made:
 @pytest.fixture(params=dedup.REGISTRY.names())
 async def made(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Made]:
     kind: str = request.param
-    if kind in SHARED:
-        require_service("redis")
+    require_backend(dedup.REGISTRY, kind)
     prefix = namespace("wsimt") + ":"
     clock = FakeClock()
     opened: list[Deduplicator] = []
 
     async def make(url: str = "redis://127.0.0.1:6379/0", window_s: float = 300.0) -> Deduplicator:
-        cfg = TypeAdapter(DedupConfig).validate_python(config_for(kind, prefix, url, window_s))
+        cfg = config_for(kind, prefix, url, window_s)
         d = dedup.REGISTRY.create(cfg, StrategyContext(clock, Metrics(), tmp_path, "test"))
         await d.start()
         opened.append(d)

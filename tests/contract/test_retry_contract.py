@@ -4,21 +4,15 @@ schedule, and a tracker that pushes exactly ``max_retries`` more times and then 
 from __future__ import annotations
 
 import pytest
-from pydantic import TypeAdapter
 
 from strategies.ack.tracking import GiveUp, Resend, RetryingTracker
 from strategies.retry import REGISTRY
 from strategies.retry.base import RetryPolicy
-from strategies.retry.config import RetryConfig
+from tests.support.context import strategy_context
 
 
 def make(name: str) -> RetryPolicy:
-    config = TypeAdapter(RetryConfig).validate_python({"kind": name})
-    cls: type = REGISTRY.load(
-        name
-    )  # the registry's loaded class takes its config (and a context, unused here)
-    policy: RetryPolicy = cls(config)
-    return policy
+    return REGISTRY.create(REGISTRY.default_config(name), strategy_context())
 
 
 @pytest.mark.parametrize("name", REGISTRY.names())

@@ -20,8 +20,7 @@ from strategies.ids.snowflake import SnowflakeIds
 from strategies.store import MESSAGE_STORES
 from strategies.store.base import MessageStore
 from strategies.store.config import MessageStoreConfig
-from strategies.timeline.base import Timeline
-from strategies.timeline.config import TimelineConfig
+from strategies.timeline.base import Timeline, TimelineContext
 from tests.support.stores import backend_config
 
 INBOX = {"write"}  # models that keep a per-user inbox
@@ -43,8 +42,10 @@ async def setup(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         ctx = StrategyContext(FakeClock(start_wall_ms=1_800_000_000_000), Metrics(), tmp_path, "test")
         store = MESSAGE_STORES.create(TypeAdapter(MessageStoreConfig).validate_python(cfg), ctx)
         await store.start()
-        tcfg = TypeAdapter(TimelineConfig).validate_python({"kind": tkind})
-        tl = timeline.REGISTRY.create(tcfg, ctx, store, SnowflakeIds(SnowflakeConfig(node_id=3)))
+        ids = SnowflakeIds(SnowflakeConfig(node_id=3), ctx)
+        tl = timeline.REGISTRY.create(
+            timeline.REGISTRY.default_config(tkind), TimelineContext.of(ctx, store, ids)
+        )
         await tl.start()
         try:
             yield Setup(tkind, store, tl)

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from core.sdk import ClientError, WsimClient
+from strategies import files
 from tests.conftest import ClientFactory, ServerFactory
 from tests.support.helpers import eventually, make_friends
 from tests.support.server import RunningServer
@@ -135,3 +136,22 @@ async def test_interrupted_upload_leaves_nothing(server: RunningServer, make_cli
     files_root = tmp.parent
     assert [p for p in files_root.rglob("*") if p.is_file()] == []
     del reader
+
+
+@pytest.mark.parametrize("kind", files.REGISTRY.names())  # a newly registered file storage is served at once
+async def test_every_file_storage_serves_uploads_and_thumbnails(
+    start_server: ServerFactory, kind: str
+) -> None:
+    """Local storage is served zero-copy from its path; the others stream through ``read`` (memory, remote)."""
+    srv = await start_server({"strategies": {"files": {"kind": kind}}})
+    c = WsimClient(srv.url)
+    try:
+        await c.register(f"f{kind}", "pw-12345678")
+        image = png_bytes(640, 480)
+        meta = await c.upload(image, "red.png")
+        assert (meta["width"], meta["height"]) == (640, 480) and meta["thumbnail"]
+        assert await c.request("GET", f"/api/files/{meta['id']}") == image
+        thumb = await c.request("GET", f"/api/files/{meta['id']}/thumbnail")
+        assert Image.open(io.BytesIO(thumb)).size == (320, 240)
+    finally:
+        await c.close()

@@ -1,14 +1,28 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
+import typing
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
+from core import catalog
+from core.catalog import REGISTRIES
 from core.config import ConfigError, load_settings
-from strategies import ack, bus, cache, dedup, ids, presence, retry, store
-from strategies import files as file_strategies
-from strategies._registry import Registry, StrategyUnavailableError, UnknownStrategyError
+from strategies import dedup, retry, store
+from strategies._registry import (
+    Registry,
+    StrategyConfig,
+    StrategyUnavailableError,
+    UnknownStrategyError,
+    config_models,
+)
+from strategies.dedup.config import DedupConfig, DedupOffConfig, RedisDedupConfig
+from tests.support.context import strategy_context
+from tests.support.services import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,27 +81,62 @@ def test_missing_or_bad_yaml_file(tmp_path: Path) -> None:
         load_settings(bad)
 
 
-ALL = [
-    ack.REGISTRY,
-    retry.REGISTRY,
-    dedup.REGISTRY,
-    cache.REGISTRY,
-    bus.REGISTRY,
-    ids.REGISTRY,
-    presence.REGISTRY,
-    file_strategies.REGISTRY,
-    store.USER_STORES,
-    store.MESSAGE_STORES,
-]
+ALL = [(registry, name) for _, registry in REGISTRIES for name in registry.names()]
 
 
-@pytest.mark.parametrize("registry", ALL, ids=lambda r: r.kind)
-def test_every_registered_name_imports(registry: Registry[object]) -> None:
-    for name in registry.names():
-        try:
-            assert isinstance(registry.load(name), type)
-        except StrategyUnavailableError:
-            pass  # optional driver not installed: the hint path is tested below
+@pytest.mark.parametrize(("registry", "name"), ALL, ids=lambda v: v if isinstance(v, str) else v.kind)
+def test_every_registered_name_imports_and_takes_config_and_context(
+    registry: Registry[Any, Any], name: str
+) -> None:
+    """Every implementation loads (a missing optional driver fails in CI, where every extra is installed) and is
+    built as ``Class(config, ctx)``, so the registry needs no per-kind arguments."""
+    try:
+        cls = registry.load(name)
+    except StrategyUnavailableError as exc:
+        unavailable(str(exc))
+    assert isinstance(cls, type)
+    params = list(inspect.signature(cls).parameters.values())
+    required = [p for p in params if p.default is inspect.Parameter.empty]
+    # Positional (config, ctx); transports name their context after what it is (the node port).
+    assert len(required) == 2 and required[0].name == "config", f"{cls.__name__}{inspect.signature(cls)}"
+    assert all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in required)
+    annotations = typing.get_type_hints(cls.__init__)
+    model = registry.models[name]
+    config_type = annotations["config"]
+    assert config_type is model or model in typing.get_args(config_type), "it takes its own config model"
+
+
+def test_registry_is_the_config_union() -> None:
+    """The registry and the YAML schema come from the same list: the union in config.py."""
+    assert set(dedup.REGISTRY.models) == {m.model_fields["kind"].default for m in config_models(DedupConfig)}
+    assert dedup.REGISTRY.models["redis"] is RedisDedupConfig
+    assert dedup.REGISTRY.entries["redis"] == RedisDedupConfig.implementation
+    assert dedup.REGISTRY.extras == {"redis": "redis"}
+    # One database config serves two registries, each naming its own class.
+    assert store.USER_STORES.entries["sqlite"].endswith(":SqliteUserStore")
+    assert store.MESSAGE_STORES.entries["sqlite"].endswith(":SqliteMessageStore")
+
+
+def test_every_registry_is_documented() -> None:
+    """Each Registry defined under strategies/ is in core.catalog.REGISTRIES (so in the tables and here)."""
+    listed = {id(r) for _, r in REGISTRIES}
+    found = []
+    for path in sorted((ROOT / "strategies").glob("*/__init__.py")):
+        module = importlib.import_module(f"strategies.{path.parent.name}")
+        found += [
+            f"{module.__name__}.{k}"
+            for k, v in vars(module).items()
+            if isinstance(v, Registry) and id(v) not in listed
+        ]
+    assert found == []
+
+
+def test_create_refuses_another_kinds_config(tmp_path: Path) -> None:
+    class Impostor(DedupOffConfig):
+        pass
+
+    with pytest.raises(TypeError, match="takes DedupOffConfig, not Impostor"):
+        dedup.REGISTRY.create(Impostor(), strategy_context(tmp_path))
 
 
 def test_unknown_kind_lists_known_ones() -> None:
@@ -97,12 +146,36 @@ def test_unknown_kind_lists_known_ones() -> None:
         retry.REGISTRY.load("wild")
 
 
+class FancyBusConfig(StrategyConfig, implementation="wsim_no_such_driver_pkg:Bus", pip_extra="fancy"):
+    """A bus whose driver is not installed."""
+
+    kind: Literal["fancy"] = "fancy"
+
+
 def test_missing_driver_gives_install_hint() -> None:
-    reg: Registry[object] = Registry("bus", {"fancy": "wsim_no_such_driver_pkg:Bus"}, {"fancy": "fancy"})
+    reg: Registry[object, object] = Registry("bus", FancyBusConfig)
     with pytest.raises(
         StrategyUnavailableError, match=r"install wsim-testbed\[fancy\] to use bus kind 'fancy'"
     ):
         reg.load("fancy")
+
+
+def test_a_model_needs_a_literal_kind_and_an_implementation() -> None:
+    class Loose(StrategyConfig, implementation="x:Y"):
+        pass
+
+    class Nameless(StrategyConfig):
+        kind: Literal["nameless"] = "nameless"
+
+    with pytest.raises(TypeError, match=r"Loose\.kind needs a Literal default"):
+        Registry("bus", Loose)
+    with pytest.raises(TypeError, match="Nameless names no implementation"):
+        Registry("bus", Nameless)
+
+
+def test_strategy_tables_in_the_docs_are_current() -> None:
+    """README.md and docs/architecture.md carry the tables generated from the registries."""
+    assert catalog.main(["--check"]) == 0, "run python -m core.catalog and commit the tables"
 
 
 ALLOWED_STRATEGY_IMPORTS = ("strategies._registry", "strategies.context")

@@ -10,6 +10,7 @@ from core.metrics import Metrics
 from core.models import Track
 from core.routing import Deliver, Router, decode_envelope, encode_envelope
 from strategies.presence.base import PresenceUnavailable
+from tests.support.context import strategy_context
 from tests.unit.test_hub import FakeLink
 
 
@@ -73,9 +74,10 @@ async def test_a_broadcast_is_delivered_here_once() -> None:
 
 
 async def test_a_node_local_registry_is_not_asked_where_recipients_are() -> None:
+    from strategies.presence.config import MemoryPresenceConfig
     from strategies.presence.memory import MemoryPresence
 
-    presence = MemoryPresence()
+    presence = MemoryPresence(MemoryPresenceConfig(), strategy_context())
     asked: list[object] = []
 
     async def nodes_of(users: Iterable[int]) -> dict[int, set[str]]:

@@ -5,12 +5,13 @@ from hypothesis import strategies as st
 
 from strategies.ids.config import SnowflakeConfig
 from strategies.ids.snowflake import MAX_SEQ, SnowflakeIds
+from tests.support.context import strategy_context
 
 NOW = 1_750_000_000_000
 
 
 def gen(node: int) -> SnowflakeIds:
-    return SnowflakeIds(SnowflakeConfig(node_id=node))
+    return SnowflakeIds(SnowflakeConfig(node_id=node), strategy_context())
 
 
 def test_ids_increase_and_embed_time() -> None:
