@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 USER_STORES: Registry[UserStore] = Registry(
     "store.users",
     {
-        "sqlite": "strategies.store.sqlite:SqliteUserStore",
+        "sqlite": "strategies.store.sqlite.users:SqliteUserStore",
         "mysql": "strategies.store.mysql:MysqlUserStore",
     },
     extras={"mysql": "mysql"},
@@ -21,7 +21,7 @@ USER_STORES: Registry[UserStore] = Registry(
 MESSAGE_STORES: Registry[MessageStore] = Registry(
     "store.messages",
     {
-        "sqlite": "strategies.store.sqlite:SqliteMessageStore",
+        "sqlite": "strategies.store.sqlite.messages:SqliteMessageStore",
         "mysql": "strategies.store.mysql:MysqlMessageStore",
         "mongo": "strategies.store.mongo:MongoMessageStore",
     },

@@ -12,7 +12,9 @@ import aiomysql
 from core.models import MessageDraft, MessageKind
 from strategies.store.config import MysqlStoreConfig, SqliteStoreConfig
 from strategies.store.mysql import MysqlMessageStore, _message_migrations
-from strategies.store.sqlite import MESSAGE_SCHEMA, SqliteMessageStore, _split_sql
+from strategies.store.sqlite.db import split_sql
+from strategies.store.sqlite.messages import SqliteMessageStore
+from strategies.store.sqlite.schema import MESSAGE_SCHEMA
 from tests.support.stores import backend_config, context
 
 
@@ -29,7 +31,7 @@ def draft(i: int, text: str) -> MessageDraft:
 async def test_migration_indexes_messages_stored_before_it(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
     for i, script in enumerate(MESSAGE_SCHEMA[:2], start=1):  # a database at version 2, with messages
-        for statement in _split_sql(script):
+        for statement in split_sql(script):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {i}")
     conn.execute(
