@@ -14,7 +14,7 @@ USER_STORES: Registry[UserStore] = Registry(
     "store.users",
     {
         "sqlite": "strategies.store.sqlite.users:SqliteUserStore",
-        "mysql": "strategies.store.mysql:MysqlUserStore",
+        "mysql": "strategies.store.mysql.users:MysqlUserStore",
     },
     extras={"mysql": "mysql"},
 )
@@ -22,7 +22,7 @@ MESSAGE_STORES: Registry[MessageStore] = Registry(
     "store.messages",
     {
         "sqlite": "strategies.store.sqlite.messages:SqliteMessageStore",
-        "mysql": "strategies.store.mysql:MysqlMessageStore",
+        "mysql": "strategies.store.mysql.messages:MysqlMessageStore",
         "mongo": "strategies.store.mongo:MongoMessageStore",
     },
     extras={"mysql": "mysql", "mongo": "mongo"},
