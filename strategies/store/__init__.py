@@ -23,7 +23,7 @@ MESSAGE_STORES: Registry[MessageStore] = Registry(
     {
         "sqlite": "strategies.store.sqlite.messages:SqliteMessageStore",
         "mysql": "strategies.store.mysql.messages:MysqlMessageStore",
-        "mongo": "strategies.store.mongo:MongoMessageStore",
+        "mongo": "strategies.store.mongo.messages:MongoMessageStore",
     },
     extras={"mysql": "mysql", "mongo": "mongo"},
 )

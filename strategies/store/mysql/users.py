@@ -102,15 +102,7 @@ class MysqlUserStore(SqlUserStore):
             )
             yield Stmt(
                 f"INSERT INTO {self._t('users', user.id)} ({rows.USER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    user.id,
-                    user.username,
-                    user.display_name,
-                    user.password_hash,
-                    user.bio,
-                    user.avatar_file,
-                    user.created_ms,
-                ),
+                rows.values(user, rows.USER_COLS),
             )
 
         await self._db.tx(run)

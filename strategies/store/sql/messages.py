@@ -120,17 +120,7 @@ class SqlMessageStore(GroupCommitted):
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         await self._db.execute(
             f"INSERT INTO {self._g('dead_letters')} ({rows.DEAD_LETTER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                letter.id,
-                letter.msg_id,
-                letter.conv,
-                letter.seq,
-                letter.user_id,
-                letter.device,
-                letter.attempts,
-                letter.reason,
-                letter.created_ms,
-            ),
+            rows.values(letter, rows.DEAD_LETTER_COLS),
         )
 
     async def list_dead_letters(self, limit: int, offset: int) -> list[DeadLetter]:

@@ -4,6 +4,7 @@ database cannot type: enums, JSON and flags."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -18,6 +19,16 @@ MESSAGE_COLS = "id, conv, seq, sender, device, cmid, kind, body, ts, recalled"
 DEAD_LETTER_COLS = "id, msg_id, conv, seq, user_id, device, attempts, reason, created_ms"
 # a refresh token joined with its session (``t``, ``s``): the token's columns, then whether the session is revoked
 CLAIM_COLS = "t.token_hash, t.user_id, t.family, t.expires_ms, t.used, t.device, s.revoked"
+
+
+@lru_cache(maxsize=64)
+def _names(cols: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in cols.split(","))
+
+
+def values(obj: object, cols: str) -> tuple[Any, ...]:
+    """``obj``'s fields in the order of the column list ``cols``: the models name their fields as the columns."""
+    return tuple(getattr(obj, name) for name in _names(cols))
 
 
 def user(row: Any) -> User:

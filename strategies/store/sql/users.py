@@ -47,6 +47,17 @@ class SqlUserStore:
         return ()
 
     # ---------------------------------------------------------------- users
+    def _update_row(
+        self, table: str, sets: str, values: Sequence[Any], where: str, key: Sequence[Any]
+    ) -> Tx[bool]:
+        """Update the row at ``key`` if it exists; whether it does. Existence is read first (locked): MySQL's
+        rowcount counts changed rows, so a row set to the value it had would read as absent."""
+        found = yield Stmt(f"SELECT 1 FROM {table} WHERE {where}{self._d.for_update}", key)
+        if not found.rows:
+            return False
+        yield Stmt(f"UPDATE {table} SET {sets} WHERE {where}", (*values, *key))
+        return True
+
     def _user_sql(self, user_id: int) -> str:
         return f"SELECT {rows.USER_COLS} FROM {self._t('users', user_id)} WHERE id = ?"
 
@@ -157,14 +168,7 @@ class SqlUserStore:
         self._written(request.from_user, request.to_user)
         await self._db.execute(
             f"INSERT INTO {self._g('friend_requests')} ({rows.REQUEST_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                request.id,
-                request.from_user,
-                request.to_user,
-                request.message,
-                request.status,
-                request.created_ms,
-            ),
+            rows.values(request, rows.REQUEST_COLS),
         )
 
     async def get_friend_request(self, request_id: int) -> FriendRequest | None:
@@ -246,23 +250,15 @@ class SqlUserStore:
         return row is not None
 
     async def set_remark(self, user_id: int, friend_id: int, remark: str) -> bool:
-        # Existence is read first: MySQL's rowcount counts changed rows, so an unchanged remark would read as absent.
-        table = self._t("friends", user_id)
-
-        def run() -> Tx[bool]:
-            found = yield Stmt(
-                f"SELECT 1 FROM {table} WHERE user_id = ? AND friend_id = ?{self._d.for_update}",
+        return await self._db.tx(
+            lambda: self._update_row(
+                self._t("friends", user_id),
+                "remark = ?",
+                (remark,),
+                "user_id = ? AND friend_id = ?",
                 (user_id, friend_id),
             )
-            if not found.rows:
-                return False
-            yield Stmt(
-                f"UPDATE {table} SET remark = ? WHERE user_id = ? AND friend_id = ?",
-                (remark, user_id, friend_id),
-            )
-            return True
-
-        return await self._db.tx(run)
+        )
 
     async def block(self, user_id: int, target: int, at_ms: int) -> None:
         await self._db.execute(
@@ -344,22 +340,15 @@ class SqlUserStore:
         return await self._db.tx(run)
 
     async def set_role(self, group_id: int, user_id: int, role: Role) -> bool:
-        members = self._g("members")
-
-        def run() -> Tx[bool]:
-            found = yield Stmt(
-                f"SELECT 1 FROM {members} WHERE group_id = ? AND user_id = ?{self._d.for_update}",
+        return await self._db.tx(
+            lambda: self._update_row(
+                self._g("members"),
+                "role = ?",
+                (role.value,),
+                "group_id = ? AND user_id = ?",
                 (group_id, user_id),
             )
-            if not found.rows:
-                return False
-            yield Stmt(
-                f"UPDATE {members} SET role = ? WHERE group_id = ? AND user_id = ?",
-                (role.value, group_id, user_id),
-            )
-            return True
-
-        return await self._db.tx(run)
+        )
 
     async def get_members(self, group_id: int) -> list[Member]:
         found = await self._db.all(
@@ -379,18 +368,7 @@ class SqlUserStore:
     async def add_file(self, meta: FileMeta) -> None:
         await self._db.execute(
             f"INSERT INTO {self._g('files')} ({rows.FILE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                meta.id,
-                meta.owner,
-                meta.name,
-                meta.size,
-                meta.mime,
-                meta.storage_key,
-                meta.created_ms,
-                meta.width,
-                meta.height,
-                meta.thumb_key,
-            ),
+            rows.values(meta, rows.FILE_COLS),
         )
 
     async def get_file(self, file_id: int) -> FileMeta | None:

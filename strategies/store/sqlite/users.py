@@ -29,15 +29,7 @@ class SqliteUserStore(SqlUserStore):
     async def create_user(self, user: User) -> None:
         await self._db.execute(
             f"INSERT INTO users ({rows.USER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                user.id,
-                user.username,
-                user.display_name,
-                user.password_hash,
-                user.bio,
-                user.avatar_file,
-                user.created_ms,
-            ),
+            rows.values(user, rows.USER_COLS),
         )
 
     async def get_user_by_name(self, username: str) -> User | None:
