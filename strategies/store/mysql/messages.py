@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiomysql
-import orjson
 
 from core.models import AppendResult, Message, MessageDraft
 from strategies.context import StrategyContext
@@ -20,7 +19,7 @@ from strategies.store.mysql.db import Mysql
 from strategies.store.mysql.schema import message_migrations
 from strategies.store.sql import rows
 from strategies.store.sql.dialect import MYSQL, chunks, like_escape
-from strategies.store.sql.messages import SqlMessageStore
+from strategies.store.sql.messages import INSERT_COLS, SqlMessageStore, number
 
 log = logging.getLogger(__name__)
 
@@ -114,38 +113,10 @@ class MysqlMessageStore(SqlMessageStore):
                 keys,
             )
             originals = {r[10]: rows.message(r) for r in await cur.fetchall()}
-        results: list[AppendResult] = []
-        inserts: list[tuple[Any, ...]] = []
-        heads: dict[str, Message] = {}
-        for d in drafts:
-            if d.dedup_key is not None and d.dedup_key in originals:
-                results.append(AppendResult(originals[d.dedup_key], False))
-                continue
-            seq = last[d.conv] + 1
-            last[d.conv] = seq
-            msg = Message(d.id, d.conv, seq, d.sender, d.device, d.cmid, d.kind, d.body, d.ts_ms)
-            if d.dedup_key is not None:
-                originals[d.dedup_key] = msg  # a second copy in the same batch is its duplicate
-            heads[d.conv] = msg
-            results.append(AppendResult(msg, True))
-            inserts.append(
-                (
-                    d.conv,
-                    seq,
-                    d.id,
-                    d.sender,
-                    d.device,
-                    d.cmid,
-                    d.kind.value,
-                    orjson.dumps(d.body).decode(),
-                    d.ts_ms,
-                    d.dedup_key,
-                )
-            )
+        results, inserts, heads = number(drafts, last, originals)
         if inserts:
             await cur.executemany(
-                f"INSERT INTO {self._g('messages')} (conv, seq, id, sender, device, cmid, kind, body, ts, dedup_key) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO {self._g('messages')} ({INSERT_COLS}) VALUES ({_in(10)})",
                 inserts,
             )
             # One multi-row statement (an executemany UPDATE would be a round trip per conversation).

@@ -10,14 +10,59 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import orjson
+
 from core.metrics import Metrics
-from core.models import ConversationHead, DeadLetter, Marks, Message
+from core.models import AppendResult, ConversationHead, DeadLetter, Marks, Message, MessageDraft
 from strategies.store.group_commit import GroupCommitted
 from strategies.store.sql import rows
 from strategies.store.sql.dialect import Database, Dialect, Stmt, Tx, chunks, placeholders
 
 _IN_CHUNK = 400  # keys per IN (...) list: below SQLite's bound-variable limit, a bounded MySQL statement
 _DELETE_CHUNK = 1000
+
+
+def number(
+    drafts: Sequence[MessageDraft], last: dict[str, int], existing: dict[str, Message]
+) -> tuple[list[AppendResult], list[tuple[Any, ...]], dict[str, Message]]:
+    """A group commit's decisions, in the backend's write transaction: each draft whose dedup key is not in
+    ``existing`` (stored before, or earlier in this batch) gets its conversation's next seq after ``last``. Returns
+    one result per draft, the message rows to insert (``INSERT_COLS`` order) and each conversation's new head;
+    ``last`` and ``existing`` are updated. A duplicate never consumes a number. Called once per batch (hot path:
+    nothing here may cost more than the row itself)."""
+    results: list[AppendResult] = []
+    inserts: list[tuple[Any, ...]] = []
+    heads: dict[str, Message] = {}
+    for d in drafts:
+        key = d.dedup_key
+        if key is not None and key in existing:
+            results.append(AppendResult(existing[key], False))
+            continue
+        seq = last.get(d.conv, 0) + 1
+        last[d.conv] = seq
+        msg = Message(d.id, d.conv, seq, d.sender, d.device, d.cmid, d.kind, d.body, d.ts_ms)
+        if key is not None:
+            existing[key] = msg  # a second copy in the same batch is its duplicate
+        inserts.append(
+            (
+                d.conv,
+                seq,
+                d.id,
+                d.sender,
+                d.device,
+                d.cmid,
+                d.kind.value,
+                orjson.dumps(d.body).decode(),
+                d.ts_ms,
+                key,
+            )
+        )
+        heads[d.conv] = msg
+        results.append(AppendResult(msg, True))
+    return results, inserts, heads
+
+
+INSERT_COLS = "conv, seq, id, sender, device, cmid, kind, body, ts, dedup_key"
 
 
 def _raise(out: dict[Any, Marks], key: Any, delivered: int, read: int) -> None:

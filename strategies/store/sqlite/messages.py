@@ -25,7 +25,7 @@ from strategies.store.config import SqliteStoreConfig
 from strategies.store.group_commit import GroupCommit, MarksBatch
 from strategies.store.sql import rows
 from strategies.store.sql.dialect import SQLITE, like_escape
-from strategies.store.sql.messages import SqlMessageStore
+from strategies.store.sql.messages import INSERT_COLS, SqlMessageStore, number
 from strategies.store.sqlite.db import Db, resolve
 from strategies.store.sqlite.schema import MESSAGE_SCHEMA
 
@@ -74,7 +74,7 @@ _COUNTERS = "SELECT json_group_object(conv, last_seq) FROM conversations WHERE c
 # commit queued behind the loop a thousand times (measured: commits of hundreds of ms at 1,500 msgs/s). One
 # statement per table is one step.
 _INSERT_MESSAGE = (
-    "INSERT INTO messages (conv, seq, id, sender, device, cmid, kind, body, ts, dedup_key) VALUES ",
+    f"INSERT INTO messages ({INSERT_COLS}) VALUES ",
     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "",
 )
@@ -209,36 +209,9 @@ class SqliteMessageStore(SqlMessageStore):
             # one result row (one step), however many conversations the batch touches
             row = conn.execute(_COUNTERS, (orjson.dumps(convs).decode(),)).fetchone()
             last: dict[str, int] = orjson.loads(row[0]) if row and row[0] else {}
-            inserts: list[tuple[Any, ...]] = []
-            heads: dict[str, int] = {}
-            for d in drafts:
-                key = d.dedup_key
-                if key is not None and key in existing:  # stored before, or earlier in this batch
-                    results.append(AppendResult(existing[key], False))
-                    continue
-                seq = last.get(d.conv, 0) + 1
-                last[d.conv] = seq
-                msg = Message(d.id, d.conv, seq, d.sender, d.device, d.cmid, d.kind, d.body, d.ts_ms)
-                if key is not None:
-                    existing[key] = msg
-                inserts.append(
-                    (
-                        d.conv,
-                        seq,
-                        d.id,
-                        d.sender,
-                        d.device,
-                        d.cmid,
-                        d.kind.value,
-                        orjson.dumps(d.body).decode(),
-                        d.ts_ms,
-                        key,
-                    )
-                )
-                heads[d.conv] = seq
-                results.append(AppendResult(msg, True))
+            results, inserts, heads = number(drafts, last, existing)
             _insert_rows(conn, _INSERT_MESSAGE, inserts)
-            _insert_rows(conn, _UPSERT_HEAD, list(heads.items()))
+            _insert_rows(conn, _UPSERT_HEAD, [(c, m.seq) for c, m in heads.items()])
         if marks:
             _insert_rows(conn, _UPSERT_MARKS, [(conv, user, v[0], v[1]) for (conv, user), v in marks.items()])
         return results
