@@ -129,11 +129,9 @@ class MysqlMessageStore(SqlMessageStore):
         return results
 
     # ---------------------------------------------------------------- search
-    async def search_messages(
-        self, windows: Mapping[str, int], query: str, before_id: int | None, limit: int
+    async def _search(
+        self, windows: Mapping[str, int], query: str, before_id: int, limit: int
     ) -> list[Message]:
-        if not windows or not query:
-            return []
         # LIKE is the exact check on every path; with the ngram index, MATCH narrows the rows first. The
         # ngram index holds 2-grams (ngram_token_size default), so a 1-character query uses LIKE alone.
         text = "search_text LIKE ?"
@@ -141,7 +139,7 @@ class MysqlMessageStore(SqlMessageStore):
         if self._fulltext and len(query) >= 2:
             text += " AND MATCH(search_text) AGAINST (? IN BOOLEAN MODE)"
             tail.append('"' + query.replace('"', " ") + '"')
-        tail += [before_id if before_id is not None else 2**63 - 1, limit]
+        tail += [before_id, limit]
         found: list[Message] = []
         for chunk in chunks(sorted(windows.items()), 500):  # bounded statements; pages merge by id below
             where = " OR ".join(["(conv = ? AND seq >= ?)"] * len(chunk))

@@ -101,7 +101,7 @@ class MysqlUserStore(SqlUserStore):
                 (user.username, user.id),
             )
             yield Stmt(
-                f"INSERT INTO {self._t('users', user.id)} ({rows.USER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows.insert(self._t("users", user.id), rows.USER_COLS),
                 rows.values(user, rows.USER_COLS),
             )
 

@@ -7,7 +7,8 @@ sorted order), and so does search (FTS5 vs a generated column with an ngram inde
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -73,7 +74,7 @@ def _raise(out: dict[Any, Marks], key: Any, delivered: int, read: int) -> None:
         out[key] = Marks(max(cur.delivered, delivered), max(cur.read, read))
 
 
-class SqlMessageStore(GroupCommitted):
+class SqlMessageStore(GroupCommitted, ABC):
     """A backend sets ``_db``, ``_d``, ``_metrics`` and ``_gc``, and says where tables live (``_g``) and how its
     marks columns are named (``_MARKS``)."""
 
@@ -161,10 +162,24 @@ class SqlMessageStore(GroupCommitted):
                     _raise(out, conv, v[0], v[1])
         return out
 
+    # ---------------------------------------------------------------- search
+    async def search_messages(
+        self, windows: Mapping[str, int], query: str, before_id: int | None, limit: int
+    ) -> list[Message]:
+        if not windows or not query:
+            return []
+        return await self._search(windows, query, 2**63 - 1 if before_id is None else before_id, limit)
+
+    @abstractmethod
+    async def _search(
+        self, windows: Mapping[str, int], query: str, before_id: int, limit: int
+    ) -> list[Message]:
+        """The backend's search over a non-empty ``windows`` for a non-empty ``query`` (ids below ``before_id``)."""
+
     # ---------------------------------------------------------------- dead letters
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         await self._db.execute(
-            f"INSERT INTO {self._g('dead_letters')} ({rows.DEAD_LETTER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows.insert(self._g("dead_letters"), rows.DEAD_LETTER_COLS),
             rows.values(letter, rows.DEAD_LETTER_COLS),
         )
 

@@ -31,6 +31,11 @@ def values(obj: object, cols: str) -> tuple[Any, ...]:
     return tuple(getattr(obj, name) for name in _names(cols))
 
 
+def insert(table: str, cols: str) -> str:
+    """``INSERT INTO table (cols) VALUES (?, ...)``: one placeholder a column."""
+    return f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(_names(cols)))})"
+
+
 def user(row: Any) -> User:
     return User(row[0], row[1], row[2], row[3], row[6], row[4], row[5])
 

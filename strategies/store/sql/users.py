@@ -9,6 +9,7 @@ index beside the sharded users), and listing a user's groups (MySQL keeps a per-
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from strategies.store.sql import rows
 from strategies.store.sql.dialect import Database, Dialect, Result, Stmt, Tx, chunks, placeholders
 
 
-class SqlUserStore:
+class SqlUserStore(ABC):
     """Users, login sessions, the social graph, groups and file metadata over one SQL database."""
 
     _db: Database
@@ -36,7 +37,9 @@ class SqlUserStore:
         return False
 
     def _written(self, *user_ids: int) -> None:
-        """These users' data changed on the primary just now (read-your-writes bookkeeping)."""
+        """These users' data changed on the primary just now (read-your-writes bookkeeping; none without a
+        replica)."""
+        return
 
     def _joined(self, group_id: int, user_id: int) -> Iterable[Stmt]:
         """Statements that go with a new membership row, in the same transaction."""
@@ -45,6 +48,20 @@ class SqlUserStore:
     def _left(self, group_id: int, user_id: int) -> Iterable[Stmt]:
         """Statements that go with a removed membership row, in the same transaction."""
         return ()
+
+    # ---------------------------------------------------------------- what the backend's schema decides
+    @abstractmethod
+    async def create_user(self, user: User) -> None:
+        """Raises DuplicateError if the (lower-cased) username exists."""
+
+    @abstractmethod
+    async def get_user_by_name(self, username: str) -> User | None: ...
+
+    @abstractmethod
+    async def search_users(self, query: str, limit: int) -> list[User]: ...
+
+    @abstractmethod
+    async def list_user_groups(self, user_id: int) -> list[Group]: ...
 
     # ---------------------------------------------------------------- users
     def _update_row(
@@ -167,7 +184,7 @@ class SqlUserStore:
     async def add_friend_request(self, request: FriendRequest) -> None:
         self._written(request.from_user, request.to_user)
         await self._db.execute(
-            f"INSERT INTO {self._g('friend_requests')} ({rows.REQUEST_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+            rows.insert(self._g("friend_requests"), rows.REQUEST_COLS),
             rows.values(request, rows.REQUEST_COLS),
         )
 
@@ -367,7 +384,7 @@ class SqlUserStore:
     # ---------------------------------------------------------------- files
     async def add_file(self, meta: FileMeta) -> None:
         await self._db.execute(
-            f"INSERT INTO {self._g('files')} ({rows.FILE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows.insert(self._g("files"), rows.FILE_COLS),
             rows.values(meta, rows.FILE_COLS),
         )
 

@@ -217,11 +217,9 @@ class SqliteMessageStore(SqlMessageStore):
         return results
 
     # ---------------------------------------------------------------- search
-    async def search_messages(
-        self, windows: Mapping[str, int], query: str, before_id: int | None, limit: int
+    async def _search(
+        self, windows: Mapping[str, int], query: str, before_id: int, limit: int
     ) -> list[Message]:
-        if not windows or not query:
-            return []
         if len(query) >= TRIGRAM:
             await (
                 self.index_pending()
@@ -237,7 +235,7 @@ class SqliteMessageStore(SqlMessageStore):
             source = "messages m"
             match = "json_extract(m.body, '$.text') LIKE ? ESCAPE '\\'"
             params.append(f"%{like_escape(query)}%")
-        params += [before_id if before_id is not None else 2**63 - 1, limit]
+        params += [before_id, limit]
         with self._metrics.store_op("sqlite", "search"):
             found = await self._db.all(
                 f"SELECT {cols} FROM {source} JOIN json_each(?1) w ON w.key = m.conv "

@@ -28,7 +28,7 @@ class SqliteUserStore(SqlUserStore):
 
     async def create_user(self, user: User) -> None:
         await self._db.execute(
-            f"INSERT INTO users ({rows.USER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows.insert("users", rows.USER_COLS),
             rows.values(user, rows.USER_COLS),
         )
 
