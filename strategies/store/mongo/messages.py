@@ -33,7 +33,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne, WriteConcern
@@ -51,7 +51,7 @@ from core.models import (
     MessageKind,
 )
 from strategies.context import StrategyContext
-from strategies.store.base import StoreUnavailable
+from strategies.store.base import StoreUnavailable, TierableStore
 from strategies.store.config import MongoStoreConfig
 from strategies.store.group_commit import GroupCommit, GroupCommitted, MarksBatch
 
@@ -456,3 +456,7 @@ class MongoMessageStore(GroupCommitted):
         except PyMongoError as exc:
             raise StoreUnavailable(f"mongo: {exc}") from exc
         return total
+
+
+if TYPE_CHECKING:  # mypy checks that the class meets the role it is registered for
+    _meets: type[TierableStore] = MongoMessageStore

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomysql
 
 from core.models import AppendResult, Message, MessageDraft
 from strategies.context import StrategyContext
-from strategies.store.base import StoreUnavailable
+from strategies.store.base import StoreUnavailable, TierableStore
 from strategies.store.config import MysqlStoreConfig
 from strategies.store.group_commit import GroupCommit, MarksBatch
 from strategies.store.mysql.db import Mysql
@@ -152,3 +152,7 @@ class MysqlMessageStore(SqlMessageStore):
             found += [rows.message(r) for r in page]
         found.sort(key=lambda m: m.id, reverse=True)
         return found[:limit]
+
+
+if TYPE_CHECKING:  # mypy checks that the class meets the role it is registered for
+    _meets: type[TierableStore] = MysqlMessageStore

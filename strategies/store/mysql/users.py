@@ -5,10 +5,11 @@ docstring of strategies/store/mysql)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.models import Group, User
 from strategies.context import StrategyContext
+from strategies.store.base import UserStore
 from strategies.store.config import MysqlStoreConfig
 from strategies.store.mysql.db import Mysql
 from strategies.store.mysql.schema import user_migrations
@@ -146,3 +147,7 @@ class MysqlUserStore(SqlUserStore):
             )
             out += [rows.group(r) for r in groups]
         return sorted(out, key=lambda g: g.id)
+
+
+if TYPE_CHECKING:  # mypy checks that the class meets the role it is registered for
+    _meets: type[UserStore] = MysqlUserStore

@@ -14,13 +14,13 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from core.models import AppendResult, Message, MessageDraft
 from strategies.context import StrategyContext
-from strategies.store.base import DuplicateError, StoreUnavailable
+from strategies.store.base import DuplicateError, StoreUnavailable, TierableStore
 from strategies.store.config import SqliteStoreConfig
 from strategies.store.group_commit import GroupCommit, MarksBatch
 from strategies.store.sql import rows
@@ -244,3 +244,7 @@ class SqliteMessageStore(SqlMessageStore):
                 params,
             )
         return [rows.message(r) for r in found]
+
+
+if TYPE_CHECKING:  # mypy checks that the class meets the role it is registered for
+    _meets: type[TierableStore] = SqliteMessageStore

@@ -3,8 +3,11 @@ kind (no shards, so no separate username index or per-user group list)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.models import Group, User
 from strategies.context import StrategyContext
+from strategies.store.base import UserStore
 from strategies.store.config import SqliteStoreConfig
 from strategies.store.sql import rows
 from strategies.store.sql.dialect import SQLITE, like_escape
@@ -50,3 +53,7 @@ class SqliteUserStore(SqlUserStore):
             (user_id,),
         )
         return [rows.group(r) for r in found]
+
+
+if TYPE_CHECKING:  # mypy checks that the class meets the role it is registered for
+    _meets: type[UserStore] = SqliteUserStore
