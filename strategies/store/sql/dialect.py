@@ -36,15 +36,16 @@ class Dialect:
     :class:`Database`)."""
 
     name: str  # the ``store`` label of the store metrics
-    for_update: str = ""  # appended to a read inside a transaction that then writes what it read
-    greatest: str = "MAX"  # the two-argument maximum
-    upsert: str = (
-        " ON CONFLICT({key}) DO UPDATE SET "  # followed by the assignments, ``new(col)`` the new value
-    )
+    # appended to a read inside a transaction that then writes what it read
+    for_update: str = ""
+    # the two-argument maximum
+    greatest: str = "MAX"
+    # an upsert's conflict clause (``{key}``: the key columns), followed by assignments; ``new(col)`` is the value
+    # the row was to be inserted with
+    upsert: str = " ON CONFLICT({key}) DO UPDATE SET "
     new_value: str = "excluded.{col}"
-    ignore: str = (
-        " ON CONFLICT DO NOTHING"  # an insert that skips a row whose key exists (``{key}``: one key column)
-    )
+    # an insert that skips a row whose key exists (``{key}``: one key column)
+    ignore: str = " ON CONFLICT DO NOTHING"
 
     def new(self, col: str) -> str:
         return self.new_value.format(col=col)
