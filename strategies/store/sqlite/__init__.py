@@ -9,4 +9,7 @@ after its own commit. ``BEGIN IMMEDIATE`` takes SQLite's write lock, so several 
 A group commit is one function run in the writer thread: look up which dedup keys exist, read the conversations'
 counters, number the new messages, insert them and advance the counters, all inside ``BEGIN IMMEDIATE``; a
 duplicate never consumes a number.
+
+Layout: ``db.py`` (the threads, transactions, migrations runner), ``schema.py``, ``users.py``, ``messages.py``; the
+SQL shared with MySQL is in strategies/store/sql.
 """
