@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.models import MessageDraft, MessageKind
-from strategies.store import sqlite as store
+from strategies.store.sqlite import messages as store
+from strategies.store.sqlite.db import split_sql
+from strategies.store.sqlite.schema import MESSAGE_SCHEMA
 
 BATCH = 50
 INDEX_EVERY = 20  # commits: the indexer takes 1,000 messages at a time
@@ -29,8 +31,8 @@ def one_run(with_search: bool, texts: list[str], batches: int) -> tuple[float, f
         conn = sqlite3.connect(Path(tmp) / "m.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
-        for script in store.MESSAGE_SCHEMA[: None if with_search else 2]:
-            for statement in store._split_sql(script):
+        for script in MESSAGE_SCHEMA[: None if with_search else 2]:
+            for statement in split_sql(script):
                 conn.execute(statement)
         commit_us: list[float] = []
         index_us: list[float] = []

@@ -27,7 +27,7 @@ from core.metrics import Metrics
 from core.models import MessageDraft, MessageKind
 from strategies.context import StrategyContext
 from strategies.store.config import SqliteStoreConfig
-from strategies.store.sqlite import SqliteMessageStore
+from strategies.store.sqlite.messages import SqliteMessageStore
 
 
 async def _busy_loop(busy_us: float, stop: asyncio.Event) -> None:

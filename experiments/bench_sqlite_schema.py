@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 
-from strategies.store.sqlite import MESSAGE_SCHEMA, _split_sql
+from strategies.store.sqlite.db import split_sql
+from strategies.store.sqlite.schema import MESSAGE_SCHEMA
 
 HEAD = "INSERT INTO messages (conv, seq, id, sender, device, cmid, kind, body, ts, dedup_key) VALUES "
 ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -43,7 +44,7 @@ def open_db(folder: Path, indexes: Sequence[str]) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     for script in MESSAGE_SCHEMA:
-        for statement in _split_sql(script):
+        for statement in split_sql(script):
             if "INDEX" not in statement.upper():
                 conn.execute(statement)
     for name in indexes:

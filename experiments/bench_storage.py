@@ -131,7 +131,7 @@ async def drop(kind: str, env: Env, name: str) -> None:
     if kind == "mysql":
         import aiomysql
 
-        from strategies.store.mysql import parse_dsn
+        from strategies.store.mysql.db import parse_dsn
 
         d = parse_dsn(env.mysql_dsn.rstrip("/") + f"/{name}")
         conn = await aiomysql.connect(

@@ -32,7 +32,7 @@ from core.protocol.ratelimit import TokenBucket
 from core.routing import Router
 from strategies.cache.base import Cache, cached
 from strategies.ids.base import IdGenerator
-from strategies.store.base import DuplicateError, UserStore
+from strategies.store.base import AccountStore, DuplicateError
 
 USERNAME_RE = re.compile(r"^[a-z0-9_.-]{3,32}$")
 JWT_ALGORITHM = "HS256"
@@ -74,7 +74,7 @@ def normalize_username(username: str) -> str:
 class AccountService:
     def __init__(
         self,
-        store: UserStore,
+        store: AccountStore,
         ids: IdGenerator,
         clock: Clock,
         config: AuthConfig,

@@ -28,7 +28,7 @@ from core.models import FileMeta
 from core.services.social import SocialService
 from strategies.files.base import FileStorage
 from strategies.ids.base import IdGenerator
-from strategies.store.base import UserStore
+from strategies.store.base import FileCatalog
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 ALLOWED_TYPES = IMAGE_TYPES | {
@@ -84,7 +84,7 @@ class FileLink:
 class FileService:
     def __init__(
         self,
-        users: UserStore,
+        users: FileCatalog,
         storage: FileStorage,
         social: SocialService,
         ids: IdGenerator,

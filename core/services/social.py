@@ -21,7 +21,7 @@ from core.routing import Router
 from core.types import direct_conversation, group_conversation, parse_conversation
 from strategies.cache.base import Cache, cached
 from strategies.ids.base import IdGenerator
-from strategies.store.base import MessageStore, UserStore
+from strategies.store.base import MessageStore, SocialStore
 
 
 class SystemPoster(Protocol):
@@ -40,7 +40,7 @@ def _check_name(name: str) -> str:
 class SocialService:
     def __init__(
         self,
-        users: UserStore,
+        users: SocialStore,
         messages: MessageStore,
         ids: IdGenerator,
         clock: Clock,

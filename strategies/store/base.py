@@ -2,6 +2,10 @@
 hybrid storage: MySQL for users/friends/groups, MongoDB for messages):
 
 * :class:`UserStore`: users, login sessions and refresh tokens, friends, blocks, groups and membership, files.
+  One backend implements it whole (one database, one composition-root line), but it is the union of smaller roles,
+  and a service depends on the roles it uses: :class:`UserDirectory`, :class:`LoginSessions`,
+  :class:`SocialGraph`, :class:`GroupStore`, :class:`FileCatalog` (and :class:`AccountStore`,
+  :class:`SocialStore`, the unions the account and social services need).
 * :class:`MessageStore`: messages with their per-conversation sequence numbers, receipts (delivered/read marks)
   and dead letters.
 
@@ -53,12 +57,9 @@ class DuplicateError(Exception):
     """A unique constraint (username, friendship, membership...) was violated."""
 
 
-class UserStore(Protocol):
-    async def start(self) -> None: ...
+class UserDirectory(Protocol):
+    """Users and their profiles."""
 
-    async def close(self) -> None: ...
-
-    # users
     async def create_user(self, user: User) -> None:
         """Raises DuplicateError if the (lower-cased) username exists."""
         ...
@@ -82,7 +83,10 @@ class UserStore(Protocol):
         """Username prefix or display-name substring, case-insensitive."""
         ...
 
-    # login sessions and refresh tokens
+
+class LoginSessions(Protocol):
+    """Login sessions (one per login, a token family) and their refresh tokens."""
+
     async def create_session(
         self, family: str, user_id: int, device: str | None, created_ms: int
     ) -> None: ...
@@ -109,7 +113,10 @@ class UserStore(Protocol):
         A refresh that fails therefore never spends the token, and no part of it reads a replica."""
         ...
 
-    # friends and blocks
+
+class SocialGraph(Protocol):
+    """Friend requests, friendships (both directions) and blocks."""
+
     async def add_friend_request(self, request: FriendRequest) -> None: ...
 
     async def get_friend_request(self, request_id: int) -> FriendRequest | None: ...
@@ -142,7 +149,10 @@ class UserStore(Protocol):
 
     async def is_blocked(self, blocker: int, target: int) -> bool: ...
 
-    # groups
+
+class GroupStore(Protocol):
+    """Groups and their membership."""
+
     async def create_group(self, group: Group, members: Sequence[Member]) -> None: ...
 
     async def get_group(self, group_id: int) -> Group | None: ...
@@ -165,7 +175,10 @@ class UserStore(Protocol):
 
     async def list_user_groups(self, user_id: int) -> list[Group]: ...
 
-    # files
+
+class FileCatalog(Protocol):
+    """Uploaded files' metadata and the conversations that reference each (who may read it)."""
+
     async def add_file(self, meta: FileMeta) -> None: ...
 
     async def get_file(self, file_id: int) -> FileMeta | None: ...
@@ -173,6 +186,22 @@ class UserStore(Protocol):
     async def add_file_ref(self, file_id: int, conv: str) -> None: ...
 
     async def file_convs(self, file_id: int) -> list[str]: ...
+
+
+class AccountStore(UserDirectory, LoginSessions, Protocol):
+    """What the account service uses: registration, login, refresh (which reads the user with the token)."""
+
+
+class SocialStore(UserDirectory, SocialGraph, GroupStore, Protocol):
+    """What the social service uses: friends and groups, and the users they name."""
+
+
+class UserStore(UserDirectory, LoginSessions, SocialGraph, GroupStore, FileCatalog, Protocol):
+    """Every user-side role in one database: what a backend implements and the composition root builds."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class MessageStore(Protocol):

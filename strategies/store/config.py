@@ -11,8 +11,8 @@ from strategies.timeline.config import ReadTimelineConfig, TimelineConfig
 class SqliteStoreConfig(
     StrategyConfig,
     implementation={
-        "store.users": "strategies.store.sqlite:SqliteUserStore",
-        "store.messages": "strategies.store.sqlite:SqliteMessageStore",
+        "store.users": "strategies.store.sqlite.users:SqliteUserStore",
+        "store.messages": "strategies.store.sqlite.messages:SqliteMessageStore",
     },
 ):
     """SQLite in WAL mode. The durability level is ``synchronous``: ``NORMAL`` (the default) makes a commit durable
@@ -50,8 +50,8 @@ class SqliteStoreConfig(
 class MysqlStoreConfig(
     StrategyConfig,
     implementation={
-        "store.users": "strategies.store.mysql:MysqlUserStore",
-        "store.messages": "strategies.store.mysql:MysqlMessageStore",
+        "store.users": "strategies.store.mysql.users:MysqlUserStore",
+        "store.messages": "strategies.store.mysql.messages:MysqlMessageStore",
     },
     pip_extra="mysql",
 ):
@@ -97,7 +97,7 @@ class MysqlStoreConfig(
 
 
 class MongoStoreConfig(
-    StrategyConfig, implementation="strategies.store.mongo:MongoMessageStore", pip_extra="mongo"
+    StrategyConfig, implementation="strategies.store.mongo.messages:MongoMessageStore", pip_extra="mongo"
 ):
     """MongoDB through PyMongo's async API (``AsyncMongoClient``)."""
 

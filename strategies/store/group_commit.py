@@ -224,3 +224,18 @@ class GroupCommit:
                 cur[0] = max(cur[0], delivered)
                 cur[1] = max(cur[1], read)
         self._marks_since = time.monotonic()
+
+
+class GroupCommitted:
+    """The message-store methods that are the group commit's own, for a store that sets ``_gc``."""
+
+    _gc: GroupCommit
+
+    async def append(self, draft: MessageDraft) -> AppendResult:
+        return await self._gc.append(draft)
+
+    async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
+        await self._gc.set_marks(conv, user_id, delivered, read)
+
+    def queue_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
+        self._gc.queue_marks(conv, user_id, delivered, read)

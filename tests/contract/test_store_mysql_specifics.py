@@ -16,7 +16,7 @@ import pytest
 from core.metrics import Metrics
 from core.models import FriendRequest, User
 from strategies.store.config import MysqlStoreConfig
-from strategies.store.mysql import MysqlUserStore, _shard
+from strategies.store.mysql.users import MysqlUserStore, shard
 from tests.support.stores import backend_config, context
 
 _ids = itertools.count(384_000_000_000_000_000, 4099)  # snowflake-like ids
@@ -29,7 +29,7 @@ async def dsn(tmp_path: Path) -> AsyncIterator[str]:
 
 
 def test_shard_function_spreads_snowflake_ids() -> None:
-    counts = Counter(_shard(next(_ids), 16) for _ in range(16_000))
+    counts = Counter(shard(next(_ids), 16) for _ in range(16_000))
     assert set(counts) == set(range(16))
     assert max(counts.values()) < 1.25 * min(counts.values())
 
@@ -48,7 +48,7 @@ async def test_users_land_in_their_shard_tables(dsn: str, tmp_path: Path) -> Non
                 for n in range(4):
                     await cur.execute(f"SELECT id FROM users_{n:02d}")
                     ids = {int(r[0]) for r in await cur.fetchall()}
-                    assert ids == {u.id for u in users if _shard(u.id, 4) == n}
+                    assert ids == {u.id for u in users if shard(u.id, 4) == n}
         finally:
             conn.close()
     finally:

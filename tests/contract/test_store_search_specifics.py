@@ -11,8 +11,11 @@ import aiomysql
 
 from core.models import MessageDraft, MessageKind
 from strategies.store.config import MysqlStoreConfig, SqliteStoreConfig
-from strategies.store.mysql import MysqlMessageStore, _message_migrations
-from strategies.store.sqlite import MESSAGE_SCHEMA, SqliteMessageStore, _split_sql
+from strategies.store.mysql.messages import MysqlMessageStore
+from strategies.store.mysql.schema import message_migrations
+from strategies.store.sqlite.db import split_sql
+from strategies.store.sqlite.messages import SqliteMessageStore
+from strategies.store.sqlite.schema import MESSAGE_SCHEMA
 from tests.support.stores import backend_config, context
 
 
@@ -29,7 +32,7 @@ def draft(i: int, text: str) -> MessageDraft:
 async def test_migration_indexes_messages_stored_before_it(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
     for i, script in enumerate(MESSAGE_SCHEMA[:2], start=1):  # a database at version 2, with messages
-        for statement in _split_sql(script):
+        for statement in split_sql(script):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {i}")
     conn.execute(
@@ -77,9 +80,7 @@ async def test_a_stray_index_row_does_not_stall_the_queue(tmp_path: Path) -> Non
     try:
         await s.append(draft(1, "already indexed by hand"))
         await s.append(draft(2, "queued as usual"))
-        await s._db.execute_write(
-            "INSERT INTO messages_fts (rowid, text) VALUES (1, 'already indexed by hand')"
-        )
+        await s._db.execute("INSERT INTO messages_fts (rowid, text) VALUES (1, 'already indexed by hand')")
         assert await s.index_pending() == 2
         assert [m.id for m in await s.search_messages({"g:1": 1}, "indexed", None, 10)] == [1]
         assert [m.id for m in await s.search_messages({"g:1": 1}, "as usual", None, 10)] == [2]
@@ -98,7 +99,7 @@ async def test_mysql_migration_makes_old_messages_searchable(tmp_path: Path) -> 
                 await cur.execute(
                     "CREATE TABLE wsim_meta (k VARCHAR(64) PRIMARY KEY, v VARCHAR(255) NOT NULL)"
                 )
-                for sql in _message_migrations("")[0]:
+                for sql in message_migrations("")[0]:
                     await cur.execute(sql)
                 await cur.execute("INSERT INTO wsim_meta (k, v) VALUES ('messages_version', '1')")
                 await cur.execute(

@@ -15,7 +15,8 @@ from core.metrics import Metrics
 from core.models import MessageDraft, MessageKind
 from strategies.context import StrategyContext
 from strategies.store.config import SqliteStoreConfig
-from strategies.store.sqlite import SqliteMessageStore, _SqliteThread
+from strategies.store.sqlite.db import SqliteThread
+from strategies.store.sqlite.messages import SqliteMessageStore
 
 
 async def test_two_writers_on_one_file_allocate_disjoint_contiguous_seqs(tmp_path: Path) -> None:
@@ -75,14 +76,14 @@ class _LockedTwice:
 
 
 def test_wal_switch_retries_while_another_process_holds_the_file(tmp_path: Path) -> None:
-    thread = _SqliteThread(tmp_path / "x.db", SqliteStoreConfig(busy_timeout_ms=2000), "t")
+    thread = SqliteThread(tmp_path / "x.db", SqliteStoreConfig(busy_timeout_ms=2000), "t")
     conn = _LockedTwice()
     thread._enable_wal(conn)  # type: ignore[arg-type]
     assert conn.mode == "wal" and conn.refusals == 0
 
 
 def test_wal_switch_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
-    thread = _SqliteThread(tmp_path / "x.db", SqliteStoreConfig(busy_timeout_ms=50), "t")
+    thread = SqliteThread(tmp_path / "x.db", SqliteStoreConfig(busy_timeout_ms=50), "t")
     conn = _LockedTwice()
     conn.refusals = 10**6
     with pytest.raises(sqlite3.OperationalError, match="locked"):

@@ -1,4 +1,4 @@
-"""The replica's health bookkeeping (strategies/store/mysql.py ``_Replica``): when a replica read may go to the
+"""The replica's health bookkeeping (strategies/store/mysql/db.py ``Replica``): when a replica read may go to the
 replica, and the circuit breaker's open / half-open / closed cycle. Pure: times are passed in."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from strategies.store.config import MysqlStoreConfig
-from strategies.store.mysql import _Replica
+from strategies.store.mysql.db import Replica
 
 
-def healthy(**opts: Any) -> _Replica:
+def healthy(**opts: Any) -> Replica:
     cfg = MysqlStoreConfig(
         replica_dsn="mysql://r@db2/wsim", replica_breaker_failures=3, replica_breaker_open_s=5, **opts
     )
-    r = _Replica(cfg)
+    r = Replica(cfg)
     r.pool = object()  # attached
     r.lag_s = 0.2
     return r

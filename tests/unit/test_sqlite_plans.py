@@ -13,7 +13,8 @@ from core.metrics import Metrics
 from core.models import DeadLetter, Marks, MessageDraft, MessageKind
 from strategies.context import StrategyContext
 from strategies.store.config import SqliteStoreConfig
-from strategies.store.sqlite import MESSAGE_SCHEMA, SqliteMessageStore
+from strategies.store.sqlite.messages import SqliteMessageStore
+from strategies.store.sqlite.schema import MESSAGE_SCHEMA
 
 SCANNED_OK = (
     "json_each",

@@ -10,7 +10,8 @@ import yaml
 
 from core.cli import main
 from core.config import ConfigError, MaskSecretsFilter, deep_merge, load_settings
-from strategies.store.mysql import _shard, parse_dsn
+from strategies.store.mysql.db import parse_dsn
+from strategies.store.mysql.users import shard
 
 HYBRID = {
     "strategies": {
@@ -114,8 +115,8 @@ def test_mysql_dsn_parsing() -> None:
 
 
 def test_shard_is_stable_and_in_range() -> None:
-    assert [_shard(u, 16) for u in (1, 2, 3)] == [_shard(u, 16) for u in (1, 2, 3)]
-    assert all(0 <= _shard(u, 7) < 7 for u in range(1000))
+    assert [shard(u, 16) for u in (1, 2, 3)] == [shard(u, 16) for u in (1, 2, 3)]
+    assert all(0 <= shard(u, 7) < 7 for u in range(1000))
 
 
 def test_wsim_config_and_logs_mask_secrets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,7 +33,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne, WriteConcern
@@ -51,9 +51,9 @@ from core.models import (
     MessageKind,
 )
 from strategies.context import StrategyContext
-from strategies.store.base import StoreUnavailable
+from strategies.store.base import StoreUnavailable, TierableStore
 from strategies.store.config import MongoStoreConfig
-from strategies.store.group_commit import GroupCommit, MarksBatch
+from strategies.store.group_commit import GroupCommit, GroupCommitted, MarksBatch
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _message(d: Doc) -> Message:
     )
 
 
-class MongoMessageStore:
+class MongoMessageStore(GroupCommitted):
     """Messages, marks and dead letters in MongoDB (module docstring)."""
 
     def __init__(self, config: MongoStoreConfig, ctx: StrategyContext) -> None:
@@ -157,15 +157,6 @@ class MongoMessageStore:
         self._client = self._db = None
 
     # ---------------------------------------------------------------- group commit
-    async def append(self, draft: MessageDraft) -> AppendResult:
-        return await self._gc.append(draft)
-
-    async def set_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
-        await self._gc.set_marks(conv, user_id, delivered, read)
-
-    def queue_marks(self, conv: str, user_id: int, *, delivered: int = 0, read: int = 0) -> None:
-        self._gc.queue_marks(conv, user_id, delivered, read)
-
     async def _commit(self, drafts: list[MessageDraft], marks: MarksBatch) -> list[AppendResult]:
         results, _ = await asyncio.gather(self._append_batch(drafts), self._write_marks(marks))
         return results
@@ -465,3 +456,7 @@ class MongoMessageStore:
         except PyMongoError as exc:
             raise StoreUnavailable(f"mongo: {exc}") from exc
         return total
+
+
+if TYPE_CHECKING:  # mypy checks that the class meets the role it is registered for
+    _meets: type[TierableStore] = MongoMessageStore

@@ -1,0 +1,1 @@
+"""MongoDB: the message store only (``messages.py``); users stay in a relational store (docs/database.md)."""
