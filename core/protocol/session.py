@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import assert_never
 
 from core.errors import CloseCode, ErrorCode
 from core.protocol import codec
@@ -234,6 +235,8 @@ class ServerSession:
                 events.append(Redeliver(ev.pending))
             elif isinstance(ev, GiveUp):
                 events.append(DeadLettered(ev.pending))
+            else:
+                assert_never(ev)
         return events
 
     # -------------------------------------------------------------- close
