@@ -10,7 +10,7 @@ from core.api.conversations import conversation
 from core.api.deps import NodeDep, PrincipalDep
 from core.api.schemas import ErrorOut, SearchOut
 from core.protocol.frames import CONV_PATTERN, ID_PATTERN
-from core.services.messaging import SEARCH_QUERY_MAX
+from core.services.history import SEARCH_QUERY_MAX
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
@@ -46,7 +46,7 @@ async def search_messages(
     """Messages whose text contains ``q``, newest first, from the conversations you may read (in a group only
     from your first readable seq; recalled messages never). Open one in context with
     ``GET /api/conversations/{conv}/messages?around={seq}``."""
-    page = await node.messaging.search(
+    page = await node.history.search(
         principal.user_id,
         q,
         conv=conversation(conv) if conv is not None else None,

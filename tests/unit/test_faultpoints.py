@@ -7,11 +7,25 @@ from pathlib import Path
 import pytest
 
 from core import faultpoints
-from core.faultpoints import SkewedClock, parse_crash_at
+from core.faultpoints import NO_FAULTS, SkewedClock, faults_from_env, parse_crash_at
+from core.routing import Track
 
 
 def test_disabled_by_default() -> None:
-    assert faultpoints.ARMED is None  # the test process has no WSIM_FAULT_CRASH_AT: hot path checks None only
+    # The test process has no WSIM_FAULT_CRASH_AT: the hot path calls a no-op.
+    assert faults_from_env() is NO_FAULTS
+
+
+def test_armed_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSIM_FAULT_CRASH_AT", "mid_fanout:2")
+    monkeypatch.setenv("WSIM_FAULT_MARKER", str(tmp_path / "marker"))
+    kills: list[int] = []
+    monkeypatch.setattr(faultpoints, "_kill_self", lambda: kills.append(1))
+    faults = faults_from_env()
+    faults.reached("mid_fanout", Track(9, "g:7", 4), 11)
+    faults.reached("mid_fanout", Track(9, "g:7", 4), 12)
+    assert kills == [1]
+    assert (tmp_path / "marker").read_text().split()[:5] == ["mid_fanout", "2", "g:7#4", "to", "12"]
 
 
 def test_the_nth_pass_writes_the_marker_then_kills(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,7 +34,7 @@ def test_the_nth_pass_writes_the_marker_then_kills(tmp_path: Path, monkeypatch: 
     cp = parse_crash_at("after_store:3", str(tmp_path / "marker"))
     for i in range(5):
         cp.reached("before_store", f"x{i}")  # another point: not counted
-        cp.reached("after_store", f"d:1:2#{i}")
+        cp.reached("after_store", Track(100 + i, "d:1:2", i))
     assert kills == [1]
     line = (tmp_path / "marker").read_text().split()
     assert line[:3] == ["after_store", "3", "d:1:2#2"]
