@@ -89,7 +89,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
     timeline_impl = timeline.REGISTRY.create(s.store.timeline, ctx, messages_store, id_gen)
 
     secret = jwt_secret(settings)
-    faults = faultpoints.faults_from_env()
+    faults = faultpoints.faults_from_env(clock)
     hub = Hub(
         settings.server.node,
         clock,

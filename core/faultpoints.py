@@ -26,7 +26,6 @@ site is one attribute load and a call of that no-op; the detail line is formatte
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -75,6 +74,7 @@ class CrashPoint:
     point: str
     at: int
     marker: Path
+    clock: Clock  # the node's: the after_ack grace runs on it like every other timer
     count: int = 0
 
     def reached(self, point: str, where: Located | str, to: int | None = None) -> None:
@@ -93,7 +93,7 @@ class CrashPoint:
             fh.flush()
             os.fsync(fh.fileno())
         if point == "after_ack":
-            asyncio.get_running_loop().call_later(ACK_GRACE_S, _kill_self)
+            self.clock.call_later(ACK_GRACE_S, _kill_self)
         else:
             _kill_self()
 
@@ -102,20 +102,20 @@ def _kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def parse_crash_at(value: str, marker: str | None) -> CrashPoint:
+def parse_crash_at(value: str, marker: str | None, clock: Clock) -> CrashPoint:
     point, _, n = value.partition(":")
     if point not in POINTS:
         raise ValueError(f"WSIM_FAULT_CRASH_AT: unknown point {point!r}; known: {', '.join(POINTS)}")
     at = int(n or "1")
     if at < 1:
         raise ValueError("WSIM_FAULT_CRASH_AT: the count starts at 1")
-    return CrashPoint(point, at, Path(marker or "wsim-crash-marker"))
+    return CrashPoint(point, at, Path(marker or "wsim-crash-marker"), clock)
 
 
-def faults_from_env() -> FaultPoints:
+def faults_from_env(clock: Clock) -> FaultPoints:
     """The crash point ``WSIM_FAULT_CRASH_AT`` names, else :data:`NO_FAULTS`."""
     value = os.environ.get("WSIM_FAULT_CRASH_AT")
-    return parse_crash_at(value, os.environ.get("WSIM_FAULT_MARKER")) if value else NO_FAULTS
+    return parse_crash_at(value, os.environ.get("WSIM_FAULT_MARKER"), clock) if value else NO_FAULTS
 
 
 class SkewedClock:
