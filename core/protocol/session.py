@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import assert_never
 
 from core.errors import CloseCode, ErrorCode
 from core.protocol import codec
-from core.protocol.delivery import DeliveryTracker, GiveUp, Pending, Resend
+from core.protocol.delivery import DeliveryTracker, GiveUp, Resend
 from core.protocol.frames import (
     Auth,
     ClientFrame,
@@ -63,22 +62,13 @@ class SendFrame:
 
 
 @dataclass(frozen=True, slots=True)
-class Redeliver:
-    pending: Pending
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLettered:
-    pending: Pending
-
-
-@dataclass(frozen=True, slots=True)
 class Close:
     code: CloseCode
     reason: str
 
 
-SessionEvent = Handle | SendFrame | Redeliver | DeadLettered | Close
+# The tracker's own events pass through: Resend (push ``pending.frame`` again), GiveUp (record a dead letter).
+SessionEvent = Handle | SendFrame | Resend | GiveUp | Close
 
 _RATED = (MessageSend, MessageRecall, Typing, Sync)
 
@@ -230,13 +220,7 @@ class ServerSession:
         if self._token_deadline is not None and now >= self._token_deadline:
             return self._close(CloseCode.TOKEN_EXPIRED, "access token expired; reconnect with a fresh one")
         events: list[SessionEvent] = []
-        for ev in self.tracker.due(now, inbound_waiting):
-            if isinstance(ev, Resend):
-                events.append(Redeliver(ev.pending))
-            elif isinstance(ev, GiveUp):
-                events.append(DeadLettered(ev.pending))
-            else:
-                assert_never(ev)
+        events += self.tracker.due(now, inbound_waiting)
         return events
 
     # -------------------------------------------------------------- close

@@ -24,6 +24,7 @@ from core.errors import CloseCode, ErrorCode, WsimError
 from core.hub import TooManyConnectionsError
 from core.node import Node
 from core.protocol.codec import encode
+from core.protocol.delivery import GiveUp, Resend
 from core.protocol.frames import (
     Auth,
     AuthOk,
@@ -45,9 +46,7 @@ from core.protocol.frames import (
 )
 from core.protocol.session import (
     Close,
-    DeadLettered,
     Handle,
-    Redeliver,
     SendFrame,
     ServerSession,
     SessionEvent,
@@ -312,10 +311,10 @@ class SessionLink(ABC):
                 if isinstance(ev.frame, ErrorFrame):
                     self.node.metrics.errors.labels(ev.frame.code).inc()
                 self.push_frame(ev.frame)
-            elif isinstance(ev, Redeliver):
+            elif isinstance(ev, Resend):
                 self.node.metrics.retries.inc()
                 self.push(ev.pending.frame)
-            elif isinstance(ev, DeadLettered):
+            elif isinstance(ev, GiveUp):
                 await self.node.messaging.dead_letter(self, ev.pending)
             elif isinstance(ev, Close):
                 self._begin_close(ev.code, ev.reason, keep_errors=True)
