@@ -1,8 +1,8 @@
 """The read side of conversations: sync, history pages, the conversation list and search, all as one reader
 may see them (from their first readable seq; replies with the quote that reader may see).
 
-Nothing here writes: a read never waits on the send path, and the send path never on a read (see
-core/services/messaging.py for the send path, core/services/receipts.py for marks and receipts).
+Nothing here writes. The send path (core/services/messaging.py) uses :func:`message_at` and :func:`quote_of` for
+a reply's quote, so a quote reads the same whether it is pushed or paged in.
 """
 
 from __future__ import annotations
