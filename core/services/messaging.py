@@ -25,14 +25,13 @@ from core.hub import DeviceLink
 from core.metrics import Metrics
 from core.models import CLIENT_KINDS, DeadLetter, Message, MessageDraft, MessageKind
 from core.protocol.codec import message_sent_json
-from core.protocol.delivery import Pending
 from core.protocol.frames import MessageSend
 from core.services.history import message_at, quote_of
 from core.services.membership import recipients_at
 from core.services.social import SocialService
 from core.services.writer import MessageWriter, queue_marks
 from core.types import parse_id
-from strategies.ack.base import AckPolicy
+from strategies.ack.base import AckPolicy, Pending
 from strategies.dedup.base import Deduplicator, DedupRecord
 from strategies.ids.base import IdGenerator
 from strategies.store.base import MessageStore, StoreUnavailable, UserStore

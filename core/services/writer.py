@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from core.clock import Clock
 from core.errors import ErrorCode, WsimError
 from core.metrics import Metrics
-from core.models import Message, MessageDraft, MessageKind
+from core.models import Message, MessageDraft, MessageKind, Track
 from core.protocol.codec import message_new_json
-from core.routing import Router, Track
+from core.routing import Router
 from core.services.membership import MembershipNotices
 from strategies.ids.base import IdGenerator
 from strategies.store.base import MessageStore, StoreUnavailable

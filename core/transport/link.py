@@ -22,9 +22,9 @@ from typing import Any, assert_never
 from core.clock import Timer
 from core.errors import CloseCode, ErrorCode, WsimError
 from core.hub import TooManyConnectionsError
+from core.models import Principal, Track
 from core.node import Node
-from core.protocol.codec import encode
-from core.protocol.delivery import GiveUp, Resend
+from core.protocol.codec import ERROR_PREFIX, encode
 from core.protocol.frames import (
     Auth,
     AuthOk,
@@ -52,12 +52,9 @@ from core.protocol.session import (
     SessionEvent,
     SessionLimits,
 )
-from core.routing import Track
-from core.services.accounts import Principal
+from strategies.ack.base import GiveUp, Resend
 
 log = logging.getLogger(__name__)
-
-ERROR_PREFIX = '{"type":"error"'
 
 
 def session_limits(node: Node) -> SessionLimits:
