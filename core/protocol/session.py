@@ -208,7 +208,7 @@ class ServerSession:
         return deadline
 
     def tick(self, now: float, inbound_waiting: bool = False) -> list[SessionEvent]:
-        """Deadlines due at ``now``; ``inbound_waiting``: the device's frames wait unprocessed (see delivery.py)."""
+        """Deadlines due at ``now``; ``inbound_waiting``: the device's frames wait unprocessed (see strategies/ack/tracking.py)."""
         if self.phase is Phase.CLOSED:
             return []
         if self.phase is Phase.AWAIT_AUTH:
