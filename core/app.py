@@ -33,9 +33,12 @@ from core.node import Node
 from core.routing import Router
 from core.services.accounts import AccountService
 from core.services.files import FileService
+from core.services.history import HistoryService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
+from core.services.receipts import ReceiptService
 from core.services.social import SocialService
+from core.services.writer import MessageWriter
 from core.sweeper import Sweeper
 from core.transport.guard import AddressSlots
 from core.transport.port import NodeAdapter
@@ -90,31 +93,38 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
     )
 
     secret = jwt_secret(settings)
+    faults = faultpoints.faults_from_env(clock)
     hub = Hub(
         settings.server.node,
         clock,
         metrics,
         settings.limits.max_connections_per_user,
         settings.sync.resync_spread_s,
+        faults,
     )
     router = Router(bus_impl, presence_registry, metrics, settings.server.node, hub.deliver)
     accounts = AccountService(users_store, id_gen, clock, settings.auth, secret, cache_impl, router)
-    social = SocialService(users_store, messages_store, id_gen, clock, cache_impl, router, settings.limits)
+    writer = MessageWriter(messages_store, timeline_impl, router, id_gen, clock, metrics)
+    social = SocialService(
+        users_store, messages_store, id_gen, clock, cache_impl, router, settings.limits, writer
+    )
     messaging = MessagingService(
+        writer,
         messages_store,
         users_store,
         social,
-        router,
         id_gen,
         dedup_impl,
         ack_policy,
         clock,
         metrics,
         settings.limits,
-        settings.sync,
-        timeline_impl,
+        faults,
     )
-    social.system = messaging
+    history = HistoryService(
+        messages_store, timeline_impl, social, clock, metrics, settings.limits, settings.sync
+    )
+    receipts = ReceiptService(messages_store, social, router, ack_policy, clock, metrics, settings.limits)
     presence_service = PresenceService(presence_registry, social, router, settings.server.node)
     file_service = FileService(users_store, file_storage, social, id_gen, clock, settings.limits, secret)
     sweeper = Sweeper(
@@ -134,6 +144,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
         ids=id_gen,
         users_store=users_store,
         messages_store=messages_store,
+        timeline=timeline_impl,
         cache=cache_impl,
         dedup=dedup_impl,
         bus=bus_impl,
@@ -146,6 +157,8 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
         accounts=accounts,
         social=social,
         messaging=messaging,
+        history=history,
+        receipts=receipts,
         presence=presence_service,
         files=file_service,
         address_slots=AddressSlots(settings.limits.max_connections_per_address),
@@ -157,7 +170,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
 async def start_node(node: Node) -> None:
     await node.users_store.start()
     await node.messages_store.start()
-    await node.messaging.timeline.start()
+    await node.timeline.start()
     await node.cache.start()
     await node.dedup.start()
     await node.presence_registry.start(node.name, node.hub.on_bus_gap, node.presence.changed)
@@ -231,13 +244,13 @@ async def stop_node(node: Node) -> None:
         await asyncio.sleep(0.02)
     for closer in (
         node.sweeper.close,
-        node.messaging.close,
+        node.receipts.close,
         node.bus.close,
         node.file_storage.close,
         node.presence_registry.close,
         node.dedup.close,
         node.cache.close,
-        node.messaging.timeline.close,
+        node.timeline.close,
         node.messages_store.close,
         node.users_store.close,
     ):

@@ -67,8 +67,6 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.INTERNAL: 500,
 }
 
-RETRYABLE: frozenset[ErrorCode] = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
-
 
 def http_status(code: ErrorCode) -> int:
     return _STATUS[code]

@@ -16,8 +16,9 @@ hit) and SIGKILLs itself the ``n``-th time it reaches ``point``. Points, in the 
 * ``after_ack``: ``message.sent`` queued to the sender (the kill waits ``ACK_GRACE_S`` so the ack is written);
 * ``mid_fanout``: a node delivering a message to its local devices, after the first of several devices.
 
-With the variables unset ``ARMED`` is None, and every call site is ``if faultpoints.ARMED is not None:``: one
-module attribute load and one comparison on the hot path, nothing else.
+The composition root (core/app.py) hands the send path and the hub a :class:`FaultPoints`: the armed
+:class:`CrashPoint` when the variables are set, else :data:`NO_FAULTS`, whose ``reached`` does nothing. A call
+site is one attribute load and a call of that no-op; the detail line is formatted only by an armed point.
 
 ``WSIM_FAULT_CLOCK_SKEW_MS=<ms>`` shifts the node's wall clock, and ``WSIM_FAULT_CLOCK_BACK_MS=<ms>`` with
 ``WSIM_FAULT_CLOCK_BACK_AFTER_S=<s>`` steps it back once, that long after start: ids and order must not care.
@@ -25,14 +26,13 @@ module attribute load and one comparison on the hot path, nothing else.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from core.clock import Clock, SystemClock, Timer
 
@@ -40,27 +40,60 @@ POINTS = ("before_store", "after_store", "after_fanout", "after_ack", "mid_fanou
 ACK_GRACE_S = 0.05
 
 
+class Located(Protocol):
+    """A stored message, or the track of one being delivered: where the send path is."""
+
+    @property
+    def conv(self) -> str: ...
+
+    @property
+    def seq(self) -> int: ...
+
+
+class FaultPoints(Protocol):
+    def reached(self, point: str, where: Located | str, to: int | None = None) -> None:
+        """The send path passed ``point`` for ``where`` (a message, or a cmid before it has a seq), delivering
+        ``to`` a user (mid_fanout only)."""
+        ...
+
+
+class NoFaults:
+    """The default: nothing is armed, every point passes."""
+
+    __slots__ = ()
+
+    def reached(self, point: str, where: Located | str, to: int | None = None) -> None:
+        return None
+
+
+NO_FAULTS = NoFaults()
+
+
 @dataclass(slots=True)
 class CrashPoint:
     point: str
     at: int
     marker: Path
+    clock: Clock  # the node's: the after_ack grace runs on it like every other timer
     count: int = 0
 
-    def reached(self, point: str, detail: str = "") -> None:
+    def reached(self, point: str, where: Located | str, to: int | None = None) -> None:
         """Count a pass through ``point``; at the chosen one write the marker and die."""
         if point != self.point:
             return
         self.count += 1
         if self.count != self.at:
             return
+        detail = where if isinstance(where, str) else f"{where.conv}#{where.seq}"
+        if to is not None:
+            detail += f" to {to}"
         self.marker.parent.mkdir(parents=True, exist_ok=True)
         with self.marker.open("a", encoding="utf-8") as fh:
             fh.write(f"{point} {self.count} {detail} pid={os.getpid()}\n")
             fh.flush()
             os.fsync(fh.fileno())
         if point == "after_ack":
-            asyncio.get_running_loop().call_later(ACK_GRACE_S, _kill_self)
+            self.clock.call_later(ACK_GRACE_S, _kill_self)
         else:
             _kill_self()
 
@@ -69,22 +102,20 @@ def _kill_self() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def parse_crash_at(value: str, marker: str | None) -> CrashPoint:
+def parse_crash_at(value: str, marker: str | None, clock: Clock) -> CrashPoint:
     point, _, n = value.partition(":")
     if point not in POINTS:
         raise ValueError(f"WSIM_FAULT_CRASH_AT: unknown point {point!r}; known: {', '.join(POINTS)}")
     at = int(n or "1")
     if at < 1:
         raise ValueError("WSIM_FAULT_CRASH_AT: the count starts at 1")
-    return CrashPoint(point, at, Path(marker or "wsim-crash-marker"))
+    return CrashPoint(point, at, Path(marker or "wsim-crash-marker"), clock)
 
 
-def _from_env() -> CrashPoint | None:
+def faults_from_env(clock: Clock) -> FaultPoints:
+    """The crash point ``WSIM_FAULT_CRASH_AT`` names, else :data:`NO_FAULTS`."""
     value = os.environ.get("WSIM_FAULT_CRASH_AT")
-    return parse_crash_at(value, os.environ.get("WSIM_FAULT_MARKER")) if value else None
-
-
-ARMED: CrashPoint | None = _from_env()
+    return parse_crash_at(value, os.environ.get("WSIM_FAULT_MARKER"), clock) if value else NO_FAULTS
 
 
 class SkewedClock:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import Protocol, assert_never
 
-from core import faultpoints
 from core.clock import Clock
 from core.errors import CloseCode
+from core.faultpoints import NO_FAULTS, FaultPoints
 from core.metrics import Metrics
 from core.models import Track
 from core.routing import CloseSessions, Deliver, Resync, decode_envelope
@@ -70,9 +70,16 @@ class TooManyConnectionsError(Exception):
 
 class Hub:
     def __init__(
-        self, node: str, clock: Clock, metrics: Metrics, max_per_user: int, resync_spread_s: float = 2.0
+        self,
+        node: str,
+        clock: Clock,
+        metrics: Metrics,
+        max_per_user: int,
+        resync_spread_s: float = 2.0,
+        faults: FaultPoints = NO_FAULTS,
     ) -> None:
         self.node = node
+        self._faults = faults
         self._clock = clock
         self._metrics = metrics
         self._max_per_user = max_per_user
@@ -134,9 +141,13 @@ class Hub:
         elif isinstance(env, Resync):
             targets = env.users or tuple(self._links)
             self._request_syncs([link for user in targets for link in self.links(user)], env.reason)
+        else:
+            assert_never(env)
 
     def deliver(self, env: Deliver) -> None:
         links = self._links
+        faults = self._faults
+        track = env.track
         for user in env.users:
             devices = links.get(user)
             if not devices:
@@ -144,9 +155,9 @@ class Hub:
             for device, link in list(devices.items()):
                 if user == env.exclude_user and device == env.exclude_device:
                     continue
-                link.push(env.frame, env.track, env.ts_ms)
-                if faultpoints.ARMED is not None and env.track is not None:
-                    faultpoints.ARMED.reached("mid_fanout", f"{env.track.conv}#{env.track.seq} to {user}")
+                link.push(env.frame, track, env.ts_ms)
+                if track is not None:
+                    faults.reached("mid_fanout", track, user)
 
     async def on_bus_gap(self, reason: str) -> None:
         """The bus may have dropped envelopes for this node: every local device resyncs from its cursors."""

@@ -13,8 +13,10 @@ from core.metrics import Metrics
 from core.routing import Router
 from core.services.accounts import AccountService
 from core.services.files import FileService
+from core.services.history import HistoryService
 from core.services.messaging import MessagingService
 from core.services.presence import PresenceService
+from core.services.receipts import ReceiptService
 from core.services.social import SocialService
 from core.sweeper import Sweeper
 from core.transport.guard import AddressSlots
@@ -27,6 +29,7 @@ from strategies.ids.base import IdGenerator
 from strategies.presence.base import PresenceRegistry
 from strategies.retry.base import RetryPolicy
 from strategies.store.base import MessageStore, UserStore
+from strategies.timeline.base import Timeline
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Node:
     ids: IdGenerator
     users_store: UserStore
     messages_store: MessageStore
+    timeline: Timeline
     cache: Cache
     dedup: Deduplicator
     bus: Bus
@@ -48,7 +52,9 @@ class Node:
     router: Router
     accounts: AccountService
     social: SocialService
-    messaging: MessagingService
+    messaging: MessagingService  # the send path: send, recall, dead letters
+    history: HistoryService  # reads: sync, history, conversation list, search
+    receipts: ReceiptService  # marks, receipts, typing
     presence: PresenceService
     files: FileService
     # Open sockets per client address, shared by every WebSocket transport's handshake gate.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import assert_never
 
 import orjson
 
@@ -75,7 +76,9 @@ def encode_envelope(env: Envelope) -> bytes:
         )
     if isinstance(env, CloseSessions):
         return orjson.dumps({"k": "c", "u": env.user, "fam": env.family, "code": env.code, "r": env.reason})
-    return orjson.dumps({"k": "r", "u": env.users, "r": env.reason})
+    if isinstance(env, Resync):
+        return orjson.dumps({"k": "r", "u": env.users, "r": env.reason})
+    assert_never(env)
 
 
 def decode_envelope(data: bytes) -> Envelope:

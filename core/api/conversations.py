@@ -33,7 +33,7 @@ router = APIRouter(prefix="/api/conversations", tags=["conversations"], response
 @router.get("", response_model=ConversationsOut)
 async def list_conversations(principal: PrincipalDep, node: NodeDep) -> ConversationsOut:
     """Your conversations, most recently active first, with the last message and the unread count."""
-    convs = await node.messaging.conversations(principal.user_id)
+    convs = await node.history.conversations(principal.user_id)
     return ConversationsOut(conversations=[ConversationOut(**c) for c in convs])
 
 
@@ -58,7 +58,7 @@ async def history(
     ``before`` with ``after`` (or ``around`` with either) is 422 ``invalid``. ``around``: up to ``limit`` messages,
     half of them at or below ``around`` and half above. ``has_older``: readable messages exist before the page's
     first; ``has_newer``: messages exist after its last (page forward with ``after=<last seq>``)."""
-    page = await node.messaging.history(
+    page = await node.history.history(
         principal.user_id, conversation(conv), before=before, after=after, limit=limit, around=around
     )
     return HistoryOut(**page)
@@ -67,4 +67,4 @@ async def history(
 @router.get("/{conv}/receipts", response_model=ReceiptsOut)
 async def receipts(conv: ConvPath, principal: PrincipalDep, node: NodeDep) -> ReceiptsOut:
     """Each member's delivered and read marks (a message's read count = members with read >= its seq)."""
-    return ReceiptsOut.model_validate(await node.messaging.receipts(principal.user_id, conversation(conv)))
+    return ReceiptsOut.model_validate(await node.receipts.receipts(principal.user_id, conversation(conv)))

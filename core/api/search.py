@@ -11,7 +11,7 @@ from core.api.deps import NodeDep, PrincipalDep
 from core.api.schemas import SearchOut
 from core.errors import ErrorOut
 from core.protocol.frames import CONV_PATTERN, ID_PATTERN
-from core.services.messaging import SEARCH_QUERY_MAX
+from core.services.history import SEARCH_QUERY_MAX
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
@@ -47,7 +47,7 @@ async def search_messages(
     """Messages whose text contains ``q``, newest first, from the conversations you may read (in a group only
     from your first readable seq; recalled messages never). Open one in context with
     ``GET /api/conversations/{conv}/messages?around={seq}``."""
-    page = await node.messaging.search(
+    page = await node.history.search(
         principal.user_id,
         q,
         conv=conversation(conv) if conv is not None else None,

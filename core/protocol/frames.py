@@ -121,23 +121,6 @@ CLIENT_FRAME_TYPES: tuple[str, ...] = (
 # --------------------------------------------------------------------------- server -> client
 
 
-class WireMessage(BaseModel):
-    id: str
-    conv: str
-    seq: int
-    from_: str = Field(alias="from", serialization_alias="from")
-    device: str
-    cmid: str
-    kind: str
-    body: dict[str, Any]
-    ts: int
-    recalled: bool = False
-    # Present on a reply: the quoted message as this reader may see it (docs/protocol.md "Reply / quote").
-    quote: dict[str, Any] | None = None
-
-    model_config = ConfigDict(populate_by_name=True)
-
-
 class AuthOk(_Frame):
     type: Literal["auth.ok"] = "auth.ok"
     user: str
@@ -250,7 +233,3 @@ ServerFrame = (
     | SyncRequired
     | ErrorFrame
 )
-SERVER_FRAME_TYPES: tuple[str, ...] = (
-    "auth.ok", "pong", "message.sent", "message.new", "receipt", "sync.batch", "sync.done", "presence", "typing",
-    "notify", "sync.required", "error",
-)  # fmt: skip

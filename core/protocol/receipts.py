@@ -9,7 +9,7 @@ advance within one window leave as a single receipt carrying the highest marks.
 Shape: the first advance after a quiet window is due at once (no added latency for a lone message); later ones
 wait until ``window_s`` after the previous receipt of the same (conv, user). The driver calls :meth:`offer` for
 every mark, sends what it returns, and calls :meth:`flush` at :meth:`next_due` (see
-``MessagingService._arm_receipt_flush``). State is bounded: announced marks live in an LRU of ``max_keys``
+``ReceiptService._arm_receipt_flush``). State is bounded: announced marks live in an LRU of ``max_keys``
 entries; an entry that falls out only means one extra, still correct, receipt later.
 """
 

@@ -25,7 +25,7 @@ from core.protocol.frames import (
     Typing,
 )
 from core.protocol.ratelimit import TokenBucket
-from strategies.ack.base import DeliveryTracker, GiveUp, Pending, Resend
+from strategies.ack.base import DeliveryTracker, GiveUp, Resend
 
 
 class Phase(Enum):
@@ -62,22 +62,13 @@ class SendFrame:
 
 
 @dataclass(frozen=True, slots=True)
-class Redeliver:
-    pending: Pending
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLettered:
-    pending: Pending
-
-
-@dataclass(frozen=True, slots=True)
 class Close:
     code: CloseCode
     reason: str
 
 
-SessionEvent = Handle | SendFrame | Redeliver | DeadLettered | Close
+# The tracker's own events pass through: Resend (push ``pending.frame`` again), GiveUp (record a dead letter).
+SessionEvent = Handle | SendFrame | Resend | GiveUp | Close
 
 _RATED = (MessageSend, MessageRecall, Typing, Sync)
 
@@ -217,7 +208,7 @@ class ServerSession:
         return deadline
 
     def tick(self, now: float, inbound_waiting: bool = False) -> list[SessionEvent]:
-        """Deadlines due at ``now``; ``inbound_waiting``: the device's frames wait unprocessed (see delivery.py)."""
+        """Deadlines due at ``now``; ``inbound_waiting``: the device's frames wait unprocessed (see strategies/ack/tracking.py)."""
         if self.phase is Phase.CLOSED:
             return []
         if self.phase is Phase.AWAIT_AUTH:
@@ -229,11 +220,7 @@ class ServerSession:
         if self._token_deadline is not None and now >= self._token_deadline:
             return self._close(CloseCode.TOKEN_EXPIRED, "access token expired; reconnect with a fresh one")
         events: list[SessionEvent] = []
-        for ev in self.tracker.due(now, inbound_waiting):
-            if isinstance(ev, Resend):
-                events.append(Redeliver(ev.pending))
-            elif isinstance(ev, GiveUp):
-                events.append(DeadLettered(ev.pending))
+        events += self.tracker.due(now, inbound_waiting)
         return events
 
     # -------------------------------------------------------------- close

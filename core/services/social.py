@@ -9,25 +9,20 @@ members through the same ordered, synced stream as chat messages.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from core.clock import Clock
 from core.config import LimitsConfig
 from core.errors import ErrorCode, WsimError
-from core.models import Friend, FriendRequest, Group, Member, Message, Role
+from core.models import Friend, FriendRequest, Group, Member, Role
 from core.protocol.codec import encode
 from core.protocol.frames import Notify
 from core.routing import Router
+from core.services.writer import SystemPoster
 from core.types import direct_conversation, group_conversation, parse_conversation
 from strategies.cache.base import Cache, cached
 from strategies.ids.base import IdGenerator
 from strategies.store.base import MessageStore, SocialStore
-
-
-class SystemPoster(Protocol):
-    async def post_system(
-        self, conv: str, actor: int, body: dict[str, Any], extra_recipients: Sequence[int] = ()
-    ) -> Message: ...
 
 
 def _check_name(name: str) -> str:
@@ -47,6 +42,7 @@ class SocialService:
         cache: Cache,
         router: Router,
         limits: LimitsConfig,
+        system: SystemPoster,
     ) -> None:
         self._users = users
         self._messages = messages
@@ -55,14 +51,15 @@ class SocialService:
         self._cache = cache
         self._router = router
         self._limits = limits
-        self.system: SystemPoster | None = None
+        self._system = system
 
     async def _notify(self, users: Sequence[int], event: str, data: dict[str, Any]) -> None:
         await self._router.deliver(users, encode(Notify(event=event, data=data)))
 
     async def _post(self, conv: str, actor: int, body: dict[str, Any], extra: Sequence[int] = ()) -> None:
-        assert self.system is not None, "messaging service not wired"
-        await self.system.post_system(conv, actor, body, extra)
+        """Announce a change in ``conv`` to its members as they are now, plus ``extra`` (a removed member)."""
+        members = await self.conversation_members(conv)
+        await self._system.post_system(conv, actor, body, list(dict.fromkeys([*members, *extra])))
 
     async def _require_user(self, user_id: int) -> None:
         if await self._users.get_user(user_id) is None:

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Coroutine, Mapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, assert_never
 
 from core.clock import Timer
 from core.errors import CloseCode, ErrorCode, WsimError
@@ -46,14 +46,13 @@ from core.protocol.frames import (
 )
 from core.protocol.session import (
     Close,
-    DeadLettered,
     Handle,
-    Redeliver,
     SendFrame,
     ServerSession,
     SessionEvent,
     SessionLimits,
 )
+from strategies.ack.base import GiveUp, Resend
 
 log = logging.getLogger(__name__)
 
@@ -309,13 +308,15 @@ class SessionLink(ABC):
                 if isinstance(ev.frame, ErrorFrame):
                     self.node.metrics.errors.labels(ev.frame.code).inc()
                 self.push_frame(ev.frame)
-            elif isinstance(ev, Redeliver):
+            elif isinstance(ev, Resend):
                 self.node.metrics.retries.inc()
                 self.push(ev.pending.frame)
-            elif isinstance(ev, DeadLettered):
+            elif isinstance(ev, GiveUp):
                 await self.node.messaging.dead_letter(self, ev.pending)
             elif isinstance(ev, Close):
                 self._begin_close(ev.code, ev.reason, keep_errors=True)
+            else:
+                assert_never(ev)
         self._reschedule()
 
     async def _handle(self, frame: ClientFrame) -> bool:
@@ -334,15 +335,15 @@ class SessionLink(ABC):
                 case MessageSend():
                     await node.messaging.send(self, frame, node.clock.monotonic())
                 case MessageAck():
-                    await node.messaging.mark_delivered(self, frame.conv, frame.seq)
+                    await node.receipts.mark_delivered(self, frame.conv, frame.seq)
                 case MessageRead():
-                    await node.messaging.mark_read(self, frame.conv, frame.seq)
+                    await node.receipts.mark_read(self, frame.conv, frame.seq)
                 case MessageRecall():
                     await node.messaging.recall(self, frame.id)
                 case Sync():
                     answered: set[str] = set()
                     by_cursors = True
-                    for answer in await node.messaging.sync(self._user, frame):
+                    for answer in await node.history.sync(self._user, frame):
                         out = answer
                         if isinstance(out, SyncBatch):
                             answered.add(out.conv)
@@ -357,9 +358,9 @@ class SessionLink(ABC):
                         if conv not in answered:
                             self.note_held(conv, cursor)
                 case Typing():
-                    await node.messaging.typing(self, frame.conv)
-                case _:  # pragma: no cover - the union is closed; mypy checks exhaustiveness below
-                    raise AssertionError(f"unhandled frame {frame!r}")
+                    await node.receipts.typing(self, frame.conv)
+                case _:  # pragma: no cover - the union is closed: mypy flags a frame type without a case
+                    assert_never(frame)
         except WsimError as err:
             node.metrics.errors.labels(err.code.value).inc()
             retry_ms = int(err.details["retry_after_s"] * 1000) if "retry_after_s" in err.details else None

@@ -376,7 +376,3 @@ def headline_grid(panels: Sequence[tuple[str, str, pd.DataFrame]]) -> Figure:
         ax.axis("off")
     fig.tight_layout()
     return fig
-
-
-def describe_style() -> dict[str, Any]:
-    return {"font": cjk_font(), "dpi": mpl.rcParams["savefig.dpi"], "palette": list(PALETTE)}

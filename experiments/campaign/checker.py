@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 SendState = Literal["acked", "failed", "unknown"]
-INFINITE_SEQ = 2**62
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,9 +55,6 @@ class Book:
     resyncing: bool = False
     acks_at: list[float] = field(default_factory=list)
 
-    def acked_count(self) -> int:
-        return sum(1 for s in self.sends.values() if s.state == "acked")
-
     def final_sends(self) -> list[Sent]:
         return [s.final() for s in self.sends.values()]
 

@@ -27,7 +27,6 @@ from experiments.faults.backends import PrivateBackendConfig
 from experiments.load.spec import Fault, Population, ProxyConfig, Workload
 
 BASE_DIR = Path(__file__).resolve().parents[1] / "_base"
-KNOWN_SERVICES = ("mariadb", "redis", "rabbitmq", "mosquitto", "postgresql", "nats")
 
 
 class ExperimentError(ValueError):

@@ -127,10 +127,6 @@ class RttRetry:
     def max_retries(self) -> int:
         return self._max
 
-    @property
-    def rto_s(self) -> float:
-        return self._rto
-
     def wait_s(self, attempt: int) -> float:
         return float(min(self._cap, self._rto * self._factor**attempt))
 

@@ -6,14 +6,13 @@ from core.errors import CloseCode
 from core.protocol.frames import Auth, ErrorFrame, MessageAck, MessageSend
 from core.protocol.session import (
     Close,
-    DeadLettered,
     Handle,
     Phase,
-    Redeliver,
     SendFrame,
     ServerSession,
     SessionLimits,
 )
+from strategies.ack.base import GiveUp, Resend
 from strategies.ack.tracking import NullTracker, RetryingTracker
 from tests.support import policies
 
@@ -143,10 +142,10 @@ def test_delivery_tracking_redelivers_then_dead_letters_and_ack_stops_it() -> No
     s.delivered(8, "d:1:2", 4, "G", now=0.0)
     assert s.next_deadline() == 1.0
     evs = s.tick(1.0)
-    assert [type(e) for e in evs] == [Redeliver, Redeliver]
+    assert [type(e) for e in evs] == [Resend, Resend]
     s.receive_data(orjson.dumps({"type": "message.ack", "conv": "d:1:2", "seq": 3}).decode(), 1.5)
     evs = s.tick(3.0)
-    assert [type(e) for e in evs] == [DeadLettered]
+    assert [type(e) for e in evs] == [GiveUp]
     assert evs[0].pending.msg_id == 8  # type: ignore[union-attr]
 
 
@@ -213,5 +212,5 @@ def test_one_cumulative_ack_settles_every_pending_delivery_up_to_it() -> None:
     s.delivered(200, "g:9", 1, "g1", 0.0)
     s.receive_data(orjson.dumps({"type": "message.ack", "conv": "d:1:2", "seq": 4}).decode(), 0.5)
     assert tracker.pending_count() == 2
-    redelivered = [e.pending for e in s.tick(1.0) if isinstance(e, Redeliver)]
+    redelivered = [e.pending for e in s.tick(1.0) if isinstance(e, Resend)]
     assert sorted((p.conv, p.seq) for p in redelivered) == [("d:1:2", 5), ("g:9", 1)]
