@@ -67,6 +67,8 @@ def jwt_secret(settings: Settings) -> bytes:
 
 def build_node(settings: Settings, clock: Clock | None = None) -> Node:
     clock = clock or faultpoints.clock_from_env() or SystemClock()
+    if faultpoints.ARMED is not None:
+        faultpoints.ARMED.clock = clock
     metrics = Metrics()
     data_dir = settings.data_path
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,6 @@ module attribute load and one comparison on the hot path, nothing else.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -46,6 +45,7 @@ class CrashPoint:
     at: int
     marker: Path
     count: int = 0
+    clock: Clock | None = None  # the node's clock (set by the composition root); the grace kill is its timer
 
     def reached(self, point: str, detail: str = "") -> None:
         """Count a pass through ``point``; at the chosen one write the marker and die."""
@@ -60,7 +60,7 @@ class CrashPoint:
             fh.flush()
             os.fsync(fh.fileno())
         if point == "after_ack":
-            asyncio.get_running_loop().call_later(ACK_GRACE_S, _kill_self)
+            (self.clock or SystemClock()).call_later(ACK_GRACE_S, _kill_self)
         else:
             _kill_self()
 
