@@ -76,7 +76,8 @@ async def test_the_sweeper_can_be_turned_off(start_server: ServerFactory, client
     await bob.connect()
     conv = await make_friends(alice, bob)
     await _stored_without_fanout(server.node, conv, int(alice.user_id), "stays in the store")
-    clock.advance(3600)
+    # ten default sweep intervals; less than the heartbeat's 60 s, which reaps sockets silent on fake time
+    clock.advance(50)
     # no task, so nothing can ask later either: without anti-entropy only the next sync brings the message
     assert server.node.sweeper.interval_s == 0 and server.node.sweeper._task is None
     assert server.node.metrics.sweep_resyncs.value() == 0
