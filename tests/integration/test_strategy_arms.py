@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.sdk import WsimClient
 from tests.conftest import ServerFactory
 from tests.support.helpers import collect, make_friends, texts
+from tests.support.server import node_fake_clock
 
 
 def cache_counts(metrics: bytes) -> dict[tuple[str, str], float]:
@@ -89,10 +90,13 @@ async def test_dedup_off_stores_every_resend(start_server: ServerFactory, client
 async def test_dedup_memory_window_and_durable_key(
     start_server: ServerFactory, clients: list[WsimClient]
 ) -> None:
-    srv = await start_server({"strategies": {"dedup": {"kind": "memory", "window_s": 0.2}}})
+    clock = node_fake_clock()
+    srv = await start_server({"strategies": {"dedup": {"kind": "memory", "window_s": 20}}}, clock=clock)
     a, b, conv = await pair(srv.url, clients, "window")
     first = await a.send(conv, "once", cmid="late-resend")
-    await asyncio.sleep(0.3)  # outside the window: the durable key still recognises it
+    clock.advance(
+        30
+    )  # outside the window (and inside the heartbeat's 60 s): the durable key still recognises it
     again = await a.send(conv, "once", cmid="late-resend")
     assert first is not None and again is not None
     assert (again["id"], again["seq"], again["duplicate"]) == (first["id"], first["seq"], True)
