@@ -22,11 +22,10 @@ from starlette.requests import ClientDisconnect
 from core import __version__, faultpoints
 from core.api import admin, auth, conversations, files, groups, ops, search, transports, users
 from core.api.docs import mount_api_docs
-from core.api.schemas import ErrorOut
 from core.clientfaults import CLIENT_FAULTS, install_uvicorn_filter
 from core.clock import Clock, SystemClock
 from core.config import Settings
-from core.errors import CloseCode, ErrorCode, WsimError, http_status
+from core.errors import CloseCode, ErrorCode, ErrorOut, WsimError, http_status
 from core.gcpolicy import ConnectionFreezer
 from core.hub import Hub
 from core.metrics import Metrics
@@ -39,6 +38,7 @@ from core.services.presence import PresenceService
 from core.services.social import SocialService
 from core.sweeper import Sweeper
 from core.transport.guard import AddressSlots
+from core.transport.port import NodeAdapter
 from core.web_client import mount_web_client
 from strategies import ack, bus, cache, dedup, ids, presence, retry, timeline
 from strategies import files as file_strategies
@@ -46,6 +46,7 @@ from strategies import store as stores
 from strategies import transport as transport_strategies
 from strategies.context import StrategyContext
 from strategies.store.base import StoreUnavailable
+from strategies.transport.base import NodePort
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ def build_node(settings: Settings, clock: Clock | None = None) -> Node:
         files=file_service,
         address_slots=AddressSlots(settings.limits.max_connections_per_address),
         sweeper=sweeper,
+        secret=secret,
     )
 
 
@@ -389,8 +391,9 @@ def create_app(settings: Settings, clock: Clock | None = None, node: Node | None
     ):
         app.include_router(r)
     # Transports (native WebSocket by default; STOMP, HTTP polling, MQTT by configuration) add their own routes.
+    port: NodePort = NodeAdapter(node)  # what transports get instead of the node
     app.state.transports = [
-        transport_strategies.REGISTRY.create(cfg, node) for cfg in settings.strategies.transports
+        transport_strategies.REGISTRY.create(cfg, port) for cfg in settings.strategies.transports
     ]
     for t in app.state.transports:
         app.router.routes.extend(t.routes())

@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from pydantic import BaseModel
+
 
 class ErrorCode(StrEnum):
     # request shape
@@ -115,3 +117,14 @@ class CloseCode(IntEnum):
 TERMINAL_CLOSE_CODES: frozenset[int] = frozenset(
     {CloseCode.UNAUTHORIZED, CloseCode.SESSION_REVOKED, CloseCode.ORIGIN_REJECTED, CloseCode.REPLACED}
 )
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The REST error body ``{"error": {"code", "message"}}`` (named in OpenAPI responses)."""
+
+    error: ErrorBody

@@ -16,7 +16,8 @@ from core import faultpoints
 from core.clock import Clock
 from core.errors import CloseCode
 from core.metrics import Metrics
-from core.routing import CloseSessions, Deliver, Resync, Track, decode_envelope
+from core.models import Track
+from core.routing import CloseSessions, Deliver, Resync, decode_envelope
 
 log = logging.getLogger(__name__)
 

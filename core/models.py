@@ -197,3 +197,21 @@ class FileMeta:
             "thumbnail": self.thumb_key is not None,
             "url": f"/api/files/{self.id}",
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who an access token proves a caller is (verified by the accounts service)."""
+
+    user_id: int
+    family: str  # login session id ("sid" claim)
+    exp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """The stored message an encoded ``message.new`` push carries, so a link can track its delivery."""
+
+    msg_id: int
+    conv: str
+    seq: int

@@ -54,6 +54,8 @@ class Node:
     # Open sockets per client address, shared by every WebSocket transport's handshake gate.
     address_slots: AddressSlots
     sweeper: Sweeper
+    # The JWT signing key, read once by the composition root; transports that derive keys from it get it passed.
+    secret: bytes = field(repr=False)
     started: bool = field(default=False)
     # The gc callback that records pauses (removed when the node stops: tests run many nodes in one process).
     gc_callback: Callable[[str, dict[str, int]], None] | None = field(default=None)

@@ -20,17 +20,11 @@ from dataclasses import dataclass
 import orjson
 
 from core.metrics import Metrics
+from core.models import Track
 from strategies.bus.base import Bus
 from strategies.presence.base import PresenceRegistry, PresenceUnavailable
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Track:
-    msg_id: int
-    conv: str
-    seq: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from core.api.deps import NodeDep, PrincipalDep
-from core.api.schemas import DeadLetterOut, DeadLettersOut, ErrorOut, StatsOut
+from core.api.schemas import DeadLetterOut, DeadLettersOut, StatsOut
 from core.config import mask_secrets
-from core.errors import ErrorCode, WsimError
-from core.services.accounts import Principal
+from core.errors import ErrorCode, ErrorOut, WsimError
+from core.models import Principal
 
 
 async def admin_principal(principal: PrincipalDep, node: NodeDep) -> Principal:

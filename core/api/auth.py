@@ -3,7 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from core.api.deps import NodeDep, PrincipalDep, client_address
-from core.api.schemas import ErrorOut, LoginIn, RefreshIn, RegisterIn, TokensOut
+from core.api.schemas import LoginIn, RefreshIn, RegisterIn, TokensOut
+from core.errors import ErrorOut
 
 router = APIRouter(prefix="/api/auth", tags=["auth"], responses={422: {"model": ErrorOut}})
 

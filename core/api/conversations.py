@@ -5,8 +5,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from core.api.deps import ConvPath, NodeDep, PrincipalDep
-from core.api.schemas import ConversationOut, ConversationsOut, ErrorOut, HistoryOut, ReceiptsOut
-from core.errors import ErrorCode, WsimError
+from core.api.schemas import ConversationOut, ConversationsOut, HistoryOut, ReceiptsOut
+from core.errors import ErrorCode, ErrorOut, WsimError
 from core.protocol.frames import MAX_SEQ
 from core.types import parse_conversation
 

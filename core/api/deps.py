@@ -8,9 +8,9 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.errors import ErrorCode, WsimError
+from core.models import Principal
 from core.node import Node
 from core.protocol.frames import CONV_PATTERN, ID_PATTERN
-from core.services.accounts import Principal
 from core.types import parse_id
 
 bearer = HTTPBearer(auto_error=False, description="Access token from /api/auth/login")

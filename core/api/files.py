@@ -8,8 +8,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from core.api.deps import FileIdPath, NodeDep, OptionalPrincipalDep, PrincipalDep, ident
 from core.api.multipart import MultipartFileStream
-from core.api.schemas import ErrorOut, FileLinkOut, FileOut
-from core.errors import ErrorCode, WsimError
+from core.api.schemas import FileLinkOut, FileOut
+from core.errors import ErrorCode, ErrorOut, WsimError
 from core.models import FileMeta
 from core.node import Node
 from core.services.files import IMAGE_TYPES

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Response, status
 from core.api.deps import GroupIdPath, NodeDep, PrincipalDep, UserIdPath, ident
 from core.api.schemas import (
     AddedOut,
-    ErrorOut,
     GroupIn,
     GroupOut,
     GroupRenameIn,
@@ -18,6 +17,7 @@ from core.api.schemas import (
     RoleIn,
     UserOut,
 )
+from core.errors import ErrorOut
 from core.models import Group, Member, Role
 from core.node import Node
 from core.types import group_conversation

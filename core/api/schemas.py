@@ -17,15 +17,6 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: ErrorBody
-
-
 class UserOut(BaseModel):
     id: str
     username: str

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query
 
 from core.api.conversations import conversation
 from core.api.deps import NodeDep, PrincipalDep
-from core.api.schemas import ErrorOut, SearchOut
+from core.api.schemas import SearchOut
+from core.errors import ErrorOut
 from core.protocol.frames import CONV_PATTERN, ID_PATTERN
 from core.services.messaging import SEARCH_QUERY_MAX
 

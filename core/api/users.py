@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Response, status
 
 from core.api.deps import NodeDep, PrincipalDep, RequestIdPath, UserIdPath, ident
 from core.api.schemas import (
-    ErrorOut,
     FriendOut,
     FriendRequestIn,
     FriendRequestOut,
@@ -19,7 +18,7 @@ from core.api.schemas import (
     UserOut,
     UsersOut,
 )
-from core.errors import ErrorCode, WsimError
+from core.errors import ErrorCode, ErrorOut, WsimError
 from core.node import Node
 from core.types import direct_conversation
 

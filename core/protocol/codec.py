@@ -12,6 +12,8 @@ from core.errors import ErrorCode
 from core.protocol.frames import CLIENT_FRAME_ADAPTER, CMID_PATTERN, ClientFrame
 
 CMID_RE = re.compile(CMID_PATTERN)
+# How every encoded error frame begins (``encode`` writes ``type`` first): transports keep these on close.
+ERROR_PREFIX = '{"type":"error"'
 
 
 class FrameError(Exception):

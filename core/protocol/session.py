@@ -13,7 +13,6 @@ from enum import Enum
 
 from core.errors import CloseCode, ErrorCode
 from core.protocol import codec
-from core.protocol.delivery import DeliveryTracker, GiveUp, Pending, Resend
 from core.protocol.frames import (
     Auth,
     ClientFrame,
@@ -26,6 +25,7 @@ from core.protocol.frames import (
     Typing,
 )
 from core.protocol.ratelimit import TokenBucket
+from strategies.ack.base import DeliveryTracker, GiveUp, Pending, Resend
 
 
 class Phase(Enum):

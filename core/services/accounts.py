@@ -27,7 +27,7 @@ from cachetools import TTLCache
 from core.clock import Clock
 from core.config import AuthConfig
 from core.errors import CloseCode, ErrorCode, WsimError
-from core.models import RefreshToken, User
+from core.models import Principal, RefreshToken, User
 from core.protocol.ratelimit import TokenBucket
 from core.routing import Router
 from strategies.cache.base import Cache, cached
@@ -40,13 +40,6 @@ JWT_ALGORITHM = "HS256"
 
 _SUB_RE = re.compile(r"[1-9][0-9]{0,18}")
 _MAX_CLAIM_S = 2**40  # seconds: year 36812; bounds every time claim
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    user_id: int
-    family: str  # login session id ("sid" claim)
-    exp_ms: int
 
 
 @dataclass(frozen=True, slots=True)

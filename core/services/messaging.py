@@ -23,9 +23,8 @@ from core.config import LimitsConfig, SyncConfig
 from core.errors import ErrorCode, WsimError
 from core.hub import DeviceLink
 from core.metrics import Metrics
-from core.models import CLIENT_KINDS, DeadLetter, Message, MessageDraft, MessageKind
+from core.models import CLIENT_KINDS, DeadLetter, Message, MessageDraft, MessageKind, Track
 from core.protocol.codec import encode, message_new_json, message_sent_json, receipt_json
-from core.protocol.delivery import Pending
 from core.protocol.frames import (
     MessageSend,
     ServerFrame,
@@ -35,11 +34,11 @@ from core.protocol.frames import (
     TypingEvent,
 )
 from core.protocol.receipts import ReceiptCoalescer, ReceiptDue
-from core.routing import Router, Track
+from core.routing import Router
 from core.services.membership import MembershipNotices, recipients_at
 from core.services.social import SocialService
 from core.types import parse_conversation, parse_id
-from strategies.ack.base import AckPolicy
+from strategies.ack.base import AckPolicy, Pending
 from strategies.dedup.base import Deduplicator, DedupRecord
 from strategies.ids.base import IdGenerator
 from strategies.store.base import MessageStore, StoreUnavailable, UserStore

@@ -22,8 +22,9 @@ from typing import Any
 from core.clock import Timer
 from core.errors import CloseCode, ErrorCode, WsimError
 from core.hub import TooManyConnectionsError
+from core.models import Principal, Track
 from core.node import Node
-from core.protocol.codec import encode
+from core.protocol.codec import ERROR_PREFIX, encode
 from core.protocol.frames import (
     Auth,
     AuthOk,
@@ -53,12 +54,8 @@ from core.protocol.session import (
     SessionEvent,
     SessionLimits,
 )
-from core.routing import Track
-from core.services.accounts import Principal
 
 log = logging.getLogger(__name__)
-
-ERROR_PREFIX = '{"type":"error"'
 
 
 def session_limits(node: Node) -> SessionLimits:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.errors import CloseCode
+from core.models import Track
 from core.node import Node
 from core.protocol.frames import Auth
-from core.routing import Track
 from core.transport.guard import admit, origin_allowed
 from core.transport.link import SessionLink, session_limits
 

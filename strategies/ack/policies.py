@@ -3,7 +3,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from core.protocol.delivery import DeliveryTracker, NullTracker, RetryingTracker
+from strategies.ack.base import DeliveryTracker
+from strategies.ack.tracking import NullTracker, RetryingTracker
 from strategies.retry.base import RetryPolicy
 
 

@@ -37,10 +37,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import BaseRoute
 
-from core.api.schemas import ErrorOut
-from core.app import jwt_secret
-from core.errors import CloseCode, ErrorCode, WsimError
-from core.node import Node
+from core.errors import CloseCode, ErrorCode, ErrorOut, WsimError
+from core.models import Principal, Track
 from core.protocol.codec import encode_obj
 from core.protocol.frames import DEVICE_PATTERN, ErrorFrame
 from core.protocol.mqtt_auth import (
@@ -52,9 +50,7 @@ from core.protocol.mqtt_auth import (
     issue_credential,
     signed_payload,
 )
-from core.routing import Track
-from core.services.accounts import Principal
-from core.transport.link import SessionLink
+from strategies.transport.base import NodePort, Wire
 from strategies.transport.config import MqttTransportConfig
 
 log = logging.getLogger(__name__)
@@ -104,29 +100,39 @@ class CredentialsOut(BaseModel):
     payload: str = Field(description="uplink payload format")
 
 
-class MqttLink(SessionLink):
-    TRANSPORT = "mqtt"
+class MqttLink(Wire):
+    """One device attached through the broker: its downlink topic and key around the node's device session."""
 
-    def __init__(self, node: Node, bridge: MqttBridgeTransport, downlink: str, key: str) -> None:
-        super().__init__(node)
+    def __init__(self, port: NodePort, bridge: MqttBridgeTransport, downlink: str, key: str) -> None:
+        self.link = port.attach(self, "mqtt")
         self.bridge = bridge
         self.downlink = downlink
         self.key = key
         # Replaced by a new link on the same downlink topic (a re-hello): its ``closed`` notice would land on
         # the topic the device still reads, just before the new auth.ok, so it is not sent (H5).
         self.quiet = False
-        self.exp_ms = 0
-        self._inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=node.settings.limits.outbound_queue_frames)
+        self._inbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=port.limits.outbound_queue_frames)
         self._reader: asyncio.Task[None] | None = None
+        self._finishing: asyncio.Future[None] | None = None
 
-    async def _write(self, frame: str, track: Track | None) -> bool:
+    @property
+    def family(self) -> str:
+        return self.link.family
+
+    def closing(self) -> bool:
+        return self.link.closing()
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        self.link.close(code, reason)
+
+    async def write(self, frame: str, track: Track | None) -> bool:
         try:
             await self.bridge.publish_signed(self.downlink, self.key, frame.encode())
         except aiomqtt.MqttError as exc:
             raise ConnectionError(f"downlink publish failed: {exc}") from exc
         return True
 
-    async def _close_wire(self, code: CloseCode, reason: str) -> None:
+    async def close_wire(self, code: CloseCode, reason: str) -> None:
         if self.quiet:
             return
         notice = encode_obj({"type": "closed", "code": int(code), "reason": reason})
@@ -134,16 +140,13 @@ class MqttLink(SessionLink):
         if code == CloseCode.SESSION_REVOKED:
             await self.bridge.deprovision(self.downlink)
 
-    def _begin_close(self, code: CloseCode, reason: str, *, keep_errors: bool) -> None:
-        already = self._close_request is not None
-        super()._begin_close(code, reason, keep_errors=keep_errors)
-        if not already:
-            self._spawn(self._finish())
+    def on_close(self, code: CloseCode, reason: str, keep_errors: bool) -> None:
+        self._finishing = asyncio.ensure_future(self._finish())
 
     async def _finish(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-        await self.cleanup()
+        await self.link.cleanup()
         self.bridge.forget(self)
 
     def deliver_uplink(self, frame: bytes) -> bool:
@@ -155,31 +158,25 @@ class MqttLink(SessionLink):
         return True
 
     async def _read_loop(self) -> None:
-        while not self.closing():
+        link = self.link
+        while not link.closing():
             frame = await self._inbox.get()
-            await self.feed_data(frame)
+            await link.feed_data(frame)
 
     async def start(self, principal: Principal, device: str) -> bool:
-        self.start_writer()
-        self.exp_ms = principal.exp_ms
-        if not await self.open(principal, device):
+        self.link.start()
+        if not await self.link.open(principal, device):
             return False
         self._reader = asyncio.create_task(self._read_loop())
         return True
 
-    async def _renew(self, token: str) -> None:
+    def check_renew(self) -> None:
         """Refused: the token would cross the broker. Fresh credentials (over HTTPS) renew the link (H3)."""
         raise WsimError(
             ErrorCode.INVALID,
             "auth.renew is not accepted over MQTT (the token would cross the broker): "
             "fetch new credentials over HTTPS with the fresh token",
         )
-
-    def renew(self, exp_ms: int) -> None:
-        if exp_ms > self.exp_ms:
-            self.exp_ms = exp_ms
-            self.session.renewed(self._token_deadline(exp_ms))
-            self._reschedule()
 
 
 class MqttBridgeTransport:
@@ -188,10 +185,10 @@ class MqttBridgeTransport:
 
     name = "mqtt"
 
-    def __init__(self, config: MqttTransportConfig, node: Node) -> None:
+    def __init__(self, config: MqttTransportConfig, port: NodePort) -> None:
         self.config = config
-        self.node = node
-        self._secret = jwt_secret(node.settings)
+        self.port = port
+        self._secret = port.secret
         self.verifier = UplinkVerifier(self._secret, config.topic_prefix, int(config.replay_window_s * 1000))
         self._links: dict[tuple[int, str], MqttLink] = {}
         self._client: aiomqtt.Client | None = None
@@ -200,11 +197,11 @@ class MqttBridgeTransport:
         self._stopping = False
         self._opening: dict[tuple[int, str], asyncio.Future[MqttLink | None]] = {}
         self._pending_tasks: set[asyncio.Future[None]] = set()
-        self._down_n = node.clock.wall_ms() * 1000  # downlink counter: above any earlier run's (1000/ms)
+        self._down_n = port.clock.wall_ms() * 1000  # downlink counter: above any earlier run's (1000/ms)
         self._provisioned: set[str] = set()
         self._control_waits: dict[str, asyncio.Future[str | None]] = {}
         self._control_seq = 0
-        client_id = config.client_id or f"wsim-bridge-{config.topic_prefix}-{node.name}"
+        client_id = config.client_id or f"wsim-bridge-{config.topic_prefix}-{port.node_name}"
         self.client_id = _CLIENT_ID_UNSAFE.sub("-", client_id)[:64]
 
     # ---------------------------------------------------------------- topics and credentials
@@ -300,7 +297,7 @@ class MqttBridgeTransport:
     ) -> CredentialsOut:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise WsimError(ErrorCode.UNAUTHORIZED, "missing bearer token")
-        principal = await self.node.accounts.verify_access(credentials.credentials)
+        principal = await self.port.verify_access(credentials.credentials)
         cred = issue_credential(
             self._secret, principal.user_id, body.device, principal.family, principal.exp_ms
         )
@@ -330,7 +327,7 @@ class MqttBridgeTransport:
 
     async def publish_signed(self, topic: str, key: str, frame: bytes) -> None:
         """A downlink the device can authenticate: ``<n> <mac> <json>``, ``n`` increasing (H2)."""
-        self._down_n = n = max(self._down_n + 1, self.node.clock.wall_ms() * 1000)
+        self._down_n = n = max(self._down_n + 1, self.port.clock.wall_ms() * 1000)
         await self.publish(topic, signed_payload(key, topic, n, frame))
 
     async def _run(self) -> None:
@@ -373,7 +370,7 @@ class MqttBridgeTransport:
         return self._stopping
 
     def _on_message(self, message: aiomqtt.Message) -> None:
-        metrics = self.node.metrics
+        metrics = self.port.metrics
         payload = message.payload
         data = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
         if message.topic.value == _CONTROL_RESPONSES:
@@ -381,7 +378,7 @@ class MqttBridgeTransport:
             return
         metrics.transport_requests.labels(self.name).inc()
         try:
-            up = self.verifier.verify(message.topic.value, data, self.node.clock.wall_ms())
+            up = self.verifier.verify(message.topic.value, data, self.port.clock.wall_ms())
         except UplinkRefusedError as exc:
             metrics.transport_refused.labels(self.name, exc.reason).inc()
             log.debug("refused MQTT uplink on %s: %s", message.topic.value[:80], exc.message)
@@ -395,7 +392,7 @@ class MqttBridgeTransport:
             link.close(CloseCode.REPLACED, "the same device attached again")
             link = None
         if link is not None and link.family == cred.family and not link.closing():
-            link.renew(cred.exp_ms)
+            link.link.renew(cred.exp_ms)
             if not link.deliver_uplink(up.frame):
                 metrics.transport_refused.labels(self.name, "flood").inc()
             return
@@ -418,19 +415,19 @@ class MqttBridgeTransport:
     async def _after_open(self, opening: asyncio.Future[MqttLink | None], frame: bytes) -> None:
         link = await opening
         if link is not None and not link.deliver_uplink(frame):
-            self.node.metrics.transport_refused.labels(self.name, "flood").inc()
+            self.port.metrics.transport_refused.labels(self.name, "flood").inc()
 
     async def _open_link(self, cred: Credential) -> MqttLink | None:
-        node = self.node
-        if not await node.accounts.session_active(cred.family):
-            node.metrics.transport_refused.labels(self.name, "logged_out").inc()
+        port = self.port
+        if not await port.session_active(cred.family):
+            port.metrics.transport_refused.labels(self.name, "logged_out").inc()
             await self._tell(
                 cred, ErrorFrame(code=ErrorCode.UNAUTHORIZED.value, message="session has been logged out")
             )
             await self.deprovision(self.downlink_topic(cred.user, cred.device, cred.family))
             return None
         link = MqttLink(
-            node,
+            port,
             self,
             self.downlink_topic(cred.user, cred.device, cred.family),
             device_key(self._secret, cred),
@@ -453,7 +450,7 @@ class MqttBridgeTransport:
             )
 
     def forget(self, link: MqttLink) -> None:
-        key = (link.user, link.device)
+        key = (link.link.user, link.link.device)
         if self._links.get(key) is link:
             del self._links[key]
 
@@ -503,7 +500,7 @@ class MqttBridgeTransport:
             link.close(CloseCode.GOING_AWAY, "server shutting down")
         for link in list(self._links.values()):
             with suppress(Exception):
-                await asyncio.wait_for(link._closed.wait(), 2.0)
+                await link.link.wait_closed(2.0)
         self._stopping = True
         if self._task is not None:
             self._task.cancel()

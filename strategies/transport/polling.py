@@ -33,13 +33,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import BaseRoute
 
-from core.api.schemas import ErrorOut
-from core.errors import CloseCode, ErrorCode, WsimError
-from core.node import Node
+from core.errors import CloseCode, ErrorCode, ErrorOut, WsimError
+from core.models import Principal, Track
+from core.protocol.codec import ERROR_PREFIX
 from core.protocol.frames import DEVICE_PATTERN
-from core.routing import Track
-from core.services.accounts import Principal
-from core.transport.link import ERROR_PREFIX, SessionLink
+from strategies.transport.base import NodePort, Wire
 from strategies.transport.config import LongPollTransportConfig, ShortPollTransportConfig
 
 log = logging.getLogger(__name__)
@@ -87,13 +85,13 @@ class PollResponse(BaseModel):
     closed: ClosedOut | None = None
 
 
-class PollLink(SessionLink):
-    """A device attached by polling. ``push`` numbers and buffers frames; requests drain them."""
+class PollLink(Wire):
+    """A device attached by polling: ``buffer`` numbers and keeps the frames pushed to it; requests drain them."""
 
-    def __init__(self, node: Node, transport: PollingTransport) -> None:
-        super().__init__(node)
-        self.TRANSPORT = transport.name
+    def __init__(self, port: NodePort, transport: PollingTransport) -> None:
+        self.port = port
         self.transport_ref = transport
+        self.link = port.attach(self, transport.name)
         self.id = secrets.token_urlsafe(12)
         # (number, encoded frame, track, stored-at ms)
         self._buffer: deque[tuple[int, str, Track | None, int | None]] = deque()
@@ -102,37 +100,36 @@ class PollLink(SessionLink):
         self._arrived = asyncio.Event()
         self.closed_info: tuple[int, str] | None = None
         self.created_from: str | None = None  # the link id the request that created this link carried
+        self._finishing: asyncio.Future[None] | None = None
 
-    # ---------------------------------------------------------------- outbound buffer
-    def push(self, frame: str, track: Track | None = None, ts_ms: int | None = None) -> None:
-        if self._close_request is not None:
-            return
-        if len(self._buffer) >= self._queue_max:
-            self.close(CloseCode.SLOW_CONSUMER, "too many frames waiting for a poll; poll again and sync")
-            return
+    # ---------------------------------------------------------------- Wire
+    def buffer(self, frame: str, track: Track | None, ts_ms: int | None) -> bool:
+        if len(self._buffer) >= self.port.limits.outbound_queue_frames:
+            self.link.close(
+                CloseCode.SLOW_CONSUMER, "too many frames waiting for a poll; poll again and sync"
+            )
+            return True
         self._last_number += 1
         self._buffer.append((self._last_number, frame, track, ts_ms))
         self._arrived.set()
+        return True
 
-    def _begin_close(self, code: CloseCode, reason: str, *, keep_errors: bool) -> None:
-        if self._close_request is not None:
-            return
-        self._close_request = (code, reason)
+    def on_close(self, code: CloseCode, reason: str, keep_errors: bool) -> None:
         self.closed_info = (int(code), reason)
         kept = [b for b in self._buffer if keep_errors and b[1].startswith(ERROR_PREFIX)]
         self._buffer.clear()
         self._buffer.extend(kept)
         self._arrived.set()
-        self._spawn(self._finish())
+        self._finishing = asyncio.ensure_future(self._finish())
 
     async def _finish(self) -> None:
-        await self.cleanup()
+        await self.link.cleanup()
         self.transport_ref.forget(self)
 
-    async def _write(self, frame: str, track: Track | None) -> bool:  # pragma: no cover - no writer task
+    async def write(self, frame: str, track: Track | None) -> bool:  # pragma: no cover - no writer task
         raise AssertionError("poll links are drained by requests, not by a writer")
 
-    async def _close_wire(self, code: CloseCode, reason: str) -> None:  # pragma: no cover - see _begin_close
+    async def close_wire(self, code: CloseCode, reason: str) -> None:  # pragma: no cover - see on_close
         return None
 
     # ---------------------------------------------------------------- requests
@@ -145,7 +142,7 @@ class PollLink(SessionLink):
         buf = self._buffer
         while buf and buf[0][0] <= cursor:
             _, frame, track, ts_ms = buf.popleft()
-            self._observe_written(frame, track, ts_ms)
+            self.link.written(frame, track, ts_ms)
 
     def pending_after(self, cursor: int, limit: int) -> tuple[int, list[str]]:
         out: list[str] = []
@@ -163,9 +160,10 @@ class PollLink(SessionLink):
         return bool(self._buffer) and self._buffer[-1][0] > cursor
 
     async def wait_for_frames(self, cursor: int, hold_s: float) -> None:
-        deadline = self.node.clock.monotonic() + hold_s
-        while not self.has_after(cursor) and self._close_request is None:
-            remaining = deadline - self.node.clock.monotonic()
+        clock = self.port.clock
+        deadline = clock.monotonic() + hold_s
+        while not self.has_after(cursor) and not self.link.closing():
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return
             self._arrived.clear()
@@ -176,12 +174,8 @@ class PollLink(SessionLink):
 
     def seen(self, principal: Principal) -> None:
         """Any request is a sign of life, and carries a token: its expiry becomes the link's."""
-        now = self.node.clock.monotonic()
-        self.session.last_seen = now
-        if principal.exp_ms > (self.principal.exp_ms if self.principal else 0):
-            self.principal = principal
-            self.session.renewed(self._token_deadline(principal.exp_ms))
-        self._reschedule()
+        self.link.touch()
+        self.link.renew(principal.exp_ms)
 
 
 class PollingTransport:
@@ -191,15 +185,15 @@ class PollingTransport:
 
     name = "polling"
 
-    def __init__(self, config: LongPollTransportConfig | ShortPollTransportConfig, node: Node) -> None:
+    def __init__(self, config: LongPollTransportConfig | ShortPollTransportConfig, port: NodePort) -> None:
         self.config = config
-        self.node = node
+        self.port = port
         self.hold_s = config.hold_s if isinstance(config, LongPollTransportConfig) else 0.0
         self._links: dict[tuple[int, str], PollLink] = {}
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
 
     def forget(self, link: PollLink) -> None:
-        key = (link.user, link.device)
+        key = (link.link.user, link.link.device)
         if self._links.get(key) is link:
             del self._links[key]
             self._locks.pop(key, None)
@@ -211,12 +205,12 @@ class PollingTransport:
         response: Response,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> PollResponse:
-        node = self.node
-        metrics = node.metrics
+        port = self.port
+        metrics = port.metrics
         metrics.transport_requests.labels(self.name).inc()
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise WsimError(ErrorCode.UNAUTHORIZED, "missing bearer token")
-        principal = await node.accounts.verify_access(credentials.credentials)
+        principal = await port.verify_access(credentials.credentials)
         key = (principal.user_id, body.device)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one request at a time changes a link (a held poll does not hold this lock)
@@ -226,11 +220,11 @@ class PollingTransport:
                 if body.link == link.id:
                     link.confirm(body.cursor)
                 for frame in body.frames:
-                    if link.closing():
+                    if link.link.closing():
                         break
-                    await link.feed_data(_encode_frame(frame))
+                    await link.link.feed_data(_encode_frame(frame))
                 if body.close:
-                    link.close(CloseCode.NORMAL, "device closed the link")
+                    link.link.close(CloseCode.NORMAL, "device closed the link")
         cursor = body.cursor if body.link == link.id else 0
         if self.hold_s > 0 and body.wait and not body.frames:
             await link.wait_for_frames(cursor, self.hold_s)
@@ -251,16 +245,16 @@ class PollingTransport:
         if (
             link is not None
             and body.link is not None
-            and link.family == principal.family
+            and link.link.family == principal.family
             and body.link in (link.id, link.created_from)
         ):
             return link  # the current link, or a concurrent request of the device that just got it
         # No link, another one (the device restarted), or another login session: a new link, which replaces the
         # old one in the hub. Its new id tells the device to sync from its message cursors.
-        link = PollLink(self.node, self)
+        link = PollLink(self.port, self)
         link.created_from = body.link
         self._links[key] = link
-        await link.open(principal, body.device)
+        await link.link.open(principal, body.device)
         return link
 
     # ---------------------------------------------------------------- Transport
@@ -290,7 +284,7 @@ class PollingTransport:
 
     async def close(self) -> None:
         for link in list(self._links.values()):
-            link.close(CloseCode.GOING_AWAY, "server shutting down")
+            link.link.close(CloseCode.GOING_AWAY, "server shutting down")
 
 
 class LongPollTransport(PollingTransport):

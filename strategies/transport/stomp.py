@@ -34,8 +34,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.clock import Timer
 from core.errors import CloseCode, ErrorCode, WsimError
-from core.node import Node
-from core.protocol.codec import encode_obj
+from core.models import Track
+from core.protocol.codec import ERROR_PREFIX, encode_obj
 from core.protocol.frames import (
     CLIENT_FRAME_ADAPTER,
     CLIENT_FRAME_TYPES,
@@ -54,9 +54,7 @@ from core.protocol.stomp import (
     parse_heart_beat,
     serialize_text,
 )
-from core.routing import Track
-from core.transport.guard import admit
-from core.transport.link import ERROR_PREFIX, SessionLink
+from strategies.transport.base import NodePort, Wire
 from strategies.transport.config import StompTransportConfig
 
 log = logging.getLogger(__name__)
@@ -89,15 +87,16 @@ def _is_conv(value: str) -> bool:
     return _CONV_RE.fullmatch(value) is not None
 
 
-class StompLink(SessionLink):
-    TRANSPORT = "stomp"
+class StompLink(Wire):
+    """One STOMP connection: the STOMP framing around the node's device session (``self.link``)."""
 
-    def __init__(self, ws: WebSocket, node: Node, config: StompTransportConfig) -> None:
-        super().__init__(node)
+    def __init__(self, ws: WebSocket, port: NodePort, config: StompTransportConfig) -> None:
         self.ws = ws
+        self.port = port
         self.config = config
-        self.parser = StompParser(max_frame_bytes=node.settings.limits.max_frame_bytes)
-        self.ledger = AckLedger(node.settings.limits.max_pending_deliveries)
+        self.link = port.attach(self, "stomp")
+        self.parser = StompParser(max_frame_bytes=port.limits.max_frame_bytes)
+        self.ledger = AckLedger(port.limits.max_pending_deliveries)
         self.subs: dict[str, Subscription] = {}
         self.user_queue: Subscription | None = None
         self.group_subs: dict[str, Subscription] = {}  # conv -> subscription
@@ -106,25 +105,25 @@ class StompLink(SessionLink):
         self._error_sent = False
         self._handled_ok = False
         self._beat_ms = 0  # server -> client heart-beat period
-        self._last_write = node.clock.monotonic()
+        self._last_write = port.clock.monotonic()
         self._beat_timer: Timer | None = None
 
     # ---------------------------------------------------------------- outbound
     def push_receipt(self, receipt_id: str | None) -> None:
         if receipt_id is not None:
-            self.push(_RECEIPT + receipt_id)
+            self.link.push(_RECEIPT + receipt_id)
 
-    def _keep_on_close(self, frame: str) -> bool:
-        return frame.startswith(_RECEIPT) or super()._keep_on_close(frame)  # DISCONNECT's RECEIPT comes last
+    def keep_on_close(self, frame: str) -> bool:
+        return frame.startswith(_RECEIPT)  # DISCONNECT's RECEIPT comes last
 
     async def _send(self, text: str) -> None:
         try:
             await self.ws.send_text(text)
         except WebSocketDisconnect as exc:
             raise ConnectionError("socket closed") from exc
-        self._last_write = self.node.clock.monotonic()
+        self._last_write = self.port.clock.monotonic()
 
-    async def _write(self, frame: str, track: Track | None) -> bool:
+    async def write(self, frame: str, track: Track | None) -> bool:
         if frame.startswith("\x00"):
             if frame.startswith(_RECEIPT):
                 await self._send(serialize_text("RECEIPT", {"receipt-id": frame[len(_RECEIPT) :]}))
@@ -136,7 +135,7 @@ class StompLink(SessionLink):
             return False
         if frame.startswith('{"type":"pong"'):
             return False  # STOMP heart-beats are EOLs, written on their own timer
-        if self._close_request is not None and frame.startswith(ERROR_PREFIX):
+        if self.link.closing() and frame.startswith(ERROR_PREFIX):
             err = orjson.loads(frame)
             await self._send_error(str(err.get("message", "error")), frame, err.get("code"))
             return False
@@ -174,7 +173,7 @@ class StompLink(SessionLink):
             return msg.get("conv"), msg.get("seq"), str(obj.get("type", ""))
         return obj.get("conv"), None, str(obj.get("type", ""))
 
-    async def _after_write(self, frame: str, track: Track | None) -> None:
+    async def after_write(self, frame: str, track: Track | None) -> None:
         if track is None:
             return
         sub = self.group_subs.get(track.conv) if track.conv.startswith("g:") else None
@@ -188,7 +187,7 @@ class StompLink(SessionLink):
     async def _send_connected(self, ok: dict[str, Any]) -> None:
         headers = {
             "version": "1.2",
-            "server": f"wsim/{self.node.name}",
+            "server": f"wsim/{self.port.node_name}",
             "session": str(ok["device"]),
             "user-name": str(ok["user"]),
             "heart-beat": f"{self._server_beat_ms()},{self._server_beat_ms()}",
@@ -207,7 +206,7 @@ class StompLink(SessionLink):
             headers["wsim-code"] = str(code)
         await self._send(serialize_text("ERROR", headers, body))
 
-    async def _close_wire(self, code: CloseCode, reason: str) -> None:
+    async def close_wire(self, code: CloseCode, reason: str) -> None:
         if code not in (CloseCode.NORMAL,) and not self._error_sent:
             with_code = encode_obj(
                 {"type": "error", "code": "closed", "message": reason, "close_code": int(code)}
@@ -217,30 +216,28 @@ class StompLink(SessionLink):
 
     # ---------------------------------------------------------------- heart-beats
     def _server_beat_ms(self) -> int:
-        return self.config.heart_beat_ms or int(self.node.settings.heartbeat.interval_s * 1000)
+        return self.config.heart_beat_ms or int(self.port.limits.heartbeat_interval_s * 1000)
 
     def _beat(self) -> None:
         self._beat_timer = None
-        if self._close_request is not None or not self._beat_ms:
+        if self.link.closing() or not self._beat_ms:
             return
-        now = self.node.clock.monotonic()
+        now = self.port.clock.monotonic()
         idle = now - self._last_write
         period = self._beat_ms / 1000
         if idle >= period * 0.9:
-            self.push(_BEAT)
+            self.link.push(_BEAT)
             idle = 0.0
-        self._beat_timer = self.node.clock.call_later(max(0.01, period - idle), self._beat)
+        self._beat_timer = self.port.clock.call_later(max(0.01, period - idle), self._beat)
 
     # ---------------------------------------------------------------- inbound
-    async def _handle(self, frame: Any) -> bool:
-        ok = await super()._handle(frame)
+    def handled(self, ok: bool) -> None:
         self._handled_ok = ok
-        return ok
 
     async def _fatal(self, message: str, code: CloseCode = CloseCode.PROTOCOL_ERROR) -> None:
-        self.node.metrics.errors.labels(ErrorCode.BAD_FRAME.value).inc()
-        self.push(encode_obj({"type": "error", "code": ErrorCode.BAD_FRAME.value, "message": message}))
-        await self._process(self.session.close(code, message))
+        self.port.metrics.errors.labels(ErrorCode.BAD_FRAME.value).inc()
+        self.link.push(encode_obj({"type": "error", "code": ErrorCode.BAD_FRAME.value, "message": message}))
+        await self.link.end(code, message)
 
     async def on_frame(self, frame: StompFrame) -> None:
         cmd = frame.command
@@ -264,7 +261,7 @@ class StompLink(SessionLink):
                 await self._on_ack(frame)
             case "DISCONNECT":
                 self.push_receipt(frame.get("receipt"))
-                await self._process(self.session.close(CloseCode.NORMAL, "client disconnected"))
+                await self.link.end(CloseCode.NORMAL, "client disconnected")
             case _:
                 await self._fatal(f"{cmd} is not expected here")
 
@@ -301,8 +298,8 @@ class StompLink(SessionLink):
         assert isinstance(auth_frame, Auth)
         self._connected = True
         self._beat_ms = downstream
-        await self.feed(auth_frame)
-        if self.registered and self._beat_ms:
+        await self.link.feed(auth_frame)
+        if self.link.registered and self._beat_ms:
             self._beat()
 
     async def _on_send(self, frame: StompFrame) -> None:
@@ -339,7 +336,7 @@ class StompLink(SessionLink):
             )
             return
         self._handled_ok = False
-        await self.feed_data(data)
+        await self.link.feed_data(data)
         if self._handled_ok:
             self.push_receipt(receipt)
 
@@ -362,11 +359,13 @@ class StompLink(SessionLink):
         elif dest.startswith(GROUP_TOPIC) and _is_conv("g:" + dest[len(GROUP_TOPIC) :]):
             conv = "g:" + dest[len(GROUP_TOPIC) :]
             try:
-                await self.node.social.first_readable_seq(self._user, conv)
+                await self.port.may_read(self.link.user, conv)
             except WsimError as exc:
                 # Refused for this subscription only (issue 14, gap 10): an error on the user queue, ref = the
                 # subscription id; the connection and its other subscriptions stay.
-                self.push_frame(ErrorFrame(code=exc.code.value, message=f"{dest}: {exc.message}", ref=sub_id))
+                self.link.push_frame(
+                    ErrorFrame(code=exc.code.value, message=f"{dest}: {exc.message}", ref=sub_id)
+                )
                 return
             if conv in self.group_subs:
                 await self._fatal(f"already subscribed to {dest}")
@@ -401,27 +400,26 @@ class StompLink(SessionLink):
                 ack_id
             )  # stays unacknowledged: redelivered on the retry schedule, then dead-lettered
         # An ACK or NACK shows the client is alive, like any frame.
-        self.session.last_seen = self.node.clock.monotonic()
+        self.link.touch()
         self.push_receipt(frame.get("receipt"))
 
     async def _settle(self, settled: Sequence[tuple[str, int]]) -> None:
         if not settled:
             return
-        now = self.node.clock.monotonic()
         for conv, seq in settled:
-            self.session.tracker.settle(conv, seq, now)
+            self.link.settle(conv, seq)
         for conv, mark in self.ledger.marks({c for c, _ in settled}):
-            await self.feed(MessageAck(type="message.ack", conv=conv, seq=mark))
+            await self.link.feed(MessageAck(type="message.ack", conv=conv, seq=mark))
 
     # ---------------------------------------------------------------- main loop
     async def run(self) -> None:
         ws = self.ws
         offered = ws.scope.get("subprotocols") or []
         await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        self.start_writer()
-        self._reschedule()
+        link = self.link
+        link.start()
         try:
-            while not self.closing():
+            while not link.closing():
                 message = await ws.receive()
                 if message["type"] == "websocket.disconnect":
                     break
@@ -434,11 +432,11 @@ class StompLink(SessionLink):
                     await self._fatal(str(exc))
                     break
                 for ev in events:
-                    if self.closing():
+                    if link.closing():
                         break
                     if isinstance(ev, HeartBeat):
-                        if self.registered:
-                            self.session.last_seen = self.node.clock.monotonic()
+                        if link.registered:
+                            link.touch()
                     else:
                         await self.on_frame(ev)
         except (WebSocketDisconnect, RuntimeError, OSError):
@@ -446,7 +444,7 @@ class StompLink(SessionLink):
         finally:
             if self._beat_timer is not None:
                 self._beat_timer.cancel()
-            await self.cleanup()
+            await link.cleanup()
 
 
 class StompTransport:
@@ -455,17 +453,16 @@ class StompTransport:
 
     name = "stomp"
 
-    def __init__(self, config: StompTransportConfig, node: Node) -> None:
+    def __init__(self, config: StompTransportConfig, port: NodePort) -> None:
         self.config = config
-        self.node = node
+        self.port = port
 
     async def endpoint(self, ws: WebSocket) -> None:
-        node = self.node
-        release = await admit(ws, node.settings.server.origins, node.address_slots)
+        release = await self.port.admit(ws)
         if release is None:
             return  # refused before accept (403 foreign Origin, 429 too many sockets from the address)
         try:
-            await StompLink(ws, node, self.config).run()
+            await StompLink(ws, self.port, self.config).run()
         finally:
             release()
 

@@ -4,22 +4,22 @@ from collections.abc import Sequence
 
 from starlette.routing import BaseRoute, WebSocketRoute
 
-from core.node import Node
-from core.transport.websocket import websocket_endpoint
+from strategies.transport.base import NodePort
 from strategies.transport.config import WebSocketTransportConfig
 
 
 class NativeWebSocketTransport:
-    """The native JSON protocol over WebSocket: meets the interface's guarantees as stated (it defines them)."""
+    """The native JSON protocol over WebSocket: meets the interface's guarantees as stated (it defines them).
+    Its driver is the node's own endpoint (the hot path, ``core/transport/websocket.py``); this mounts it."""
 
     name = "websocket"
 
-    def __init__(self, config: WebSocketTransportConfig, node: Node) -> None:
+    def __init__(self, config: WebSocketTransportConfig, port: NodePort) -> None:
         self.config = config
-        self.node = node
+        self.port = port
 
     def routes(self) -> Sequence[BaseRoute]:
-        return [WebSocketRoute(self.config.path, websocket_endpoint)]
+        return [WebSocketRoute(self.config.path, self.port.native_endpoint())]
 
     def describe(self) -> dict[str, object]:
         return {"kind": self.name, "path": self.config.path, "frames": "JSON text, docs/protocol.md"}

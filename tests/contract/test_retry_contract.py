@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter
 
-from core.protocol.delivery import GiveUp, Resend, RetryingTracker
+from strategies.ack.tracking import GiveUp, Resend, RetryingTracker
 from strategies.retry import REGISTRY
 from strategies.retry.base import RetryPolicy
 from strategies.retry.config import RetryConfig

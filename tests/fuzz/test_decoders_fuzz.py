@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from core.errors import CloseCode, ErrorCode
 from core.protocol import codec
-from core.protocol.delivery import RetryingTracker
 from core.protocol.frames import CLIENT_FRAME_TYPES
 from core.protocol.session import Close, Handle, SendFrame, ServerSession, SessionLimits
 from core.protocol.stomp import CLIENT_COMMANDS, StompError, StompEvent, StompParser
+from strategies.ack.tracking import RetryingTracker
 from tests.support import policies
 
 FUZZ = settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])

@@ -37,9 +37,9 @@ from hypothesis.stateful import (
 
 from core.app import build_node, start_node, stop_node
 from core.errors import CloseCode
+from core.models import Track
 from core.node import Node
 from core.protocol.ordering import OrderingBuffer
-from core.routing import Track
 from core.transport.link import SessionLink
 from tests.support.server import settings_for_test
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.protocol.delivery import GiveUp, Resend, RetryingTracker
+from strategies.ack.tracking import GiveUp, Resend, RetryingTracker
 from strategies.retry import REGISTRY
 from strategies.retry.policies import RttRetry
 from tests.support import policies

@@ -6,7 +6,7 @@ from core.clock import FakeClock, SystemClock
 from core.errors import CloseCode
 from core.hub import Hub
 from core.metrics import Metrics
-from core.routing import Track
+from core.models import Track
 
 
 @dataclass

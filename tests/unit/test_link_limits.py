@@ -8,7 +8,7 @@ from pathlib import Path
 from core.app import build_node
 from core.clock import FakeClock
 from core.errors import CloseCode
-from core.routing import Track
+from core.models import Track
 from core.transport.link import SessionLink
 from tests.support.server import settings_for_test
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from core.protocol.delivery import GiveUp, NullTracker, Resend, RetryingTracker
+from strategies.ack.tracking import GiveUp, NullTracker, Resend, RetryingTracker
 from tests.support import policies
 
 

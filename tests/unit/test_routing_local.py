@@ -7,7 +7,8 @@ from collections.abc import Collection, Iterable
 from core.clock import FakeClock
 from core.hub import Hub
 from core.metrics import Metrics
-from core.routing import Deliver, Router, Track, decode_envelope, encode_envelope
+from core.models import Track
+from core.routing import Deliver, Router, decode_envelope, encode_envelope
 from strategies.presence.base import PresenceUnavailable
 from tests.unit.test_hub import FakeLink
 

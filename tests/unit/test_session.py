@@ -3,7 +3,6 @@ from __future__ import annotations
 import orjson
 
 from core.errors import CloseCode
-from core.protocol.delivery import NullTracker, RetryingTracker
 from core.protocol.frames import Auth, ErrorFrame, MessageAck, MessageSend
 from core.protocol.session import (
     Close,
@@ -15,6 +14,7 @@ from core.protocol.session import (
     ServerSession,
     SessionLimits,
 )
+from strategies.ack.tracking import NullTracker, RetryingTracker
 from tests.support import policies
 
 AUTH = orjson.dumps({"type": "auth", "token": "t"}).decode()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from core.config import ConfigError, load_settings
-from core.protocol.delivery import NullTracker, RetryingTracker
 from strategies import transport
 from strategies._registry import StrategyUnavailableError
+from strategies.ack.tracking import NullTracker, RetryingTracker
 from tests.support import policies
 from tests.support.services import unavailable
 
