@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 from core.config import ConfigError, Settings, load_settings, mask_log_secrets, mask_secrets
 
 if TYPE_CHECKING:
+    from core.clock import Clock
     from core.cluster import LocalCluster
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """How a node runs under uvicorn (shared by ``serve``, the cluster launcher and the benchmarks)."""
+def uvicorn_options(settings: Settings, clock: Clock) -> dict[str, Any]:
+    """How a node runs under uvicorn (shared by ``serve``, the cluster launcher and the benchmarks); ``clock`` is
+    the node's (``app.state.node.clock``), which times the HTTP header deadline too."""
     from core.transport.coalesce import CoalescingWebSocketProtocol
     from core.transport.guard import guarded_http_protocol
 
@@ -29,7 +31,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws": CoalescingWebSocketProtocol if settings.server.ws_coalesce_writes else "websockets-sansio",
         "loop": "uvloop",
         # httptools plus a deadline and a size bound for request headers (slowloris): core/transport/guard.py.
-        "http": guarded_http_protocol(settings.server.header_timeout_s, settings.server.max_header_bytes),
+        "http": guarded_http_protocol(
+            settings.server.header_timeout_s, settings.server.max_header_bytes, clock
+        ),
         "lifespan": "on",
         "ws_max_size": settings.limits.max_frame_bytes + 1024,
         # Liveness is the protocol's own heartbeat (30 s, reaped after missed beats): no second ping layer.
@@ -71,10 +75,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     if args.fd is None:
-        uvicorn.run(app, **uvicorn_options(settings))
+        uvicorn.run(app, **uvicorn_options(settings, app.state.node.clock))
     else:
         # A listening socket bound by the parent (wsim cluster): no race for the port.
-        server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
+        server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings, app.state.node.clock)))
         server.run(sockets=[socket.socket(fileno=args.fd)])
     return 0
 

@@ -122,8 +122,8 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock tests move by hand; ``sleep`` advances time instead of waiting, and ``advance`` fires every timer
-    that falls due, in time order, each seeing ``monotonic()`` at its own time."""
+    """A clock tests move by hand: ``advance`` fires every timer that falls due, in time order, each seeing
+    ``monotonic()`` at its own time, and wakes every ``sleep`` that ends by then."""
 
     def __init__(self, start_wall_ms: int = 1_700_000_000_000, start_monotonic: float = 1000.0) -> None:
         self._wall_ms = start_wall_ms
@@ -170,5 +170,18 @@ class FakeClock:
         self._wall_ms = wall_ms
 
     async def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-        await asyncio.sleep(0)
+        """Wait until the test advances the clock past ``seconds`` from now (a timer like any other).
+
+        It does not advance time itself: a whole node runs on one fake clock, and a background loop that slept by
+        moving time (a sweeper, an indexer) would race time forward under every other timer of the node."""
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        done = asyncio.get_running_loop().create_future()
+        self.call_later(seconds, _resolve, done)
+        await done
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():  # a cancelled sleeper
+        fut.set_result(None)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from core.clock import Clock
 from core.sdk import WsimClient
 from tests.support.server import RunningServer, running_server, settings_for_test
 from tests.support.stores import nx_27017
@@ -33,10 +34,15 @@ async def start_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     count = itertools.count()
 
     async def start(
-        overrides: dict[str, Any] | None = None, data_dir: Path | None = None, port: int = 0
+        overrides: dict[str, Any] | None = None,
+        data_dir: Path | None = None,
+        port: int = 0,
+        clock: Clock | None = None,
     ) -> RunningServer:
+        """``clock=FakeClock()``: the node's timers (heartbeats, retries, sweeps, token expiry) run on fake time."""
         d = data_dir or tmp_path / f"node{next(count)}"
-        return await stack.enter_async_context(running_server(settings_for_test(d, overrides), port=port))
+        settings = settings_for_test(d, overrides)
+        return await stack.enter_async_context(running_server(settings, port=port, clock=clock))
 
     async with stack:
         yield start

@@ -27,6 +27,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from core.clock import Clock, SystemClock
 from core.errors import TERMINAL_CLOSE_CODES, CloseCode
 from core.protocol.ordering import OrderingBuffer
 
@@ -86,7 +87,11 @@ class WsimClient:
         auto_reconnect: bool = True,
         open_timeout_s: float = 10.0,
         origin: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``clock``: where the client reads time and arms its resend and ack-flush timers; a test that runs the
+        server on a :class:`core.clock.FakeClock` can pass the same one."""
+        self.clock: Clock = clock or SystemClock()
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self._url_index = 0
         self.device = device or f"py-{uuid.uuid4().hex[:12]}"
@@ -348,7 +353,11 @@ class WsimClient:
             attempt += 1
 
     async def _session(self, ws: ClientConnection) -> None:
-        if self.access_token and self.access_expires_ms - time.time() * 1000 < 30_000 and self.refresh_token:
+        if (
+            self.access_token
+            and self.access_expires_ms - self.clock.wall_ms() < 30_000
+            and self.refresh_token
+        ):
             await self.refresh()
         await ws.send(
             orjson.dumps({"type": "auth", "token": self.access_token, "device": self.device}).decode()
@@ -356,7 +365,7 @@ class WsimClient:
         maintenance = asyncio.create_task(self._maintain(ws))
         try:
             async for raw in ws:
-                self._last_rx = time.monotonic()
+                self._last_rx = self.clock.monotonic()
                 self._on_frame(ws, orjson.loads(raw))
         except ConnectionClosed:
             pass
@@ -373,15 +382,15 @@ class WsimClient:
 
     async def _maintain(self, ws: ClientConnection) -> None:
         """Heartbeats, gap repair, token renewal and ack-timeout detection, every 250 ms."""
-        last_ping = time.monotonic()
+        last_ping = self.clock.monotonic()
         while True:
             await asyncio.sleep(0.25)
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if not self.connected.is_set():
                 continue
             if now - last_ping >= self.heartbeat_s:
                 last_ping = now
-                await self._send(ws, {"type": "ping", "ts": int(time.time() * 1000)})
+                await self._send(ws, {"type": "ping", "ts": self.clock.wall_ms()})
             if now - self._last_rx > self.heartbeat_s * 2 + 5:
                 await ws.close(code=4002, reason="server silent")  # dead link: reconnect
                 return
@@ -397,7 +406,7 @@ class WsimClient:
             if (
                 self.access_expires_ms
                 and self.refresh_token
-                and self.access_expires_ms - time.time() * 1000 < 60_000
+                and self.access_expires_ms - self.clock.wall_ms() < 60_000
             ):
                 try:
                     await self.refresh()
@@ -464,7 +473,7 @@ class WsimClient:
 
     def _on_message(self, msg: dict[str, Any]) -> None:
         conv, seq = msg["conv"], msg["seq"]
-        offer = self.ordering.offer(conv, seq, msg, time.monotonic())
+        offer = self.ordering.offer(conv, seq, msg, self.clock.monotonic())
         if offer.duplicate:
             self.stats.duplicates_dropped += 1
         if offer.needs_sync:
@@ -480,7 +489,9 @@ class WsimClient:
         if self.ordering.cursor(conv) is None:
             self._send_nowait({"type": "sync", "cursors": {}})
             return
-        offer = self.ordering.offer(conv, seq, None, time.monotonic())  # our own message: advances the cursor
+        offer = self.ordering.offer(
+            conv, seq, None, self.clock.monotonic()
+        )  # our own message: advances the cursor
         self._release(offer.ready)
         if any(item is not None for item in offer.ready):
             # Only when our message released others' messages waiting behind it: the server never pushed our
@@ -494,7 +505,7 @@ class WsimClient:
         if cursor is None or cursor < 0:
             start = msgs[0]["seq"] - 1 if msgs else frame["last_seq"]
             self._release(self.ordering.set_cursor(conv, start))
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for m in msgs:
             mine = m["from"] == (self.user or {}).get("id") and m["device"] == self.device
             offer = self.ordering.offer(conv, m["seq"], None if mine else m, now)
@@ -513,7 +524,7 @@ class WsimClient:
             return
         if frame["code"] in ("unavailable", "rate_limited"):
             delay = (frame.get("retry_after_ms") or 500) / 1000
-            asyncio.get_running_loop().call_later(delay, self._resend_one, out.cmid)
+            self.clock.call_later(delay, self._resend_one, out.cmid)
             return
         del self._outbox[out.cmid]
         if not out.future.done():
@@ -525,7 +536,7 @@ class WsimClient:
         self._ack_dirty.add(conv)
         if not self._ack_flush_scheduled:
             self._ack_flush_scheduled = True
-            asyncio.get_running_loop().call_later(0.02, self._flush_acks)
+            self.clock.call_later(0.02, self._flush_acks)
 
     def _flush_acks(self) -> None:
         self._ack_flush_scheduled = False
@@ -575,7 +586,7 @@ class WsimClient:
                 await self._send(self._ws, frame)
             return None
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        out = _Outgoing(cmid, frame, fut, time.monotonic())
+        out = _Outgoing(cmid, frame, fut, self.clock.monotonic())
         self._outbox[cmid] = out
         if self._ws is not None and self.connected.is_set():
             out.attempts = 1

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from core.clock import Clock, Timer
 from core.errors import CloseCode, ErrorCode, http_status
 
 
@@ -109,10 +110,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     header_timeout_s: float = 10.0
     max_header_bytes: int = 64 * 1024
+    clock: Clock  # the node's, set by guarded_http_protocol
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._header_timer: Timer | None = None
         self._header_bytes = 0
         self._tail = b""  # the last bytes seen, to find a blank line split across chunks
 
@@ -120,7 +122,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._header_timer is None:
             self._header_bytes = 0
             self._tail = b""
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+            self._header_timer = self.clock.call_later(self.header_timeout_s, self._header_timeout)
 
     def _disarm_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -173,7 +175,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
 
-def guarded_http_protocol(header_timeout_s: float, max_header_bytes: int) -> type[GuardedHttpToolsProtocol]:
-    """A protocol class for ``uvicorn.Config(http=...)`` with this header deadline and size bound."""
-    attrs = {"header_timeout_s": header_timeout_s, "max_header_bytes": max_header_bytes}
+def guarded_http_protocol(
+    header_timeout_s: float, max_header_bytes: int, clock: Clock
+) -> type[GuardedHttpToolsProtocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` with this header deadline and size bound, timed on the
+    node's clock (so the header deadline is one more timer in its wheel, and fake time drives it in tests)."""
+    attrs = {"header_timeout_s": header_timeout_s, "max_header_bytes": max_header_bytes, "clock": clock}
     return type("GuardedHttp", (GuardedHttpToolsProtocol,), attrs)

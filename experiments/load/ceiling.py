@@ -81,10 +81,11 @@ def serve(port: int) -> None:
     import uvicorn
 
     from core.cli import uvicorn_options
+    from core.clock import SystemClock
     from core.config import load_settings
 
     settings = load_settings(None, {"server": {"host": "127.0.0.1", "port": port, "log_level": "warning"}})
-    uvicorn.run(create_app(), **uvicorn_options(settings))
+    uvicorn.run(create_app(), **uvicorn_options(settings, SystemClock()))
 
 
 @dataclass

@@ -209,8 +209,11 @@ class RabbitmqBus:
         self._closing = True
         await self._framed.close()
         if self._conn is not None:
-            with contextlib.suppress(Exception):
-                await self._conn.close()
+            with contextlib.suppress(
+                Exception
+            ):  # TimeoutError included: a silent broker must not hold a shutdown
+                async with asyncio.timeout(self._cfg.publish_timeout_s):
+                    await self._conn.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

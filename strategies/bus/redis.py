@@ -177,5 +177,9 @@ class RedisBus:
             if not fut.done():
                 fut.set_exception(ConnectionError("bus closed"))
         if self._pub is not None:
-            await self._pub.aclose()
+            with contextlib.suppress(
+                RedisError, OSError
+            ):  # OSError covers TimeoutError: a silent Redis must not hold a shutdown
+                async with asyncio.timeout(self._cfg.publish_timeout_s):
+                    await self._pub.aclose()
             self._pub = None

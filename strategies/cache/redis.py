@@ -16,6 +16,8 @@ Evictions under ``maxmemory`` are Redis's own (server-wide ``evicted_keys`` in I
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from typing import Any
@@ -95,7 +97,11 @@ class RedisCache:
 
     async def close(self) -> None:
         if self.redis is not None:
-            await self.redis.aclose()
+            with contextlib.suppress(
+                RedisError, OSError
+            ):  # OSError covers TimeoutError: a silent Redis must not hold a shutdown
+                async with asyncio.timeout(self._cfg.socket_timeout_s):
+                    await self.redis.aclose()
             self.redis = None
 
     async def _flush_pending_deletes(self, r: aioredis.Redis) -> None:

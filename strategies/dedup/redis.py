@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import orjson
@@ -77,5 +79,9 @@ class RedisDeduplicator:
 
     async def close(self) -> None:
         if self._redis is not None:
-            await self._redis.aclose()
+            with contextlib.suppress(
+                RedisError, OSError
+            ):  # OSError covers TimeoutError: a silent Redis must not hold a shutdown
+                async with asyncio.timeout(self._cfg.socket_timeout_s):
+                    await self._redis.aclose()
             self._redis = None

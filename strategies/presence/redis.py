@@ -246,16 +246,21 @@ class RedisPresence:
         if self._r is None:
             return
         # Leave nothing half-alive: make the registration due now, so the next sweep (any node) removes whatever
-        # devices are still listed and pushes their users' offline presence; free the node id at once.
+        # devices are still listed and pushes their users' offline presence; free the node id at once. Each step
+        # has a deadline: a Redis that stopped answering must not hold a shutdown (a 300 s hang was seen in CI);
+        # the lease then runs out on its own.
+        with contextlib.suppress(*_ERRORS):  # _ERRORS includes TimeoutError
+            async with asyncio.timeout(self._cfg.timeout_s):
+                async with self._r.pipeline(transaction=False) as pipe:
+                    pipe.zadd(self._k_nodes, {self._reg: 0})
+                    if self._node_id is not None:
+                        await self._script("id_release")(
+                            keys=[self._k_id(self._node_id)], args=[self._boot], client=pipe
+                        )
+                    await pipe.execute()
         with contextlib.suppress(*_ERRORS):
-            async with self._r.pipeline(transaction=False) as pipe:
-                pipe.zadd(self._k_nodes, {self._reg: 0})
-                if self._node_id is not None:
-                    await self._script("id_release")(
-                        keys=[self._k_id(self._node_id)], args=[self._boot], client=pipe
-                    )
-                await pipe.execute()
-        await self._r.aclose()
+            async with asyncio.timeout(self._cfg.timeout_s):
+                await self._r.aclose()
         self._r = None
         self._held.clear()
 

@@ -19,7 +19,6 @@ Semantics (docs/protocol.md, "STOMP 1.2 over WebSocket"):
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import re
@@ -33,6 +32,7 @@ from pydantic import ValidationError
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from core.clock import Timer
 from core.errors import CloseCode, ErrorCode, WsimError
 from core.models import Track
 from core.protocol.codec import ERROR_PREFIX, encode_obj
@@ -106,7 +106,7 @@ class StompLink(Wire):
         self._handled_ok = False
         self._beat_ms = 0  # server -> client heart-beat period
         self._last_write = port.clock.monotonic()
-        self._beat_timer: asyncio.TimerHandle | None = None
+        self._beat_timer: Timer | None = None
 
     # ---------------------------------------------------------------- outbound
     def push_receipt(self, receipt_id: str | None) -> None:
@@ -228,7 +228,7 @@ class StompLink(Wire):
         if idle >= period * 0.9:
             self.link.push(_BEAT)
             idle = 0.0
-        self._beat_timer = asyncio.get_running_loop().call_later(max(0.01, period - idle), self._beat)
+        self._beat_timer = self.port.clock.call_later(max(0.01, period - idle), self._beat)
 
     # ---------------------------------------------------------------- inbound
     def handled(self, ok: bool) -> None:

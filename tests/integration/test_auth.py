@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 
 import httpx
 import orjson
@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from core.sdk import ClientError, WsimClient
 from tests.conftest import ClientFactory, ServerFactory
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, node_fake_clock
 
 
 def ws_url(server: RunningServer) -> str:
@@ -123,11 +123,15 @@ async def test_origin_allowlist(server: RunningServer) -> None:
 
 
 async def test_socket_auth_failures(start_server: ServerFactory, clients: list[WsimClient]) -> None:
-    srv = await start_server({"limits": {"auth_timeout_s": 0.3, "max_connections_per_user": 2}})
+    clock = node_fake_clock()
+    srv = await start_server({"limits": {"auth_timeout_s": 10, "max_connections_per_user": 2}}, clock=clock)
     url = ws_url(srv)
     async with connect(url) as raw:  # no auth frame at all
         with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(raw.recv(), 3)
+            for _ in range(100):  # again until closed: the node may not have armed this socket's deadline yet
+                clock.advance(11)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(raw.recv(), 0.1)
         assert raw.close_code == 4001
     async with connect(url) as raw:  # a bad token
         await raw.send('{"type":"auth","token":"garbage"}')
@@ -171,12 +175,12 @@ async def test_same_device_reconnecting_replaces_the_old_socket(
             assert old.close_code == 4011
 
 
-@pytest.mark.slow
 async def test_token_expiry_on_open_socket_and_renewal(
     start_server: ServerFactory, clients: list[WsimClient]
 ) -> None:
-    # 5 s, not 3: on a busy machine a 3 s token expired before the test could renew it
-    srv = await start_server({"auth": {"access_ttl_s": 5}})
+    """On fake time: the node's clock issues and checks tokens and arms the connection's expiry timer."""
+    clock = node_fake_clock()
+    srv = await start_server({"auth": {"access_ttl_s": 20}}, clock=clock)
     c = WsimClient(srv.url)
     clients.append(c)
     await c.register("expiring", "password-123")
@@ -184,14 +188,18 @@ async def test_token_expiry_on_open_socket_and_renewal(
         await raw.send(orjson.dumps({"type": "auth", "token": c.access_token}).decode())
         ok = orjson.loads(await raw.recv())
         assert ok["type"] == "auth.ok"
-        first_expiry = ok["token_expires"] / 1000
-        await asyncio.sleep(1.2)  # token times have one-second resolution
+        first_expiry_ms = ok["token_expires"]
+        clock.advance(10)
         await c.refresh()
-        assert c.access_expires_ms / 1000 > first_expiry
+        assert c.access_expires_ms == first_expiry_ms + 10_000
         await raw.send(orjson.dumps({"type": "auth.renew", "token": c.access_token}).decode())
-        await asyncio.sleep(max(0.0, first_expiry - time.time()) + 0.3)  # the first token is now expired
+        # the renewal is handled once the socket answers a later frame (frames of a connection are in order)
         await raw.send('{"type":"ping"}')
         assert orjson.loads(await raw.recv())["type"] == "pong"
+        clock.advance(15)  # past the first token's expiry: the renewed one holds
+        await raw.send('{"type":"ping"}')
+        assert orjson.loads(await raw.recv())["type"] == "pong"
+        clock.advance(10)  # past the renewed token's expiry
         with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(raw.recv(), 6)
+            await asyncio.wait_for(raw.recv(), 10)
         assert raw.close_code == 4003

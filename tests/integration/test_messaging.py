@@ -15,7 +15,7 @@ from core.models import Message
 from core.sdk import SendError, WsimClient
 from tests.conftest import ClientFactory, ServerFactory
 from tests.support.helpers import collect, eventually, make_friends, texts
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, node_fake_clock
 
 
 async def test_direct_chat_both_ways_in_order(make_client: ClientFactory) -> None:
@@ -99,12 +99,17 @@ async def test_multi_device_fan_out(make_client: ClientFactory) -> None:
     await bob.send(conv, "to both devices")
     assert (await a1.next_message())["body"]["text"] == "to both devices"
     assert (await a2.next_message())["body"]["text"] == "to both devices"
+    seen: list[dict[str, Any]] = []
+    a1.listeners.append(seen.append)
     await a1.send(conv, "from device one")
     mine = await a2.next_message()
     assert mine["body"]["text"] == "from device one" and mine["device"] == a1.device
     assert (await bob.next_message())["body"]["text"] == "from device one"
-    with pytest.raises(asyncio.TimeoutError):
-        await a1.next_message(timeout=0.3)  # the sending device does not get its own message back
+    # the sending device does not get its own message back: an echo is pushed before the ack, so before a
+    # message sent after the ack, on the same connection
+    await bob.send(conv, "marker")
+    assert (await a1.next_message())["body"]["text"] == "marker"
+    assert [f["msg"]["body"]["text"] for f in seen if f["type"] == "message.new"] == ["marker"]
 
 
 async def test_delivered_and_read_receipts_direct(make_client: ClientFactory) -> None:
@@ -167,7 +172,8 @@ async def test_recall_reaches_online_and_offline_devices(make_client: ClientFact
 
 
 async def test_recall_window(start_server: ServerFactory, clients: list[WsimClient]) -> None:
-    srv = await start_server({"limits": {"recall_window_s": 0.2}})
+    clock = node_fake_clock()
+    srv = await start_server({"limits": {"recall_window_s": 20}}, clock=clock)
     alice, bob = WsimClient(srv.url), WsimClient(srv.url)
     clients += [alice, bob]
     await alice.register("rw_alice", "password-123")
@@ -176,7 +182,7 @@ async def test_recall_window(start_server: ServerFactory, clients: list[WsimClie
     conv = await make_friends(alice, bob)
     ack = await alice.send(conv, "too late")
     assert ack is not None
-    await asyncio.sleep(0.4)
+    clock.advance(21)  # less than the heartbeat's 60 s, which would reap alice's silent (on fake time) socket
     await alice.recall(ack["id"])
     assert (await alice.next_event("error"))["code"] == "recall_window"
 
@@ -191,10 +197,9 @@ async def test_idempotent_resend_returns_original_ack(make_client: ClientFactory
     with pytest.raises(SendError) as info:
         await alice.send(conv, "a different body", cmid="fixed-cmid-1")
     assert info.value.code == "conflict"
-    got = await collect(bob, 1)
-    assert texts(got) == ["once"]
-    with pytest.raises(asyncio.TimeoutError):
-        await bob.next_message(timeout=0.3)
+    await alice.send(conv, "marker")  # a second push of "once" would come before it
+    got = await collect(bob, 2)
+    assert texts(got) == ["once", "marker"]
     page = await bob.history(conv)
     assert [m["body"].get("text") for m in page["messages"]].count("once") == 1
 
@@ -220,8 +225,9 @@ async def test_resend_after_dropped_connection_no_loss_no_duplicate(make_client:
 async def test_server_retries_unacked_push_then_dead_letters(
     start_server: ServerFactory, clients: list[WsimClient]
 ) -> None:
+    clock = node_fake_clock()  # retries 1 s and 2 s after the push, then the dead letter 4 s later
     srv = await start_server(
-        {"strategies": {"retry": {"kind": "exponential", "base_s": 0.1, "max_retries": 2}}}
+        {"strategies": {"retry": {"kind": "exponential", "base_s": 1, "max_retries": 2}}}, clock=clock
     )
     admin, alice, bob = WsimClient(srv.url), WsimClient(srv.url), WsimClient(srv.url)
     clients += [admin, alice, bob]
@@ -230,6 +236,9 @@ async def test_server_retries_unacked_push_then_dead_letters(
     await bob.register("dl_bob", "password-123")
     await alice.connect()
     conv = await make_friends(alice, bob)
+    # alice acks the friendship message on the real clock: before fake time moves, or it is dead-lettered too
+    alice_links = srv.node.hub.links(int(alice.user_id))
+    await eventually(lambda: not any(link.session.tracker.pending_count() for link in alice_links))
     ws_url = srv.url.replace("http", "ws") + "/ws"
     async with connect(ws_url) as raw:  # a device that never acknowledges
         await raw.send(orjson.dumps({"type": "auth", "token": bob.access_token, "device": "mute"}).decode())
@@ -241,6 +250,7 @@ async def test_server_retries_unacked_push_then_dead_letters(
             frame = orjson.loads(await asyncio.wait_for(raw.recv(), 5))
             if frame["type"] == "message.new" and frame["msg"]["id"] == ack["id"]:
                 pushes += 1
+                clock.advance(5)  # past this push's retry deadline (the third: past the dead-letter one)
 
         async def dead_letters() -> dict[str, object]:
             return await admin.request("GET", "/api/admin/dead-letters")  # type: ignore[no-any-return]
@@ -251,7 +261,7 @@ async def test_server_retries_unacked_push_then_dead_letters(
             if dl["total"] and dl["items"]:
                 break
             await asyncio.sleep(0.05)
-        assert dl["total"] == 1
+        assert dl["total"] == 1, dl
         item = dl["items"][0]  # type: ignore[index]
         assert item["msg_id"] == ack["id"] and item["device"] == "mute" and item["attempts"] == 3
     # still available through sync
@@ -323,16 +333,21 @@ async def test_bad_frames_get_error_frames_and_connection_stays(
 
 
 async def test_heartbeat_reaping(start_server: ServerFactory, clients: list[WsimClient]) -> None:
-    srv = await start_server({"heartbeat": {"interval_s": 0.2, "missed_beats": 2}})
+    clock = node_fake_clock()
+    srv = await start_server({"heartbeat": {"interval_s": 30, "missed_beats": 2}}, clock=clock)
     c = WsimClient(srv.url)
     clients.append(c)
     await c.register("silent", "password-123")
     async with connect(srv.url.replace("http", "ws") + "/ws") as raw:
         await raw.send(orjson.dumps({"type": "auth", "token": c.access_token}).decode())
         assert orjson.loads(await raw.recv())["type"] == "auth.ok"
+        clock.advance(59)  # one beat short of two missed: still open
+        await raw.send('{"type":"ping","ts":1}')
+        assert orjson.loads(await raw.recv())["type"] == "pong"
+        clock.advance(61)
         with pytest.raises(Exception):  # noqa: B017 - ConnectionClosed subclass varies
             while True:
-                await asyncio.wait_for(raw.recv(), 3)
+                await asyncio.wait_for(raw.recv(), 10)
         assert raw.close_code == 4002
 
 

@@ -3,13 +3,12 @@ the anti-entropy sweeper notices the head is ahead of what the device holds and 
 
 from __future__ import annotations
 
-import asyncio
-
 from core.models import MessageDraft, MessageKind
 from core.node import Node
 from core.sdk import WsimClient
 from tests.conftest import ServerFactory
-from tests.support.helpers import collect, make_friends
+from tests.support.helpers import collect, eventually, make_friends
+from tests.support.server import node_fake_clock
 
 
 async def _stored_without_fanout(server_node: Node, conv: str, sender: int, text: str) -> None:
@@ -21,10 +20,27 @@ async def _stored_without_fanout(server_node: Node, conv: str, sender: int, text
     await server_node.messages_store.append(draft)
 
 
+def count_sweeps(node: Node) -> list[int]:
+    """A one-item counter of finished sweeps: the barrier a test waits on after moving the fake clock."""
+    done = [0]
+    sweep_once = node.sweeper.sweep_once
+
+    async def counted() -> int:
+        try:
+            return await sweep_once()
+        finally:
+            done[0] += 1
+
+    node.sweeper.sweep_once = counted  # type: ignore[method-assign]
+    return done
+
+
 async def test_the_sweeper_delivers_a_stored_message_that_was_never_fanned_out(
     start_server: ServerFactory, clients: list[WsimClient]
 ) -> None:
-    server = await start_server({"sync": {"sweep_interval_s": 0.2, "sweep_grace_s": 0.3}})
+    clock = node_fake_clock()
+    server = await start_server({"sync": {"sweep_interval_s": 10, "sweep_grace_s": 5}}, clock=clock)
+    sweeps = count_sweeps(server.node)
     alice, bob = WsimClient(server.url), WsimClient(server.url)
     clients += [alice, bob]
     await alice.register("sweepa", "password-123")
@@ -36,17 +52,22 @@ async def test_the_sweeper_delivers_a_stored_message_that_was_never_fanned_out(
     assert [m["body"]["text"] for m in await collect(bob, 1)] == ["pushed"]
     resyncs = server.node.metrics.sweep_resyncs.value()
     await _stored_without_fanout(server.node, conv, int(alice.user_id), "never pushed")
-    got = await collect(bob, 1, timeout=5)
-    assert got[0]["body"]["text"] == "never pushed"
-    assert server.node.metrics.sweep_resyncs.value() > resyncs  # the sweeper did it, not a push
+    clock.advance(10)  # one sweep; the message is 10 s old, past the grace
+    for device in (bob, alice):  # alice's device did not send it either: both are behind
+        got = await collect(device, 1)
+        assert got[0]["body"]["text"] == "never pushed"
+    await eventually(lambda: sweeps[0] == 1)
+    assert server.node.metrics.sweep_resyncs.value() == resyncs + 2  # the sweeper did it, not a push
     # and a device that holds everything is not asked again
-    before = server.node.metrics.sweep_resyncs.value()
-    await asyncio.sleep(1.0)
-    assert server.node.metrics.sweep_resyncs.value() == before
+    for n in (2, 3, 4):
+        clock.advance(10)
+        await eventually(lambda n=n: sweeps[0] == n)  # type: ignore[misc]
+    assert server.node.metrics.sweep_resyncs.value() == resyncs + 2
 
 
 async def test_the_sweeper_can_be_turned_off(start_server: ServerFactory, clients: list[WsimClient]) -> None:
-    server = await start_server({"sync": {"sweep_interval_s": 0}})
+    clock = node_fake_clock()
+    server = await start_server({"sync": {"sweep_interval_s": 0}}, clock=clock)
     alice, bob = WsimClient(server.url), WsimClient(server.url)
     clients += [alice, bob]
     await alice.register("sweepc", "password-123")
@@ -55,6 +76,9 @@ async def test_the_sweeper_can_be_turned_off(start_server: ServerFactory, client
     await bob.connect()
     conv = await make_friends(alice, bob)
     await _stored_without_fanout(server.node, conv, int(alice.user_id), "stays in the store")
-    await asyncio.sleep(1.0)
-    assert bob.messages.empty()  # without anti-entropy only the next sync would bring it
-    assert server.node.sweeper.interval_s == 0
+    # ten default sweep intervals; less than the heartbeat's 60 s, which reaps sockets silent on fake time
+    clock.advance(50)
+    # no task, so nothing can ask later either: without anti-entropy only the next sync brings the message
+    assert server.node.sweeper.interval_s == 0 and server.node.sweeper._task is None
+    assert server.node.metrics.sweep_resyncs.value() == 0
+    assert bob.messages.empty()

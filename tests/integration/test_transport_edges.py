@@ -17,7 +17,7 @@ from core.sdk import WsimClient
 from experiments.transports.clients import Account, Device, StompDevice, make_device
 from tests.conftest import ServerFactory, unique_name
 from tests.support.helpers import eventually
-from tests.support.server import RunningServer
+from tests.support.server import RunningServer, node_fake_clock
 
 TRANSPORTS = [
     {"kind": "websocket"},
@@ -151,12 +151,8 @@ async def test_poll_errors_are_json(srv: RunningServer, people: People) -> None:
 
 
 async def test_reaped_poll_link_comes_back_as_a_new_link(start_server: ServerFactory) -> None:
-    srv = await start_server(
-        {
-            "heartbeat": {"interval_s": 0.2, "missed_beats": 2},
-            "strategies": {"transports": [{"kind": "short_poll"}]},
-        }
-    )
+    clock = node_fake_clock()
+    srv = await start_server({"strategies": {"transports": [{"kind": "short_poll"}]}}, clock=clock)
     c = WsimClient(srv.url)
     name = unique_name("reap")
     await c.register(name, "password-123", name)
@@ -165,6 +161,8 @@ async def test_reaped_poll_link_comes_back_as_a_new_link(start_server: ServerFac
     try:
         async with httpx.AsyncClient(base_url=srv.url) as http:
             first = await _poll(http, acc, "/api/poll/short")
+            assert srv.node.hub.connection_count == 1
+            clock.advance(61)  # two missed 30 s heartbeats
             await eventually(lambda: srv.node.hub.connection_count == 0, timeout=5)  # reaped: silent too long
             later = await _poll(http, acc, "/api/poll/short", link=first["link"], cursor=first["cursor"])
             assert later["link"] != first["link"] and later["frames"][0]["type"] == "auth.ok"
@@ -254,7 +252,9 @@ async def test_stomp_recoverable_errors_group_topics_and_nack(
             break
         await asyncio.sleep(0.05)
     assert await delivered_mark() >= sent["seq"]
-    await asyncio.sleep(0.5)  # longer than the retry wait: an acked message is not pushed again
+    # an acked message is not pushed again: nothing is left pending on the device's tracker to retry
+    links = srv.node.hub.links(int(member.user_id))
+    await eventually(lambda: links and not any(link.session.tracker.pending_count() for link in links))
     assert srv.node.metrics.retries.value() == retries_before
     # a recoverable error arrives as a MESSAGE on the user queue; the connection stays
     bad = await dev.send(conv, "ok again")

@@ -98,9 +98,9 @@ async def test_conversation_scenario(kind: str, accounts: Any) -> None:
     synced = await again.sync({conv: cursor})
     assert _texts(synced) == [f"while away {i}" for i in range(3)]
     assert [m["seq"] for m in synced] == [cursor + 1, cursor + 2, cursor + 3]
-    await asyncio.sleep(0.3)  # give a wrongly repeated push the time to show up
-    released = [again.messages.get_nowait() for _ in range(again.messages.qsize())]
-    assert _texts(released) == [f"while away {i}" for i in range(3)]
+    await alice.send(conv, "marker")  # a wrongly repeated push would reach the device before it
+    released = [await again.next_message() for _ in range(4)]
+    assert _texts(released) == [*(f"while away {i}" for i in range(3)), "marker"]
     marks = (await bob_c.request("GET", f"/api/conversations/{conv}/receipts"))["marks"]
     assert marks[bob_acc.user_id]["read"] >= sent["seq"]
 

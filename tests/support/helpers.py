@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -47,9 +48,12 @@ async def collect(client: WsimClient, n: int, timeout: float = 15.0) -> list[dic
 
 
 async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` (plain or async) until it is truthy; fail after ``timeout`` s of real time."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

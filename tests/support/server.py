@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,17 @@ import uvicorn
 
 from core.app import create_app
 from core.cli import uvicorn_options
+from core.clock import Clock, FakeClock
 from core.config import Settings, deep_merge, load_settings
 from core.node import Node
 
 FAST_AUTH = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+
+
+def node_fake_clock() -> FakeClock:
+    """A fake clock for a whole node, starting at the real wall time: ids need a time after the snowflake epoch,
+    and SDK clients (on the real clock) must see the node's tokens as fresh."""
+    return FakeClock(start_wall_ms=time.time_ns() // 1_000_000)
 
 
 def settings_for_test(data_dir: Path, overrides: dict[str, Any] | None = None) -> Settings:
@@ -50,9 +58,12 @@ class RunningServer:
 
 
 @contextlib.asynccontextmanager
-async def running_server(settings: Settings, port: int = 0) -> AsyncIterator[RunningServer]:
-    app = create_app(settings)
-    opts = uvicorn_options(settings)
+async def running_server(
+    settings: Settings, port: int = 0, clock: Clock | None = None
+) -> AsyncIterator[RunningServer]:
+    """``clock``: a :class:`core.clock.FakeClock` puts every timer of the node on fake time (tests advance it)."""
+    app = create_app(settings, clock)
+    opts = uvicorn_options(settings, app.state.node.clock)
     opts.update(port=port, loop="asyncio", log_level="warning")
     server = uvicorn.Server(uvicorn.Config(app, **opts))
     task = asyncio.create_task(server.serve())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from pathlib import Path
 
 from core.clock import FakeClock, SystemClock
 
@@ -81,3 +83,45 @@ async def test_system_clock_earlier_timer_rearms_the_wheel() -> None:
     clock.call_later(0.01, lambda: (order.append("near"), done.set()))
     await asyncio.wait_for(done.wait(), timeout=5.0)
     assert order == ["near"] and clock.pending_timers() == 1
+
+
+async def test_fake_sleep_waits_for_advance_and_does_not_move_time() -> None:
+    clock = FakeClock(start_monotonic=0.0)
+    woke: list[float] = []
+
+    async def sleeper() -> None:
+        await clock.sleep(5.0)
+        woke.append(clock.monotonic())
+
+    task = asyncio.create_task(sleeper())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert woke == [] and clock.monotonic() == 0.0  # sleeping moved nothing
+    clock.advance(4.0)
+    await asyncio.sleep(0)
+    assert woke == []
+    clock.advance(1.0)
+    await task
+    assert woke == [5.0]
+
+
+def _loop_timers(path: Path) -> list[str]:
+    """``<something with loop>.call_later/call_at(...)``: an event-loop timer armed outside the clock."""
+    return [
+        f"{path}:{node.lineno}: {ast.unparse(node.func)}"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("call_later", "call_at")
+        and "loop" in ast.unparse(node.func.value)
+    ]
+
+
+def test_no_event_loop_timers_outside_the_clock() -> None:
+    """STYLE.md principle 6: drivers schedule through the Clock, so FakeClock drives every timer of a node."""
+    root = Path(__file__).resolve().parents[2]
+    files = [p for d in ("core", "strategies") for p in sorted((root / d).rglob("*.py"))]
+    assert root / "core" / "clock.py" in files
+    found = [hit for p in files if p != root / "core" / "clock.py" for hit in _loop_timers(p)]
+    assert found == []
+    assert _loop_timers(root / "core" / "clock.py")  # the scan does see the wheel's own loop timer

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import statistics
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -189,18 +188,16 @@ async def test_unknown_user_costs_one_verify_like_a_wrong_password(started: Node
     assert counting.verifies == 2  # one each: the unknown user is verified against the dummy hash
 
 
-async def test_unknown_user_and_wrong_password_take_similar_time(started: Node) -> None:
-    """Medians of alternating attempts with the real Argon2id (cheap parameters); a bound loose enough for a busy
-    machine, tight enough that skipping the verify for unknown users (10x faster) fails it."""
+async def test_the_dummy_hash_costs_what_a_users_hash_costs(started: Node) -> None:
+    """An unknown user is verified against the dummy hash (counted above); Argon2's cost is in the hash's own
+    parameters, so equal parameters mean equal time. Checked structurally, not by timing on a shared machine."""
     accounts = started.accounts
     await accounts.register("timed", "password-123", None)
-    known: list[float] = []
-    unknown: list[float] = []
-    for i in range(7):
-        for username, bucket in (("timed", known), (f"ghost{i}", unknown)):
-            start = time.perf_counter()
-            with pytest.raises(WsimError):
-                await accounts.login(username, "wrong-password", client=f"{username}-{i}")
-            bucket.append(time.perf_counter() - start)
-    ratio = statistics.median(unknown) / statistics.median(known)
-    assert 0.5 < ratio < 2.0, (known, unknown)
+    user = await started.users_store.get_user_by_name("timed")
+    assert user is not None
+
+    def params(encoded: str) -> list[str]:  # $argon2id$v=19$m=8192,t=2,p=1$salt$hash
+        return encoded.split("$")[1:4]
+
+    assert params(accounts._dummy_hash) == params(user.password_hash)
+    assert params(user.password_hash)[2].startswith("m=8192,t=2,")  # the configured cost, not a cheap default
