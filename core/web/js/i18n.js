@@ -1,6 +1,8 @@
+// @ts-check
 // Interface strings: Chinese (zh-CN, the default) and English. `t(key, params)` fills {name} placeholders;
 // every result is used as text, never as markup.
 import { reactive } from '../vendor/vue/vue.runtime.esm-browser.prod.js';
+import { ERROR_CODE } from './protocol.js';
 
 const zh = {
   appName: 'wsim',
@@ -374,7 +376,7 @@ export function t(key, params) {
 export function errorText(err) {
   const code = err && err.code;
   const dict = DICTS[i18n.lang];
-  if (code === 'invalid' && typeof err.message === 'string') {
+  if (code === ERROR_CODE.INVALID && typeof err.message === 'string') {
     const field = err.message.split(':', 1)[0].split('.').pop().trim();
     if (`err_invalid_${field}` in dict) return t(`err_invalid_${field}`);
   }

@@ -1,3 +1,4 @@
+// @ts-check
 // Reply / quote and message search (docs/protocol.md "Reply / quote", "Search"): the state and actions behind the
 // reply bar, the quote in a bubble, the message search results and the jump to a message in its conversation.
 import { nextTick, reactive } from '../vendor/vue/vue.runtime.esm-browser.prod.js';

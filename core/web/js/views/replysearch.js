@@ -1,3 +1,4 @@
+// @ts-check
 // Reply / quote pieces of the chat (quote in a bubble, reply button, reply bar over the composer) and the message
 // search results of the list pane's search box.
 import { defineComponent, watch } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
