@@ -150,47 +150,31 @@ export async function answerRequest(id, accept) {
 }
 
 /**
+ * A change to a person's relation, then the list it changed reloaded; a refusal is shown.
+ * @param {() => Promise<unknown>} request
+ * @param {() => Promise<void>} reload
+ */
+async function relationAction(request, reload) {
+  try {
+    await request();
+    await reload();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+/**
  * @param {string} userId
  * @param {string} remark
  */
-export async function setRemark(userId, remark) {
-  try {
-    await api.request('PUT', `/api/friends/${userId}/remark`, { remark });
-    await loadFriends();
-  } catch (err) {
-    fail(err);
-  }
-}
-
+export const setRemark = (userId, remark) =>
+  relationAction(() => api.request('PUT', `/api/friends/${userId}/remark`, { remark }), loadFriends);
 /** @param {string} userId */
-export async function removeFriend(userId) {
-  try {
-    await api.request('DELETE', `/api/friends/${userId}`);
-    await loadFriends();
-  } catch (err) {
-    fail(err);
-  }
-}
-
+export const removeFriend = (userId) => relationAction(() => api.request('DELETE', `/api/friends/${userId}`), loadFriends);
 /** @param {string} userId */
-export async function block(userId) {
-  try {
-    await api.request('PUT', `/api/blocks/${userId}`);
-    await loadBlocks();
-  } catch (err) {
-    fail(err);
-  }
-}
-
+export const block = (userId) => relationAction(() => api.request('PUT', `/api/blocks/${userId}`), loadBlocks);
 /** @param {string} userId */
-export async function unblock(userId) {
-  try {
-    await api.request('DELETE', `/api/blocks/${userId}`);
-    await loadBlocks();
-  } catch (err) {
-    fail(err);
-  }
-}
+export const unblock = (userId) => relationAction(() => api.request('DELETE', `/api/blocks/${userId}`), loadBlocks);
 
 export function resetUsers() {
   Object.assign(state, { requests: { incoming: [], outgoing: [] }, blocks: [] });
