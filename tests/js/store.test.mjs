@@ -10,6 +10,7 @@ import { api, state } from '../../core/web/js/store/state.js';
 import * as conversations from '../../core/web/js/store/conversations.js';
 import * as groups from '../../core/web/js/store/groups.js';
 import * as messages from '../../core/web/js/store/messages.js';
+import * as replies from '../../core/web/js/store/replies.js';
 import * as session from '../../core/web/js/store/session.js';
 import * as ui from '../../core/web/js/store/ui.js';
 import * as users from '../../core/web/js/store/users.js';
@@ -229,6 +230,40 @@ test('a rate-limited typing frame is not worth a toast; other errors are', () =>
     session.handlers.onError({ code: ERROR_CODE.FORBIDDEN, message: 'no' });
     assert.equal(state.toasts.length, 1);
     assert.equal(state.toasts[0].kind, 'error');
+  } finally {
+    mock.timers.reset();
+  }
+});
+
+// ------------------------------------------------------------------------------------------------ replies, search
+test('a reply carries a short quote and clears the reply bar when taken', () => {
+  const long = msg(7, { body: { text: 'x'.repeat(200) } });
+  replies.rs.replyTo.set(DIRECT, long);
+  const reply = replies.takeReply(DIRECT);
+  assert.equal(reply.seq, 7);
+  assert.equal(reply.quote.text.length, 80);
+  assert.equal(replies.rs.replyTo.has(DIRECT), false);
+  assert.equal(replies.takeReply(DIRECT), null);
+});
+
+test('message search is debounced, and an answer to an older query is dropped', async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  const pending = [];
+  api.request = (method, path, body, opts) => new Promise((resolve) => pending.push({ q: opts.query.q, resolve }));
+  try {
+    replies.searchMessages('he');
+    replies.searchMessages('hello');
+    mock.timers.tick(250);
+    assert.deepEqual(pending.map((p) => p.q), ['hello']);
+    replies.searchMessages('bye');
+    mock.timers.tick(250);
+    pending[0].resolve({ messages: [msg(1)], next: null }); // 'hello' answers after 'bye' was asked
+    pending[1].resolve({ messages: [msg(2), msg(3)], next: 'n' });
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(replies.rs.search.results.map((m) => m.seq), [2, 3]);
+    assert.equal(replies.rs.search.next, 'n');
+    replies.searchMessages('');
+    assert.deepEqual(replies.rs.search.results, []);
   } finally {
     mock.timers.reset();
   }

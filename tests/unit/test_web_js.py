@@ -52,11 +52,12 @@ def test_client_spells_no_protocol_constant_by_hand() -> None:
 
 
 def test_views_change_state_only_through_store_actions() -> None:
-    """The store (core/web/js/store/) is the one place that changes application state; views call its actions."""
+    """The store (core/web/js/store/) is the one place that changes application state (``state``, and ``rs`` of
+    store/replies.js); views call its actions."""
     writes = re.compile(
-        r"\bstate(?:\.\w+)+\s*(?:=(?!=)|\+\+|--)"  # state.x = ..., state.x.y++ ...
-        r"|\bstate(?:\.\w+)+\.(?:set|delete|clear|push|splice|shift|unshift|add|pop)\("  # Map/Set/array methods
-        r"|Object\.assign\(\s*state\b"
+        r"\b(?:state|rs)(?:\.\w+)+\s*(?:=(?!=)|\+\+|--)"  # state.x = ..., state.x.y++ ...
+        r"|\b(?:state|rs)(?:\.\w+)+\.(?:set|delete|clear|push|splice|shift|unshift|add|pop)\("  # Map/Set/Array
+        r"|Object\.assign\(\s*(?:state|rs)\b"
     )
     views = [*sorted((JS_DIR / "views").glob("*.js")), JS_DIR / "main.js"]
     found = [

@@ -1,7 +1,8 @@
 // @ts-check
 // The application state (Vue reactivity): one object that views read and that only the store's slices change
 // (store/ui.js, users.js, conversations.js, messages.js, groups.js, session.js, each owning the fields listed
-// against it below). Views call the slices' actions, re-exported by store.js; they never assign state.
+// against it below; store/replies.js keeps the reply bar and message search in its own `rs`). Views call the
+// slices' actions, re-exported by store.js; they never assign state.
 import { reactive } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
 import { Api } from '../api.js';
 

@@ -11,10 +11,9 @@ import { linkify } from '../linkify.js';
 import {
   canRecall, convTitle, discardSend, fileLink, hasOlder, isBlocked, loadHistory, messagesOf, notifyTyping,
   pendingOf, presenceOf, receiptOf, recall, retrySend, sendFile, sendText, state, typingNames, userName, closeConv,
-  closeLightbox, showLightbox, toggleGroupPanel,
+  closeLightbox, rs, showLightbox, takeReply, toggleGroupPanel,
 } from '../store.js';
 import { isMuted, toggleMute } from '../notify.js';
-import { rs, takeReply } from '../replysearch.js';
 import { avatar, systemText } from './common.js';
 import { isHighlighted, quoteBlock, replyBar, replyButton } from './replysearch.js';
 import { ConnectionBanner } from './status.js';

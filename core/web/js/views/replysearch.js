@@ -6,8 +6,9 @@ import { listTime } from '../format.js';
 import { html } from '../html.js';
 import { t } from '../i18n.js';
 import { icon } from '../icons.js';
-import { cancelReply, jumpTo, moreResults, rs, searchMessages, startReply } from '../replysearch.js';
-import { convTitle, state, userName } from '../store.js';
+import {
+  cancelReply, convTitle, jumpTo, moreResults, rs, searchMessages, startReply, state, userName,
+} from '../store.js';
 
 function quoteText(q) {
   if (q.kind === 'image' && !q.text) return t('image');
