@@ -35,7 +35,7 @@ HEADER = """\
 def frame_types(union: Any) -> list[str]:
     """The ``type`` literal of each frame model of a union, in the union's order."""
     members = get_args(union)
-    if len(members) == 1 or not isinstance(members[0], type):  # Annotated[Union, Field(discriminator=...)]
+    if not isinstance(members[0], type):  # Annotated[Union, Field(discriminator=...)]: the Union comes first
         members = get_args(members[0])
     types: list[str] = []
     for model in members:
