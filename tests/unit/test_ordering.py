@@ -1,9 +1,42 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from core.protocol.ordering import OrderingBuffer
+
+# Shared with the web client's mirror (tests/js/ordering.test.mjs runs the same cases against ordering.js).
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "ordering.json").read_text(encoding="utf-8"))[
+    "cases"
+]
+
+
+@pytest.mark.parametrize("case", VECTORS, ids=[c["name"] for c in VECTORS])
+def test_shared_vectors(case: dict[str, Any]) -> None:
+    b: OrderingBuffer[Any] = OrderingBuffer(case["gap_timeout"], case.get("max_buffered", 10_000))
+    for i, step in enumerate(case["steps"]):
+        op, expect = step["op"], step.get("expect")
+        if op == "offer":
+            o = b.offer(step["conv"], step["seq"], step.get("item", step["seq"]), step["now"])
+            got: Any = {"ready": o.ready, "duplicate": o.duplicate, "needs_sync": o.needs_sync}
+        elif op == "set_cursor":
+            got = b.set_cursor(step["conv"], step["seq"])
+        elif op == "cursor":
+            got = b.cursor(step["conv"])
+        elif op == "cursors":  # the known ones, as the JS buffer returns them (a waiting conversation has -1)
+            got = {conv: seq for conv, seq in b.cursors().items() if seq >= 0}
+        elif op == "gaps":
+            got = b.gaps(step["now"])
+        elif op == "mark_syncing":
+            got = b.mark_syncing(step["conv"], step["now"])
+        else:
+            pytest.fail(f"unknown op {op!r} in step {i}")
+        assert got == expect, f"step {i}: {step}"
 
 
 def test_releases_in_order_and_drops_duplicates() -> None:

@@ -1,3 +1,4 @@
+// @ts-check
 // REST client and the login session shared by the tabs of one browser.
 //
 // Tokens live in localStorage so every tab of the browser shares one login (each tab is still its own device on

@@ -1,3 +1,4 @@
+// @ts-check
 // The chat socket: authentication, sync from per-conversation cursors, in-order release, acks, heartbeats,
 // token renewal, reconnection with backoff, and the outbox. docs/protocol.md is the contract; this mirrors the
 // Python SDK (core/sdk/client.py) and docs/web-client.md explains the choices.
@@ -12,24 +13,29 @@
 
 import { reconnectDelayMs } from './backoff.js';
 import { OrderingBuffer } from './ordering.js';
+import { CLIENT_FRAME, CLOSE_CODE, ERROR_CODE, SERVER_FRAME } from './protocol.js';
+
+/** @typedef {import('./types.js').Message} Message */
+/** @typedef {import('./types.js').OutboxEntry} OutboxEntry */
+/** @typedef {import('./types.js').Status} Status */
+/** @typedef {import('./types.js').ConnectionHandlers} ConnectionHandlers */
+/** @typedef {import('./api.js').Api} Api */
 
 const TICK_MS = 250;
 const RENEW_MARGIN_MS = 60_000;
 const ACK_DELAY_MS = 50;
-
-// Close codes (core/errors.py CloseCode).
-const CLOSE = {
-  UNAUTHORIZED: 4001,
-  TOKEN_EXPIRED: 4003,
-  TOO_MANY: 4009,
-  REVOKED: 4010,
-  REPLACED: 4011,
-};
+// The client's own close code for "drop and reconnect" (4000-4999 is the application range; the server never
+// sends 4000).
+const CLIENT_RECONNECT = 4000;
 
 function wsUrl() {
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 }
 
+/**
+ * @param {string} key
+ * @param {any} fallback
+ */
 function loadJson(key, fallback) {
   try {
     const v = JSON.parse(sessionStorage.getItem(key) || 'null');
@@ -39,14 +45,22 @@ function loadJson(key, fallback) {
   }
 }
 
+/** A client message id: unique per tab and time-ordered enough to read in logs. */
 export function newCmid() {
   const bytes = crypto.getRandomValues(new Uint8Array(9));
   return `w${Date.now().toString(36)}-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
 }
 
 export class Connection {
-  // status: a reactive object the UI reads ({state, retryAt, attempt, node, error}).
-  // outbox: a reactive Map cmid -> entry, shown as pending messages.
+  /**
+   * @param {object} opts
+   * @param {Api} opts.api
+   * @param {string} opts.device
+   * @param {ConnectionHandlers} opts.handlers
+   * @param {Status} opts.status a reactive object the UI reads
+   * @param {Map<string, OutboxEntry>} opts.outbox reactive, shown as pending messages
+   * @param {{baseMs?: number, capMs?: number}} [opts.backoff]
+   */
   constructor({ api, device, handlers, status, outbox, backoff = {} }) {
     this.api = api;
     this.device = device;
@@ -55,17 +69,25 @@ export class Connection {
     this.outbox = outbox;
     this.backoff = backoff;
     this.userId = api.me.id;
+    /** @type {OrderingBuffer<Message>} */
     this.ordering = new OrderingBuffer(1000);
     this.ackMode = 'three_state';
     this.heartbeatMs = 30_000;
+    /** @type {WebSocket | null} */
     this.ws = null;
     this.stopped = true;
     this.attempt = 0;
-    this._retryTimer = null;
-    this._ticker = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this._retryTimer = undefined;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this._ticker = undefined;
+    /** @type {Set<string>} */
     this._ackDirty = new Set();
+    /** @type {Map<string, number>} */
     this._acked = new Map();
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this._ackTimer = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this._saveTimer = null;
     this._lastRx = 0;
     this._lastPing = 0;
@@ -100,14 +122,14 @@ export class Connection {
     window.removeEventListener('pagehide', this._onPageHide);
     clearInterval(this._ticker);
     clearTimeout(this._retryTimer);
-    clearTimeout(this._ackTimer);
+    if (this._ackTimer) clearTimeout(this._ackTimer);
     this._flushSave();
     if (this.ws) {
       const ws = this.ws;
       this.ws = null;
       ws.onclose = ws.onmessage = ws.onerror = null;
       try {
-        ws.close(1000);
+        ws.close(CLOSE_CODE.NORMAL);
       } catch {
         /* already closing */
       }
@@ -128,9 +150,13 @@ export class Connection {
 
   // Drop the socket without a close handshake, as a network failure would (used by tests and "reconnect").
   drop() {
-    if (this.ws) this.ws.close(4000, 'client reconnect');
+    if (this.ws) this.ws.close(CLIENT_RECONNECT, 'client reconnect');
   }
 
+  /**
+   * @param {string} state
+   * @param {Partial<Status>} [extra]
+   */
   _setState(state, extra = {}) {
     Object.assign(this.status, { state, retryAt: 0, error: '' }, extra);
   }
@@ -141,10 +167,11 @@ export class Connection {
     try {
       if (this.api.accessExpiresSoon(30_000)) await this.api.refresh();
     } catch (err) {
-      if (err.status === 401) return this._loggedOut('session expired');
+      if (/** @type {{status?: number}} */ (err).status === 401) return this._loggedOut('session expired');
       return this._scheduleReconnect();
     }
-    if (this.stopped) return;
+    if (this.stopped || !this.api.auth) return;
+    const auth = this.api.auth;
     let ws;
     try {
       ws = new WebSocket(wsUrl());
@@ -155,8 +182,8 @@ export class Connection {
     ws.onopen = () => {
       this._setState('authenticating');
       this._lastRx = Date.now();
-      ws.send(JSON.stringify({ type: 'auth', token: this.api.auth.access_token, device: this.device }));
-      this._socketTokenExpires = this.api.auth.access_expires;
+      ws.send(JSON.stringify({ type: CLIENT_FRAME.AUTH, token: auth.access_token, device: this.device }));
+      this._socketTokenExpires = auth.access_expires;
     };
     ws.onmessage = (ev) => {
       this._lastRx = Date.now();
@@ -174,25 +201,30 @@ export class Connection {
     };
   }
 
+  /**
+   * @param {WebSocket} ws
+   * @param {number} code
+   * @param {string} reason
+   */
   async _onClose(ws, code, reason) {
     if (ws !== this.ws) return;
     this.ws = null;
     this._syncMore = false;
     if (this.stopped) return;
     this.h.onDisconnected(code, reason);
-    if (code === CLOSE.REVOKED) return this._loggedOut(reason || 'logged out');
-    if (code === CLOSE.REPLACED) {
+    if (code === CLOSE_CODE.SESSION_REVOKED) return this._loggedOut(reason || 'logged out');
+    if (code === CLOSE_CODE.REPLACED) {
       this.stopped = true;
       clearInterval(this._ticker);
       return this._setState('replaced');
     }
-    if (code === CLOSE.UNAUTHORIZED || code === CLOSE.TOKEN_EXPIRED) {
-      if (code === CLOSE.UNAUTHORIZED && this._authRetried) return this._loggedOut(reason || 'unauthorized');
+    if (code === CLOSE_CODE.UNAUTHORIZED || code === CLOSE_CODE.TOKEN_EXPIRED) {
+      if (code === CLOSE_CODE.UNAUTHORIZED && this._authRetried) return this._loggedOut(reason || 'unauthorized');
       this._authRetried = true;
       try {
         await this.api.refresh();
       } catch (err) {
-        if (err.status === 401) return this._loggedOut('session expired');
+        if (/** @type {{status?: number}} */ (err).status === 401) return this._loggedOut('session expired');
         return this._scheduleReconnect();
       }
       return this._connect();
@@ -200,6 +232,7 @@ export class Connection {
     this._scheduleReconnect();
   }
 
+  /** @param {string} reason */
   _loggedOut(reason) {
     this.stop();
     this.clearPersisted();
@@ -216,6 +249,7 @@ export class Connection {
   }
 
   // ------------------------------------------------------------------ sending
+  /** @param {Record<string, unknown>} frame */
   _send(frame) {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
@@ -228,19 +262,24 @@ export class Connection {
   }
 
   // Frames that need an authenticated socket but are not worth queueing (typing, read marks are re-sent later).
+  /** @param {Record<string, unknown>} frame */
   sendIfReady(frame) {
     return this.ready && this._send(frame);
   }
 
-  // Queue a chat message; it is sent now if connected, else after the next sync.
+  /**
+   * Queue a chat message; it is sent now if connected, else after the next sync.
+   * @param {OutboxEntry} entry
+   */
   enqueue(entry) {
     this.outbox.set(entry.cmid, { ...entry, state: 'pending', createdAt: Date.now() });
-    const e = this.outbox.get(entry.cmid); // reactive: state changes show in the view
+    const e = /** @type {OutboxEntry} */ (this.outbox.get(entry.cmid)); // reactive: state changes show in the view
     this._persistOutbox();
     if (this.ready) this._sendEntry(e);
     return e;
   }
 
+  /** @param {string} cmid */
   retry(cmid) {
     const e = this.outbox.get(cmid);
     if (!e) return;
@@ -250,13 +289,16 @@ export class Connection {
     if (this.ready) this._sendEntry(e);
   }
 
+  /** @param {string} cmid */
   discard(cmid) {
     this.outbox.delete(cmid);
     this._persistOutbox();
   }
 
+  /** @param {OutboxEntry} e */
   _sendEntry(e) {
-    const frame = { type: 'message.send', cmid: e.cmid, conv: e.conv, kind: e.kind };
+    /** @type {Record<string, unknown>} */
+    const frame = { type: CLIENT_FRAME.MESSAGE_SEND, cmid: e.cmid, conv: e.conv, kind: e.kind };
     if (e.text) frame.text = e.text;
     if (e.file) frame.file = e.file;
     if (e.reply_to) frame.reply_to = e.reply_to;
@@ -275,9 +317,10 @@ export class Connection {
   }
 
   // ------------------------------------------------------------------ inbound
+  /** @param {any} f a server frame (docs/protocol.md) */
   _onFrame(f) {
     switch (f.type) {
-      case 'auth.ok':
+      case SERVER_FRAME.AUTH_OK:
         this.attempt = 0;
         this._authRetried = false;
         this.ackMode = f.ack;
@@ -285,43 +328,43 @@ export class Connection {
         this._socketTokenExpires = f.token_expires;
         this._lastPing = Date.now();
         this._setState('syncing', { node: f.node });
-        this._send({ type: 'sync', cursors: this.ordering.cursors() });
+        this._sync();
         break;
-      case 'sync.batch':
+      case SERVER_FRAME.SYNC_BATCH:
         this._onSyncBatch(f);
         break;
-      case 'sync.done':
+      case SERVER_FRAME.SYNC_DONE:
         if (f.more || this._syncMore) {
           this._syncMore = false;
-          this._send({ type: 'sync', cursors: this.ordering.cursors() });
+          this._sync();
         } else if (this.status.state === 'syncing') {
           this._setState('connected', { node: this.status.node });
           this._flushOutbox();
           this.h.onSynced();
         }
         break;
-      case 'sync.required':
-        this._send({ type: 'sync', cursors: this.ordering.cursors() });
+      case SERVER_FRAME.SYNC_REQUIRED:
+        this._sync();
         break;
-      case 'message.new':
+      case SERVER_FRAME.MESSAGE_NEW:
         this._onPushed(f.msg);
         break;
-      case 'message.sent':
+      case SERVER_FRAME.MESSAGE_SENT:
         this._onSent(f);
         break;
-      case 'receipt':
+      case SERVER_FRAME.RECEIPT:
         this.h.onReceipt(f);
         break;
-      case 'presence':
+      case SERVER_FRAME.PRESENCE:
         this.h.onPresence(f);
         break;
-      case 'typing':
+      case SERVER_FRAME.TYPING:
         this.h.onTyping(f);
         break;
-      case 'notify':
+      case SERVER_FRAME.NOTIFY:
         this.h.onNotify(f.event, f.data);
         break;
-      case 'error':
+      case SERVER_FRAME.ERROR:
         this._onError(f);
         break;
       default:
@@ -329,6 +372,15 @@ export class Connection {
     }
   }
 
+  // Every known cursor goes along: a conversation sent without one would get its recent history again.
+  _sync() {
+    this._send({ type: CLIENT_FRAME.SYNC, cursors: this.ordering.cursors() });
+  }
+
+  /**
+   * @param {string} conv
+   * @param {Message[]} msgs
+   */
   _release(conv, msgs) {
     const real = msgs.filter(Boolean);
     if (real.length) this.h.onMessages(conv, real);
@@ -336,16 +388,19 @@ export class Connection {
     this._scheduleSave();
   }
 
+  /** @param {Message} msg */
   _onPushed(msg) {
     const offer = this.ordering.offer(msg.conv, msg.seq, msg, Date.now());
-    if (offer.needsSync) this._send({ type: 'sync', cursors: this.ordering.cursors() });
+    if (offer.needsSync) this._sync();
     this._release(msg.conv, offer.ready);
   }
 
+  /** @param {any} f a message.sent frame */
   _onSent(f) {
     const e = this.outbox.get(f.cmid);
     this.outbox.delete(f.cmid);
     this._persistOutbox();
+    /** @type {Message} */
     const msg = {
       id: f.id,
       conv: f.conv,
@@ -361,7 +416,7 @@ export class Connection {
     if (e && e.quote) msg.quote = e.quote;
     if (this.ordering.cursor(f.conv) === null) {
       // A conversation this tab has not synced yet: the sync brings this message with the rest.
-      this._send({ type: 'sync', cursors: this.ordering.cursors() });
+      this._sync();
       return;
     }
     // Without its entry (a second ack for a resend) the body is unknown here: leave the seq to the stream, and
@@ -370,6 +425,7 @@ export class Connection {
     this._release(f.conv, this.ordering.offer(f.conv, f.seq, msg, Date.now()).ready);
   }
 
+  /** @param {any} f a sync.batch frame */
   _onSyncBatch(f) {
     const { conv, messages } = f;
     this.h.onConvMeta(conv, { lastSeq: f.last_seq, firstSeq: f.first_seq });
@@ -390,13 +446,14 @@ export class Connection {
     if (f.more) this._syncMore = true;
   }
 
+  /** @param {any} f an error frame */
   _onError(f) {
     const e = f.ref ? this.outbox.get(f.ref) : undefined;
     if (!e) {
       this.h.onError(f);
       return;
     }
-    if (f.code === 'unavailable' || f.code === 'rate_limited') {
+    if (f.code === ERROR_CODE.UNAVAILABLE || f.code === ERROR_CODE.RATE_LIMITED) {
       setTimeout(() => {
         if (this.outbox.get(e.cmid) === e && e.state === 'pending' && this.ready) this._sendEntry(e);
       }, f.retry_after_ms || 1000);
@@ -410,6 +467,7 @@ export class Connection {
   }
 
   // ------------------------------------------------------------------ acks, cursors, timers
+  /** @param {string} conv */
   _markAck(conv) {
     if (this.ackMode === 'off') return;
     this._ackDirty.add(conv);
@@ -423,7 +481,7 @@ export class Connection {
     for (const conv of dirty) {
       const cursor = this.ordering.cursor(conv);
       if (cursor === null || cursor <= 0 || (this._acked.get(conv) || 0) >= cursor) continue;
-      if (this._send({ type: 'message.ack', conv, seq: cursor })) this._acked.set(conv, cursor);
+      if (this._send({ type: CLIENT_FRAME.MESSAGE_ACK, conv, seq: cursor })) this._acked.set(conv, cursor);
     }
   }
 
@@ -432,11 +490,12 @@ export class Connection {
   }
 
   _flushSave() {
-    clearTimeout(this._saveTimer);
+    if (this._saveTimer) clearTimeout(this._saveTimer);
     this._saveTimer = null;
     sessionStorage.setItem(this._keys.cursors, JSON.stringify(this.ordering.cursors()));
   }
 
+  /** @param {string} conv */
   cursor(conv) {
     return this.ordering.cursor(conv);
   }
@@ -447,31 +506,31 @@ export class Connection {
     const now = Date.now();
     if (now - this._lastPing >= this.heartbeatMs) {
       this._lastPing = now;
-      this._send({ type: 'ping', ts: now });
+      this._send({ type: CLIENT_FRAME.PING, ts: now });
     }
     if (now - this._lastRx > this.heartbeatMs * 2 + 5000) {
-      ws.close(4002, 'server silent'); // a dead link: reconnect
+      ws.close(CLOSE_CODE.HEARTBEAT_TIMEOUT, 'server silent'); // a dead link: reconnect
       return;
     }
     const gaps = this.ordering.gaps(now);
     if (gaps.length) {
-      // Every known cursor goes along: a conversation sent without one would get its recent history again.
       for (const conv of gaps) this.ordering.markSyncing(conv, now);
-      this._send({ type: 'sync', cursors: this.ordering.cursors() });
+      this._sync();
     }
     if (!this._renewing && this._socketTokenExpires - now < RENEW_MARGIN_MS) this._renew(ws);
   }
 
+  /** @param {WebSocket} ws */
   async _renew(ws) {
     this._renewing = true;
     try {
       if (this.api.accessExpiresSoon(RENEW_MARGIN_MS)) await this.api.refresh();
       if (ws === this.ws && this.api.auth) {
-        ws.send(JSON.stringify({ type: 'auth.renew', token: this.api.auth.access_token }));
+        ws.send(JSON.stringify({ type: CLIENT_FRAME.AUTH_RENEW, token: this.api.auth.access_token }));
         this._socketTokenExpires = this.api.auth.access_expires;
       }
     } catch (err) {
-      if (err.status === 401) this._loggedOut('session expired');
+      if (/** @type {{status?: number}} */ (err).status === 401) this._loggedOut('session expired');
     } finally {
       this._renewing = false;
     }

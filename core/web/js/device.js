@@ -1,3 +1,4 @@
+// @ts-check
 // One device id per browser tab (docs/protocol.md: a device is an installation or a tab). It lives in
 // sessionStorage, so a reload keeps it (and with it the tab's outbox and cursors). A duplicated tab inherits a
 // copy of sessionStorage, so the id is also held as a Web Lock for the tab's lifetime: a tab that cannot get the

@@ -1,3 +1,4 @@
+// @ts-check
 // Dates, sizes and message previews, in the interface language.
 import { i18n, t } from './i18n.js';
 

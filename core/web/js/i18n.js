@@ -1,6 +1,8 @@
+// @ts-check
 // Interface strings: Chinese (zh-CN, the default) and English. `t(key, params)` fills {name} placeholders;
 // every result is used as text, never as markup.
 import { reactive } from '../vendor/vue/vue.runtime.esm-browser.prod.js';
+import { ERROR_CODE } from './protocol.js';
 
 const zh = {
   appName: 'wsim',
@@ -17,7 +19,17 @@ const zh = {
   language: 'English',
   chats: '消息',
   contacts: '联系人',
-  searchChats: '搜索会话',
+  searchChats: '搜索会话或聊天记录',
+  // reply / quote, message search
+  reply: '回复',
+  replyingTo: '回复 {name}',
+  cancelReply: '取消回复',
+  quoteRecalled: '原消息已撤回',
+  quoteUnavailable: '原消息不可见',
+  searchMessages: '聊天记录',
+  searchingMessages: '正在搜索聊天记录…',
+  noMessagesFound: '没有找到相关消息',
+  moreResults: '更多结果',
   noChats: '还没有会话。去「联系人」添加好友吧。',
   noChatSelected: '选择一个会话开始聊天',
   // connection
@@ -195,7 +207,16 @@ const en = {
   language: '中文',
   chats: 'Chats',
   contacts: 'Contacts',
-  searchChats: 'Search chats',
+  searchChats: 'Search chats and messages',
+  reply: 'Reply',
+  replyingTo: 'Replying to {name}',
+  cancelReply: 'Cancel reply',
+  quoteRecalled: 'Original recalled',
+  quoteUnavailable: 'Original not visible',
+  searchMessages: 'Messages',
+  searchingMessages: 'Searching messages…',
+  noMessagesFound: 'No messages found',
+  moreResults: 'More results',
   noChats: 'No chats yet. Add friends under Contacts.',
   noChatSelected: 'Pick a chat to start messaging',
   connected: 'Connected',
@@ -374,7 +395,7 @@ export function t(key, params) {
 export function errorText(err) {
   const code = err && err.code;
   const dict = DICTS[i18n.lang];
-  if (code === 'invalid' && typeof err.message === 'string') {
+  if (code === ERROR_CODE.INVALID && typeof err.message === 'string') {
     const field = err.message.split(':', 1)[0].split('.').pop().trim();
     if (`err_invalid_${field}` in dict) return t(`err_invalid_${field}`);
   }

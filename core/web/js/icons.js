@@ -1,3 +1,4 @@
+// @ts-check
 // Inline SVG icons (24x24, stroke) built with h(): no icon font, nothing fetched.
 import { h } from '../vendor/vue/vue.runtime.esm-browser.prod.js';
 

@@ -1,3 +1,4 @@
+// @ts-check
 // Splits message text into text and link segments. Links become anchor elements built by the renderer from a
 // parsed http(s) URL (never markup): the text itself is always rendered as text.
 

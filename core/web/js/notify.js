@@ -1,3 +1,4 @@
+// @ts-check
 // Desktop notifications (the Notification API) for messages that arrive while the tab is not in front.
 // Permission is asked only from a click on the offer in the conversation list (browsers ignore or penalize a prompt
 // that is not a user gesture, and a prompt at page load is the pattern people learn to deny). Nothing is shown

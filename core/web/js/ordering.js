@@ -1,17 +1,36 @@
+// @ts-check
 // Per-conversation ordering and de-duplication: a line-for-line mirror of core/protocol/ordering.py.
 //
 // Pushes can arrive out of order (several senders, server retries, several nodes) or twice (a retry after a
 // lost ack, a sync overlapping a push). Each conversation keeps a cursor (highest seq released in order),
 // buffers what is ahead, drops what is at or below the cursor, and reports a hole that stays open longer than
 // gapTimeoutMs so the connection can fill it with a `sync` from the cursor. Pure: time is passed in.
+// tests/vectors/ordering.json holds cases that this module and the Python one must both pass (tests/js, and
+// tests/unit/test_ordering.py), so the two cannot drift apart.
 
+/**
+ * @template T
+ * @typedef {{cursor: number, buffered: Map<number, T>, gapSince: number | null}} ConvState
+ */
+
+/**
+ * @template T
+ * @typedef {{ready: T[], duplicate: boolean, needsSync: boolean}} Offer
+ */
+
+/** @template T */
 export class OrderingBuffer {
   constructor(gapTimeoutMs = 1000, maxBuffered = 10000) {
     this.gapTimeoutMs = gapTimeoutMs;
     this.maxBuffered = maxBuffered;
-    this.convs = new Map(); // conv -> {cursor, buffered: Map<seq, item>, gapSince}
+    /** @type {Map<string, ConvState<T>>} */
+    this.convs = new Map();
   }
 
+  /**
+   * @param {string} conv
+   * @returns {number | null}
+   */
   cursor(conv) {
     const c = this.convs.get(conv);
     return c === undefined ? null : c.cursor;
@@ -19,19 +38,28 @@ export class OrderingBuffer {
 
   // Cursors of the conversations whose position is known (a cursor of -1 means "waiting for a sync").
   cursors() {
+    /** @type {Record<string, number>} */
     const out = {};
     for (const [conv, c] of this.convs) if (c.cursor >= 0) out[conv] = c.cursor;
     return out;
   }
 
-  // Restore cursors persisted across a reload (never moves an existing cursor backwards).
+  /**
+   * Restore cursors persisted across a reload (never moves an existing cursor backwards).
+   * @param {Record<string, unknown> | null | undefined} cursors
+   */
   restore(cursors) {
     for (const [conv, seq] of Object.entries(cursors || {})) {
       if (Number.isSafeInteger(seq) && seq >= 0) this.setCursor(conv, seq);
     }
   }
 
-  // Learn a conversation's position (from a sync batch): never moves backwards; returns what it releases.
+  /**
+   * Learn a conversation's position (from a sync batch): never moves backwards; returns what it releases.
+   * @param {string} conv
+   * @param {number} seq
+   * @returns {T[]}
+   */
   setCursor(conv, seq) {
     let c = this.convs.get(conv);
     if (c === undefined) {
@@ -44,7 +72,14 @@ export class OrderingBuffer {
     return this._drain(c);
   }
 
-  // -> {ready: items to release in order, duplicate, needsSync (unknown conversation)}
+  /**
+   * `ready`: items to release in order; `needsSync`: an unknown conversation (sync it to learn where it starts).
+   * @param {string} conv
+   * @param {number} seq
+   * @param {T} item
+   * @param {number} now
+   * @returns {Offer<T>}
+   */
   offer(conv, seq, item, now) {
     let c = this.convs.get(conv);
     if (c === undefined) {
@@ -65,12 +100,17 @@ export class OrderingBuffer {
     return { ready, duplicate: false, needsSync: false };
   }
 
+  /**
+   * @param {ConvState<T>} c
+   * @returns {T[]}
+   */
   _drain(c) {
     if (c.cursor < 0) return [];
+    /** @type {T[]} */
     const ready = [];
     let next = c.cursor + 1;
     while (c.buffered.has(next)) {
-      ready.push(c.buffered.get(next));
+      ready.push(/** @type {T} */ (c.buffered.get(next)));
       c.buffered.delete(next);
       c.cursor = next;
       next += 1;
@@ -79,8 +119,12 @@ export class OrderingBuffer {
     return ready;
   }
 
-  // Conversations whose hole has been open for longer than the gap timeout.
+  /**
+   * Conversations whose hole has been open for longer than the gap timeout.
+   * @param {number} now
+   */
   gaps(now) {
+    /** @type {string[]} */
     const out = [];
     for (const [conv, c] of this.convs) {
       if (c.gapSince !== null && now - c.gapSince >= this.gapTimeoutMs) out.push(conv);
@@ -88,7 +132,11 @@ export class OrderingBuffer {
     return out;
   }
 
-  // A sync was requested for conv: restart its gap timer so it is not requested again at once.
+  /**
+   * A sync was requested for conv: restart its gap timer so it is not requested again at once.
+   * @param {string} conv
+   * @param {number} now
+   */
   markSyncing(conv, now) {
     const c = this.convs.get(conv);
     if (c !== undefined && c.gapSince !== null) c.gapSince = now;

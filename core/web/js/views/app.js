@@ -1,9 +1,10 @@
+// @ts-check
 // The logged-in shell: navigation rail, list pane, chat pane, group panel; and the root that picks a screen.
 import { defineComponent, watchEffect } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
 import { html } from '../html.js';
 import { i18n, setLang, t } from '../i18n.js';
 import { icon } from '../icons.js';
-import { confirmLogout, state, totalUnread, userName } from '../store.js';
+import { confirmLogout, showTab, state, totalUnread, userName } from '../store.js';
 import { ChatView } from './chat.js';
 import { avatar, closeMenu, ConfirmModal, Lightbox, Toasts } from './common.js';
 import { AddMembersModal, GroupPanel, NewGroupModal, RemarkModal } from './group.js';
@@ -32,7 +33,7 @@ const Shell = defineComponent({
       const nReq = state.requests.incoming.length;
       const me = state.me || {};
       const tab = (name, label, ico, badge) => html`<button class=${['rail-btn', { on: state.tab === name }]}
-          data-testid=${`nav-${name}`} aria-label=${label} title=${label} onClick=${() => (state.tab = name)}>
+          data-testid=${`nav-${name}`} aria-label=${label} title=${label} onClick=${() => showTab(name)}>
         ${icon(ico)}<span class="rail-label">${label}</span>
         ${badge ? html`<span class="badge" data-testid=${`nav-${name}-badge`}>${badge > 99 ? '99+' : badge}</span>` : null}</button>`;
       return html`<div class=${['shell', { 'has-chat': !!state.active, 'has-panel': state.panel === 'group' }]} data-testid="shell">

@@ -1,3 +1,4 @@
+// @ts-check
 // The open conversation: header, message stream (paged history, day separators, ticks), composer.
 import {
   defineComponent, nextTick, onBeforeUnmount, onMounted, ref, watch,
@@ -10,9 +11,9 @@ import { linkify } from '../linkify.js';
 import {
   canRecall, convTitle, discardSend, fileLink, hasOlder, isBlocked, loadHistory, messagesOf, notifyTyping,
   pendingOf, presenceOf, receiptOf, recall, retrySend, sendFile, sendText, state, typingNames, userName, closeConv,
+  closeLightbox, rs, showLightbox, takeReply, toggleGroupPanel,
 } from '../store.js';
 import { isMuted, toggleMute } from '../notify.js';
-import { rs, takeReply } from '../replysearch.js';
 import { avatar, systemText } from './common.js';
 import { isHighlighted, quoteBlock, replyBar, replyButton } from './replysearch.js';
 import { ConnectionBanner } from './status.js';
@@ -49,7 +50,7 @@ const ImageThumb = defineComponent({
       // Signed links live 10 minutes: the full image gets a fresh one (cached until near expiry) on click.
       const open = async () => {
         const link = await fileLink(props.body.file).catch(() => null);
-        if (link) state.lightbox = { url: link.url, name: props.body.name };
+        if (link) showLightbox(link.url, props.body.name);
       };
       return html`<button class="thumb" style=${box} data-testid="image" disabled=${!full.value} onClick=${open}>
         ${src.value ? html`<img src=${src.value} alt=${props.body.name || ''} loading="lazy" />` : html`<span class="thumb-ph">${icon('image')}</span>`}
@@ -445,7 +446,7 @@ export const ChatView = defineComponent({
   props: { conv: String },
   setup(props) {
     const onKey = (e) => {
-      if (e.key === 'Escape' && state.lightbox) state.lightbox = null;
+      if (e.key === 'Escape' && state.lightbox) closeLightbox();
     };
     onMounted(() => document.addEventListener('keydown', onKey));
     onBeforeUnmount(() => document.removeEventListener('keydown', onKey));
@@ -504,7 +505,7 @@ export const ChatView = defineComponent({
             title=${muted ? t('unmute') : t('mute')} aria-label=${muted ? t('unmute') : t('mute')}
             onClick=${() => toggleMute(c.conv)}>${icon(muted ? 'bellOff' : 'bell')}</button>
           ${group ? html`<button class="icon-btn" data-testid="group-info" title=${t('groupInfo')} aria-label=${t('groupInfo')}
-            onClick=${() => (state.panel = state.panel === 'group' ? null : 'group')}>${icon('more')}</button>` : null}
+            onClick=${toggleGroupPanel}>${icon('more')}</button>` : null}
         </header>
         <${ConnectionBanner} />
         <${MessageStream} conv=${c.conv} key=${c.conv} />

@@ -1,9 +1,10 @@
+// @ts-check
 // Small shared pieces: avatars, toasts, modals, the image lightbox.
 import { defineComponent, ref } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
 import { html } from '../html.js';
 import { t } from '../i18n.js';
 import { icon } from '../icons.js';
-import { state, userName } from '../store.js';
+import { closeLightbox, closeModal, state, userName } from '../store.js';
 
 const COLORS = ['#5b8def', '#f08a5d', '#4fb286', '#b57edc', '#e8a33d', '#3fb0c9', '#e0627a', '#7c8cf8'];
 
@@ -37,9 +38,7 @@ export const Toasts = defineComponent({
 
 export const Lightbox = defineComponent({
   setup() {
-    const close = () => {
-      state.lightbox = null;
-    };
+    const close = closeLightbox;
     return () =>
       state.lightbox
         ? html`<div class="lightbox" data-testid="lightbox" onClick=${close}>
@@ -65,14 +64,12 @@ export function modalFrame(title, body, onClose, testid = 'modal') {
   </div>`;
 }
 
-// Yes/no confirmation: state.modal = {type: 'confirm', text, ok: () => ...}.
+// Yes/no confirmation, opened by the store's confirmThen(text, ok).
 export const ConfirmModal = defineComponent({
   props: { text: String, ok: Function },
   setup(props) {
     const busy = ref(false);
-    const close = () => {
-      state.modal = null;
-    };
+    const close = closeModal;
     const confirm = async () => {
       busy.value = true;
       try {
@@ -100,10 +97,6 @@ export const ConfirmModal = defineComponent({
 export function closeMenu(e) {
   const d = e.currentTarget.closest('details');
   if (d) d.open = false;
-}
-
-export function confirmThen(text, ok) {
-  state.modal = { type: 'confirm', text, ok };
 }
 
 // The sentence for a system message (group and friendship events); names are text, never markup.

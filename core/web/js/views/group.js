@@ -1,13 +1,14 @@
+// @ts-check
 // Group panel (members, roles, rename, add/remove, leave, dissolve) and the group/remark dialogs.
 import { defineComponent, reactive } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
 import { html } from '../html.js';
 import { t } from '../i18n.js';
 import { icon } from '../icons.js';
 import {
-  addMembers, createGroup, dissolveGroup, leaveGroup, myRole, removeMember, renameGroup, setRemark, setRole,
-  state, userName,
+  addMembers, closeModal, closePanel, confirmThen, createGroup, dissolveGroup, leaveGroup, myRole, openModal,
+  removeMember, renameGroup, setRemark, setRole, state, userName,
 } from '../store.js';
-import { avatar, closeMenu, confirmThen, modalFrame } from './common.js';
+import { avatar, closeMenu, modalFrame } from './common.js';
 
 const ROLE_ORDER = { owner: 0, admin: 1, member: 2 };
 
@@ -28,7 +29,7 @@ export const GroupPanel = defineComponent({
       };
       return html`<aside class="panel" data-testid="group-panel">
         <header class="panel-head"><h3>${t('groupInfo')}</h3>
-          <button class="icon-btn" onClick=${() => (state.panel = null)} aria-label=${t('close')}>${icon('x')}</button></header>
+          <button class="icon-btn" onClick=${closePanel} aria-label=${t('close')}>${icon('x')}</button></header>
         <div class="panel-body">
           <div class="group-card">
             ${avatar(props.conv, g.name, { size: 'lg', group: true })}
@@ -41,7 +42,7 @@ export const GroupPanel = defineComponent({
                     onClick=${() => { s.renaming = true; s.name = g.name; }}>${icon('edit')}</button>` : null}</h3>`}
           </div>
           <div class="section-title">${t('members', { n: members.length })}
-            ${manager ? html`<button class="btn small ghost" data-testid="add-members" onClick=${() => (state.modal = { type: 'addMembers', conv: props.conv })}>${icon('plus')} ${t('add')}</button>` : null}</div>
+            ${manager ? html`<button class="btn small ghost" data-testid="add-members" onClick=${() => openModal({ type: 'addMembers', conv: props.conv })}>${icon('plus')} ${t('add')}</button>` : null}</div>
           <ul class="people compact" data-testid="members">
             ${members.map((m) => {
               const me = m.user.id === state.me.id;
@@ -92,7 +93,7 @@ function friendPicker(s, exclude = new Set()) {
 export const NewGroupModal = defineComponent({
   setup() {
     const s = reactive({ name: '', picked: new Set(), busy: false });
-    const close = () => (state.modal = null);
+    const close = closeModal;
     const submit = async (e) => {
       e.preventDefault();
       if (!s.name.trim() || s.busy) return;
@@ -116,7 +117,7 @@ export const AddMembersModal = defineComponent({
   props: { conv: String },
   setup(props) {
     const s = reactive({ picked: new Set(), busy: false });
-    const close = () => (state.modal = null);
+    const close = closeModal;
     const submit = async () => {
       if (!s.picked.size) return;
       s.busy = true;
@@ -139,7 +140,7 @@ export const RemarkModal = defineComponent({
   props: { user: String, remark: String },
   setup(props) {
     const s = reactive({ remark: props.remark || '' });
-    const close = () => (state.modal = null);
+    const close = closeModal;
     const submit = async (e) => {
       e.preventDefault();
       await setRemark(props.user, s.remark.trim());

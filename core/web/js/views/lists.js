@@ -1,3 +1,4 @@
+// @ts-check
 // Left pane: the conversation list and the contacts (friends, requests, search, blocked).
 import { defineComponent, reactive, ref } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
 import { listTime } from '../format.js';
@@ -5,11 +6,12 @@ import { html } from '../html.js';
 import { errorText, t } from '../i18n.js';
 import { icon } from '../icons.js';
 import {
-  answerRequest, block, convTitle, directConv, isBlocked, loadBlocks, openConv, presenceOf, removeFriend, requestFriend,
-  searchUsers, sortedConvs, state, typingNames, unblock, unreadOf, userName,
+  answerRequest, block, confirmThen, convTitle, directConv, isBlocked, loadBlocks, openConv, openModal, presenceOf,
+  removeFriend, requestFriend, searchUsers, showContactsTab, sortedConvs, state, typingNames, unblock, unreadOf,
+  userName,
 } from '../store.js';
 import { askPermission, dismissOffer, isMuted, shouldOffer } from '../notify.js';
-import { avatar, closeMenu, confirmThen, systemText } from './common.js';
+import { avatar, closeMenu, systemText } from './common.js';
 import { MessageSearchResults } from './replysearch.js';
 
 export function preview(c) {
@@ -90,7 +92,7 @@ function friendRow(f) {
       <details class="menu">
         <summary class="icon-btn" aria-label="more" data-testid="friend-menu">${icon('more')}</summary>
         <div class="menu-pop" onClick=${closeMenu}>
-          <button data-testid="friend-remark" onClick=${() => (state.modal = { type: 'remark', user: f.user.id, remark: f.remark })}>${t('setRemark')}</button>
+          <button data-testid="friend-remark" onClick=${() => openModal({ type: 'remark', user: f.user.id, remark: f.remark })}>${t('setRemark')}</button>
           ${isBlocked(f.user.id)
             ? html`<button data-testid="friend-unblock" onClick=${() => unblock(f.user.id)}>${t('unblock')}</button>`
             : html`<button data-testid="friend-block" onClick=${() => confirmThen(t('confirmBlock', { name }), () => block(f.user.id))}>${t('block')}</button>`}
@@ -103,10 +105,9 @@ function friendRow(f) {
 
 export const Contacts = defineComponent({
   setup() {
-    // The sub-tab (state.contactsTab) lives in the store so that it survives switching to the chats and back.
     const s = reactive({ q: '', results: null, busy: false, error: '' });
     const go = (sub) => {
-      state.contactsTab = sub;
+      showContactsTab(sub);
       if (sub === 'blocked') loadBlocks();
     };
     const search = async (e) => {
@@ -141,7 +142,7 @@ export const Contacts = defineComponent({
           <button class=${{ on: state.contactsTab === 'blocked' }} data-testid="sub-blocked" onClick=${() => go('blocked')}>${t('blocked')}</button>
         </div>
         ${state.contactsTab === 'friends' ? html`
-          <button class="btn ghost wide new-group" data-testid="new-group" onClick=${() => (state.modal = { type: 'newGroup' })}>${icon('group')} ${t('newGroup')}</button>
+          <button class="btn ghost wide new-group" data-testid="new-group" onClick=${() => openModal({ type: 'newGroup' })}>${icon('group')} ${t('newGroup')}</button>
           ${friends.length ? null : html`<div class="empty-hint">${t('noFriends')}</div>`}
           <ul class="people" data-testid="friends">${friends.map(friendRow)}</ul>` : null}
         ${state.contactsTab === 'requests' ? html`

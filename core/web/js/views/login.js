@@ -1,3 +1,4 @@
+// @ts-check
 // Log in / sign up.
 import { defineComponent, reactive } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
 import { html } from '../html.js';

@@ -1,3 +1,4 @@
+// @ts-check
 // Reply / quote pieces of the chat (quote in a bubble, reply button, reply bar over the composer) and the message
 // search results of the list pane's search box.
 import { defineComponent, watch } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
@@ -5,8 +6,9 @@ import { listTime } from '../format.js';
 import { html } from '../html.js';
 import { t } from '../i18n.js';
 import { icon } from '../icons.js';
-import { cancelReply, jumpTo, moreResults, rs, searchMessages, startReply } from '../replysearch.js';
-import { convTitle, state, userName } from '../store.js';
+import {
+  cancelReply, convTitle, jumpTo, moreResults, rs, searchMessages, startReply, state, userName,
+} from '../store.js';
 
 function quoteText(q) {
   if (q.kind === 'image' && !q.text) return t('image');

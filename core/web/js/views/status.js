@@ -1,3 +1,4 @@
+// @ts-check
 // The connection state, shown as it is: a dot in the list header and a banner over the chat when not connected.
 import { defineComponent } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
 import { html } from '../html.js';

@@ -1,52 +1,35 @@
+// @ts-check
 // Reply / quote and message search (docs/protocol.md "Reply / quote", "Search"): the state and actions behind the
 // reply bar, the quote in a bubble, the message search results and the jump to a message in its conversation.
-import { nextTick, reactive } from '../vendor/vue/vue.runtime.esm-browser.prod.js';
-import { DICTS } from './i18n.js';
-import { api, hasOlder, insertMessage, loadHistory, messagesOf, openConv, state, toast } from './store.js';
+import { nextTick, reactive } from '../../vendor/vue/vue.runtime.esm-browser.prod.js';
+import { api, state } from './state.js';
+import { openConv } from './conversations.js';
+import { hasOlder, insertMessage, loadHistory, messagesOf } from './messages.js';
+import { toast } from './ui.js';
 
-Object.assign(DICTS['zh-CN'], {
-  searchChats: '搜索会话或聊天记录',
-  reply: '回复',
-  replyingTo: '回复 {name}',
-  cancelReply: '取消回复',
-  quoteRecalled: '原消息已撤回',
-  quoteUnavailable: '原消息不可见',
-  searchMessages: '聊天记录',
-  searchingMessages: '正在搜索聊天记录…',
-  noMessagesFound: '没有找到相关消息',
-  moreResults: '更多结果',
-  jumpFailed: '无法打开这条消息',
-});
-Object.assign(DICTS.en, {
-  searchChats: 'Search chats and messages',
-  reply: 'Reply',
-  replyingTo: 'Replying to {name}',
-  cancelReply: 'Cancel reply',
-  quoteRecalled: 'Original recalled',
-  quoteUnavailable: 'Original not visible',
-  searchMessages: 'Messages',
-  searchingMessages: 'Searching messages…',
-  noMessagesFound: 'No messages found',
-  moreResults: 'More results',
-  jumpFailed: 'Cannot open this message',
-});
+/** @typedef {import('../types.js').Message} Message */
 
 const QUOTE_CHARS = 80; // as the server's quote (core/services/messaging.py QUOTE_CHARS)
 const SEARCH_PAGE = 20;
 const SEARCH_DEBOUNCE_MS = 250;
 
 export const rs = reactive({
-  replyTo: new Map(), // conv -> message being answered in that conversation's composer
+  /** @type {Map<string, Message>} conv -> message being answered in that conversation's composer */
+  replyTo: new Map(),
+  /** @type {{q: string, results: Message[], next: string | null, loading: boolean, done: boolean}} */
   search: { q: '', results: [], next: null, loading: false, done: false },
-  highlight: null, // {conv, seq}: the message a jump landed on (marked until the search is cleared or another jump)
+  /** @type {{conv: string, seq: number} | null} where a jump landed (marked until the search is cleared or another jump) */
+  highlight: null,
 });
 
 // ---------------------------------------------------------------------------------------------- reply
+/** The quote a reply carries (as the server would make it). @param {Message} msg */
 export function quoteOf(msg) {
   const text = msg.body.text || msg.body.name || '';
   return { seq: msg.seq, id: msg.id, from: msg.from, kind: msg.kind, text: text.slice(0, QUOTE_CHARS) };
 }
 
+/** @param {Message} msg */
 export function startReply(msg) {
   rs.replyTo.set(msg.conv, msg);
   nextTick(() => {
@@ -55,11 +38,15 @@ export function startReply(msg) {
   });
 }
 
+/** @param {string} conv */
 export function cancelReply(conv) {
   rs.replyTo.delete(conv);
 }
 
-// What sendText needs for the reply in `conv` ({seq, quote}), or null; taking it clears the reply bar.
+/**
+ * What sendText needs for the reply in `conv` ({seq, quote}), or null; taking it clears the reply bar.
+ * @param {string} conv
+ */
 export function takeReply(conv) {
   const msg = rs.replyTo.get(conv);
   if (!msg) return null;
@@ -68,10 +55,11 @@ export function takeReply(conv) {
 }
 
 // ---------------------------------------------------------------------------------------------- search
-let searchTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let searchTimer;
 let searchGen = 0;
 
-// Debounced: the list pane calls this on every keystroke of its search box.
+/** Debounced: the list pane calls this on every keystroke of its search box. @param {string} q */
 export function searchMessages(q) {
   clearTimeout(searchTimer);
   const query = q.trim();
@@ -90,6 +78,10 @@ export function moreResults() {
   if (rs.search.next && !rs.search.loading) fetchPage(rs.search.q, rs.search.next);
 }
 
+/**
+ * @param {string} query
+ * @param {string | null} before the page cursor the server gave (`next`)
+ */
 async function fetchPage(query, before) {
   const gen = ++searchGen;
   rs.search.loading = true;
@@ -111,6 +103,10 @@ async function fetchPage(query, before) {
 // ---------------------------------------------------------------------------------------------- jump
 // Open `conv` with message `seq` loaded and scrolled into view. The stream shows one contiguous run of messages
 // ending at the newest, so older pages are loaded down to the target (pages of the server's maximum size).
+/**
+ * @param {string} conv
+ * @param {number} seq
+ */
 export async function jumpTo(conv, seq) {
   if (state.active !== conv) openConv(conv);
   await loadHistory(conv);
