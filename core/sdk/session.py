@@ -137,6 +137,28 @@ class SessionStats:
 class ClientSession(Generic[R]):
     """One device across its connections (cursors and outbox survive reconnects)."""
 
+    __slots__ = (
+        "_acked",
+        "_events",
+        "_frames",
+        "_sync_more",
+        "ack_due",
+        "ack_mode",
+        "ack_timeout_s",
+        "auto_ack",
+        "connected",
+        "device",
+        "heartbeat_s",
+        "max_resends",
+        "ordering",
+        "outbox",
+        "stats",
+        "synced",
+        "token",
+        "unwritten",
+        "user_id",
+    )
+
     def __init__(
         self,
         device: str,
@@ -322,12 +344,14 @@ class ClientSession(Generic[R]):
             start = msgs[0]["seq"] - 1 if msgs else frame["last_seq"]
             self._release(conv, ordering.set_cursor(conv, start), "push")
         me, device = self.user_id, self.device
+        shown: list[Item] = []  # one event per batch, not per message
         for m in msgs:
             mine = m["from"] == me and m["device"] == device
             offer = ordering.offer(conv, m["seq"], None if mine else m, now)
             if offer.duplicate:
                 self._events.append(DuplicateDropped(conv, m["seq"], "sync"))
-            self._release(conv, offer.ready, "sync")
+            shown += offer.ready
+        self._release(conv, shown, "sync")
         if frame["more"]:
             self._sync_more = True
 
@@ -356,6 +380,9 @@ class ClientSession(Generic[R]):
     def _on_auth_ok(self, frame: Frame) -> None:
         self.connected = True
         self.ack_mode = frame["ack"]
+        if self.ack_mode == "off" and self.outbox:  # queued before we knew: no ack will ever come
+            self.unwritten.extend(self.outbox.values())
+            self.outbox.clear()
         self.heartbeat_s = float(frame["heartbeat_s"])
         self._events.append(Connected(frame))
         self._frames.append({"type": "sync", "cursors": self.known_cursors()})
