@@ -42,7 +42,6 @@ from core.sdk.session import (
     SendAcked,
     SendFailed,
     SendWritten,
-    SessionStats,
     Synced,
 )
 
@@ -67,7 +66,7 @@ _Pending: TypeAlias = "asyncio.Future[dict[str, Any]] | None"
 
 @dataclass
 class ClientStats:
-    session: SessionStats
+    session: ClientSession[Any] = field(repr=False, compare=False)
     connects: int = 0
     reconnects: int = 0
     connect_failures: int = 0
@@ -126,7 +125,7 @@ class WsimClient:
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100_000)
         self.errors: list[dict[str, Any]] = []
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
-        self.stats = ClientStats(self.session.stats)
+        self.stats = ClientStats(self.session)
         self.connected = asyncio.Event()
         self.synced = asyncio.Event()
         self.closed_for_good = False

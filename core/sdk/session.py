@@ -128,17 +128,10 @@ ClientEvent: TypeAlias = (
 )
 
 
-@dataclass(slots=True)
-class SessionStats:
-    resends: int = 0
-    gap_syncs: int = 0
-
-
 class ClientSession(Generic[R]):
     """One device across its connections (cursors and outbox survive reconnects)."""
 
     __slots__ = (
-        "_acked",
         "_events",
         "_frames",
         "_sync_more",
@@ -148,11 +141,12 @@ class ClientSession(Generic[R]):
         "auto_ack",
         "connected",
         "device",
+        "gap_syncs",
         "heartbeat_s",
         "max_resends",
         "ordering",
         "outbox",
-        "stats",
+        "resends",
         "synced",
         "token",
         "unwritten",
@@ -184,8 +178,8 @@ class ClientSession(Generic[R]):
         self.connected = False
         self.synced = False
         self.ack_due = False
-        self.stats = SessionStats()
-        self._acked: dict[str, int] = {}
+        self.resends = 0  # writes after the first, of any send
+        self.gap_syncs = 0  # conversations synced because a hole stayed open
         self._sync_more = False
         self._frames: list[Frame] = []
         self._events: list[ClientEvent[R]] = []
@@ -242,11 +236,8 @@ class ClientSession(Generic[R]):
     def flush_acks(self) -> None:
         """One cumulative ``message.ack`` per conversation whose cursor moved past what was acknowledged."""
         self.ack_due = False
-        acked = self._acked
-        for conv, cursor in self.ordering.cursors().items():
-            if cursor > 0 and acked.get(conv, 0) < cursor:
-                acked[conv] = cursor
-                self._frames.append({"type": "message.ack", "conv": conv, "seq": cursor})
+        for conv, cursor in self.ordering.take_unacked():
+            self._frames.append({"type": "message.ack", "conv": conv, "seq": cursor})
 
     def tick(self, now: float) -> None:
         """Timers: sync conversations whose hole stayed open, write sends whose ack or retry time is due."""
@@ -254,7 +245,7 @@ class ClientSession(Generic[R]):
             return
         gaps = self.ordering.gaps(now)
         if gaps:
-            self.stats.gap_syncs += len(gaps)
+            self.gap_syncs += len(gaps)
             cursors = self.ordering.cursors()
             for conv in gaps:
                 self.ordering.mark_syncing(conv, now)
@@ -311,13 +302,14 @@ class ClientSession(Generic[R]):
         offer = self.ordering.offer(conv, msg["seq"], msg, now)
         if offer.duplicate:
             self._events.append(DuplicateDropped(conv, msg["seq"], "push"))
-            self._acked.pop(conv, None)  # the server pushed it again: it missed our ack
+            self.ordering.forget_ack(conv)  # the server pushed it again: it missed our ack
             self._ack()
         if offer.needs_sync:
             self._frames.append({"type": "sync", "cursors": {}})
         if offer.ready:
             self._events.append(Released(conv, offer.ready, "push"))
-            self._ack()
+            if self.auto_ack and self.ack_mode != "off":  # _ack() inlined: the per-push path
+                self.ack_due = True
 
     def _on_sent(self, frame: Frame, now: float) -> None:
         out = self.outbox.pop(frame["cmid"], None)
@@ -411,5 +403,5 @@ class ClientSession(Generic[R]):
     def _resend(self, out: Outgoing[R]) -> None:
         out.retry_at = None
         out.attempts += 1
-        self.stats.resends += 1
+        self.resends += 1
         self._write(out)

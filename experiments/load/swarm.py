@@ -46,7 +46,6 @@ from core.sdk.session import (
     SendAcked,
     SendFailed,
     SendWritten,
-    SessionStats,
     Synced,
 )
 from experiments.load.ledger import Ledger, SendRecord, SendState
@@ -902,7 +901,7 @@ class Swarm:
         self.counters = SwarmCounters()
         for c in self.clients:
             c.counters = self.counters
-            c.session.stats = SessionStats()
+            c.session.resends = c.session.gap_syncs = 0
 
     def histograms(self) -> dict[str, str]:
         """HDR histograms, encoded (mergeable across workers with HdrHistogram.decode + add)."""
@@ -926,8 +925,8 @@ class Swarm:
             "pushes": c.pushes,
             "push_duplicates": c.push_duplicates,
             "released": c.released,
-            "resends": sum(cl.session.stats.resends for cl in self.clients),
-            "gap_syncs": sum(cl.session.stats.gap_syncs for cl in self.clients),
+            "resends": sum(cl.session.resends for cl in self.clients),
+            "gap_syncs": sum(cl.session.gap_syncs for cl in self.clients),
             "errors": dict(c.errors),
             "sends": len(self.ledger.sends),
             "history_reads": len(self.ledger.history),

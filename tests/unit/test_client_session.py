@@ -92,7 +92,7 @@ def test_send_waits_for_sync_and_is_written_again_after_a_reconnect() -> None:
     assert s.frames_to_send() == [send_frame("c1")]
     s.connection_lost()
     online(s, 1.0)
-    assert s.outbox["c1"].attempts == 3 and s.stats.resends == 2
+    assert s.outbox["c1"].attempts == 3 and s.resends == 2
     s.receive({"type": "message.sent", "cmid": "c1", "conv": CONV, "seq": 1, "id": "m1"}, 2.0)
     acked, own = s.events_received()
     assert isinstance(acked, SendAcked) and acked.out.record == "rec" and not s.outbox
@@ -138,7 +138,7 @@ def test_a_hole_is_synced_after_the_gap_timeout_and_filled() -> None:
     assert s.frames_to_send() == []
     s.tick(11.0)
     assert s.frames_to_send() == [{"type": "sync", "cursors": {CONV: 5}}]
-    assert s.stats.gap_syncs == 1
+    assert s.gap_syncs == 1
     s.tick(11.5)
     assert s.frames_to_send() == []  # not asked again at once
     s.receive(batch([push(6)["msg"], push(7)["msg"]], last_seq=8), 11.6)
