@@ -142,7 +142,6 @@ class ClientSession(Generic[R]):
         "connected",
         "device",
         "gap_syncs",
-        "heartbeat_s",
         "max_resends",
         "ordering",
         "outbox",
@@ -174,7 +173,6 @@ class ClientSession(Generic[R]):
         self.outbox: dict[str, Outgoing[R]] = {}
         self.unwritten: list[Outgoing[R]] = []  # ack policy off: waiting for the session to be synced
         self.ack_mode = "three_state"
-        self.heartbeat_s: float | None = None
         self.connected = False
         self.synced = False
         self.ack_due = False
@@ -186,7 +184,8 @@ class ClientSession(Generic[R]):
 
     # ------------------------------------------------------------------ driver interface
     def frames_to_send(self) -> list[Frame]:
-        """Frames to write, in order (then forgotten here). Empty: a shared empty list, do not mutate it."""
+        """Frames to write, in order (then forgotten here). An empty result is the session's own buffer: keep it
+        unchanged."""
         frames = self._frames
         if frames:
             self._frames = []
@@ -375,7 +374,6 @@ class ClientSession(Generic[R]):
         if self.ack_mode == "off" and self.outbox:  # queued before we knew: no ack will ever come
             self.unwritten.extend(self.outbox.values())
             self.outbox.clear()
-        self.heartbeat_s = float(frame["heartbeat_s"])
         self._events.append(Connected(frame))
         self._frames.append({"type": "sync", "cursors": self.known_cursors()})
 
