@@ -341,7 +341,10 @@ class SwarmClient:
         events = session.events_received()
         if events:
             for event in events:
-                self._on_event(event)
+                if type(event) is Released:  # the per-push event, without the match below
+                    self._released(event.conv, event.items, event.via)
+                else:
+                    self._on_event(event)
         if session.ack_due and not self.ack_queued:
             self.ack_queued = True
             self.swarm.ack_dirty.append(self)
