@@ -28,22 +28,10 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+import core.sdk.session as cs
 from core.errors import TERMINAL_CLOSE_CODES, CloseCode
 from core.protocol.ordering import OrderingBuffer
 from core.sdk.backoff import full_jitter
-from core.sdk.session import (
-    ClientEvent,
-    ClientSession,
-    Connected,
-    DuplicateDropped,
-    ErrorReceived,
-    FrameReceived,
-    Released,
-    SendAcked,
-    SendFailed,
-    SendWritten,
-    Synced,
-)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +54,7 @@ _Pending: TypeAlias = "asyncio.Future[dict[str, Any]] | None"
 
 @dataclass
 class ClientStats:
-    session: ClientSession[Any] = field(repr=False, compare=False)
+    session: cs.ClientSession[Any] = field(repr=False, compare=False)
     connects: int = 0
     reconnects: int = 0
     connect_failures: int = 0
@@ -120,7 +108,7 @@ class WsimClient:
         self.access_expires_ms = 0
         self.node: str | None = None
         self.heartbeat_s = 30.0
-        self.session: ClientSession[_Pending] = ClientSession(self.device, gap_timeout_s=gap_timeout_s)
+        self.session: cs.ClientSession[_Pending] = cs.ClientSession(self.device, gap_timeout_s=gap_timeout_s)
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100_000)
         self.errors: list[dict[str, Any]] = []
@@ -445,35 +433,35 @@ class WsimClient:
         self.session.flush_acks()
         self._pump()
 
-    def _on_event(self, event: ClientEvent[_Pending]) -> None:
+    def _on_event(self, event: cs.ClientEvent[_Pending]) -> None:
         match event:
-            case Released(items=items):
+            case cs.Released(items=items):
                 for item in items:
                     if item is not None:
                         self.messages.put_nowait(item)
-            case SendAcked(out=out, frame=frame):
+            case cs.SendAcked(out=out, frame=frame):
                 if out.record is not None and not out.record.done():
                     out.record.set_result(frame)
-            case SendFailed(out=out, frame=frame):
+            case cs.SendFailed(out=out, frame=frame):
                 if out.record is not None and not out.record.done():
                     out.record.set_exception(SendError(frame["code"], frame["message"]))
-            case SendWritten():
+            case cs.SendWritten():
                 pass
-            case DuplicateDropped():
+            case cs.DuplicateDropped():
                 self.stats.duplicates_dropped += 1
-            case Connected(frame=frame):
+            case cs.Connected(frame=frame):
                 self.node = frame["node"]
                 self.heartbeat_s = float(frame["heartbeat_s"])
                 self.access_expires_ms = frame["token_expires"]
                 self.stats.connects += 1
                 self.connected.set()
-            case Synced():
+            case cs.Synced():
                 self.synced.set()
-            case ErrorReceived(frame=frame, about_send=about_send):
+            case cs.ErrorReceived(frame=frame, about_send=about_send):
                 self.errors.append(frame)
                 if not about_send:
                     self._put_event(frame)
-            case FrameReceived(frame=frame):
+            case cs.FrameReceived(frame=frame):
                 if frame.get("type") != "pong":
                     self._put_event(frame)
             case _:

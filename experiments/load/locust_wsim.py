@@ -29,20 +29,8 @@ import orjson
 import websocket
 from locust import User, events, task
 
+import core.sdk.session as cs
 from core.sdk.backoff import full_jitter
-from core.sdk.session import (
-    ClientEvent,
-    ClientSession,
-    Connected,
-    DuplicateDropped,
-    ErrorReceived,
-    FrameReceived,
-    Released,
-    SendAcked,
-    SendFailed,
-    SendWritten,
-    Synced,
-)
 from experiments.load.ledger import Ledger, SendRecord, SendState
 from experiments.load.spec import Workload
 from experiments.load.swarm import sent_time, text_for
@@ -54,7 +42,7 @@ WORKLOAD = Workload.model_validate(PLAN.get("workload") or {})
 LEDGER = Ledger()
 _NEXT = itertools.count()
 _STATE: dict[str, Any] = {"server_ack": "three_state"}
-_SESSIONS: list[ClientSession[SendRecord]] = []  # of this process's users: their unacked sends at the end
+_SESSIONS: list[cs.ClientSession[SendRecord]] = []  # of this process's users: their unacked sends at the end
 
 
 def _think() -> float:
@@ -78,7 +66,7 @@ events.quitting.add_listener(_write_ledger)  # type: ignore[no-untyped-call]
 
 
 class WsimUser(User):
-    """One device of one prepared user: drives a :class:`ClientSession` over a ``websocket-client`` socket."""
+    """One device of one prepared user: drives a :class:`~core.sdk.session.ClientSession` over a ``websocket-client`` socket."""
 
     def wait_time(self) -> float:
         return _think()
@@ -87,7 +75,7 @@ class WsimUser(User):
         creds = PLAN["clients"]
         self.cred = creds[next(_NEXT) % len(creds)]
         self.idx: int = self.cred["idx"]
-        self.session: ClientSession[SendRecord] = ClientSession(
+        self.session: cs.ClientSession[SendRecord] = cs.ClientSession(
             self.cred["device"],
             user_id=self.cred["user_id"],
             token=self.cred["token"],
@@ -213,40 +201,35 @@ class WsimUser(User):
         for frame in self.session.frames_to_send():
             self._send(frame)
 
-    def _on_event(self, event: ClientEvent[SendRecord]) -> None:
+    def _on_event(self, event: cs.ClientEvent[SendRecord]) -> None:
         match event:
-            case Released(conv=conv, items=items, via=via):
+            case cs.Released(conv=conv, items=items, via=via):
                 self._released(conv, items, via)
-            case SendAcked(out=out, frame=frame):
+            case cs.SendAcked(out=out, frame=frame):
                 rec = out.record
-                rec.state, rec.t_ack_ns, rec.seq, rec.msg_id = (
-                    SendState.ACKED, time.time_ns(), frame["seq"], frame["id"],
-                )  # fmt: skip
-                rec.duplicate = bool(frame.get("duplicate"))
-                rec.attempts = out.attempts
+                rec.acked(frame, time.time_ns(), out.attempts)
                 self.environment.events.request.fire(
                     request_type="WS", name="message.send", response_time=(rec.t_ack_ns - rec.t_send_ns) / 1e6,
                     response_length=0, exception=None, context={},
                 )  # fmt: skip
-            case SendFailed(out=out, frame=frame):
-                out.record.state, out.record.error = SendState.FAILED, frame["code"]
-                out.record.attempts = out.attempts
+            case cs.SendFailed(out=out, frame=frame):
+                out.record.failed(frame, out.attempts)
                 self.environment.events.request.fire(
                     request_type="WS", name="message.send", response_time=0, response_length=0,
                     exception=RuntimeError(frame["code"]), context={},
                 )  # fmt: skip
-            case SendWritten(out=out):
+            case cs.SendWritten(out=out):
                 out.record.state = SendState.WRITTEN
-            case Connected(frame=frame):
+            case cs.Connected(frame=frame):
                 _STATE["server_ack"] = frame["ack"]
-            case Synced():
+            case cs.Synced():
                 now = time.time_ns()
                 if self.down_since:
                     LEDGER.event(self.idx, now, "reconnected", 0, str(now - self.down_since))
                     self.down_since = 0
                 else:
                     LEDGER.event(self.idx, now, "connected")
-            case DuplicateDropped() | ErrorReceived() | FrameReceived():
+            case cs.DuplicateDropped() | cs.ErrorReceived() | cs.FrameReceived():
                 pass
             case _:
                 assert_never(event)

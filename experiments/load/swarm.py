@@ -34,20 +34,8 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+import core.sdk.session as cs
 from core.sdk.backoff import full_jitter
-from core.sdk.session import (
-    ClientEvent,
-    ClientSession,
-    Connected,
-    DuplicateDropped,
-    ErrorReceived,
-    FrameReceived,
-    Released,
-    SendAcked,
-    SendFailed,
-    SendWritten,
-    Synced,
-)
 from experiments.load.ledger import Ledger, SendRecord, SendState
 from experiments.load.spec import ClientFault, DropFault, OfflineFault, StormFault, Workload
 
@@ -178,7 +166,7 @@ class _WsProtocol(asyncio.Protocol):
 
 
 class SwarmClient:
-    """One device: drives a :class:`ClientSession` and keeps its connection, its timers and its ledger entries."""
+    """One device: drives a :class:`~core.sdk.session.ClientSession` and keeps its connection, its timers and its ledger entries."""
 
     __slots__ = (
         "ack_queued",
@@ -207,7 +195,7 @@ class SwarmClient:
         self.source_addr = source_addr
         self.counters = swarm.counters
         w = swarm.workload
-        self.session: ClientSession[SendRecord] = ClientSession(
+        self.session: cs.ClientSession[SendRecord] = cs.ClientSession(
             cred.device,
             user_id=cred.user_id,
             token=cred.token,
@@ -341,7 +329,7 @@ class SwarmClient:
         events = session.events_received()
         if events:
             for event in events:
-                if type(event) is Released:  # the per-push event, without the match below
+                if type(event) is cs.Released:  # the per-push event, without the match below
                     self._released(event.conv, event.items, event.via)
                 else:
                     self._on_event(event)
@@ -353,42 +341,35 @@ class SwarmClient:
             for frame in frames:
                 self.proto.send(orjson.dumps(frame))
 
-    def _on_event(self, event: ClientEvent[SendRecord]) -> None:
+    def _on_event(self, event: cs.ClientEvent[SendRecord]) -> None:
         match event:
-            case Released(conv=conv, items=items, via=via):
+            case cs.Released(conv=conv, items=items, via=via):
                 self._released(conv, items, via)
-            case SendAcked(out=out, frame=frame):
+            case cs.SendAcked(out=out, frame=frame):
                 rec = out.record
-                rec.state = SendState.ACKED
-                rec.t_ack_ns = time.time_ns()
-                rec.seq = frame["seq"]
-                rec.msg_id = frame["id"]
-                rec.duplicate = bool(frame.get("duplicate"))
-                rec.attempts = out.attempts
+                rec.acked(frame, time.time_ns(), out.attempts)
                 self.swarm.ack_hist.record_value(
                     max(1, min(HIST_MAX_US, (rec.t_ack_ns - rec.t_send_ns) // 1000))
                 )
                 self.swarm.on_acked(self)
-            case SendFailed(out=out, frame=frame):
-                out.record.state = SendState.FAILED
-                out.record.error = frame.get("code", "")
-                out.record.attempts = out.attempts
+            case cs.SendFailed(out=out, frame=frame):
+                out.record.failed(frame, out.attempts)
                 self.swarm.on_acked(self)
-            case SendWritten(out=out):
+            case cs.SendWritten(out=out):
                 out.record.state = SendState.WRITTEN
-            case DuplicateDropped(via=via):
+            case cs.DuplicateDropped(via=via):
                 if via == "push":
                     self.counters.push_duplicates += 1
-            case ErrorReceived(frame=frame):
+            case cs.ErrorReceived(frame=frame):
                 self.counters.error(frame.get("code", ""))
-            case Connected(frame=frame):
+            case cs.Connected(frame=frame):
                 self.counters.connects += 1
                 self.swarm.server_ack = frame["ack"]
                 if self.swarm.heartbeat_s is None:
                     self.swarm.heartbeat_s = float(frame["heartbeat_s"])
-            case Synced():
+            case cs.Synced():
                 self._on_synced()
-            case FrameReceived(frame=frame):
+            case cs.FrameReceived(frame=frame):
                 if frame.get("type") == "pong":
                     self.counters.pongs += 1
             case _:

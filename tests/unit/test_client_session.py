@@ -7,20 +7,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import core.sdk.session as cs
 from core.sdk.backoff import full_jitter
-from core.sdk.session import (
-    ClientEvent,
-    ClientSession,
-    Connected,
-    DuplicateDropped,
-    ErrorReceived,
-    FrameReceived,
-    Released,
-    SendAcked,
-    SendFailed,
-    SendWritten,
-    Synced,
-)
+from core.sdk.session import ClientSession, Released
 
 CONV = "d:1:2"
 ME, DEVICE = "1", "dev-a"
@@ -53,7 +42,7 @@ def online(s: ClientSession[str], now: float = 0.0, cursor: int = 0, ack: str = 
     s.events_received()
 
 
-def released(events: list[ClientEvent[str]]) -> list[int]:
+def released(events: list[cs.ClientEvent[str]]) -> list[int]:
     return [m["seq"] for e in events if isinstance(e, Released) for m in e.items if m is not None]
 
 
@@ -68,13 +57,13 @@ def test_hello_then_sync_from_known_cursors_then_synced() -> None:
     s.receive(auth_ok(), 0.0)
     assert s.connected and not s.synced
     assert s.frames_to_send() == [{"type": "sync", "cursors": {}}]
-    assert [type(e) for e in s.events_received()] == [Connected]
+    assert [type(e) for e in s.events_received()] == [cs.Connected]
     s.receive(batch([], last_seq=4, more=True), 0.0)
     s.receive({"type": "sync.done", "more": False}, 0.0)
     assert s.frames_to_send() == [{"type": "sync", "cursors": {CONV: 4}}]  # a batch said "more"
     assert not s.synced
     s.receive({"type": "sync.done", "more": False}, 0.0)
-    assert s.synced and [type(e) for e in s.events_received()] == [Synced]
+    assert s.synced and [type(e) for e in s.events_received()] == [cs.Synced]
     s.connection_lost()
     s.connection_opened()
     s.receive(auth_ok(), 1.0)
@@ -95,7 +84,7 @@ def test_send_waits_for_sync_and_is_written_again_after_a_reconnect() -> None:
     assert s.outbox["c1"].attempts == 3 and s.resends == 2
     s.receive({"type": "message.sent", "cmid": "c1", "conv": CONV, "seq": 1, "id": "m1"}, 2.0)
     acked, own = s.events_received()
-    assert isinstance(acked, SendAcked) and acked.out.record == "rec" and not s.outbox
+    assert isinstance(acked, cs.SendAcked) and acked.out.record == "rec" and not s.outbox
     assert own == Released(CONV, [None], "push")
     assert s.ordering.cursor(CONV) == 1 and not s.ack_due  # our own message: no ack owed
 
@@ -116,7 +105,7 @@ def test_pushes_are_released_in_order_once_and_acked_cumulatively() -> None:
     assert s.frames_to_send() == []  # nothing moved
     s.receive(push(3), 0.0)  # pushed again: the server missed the ack
     (dup,) = s.events_received()
-    assert dup == DuplicateDropped(CONV, 3, "push")
+    assert dup == cs.DuplicateDropped(CONV, 3, "push")
     s.flush_acks()
     assert s.frames_to_send() == [{"type": "message.ack", "conv": CONV, "seq": 3}]
 
@@ -200,12 +189,12 @@ def test_retryable_error_waits_retry_after_and_a_final_one_fails_the_send() -> N
     s.receive({"type": "error", "code": "invalid", "message": "?"}, 1.0)
     events = s.events_received()
     assert [(type(e), getattr(e, "about_send", None)) for e in events] == [
-        (ErrorReceived, True),
-        (ErrorReceived, True),
-        (SendFailed, None),
-        (ErrorReceived, False),
+        (cs.ErrorReceived, True),
+        (cs.ErrorReceived, True),
+        (cs.SendFailed, None),
+        (cs.ErrorReceived, False),
     ]
-    assert isinstance(events[2], SendFailed) and events[2].out.record == "two" and "c2" not in s.outbox
+    assert isinstance(events[2], cs.SendFailed) and events[2].out.record == "two" and "c2" not in s.outbox
     assert s.next_deadline() == 1.3
     s.tick(1.2)
     assert s.frames_to_send() == []
@@ -220,7 +209,7 @@ def test_ack_policy_off_writes_once_and_queues_while_offline() -> None:
     assert not s.outbox and s.in_flight == 0
     s.send("c1", send_frame("c1"), 0.0, "now")
     assert s.frames_to_send() == [send_frame("c1")]
-    assert [type(e) for e in s.events_received()] == [SendWritten]
+    assert [type(e) for e in s.events_received()] == [cs.SendWritten]
     s.connection_lost()
     s.send("c2", send_frame("c2"), 1.0, "later")
     assert s.frames_to_send() == [] and s.in_flight == 1
@@ -233,7 +222,7 @@ def test_other_frames_go_to_the_application() -> None:
     online(s)
     receipt = {"type": "receipt", "conv": CONV, "user": "2", "read": 3}
     s.receive(receipt, 0.0)
-    assert s.events_received() == [FrameReceived(receipt)]
+    assert s.events_received() == [cs.FrameReceived(receipt)]
     s.receive({"type": "sync.required"}, 0.0)
     assert s.frames_to_send() == [{"type": "sync", "cursors": {CONV: 0}}]
 
