@@ -277,15 +277,8 @@ class WsimClient:
             raise ClientError("connect", f"not connected within {timeout} s (last close {self.last_close})")
 
     async def close(self) -> None:
-        self._stopping = True
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        """Go offline for good: unacknowledged sends fail, the HTTP pool closes."""
+        await self.disconnect()
         for out in self.session.outbox.values():
             if out.record is not None and not out.record.done():
                 out.record.set_exception(SendError("closed", "client closed before the ack"))
