@@ -17,6 +17,7 @@ T = TypeVar("T")
 @dataclass(slots=True)
 class _Conv(Generic[T]):
     cursor: int  # highest seq released in order
+    acked: int = 0  # highest seq acknowledged to the server (kept here: no second map per device)
     buffered: dict[int, T] = field(default_factory=dict)
     gap_since: float | None = None
 
@@ -85,6 +86,21 @@ class OrderingBuffer(Generic[T]):
             nxt += 1
         c.gap_since = None if not c.buffered else c.gap_since
         return ready
+
+    def take_unacked(self) -> list[tuple[str, int]]:
+        """(conversation, cursor) wherever the cursor moved past the last ack; they count as acknowledged now."""
+        moved: list[tuple[str, int]] = []
+        for conv, c in self._convs.items():
+            if c.cursor > c.acked:
+                c.acked = c.cursor
+                moved.append((conv, c.cursor))
+        return moved
+
+    def forget_ack(self, conv: str) -> None:
+        """The server did not get our ack (it pushed again): the next :meth:`take_unacked` repeats it."""
+        c = self._convs.get(conv)
+        if c is not None:
+            c.acked = 0
 
     def gaps(self, now: float) -> list[str]:
         """Conversations whose hole has been open for longer than the gap timeout."""

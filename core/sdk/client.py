@@ -5,8 +5,10 @@ Reliability on the client side mirrors the server's:
   the same client message id after a reconnect, so a resend can never create a second message;
 * reconnects use exponential backoff with full jitter (capped), rotating over the node URLs given (failover);
 * after every (re)connect the client syncs from its per-conversation cursors, and it fills any gap in ``seq``
-  it notices with a targeted sync: messages are released to the application exactly once and in order
-  (:class:`core.protocol.ordering.OrderingBuffer`).
+  it notices with a targeted sync: messages are released to the application exactly once and in order.
+
+The protocol itself is :class:`core.sdk.session.ClientSession`; this module is its asyncio driver (socket,
+timers, futures, queues) plus the REST calls.
 """
 
 from __future__ import annotations
@@ -14,22 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, assert_never
 
 import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+import core.sdk.session as cs
 from core.clock import Clock, SystemClock
 from core.errors import TERMINAL_CLOSE_CODES, CloseCode
 from core.protocol.ordering import OrderingBuffer
+from core.sdk.backoff import full_jitter
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +48,26 @@ class SendError(ClientError):
     pass
 
 
-@dataclass
-class _Outgoing:
-    cmid: str
-    frame: dict[str, Any]
-    future: asyncio.Future[dict[str, Any]]
-    sent_at: float = 0.0
-    attempts: int = 0
+# What a pending send carries for this driver: the future ``send`` waits on (None with the ack policy off).
+_Pending: TypeAlias = "asyncio.Future[dict[str, Any]] | None"
 
 
 @dataclass
 class ClientStats:
+    session: cs.ClientSession[Any] = field(repr=False, compare=False)
     connects: int = 0
     reconnects: int = 0
     connect_failures: int = 0
-    resends: int = 0
     duplicates_dropped: int = 0
-    gaps_synced: int = 0
     closes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def resends(self) -> int:
+        return self.session.resends
+
+    @property
+    def gaps_synced(self) -> int:
+        return self.session.gap_syncs
 
 
 def _ws_url(base: str) -> str:
@@ -106,24 +110,20 @@ class WsimClient:
         self.access_token: str | None = None
         self.refresh_token: str | None = None
         self.access_expires_ms = 0
-        self.ack_mode = "three_state"
         self.node: str | None = None
         self.heartbeat_s = 30.0
-        self.ordering: OrderingBuffer[dict[str, Any] | None] = OrderingBuffer(gap_timeout_s)
+        self.session: cs.ClientSession[_Pending] = cs.ClientSession(self.device, gap_timeout_s=gap_timeout_s)
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100_000)
         self.errors: list[dict[str, Any]] = []
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
-        self.stats = ClientStats()
+        self.stats = ClientStats(self.session)
         self.connected = asyncio.Event()
         self.synced = asyncio.Event()
         self.closed_for_good = False
         self.last_close: tuple[int, str] | None = None
         self._ws: ClientConnection | None = None
-        self._outbox: dict[str, _Outgoing] = {}
-        self._ack_dirty: set[str] = set()
         self._ack_flush_scheduled = False
-        self._sync_more = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_rx = 0.0
@@ -175,6 +175,7 @@ class WsimClient:
         self.access_token = body["access_token"]
         self.refresh_token = body["refresh_token"]
         self.access_expires_ms = body["access_expires"]
+        self.session.user_id = str(body["user"]["id"])
         return body
 
     async def register(self, username: str, password: str, display_name: str | None = None) -> dict[str, Any]:
@@ -280,19 +281,13 @@ class WsimClient:
             raise ClientError("connect", f"not connected within {timeout} s (last close {self.last_close})")
 
     async def close(self) -> None:
-        self._stopping = True
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-        for out in self._outbox.values():
-            if not out.future.done():
-                out.future.set_exception(SendError("closed", "client closed before the ack"))
-        self._outbox.clear()
+        """Go offline for good: unacknowledged sends fail, the HTTP pool closes."""
+        await self.disconnect()
+        for out in self.session.outbox.values():
+            if out.record is not None and not out.record.done():
+                out.record.set_exception(SendError("closed", "client closed before the ack"))
+        self.session.outbox.clear()
+        self.session.unwritten.clear()
         await self.http.aclose()
 
     async def disconnect(self) -> None:
@@ -314,9 +309,6 @@ class WsimClient:
         ws = self._ws
         if ws is not None and ws.transport is not None:
             ws.transport.abort()
-
-    def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2**attempt))
 
     async def _run(self) -> None:
         attempt = 0
@@ -349,7 +341,7 @@ class WsimClient:
             if len(self.urls) > 1:
                 self._url_index = (self._url_index + 1) % len(self.urls)
             self.stats.reconnects += 1
-            await asyncio.sleep(self._backoff(attempt))
+            await asyncio.sleep(full_jitter(attempt, self.backoff_base_s, self.backoff_cap_s))
             attempt += 1
 
     async def _session(self, ws: ClientConnection) -> None:
@@ -359,18 +351,19 @@ class WsimClient:
             and self.refresh_token
         ):
             await self.refresh()
-        await ws.send(
-            orjson.dumps({"type": "auth", "token": self.access_token, "device": self.device}).decode()
-        )
+        self.session.token = self.access_token
+        self.session.connection_opened()
+        self._pump()
         maintenance = asyncio.create_task(self._maintain(ws))
         try:
             async for raw in ws:
                 self._last_rx = self.clock.monotonic()
-                self._on_frame(ws, orjson.loads(raw))
+                self._on_frame(orjson.loads(raw))
         except ConnectionClosed:
             pass
         finally:
             maintenance.cancel()
+            self.session.connection_lost()
             code = ws.close_code if ws.close_code is not None else 1006
             self.last_close = (code, ws.close_reason or "")
             self.stats.closes[code] = self.stats.closes.get(code, 0) + 1
@@ -381,10 +374,13 @@ class WsimClient:
                     await self.refresh()
 
     async def _maintain(self, ws: ClientConnection) -> None:
-        """Heartbeats, gap repair, token renewal and ack-timeout detection, every 250 ms."""
+        """Heartbeats, token renewal and the session's timers (gap repair, send retries): every 250 ms, or
+        sooner when the session has a deadline."""
         last_ping = self.clock.monotonic()
         while True:
-            await asyncio.sleep(0.25)
+            now = self.clock.monotonic()
+            deadline = self.session.next_deadline()
+            await asyncio.sleep(0.25 if deadline is None else min(0.25, max(0.0, deadline - now)))
             now = self.clock.monotonic()
             if not self.connected.is_set():
                 continue
@@ -394,15 +390,8 @@ class WsimClient:
             if now - self._last_rx > self.heartbeat_s * 2 + 5:
                 await ws.close(code=4002, reason="server silent")  # dead link: reconnect
                 return
-            gaps = self.ordering.gaps(now)
-            if gaps:
-                self.stats.gaps_synced += len(gaps)
-                cursors = self.ordering.cursors()
-                for conv in gaps:
-                    self.ordering.mark_syncing(conv, now)
-                await self._send(
-                    ws, {"type": "sync", "cursors": {c: cursors[c] for c in gaps if cursors[c] >= 0}}
-                )
+            self.session.tick(now)
+            self._pump()
             if (
                 self.access_expires_ms
                 and self.refresh_token
@@ -418,147 +407,80 @@ class WsimClient:
         with contextlib.suppress(ConnectionClosed):
             await ws.send(orjson.dumps(frame).decode())
 
-    def _send_nowait(self, frame: dict[str, Any]) -> None:
+    async def _write_all(self, ws: ClientConnection, frames: list[dict[str, Any]]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            for frame in frames:
+                await ws.send(orjson.dumps(frame).decode())
+
+    # ================================================================ the session's output
+    def _pump(self) -> asyncio.Future[None] | None:
+        """Write what the session queued (one task, in order) and act on its events; returns the write."""
+        for event in self.session.events_received():
+            self._on_event(event)
+        if self.session.ack_due and self.auto_ack and not self._ack_flush_scheduled:
+            self._ack_flush_scheduled = True
+            self.clock.call_later(0.02, self._flush_acks)
+        frames = self.session.frames_to_send()
         ws = self._ws
-        if ws is not None:
-            task = asyncio.ensure_future(self._send(ws, frame))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not frames or ws is None:
+            return None
+        task = asyncio.ensure_future(self._write_all(ws, frames))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _flush_acks(self) -> None:
+        self._ack_flush_scheduled = False
+        self.session.flush_acks()
+        self._pump()
+
+    def _on_event(self, event: cs.ClientEvent[_Pending]) -> None:
+        match event:
+            case cs.Released(items=items):
+                for item in items:
+                    if item is not None:
+                        self.messages.put_nowait(item)
+            case cs.SendAcked(out=out, frame=frame):
+                if out.record is not None and not out.record.done():
+                    out.record.set_result(frame)
+            case cs.SendFailed(out=out, frame=frame):
+                if out.record is not None and not out.record.done():
+                    out.record.set_exception(SendError(frame["code"], frame["message"]))
+            case cs.SendWritten():
+                pass
+            case cs.DuplicateDropped():
+                self.stats.duplicates_dropped += 1
+            case cs.Connected(frame=frame):
+                self.node = frame["node"]
+                self.heartbeat_s = float(frame["heartbeat_s"])
+                self.access_expires_ms = frame["token_expires"]
+                self.stats.connects += 1
+                self.connected.set()
+            case cs.Synced():
+                self.synced.set()
+            case cs.ErrorReceived(frame=frame, about_send=about_send):
+                self.errors.append(frame)
+                if not about_send:
+                    self._put_event(frame)
+            case cs.FrameReceived(frame=frame):
+                if frame.get("type") != "pong":
+                    self._put_event(frame)
+            case _:
+                assert_never(event)
 
     # ================================================================ inbound
-    def _on_frame(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
-        ftype = frame.get("type")
+    def _on_frame(self, frame: dict[str, Any]) -> None:
         for listener in self.listeners:
             listener(frame)
-        if ftype == "message.new":
-            self._on_message(frame["msg"])
-        elif ftype == "message.sent":
-            self._on_sent(frame)
-        elif ftype == "sync.batch":
-            self._on_sync_batch(frame)
-        elif ftype == "sync.done":
-            if frame["more"] or self._sync_more:
-                self._sync_more = False
-                self._send_nowait({"type": "sync", "cursors": self._known_cursors()})
-            else:
-                self.synced.set()
-                self._resend_outbox()
-        elif ftype == "auth.ok":
-            self.node = frame["node"]
-            self.ack_mode = frame["ack"]
-            self.heartbeat_s = float(frame["heartbeat_s"])
-            self.access_expires_ms = frame["token_expires"]
-            self.stats.connects += 1
-            self.connected.set()
-            self._send_nowait({"type": "sync", "cursors": self._known_cursors()})
-        elif ftype == "error":
-            self._on_error(frame)
-        elif ftype == "sync.required":
-            self._send_nowait({"type": "sync", "cursors": self._known_cursors()})
-        elif ftype != "pong":
-            self._put_event(frame)
-
-    def _known_cursors(self) -> dict[str, int]:
-        return {c: s for c, s in self.ordering.cursors().items() if s >= 0}
+        self.session.receive(frame, self.clock.monotonic())
+        self._pump()
 
     def _put_event(self, frame: dict[str, Any]) -> None:
         if self.events.full():
             self.events.get_nowait()
         self.events.put_nowait(frame)
 
-    def _release(self, items: list[dict[str, Any] | None]) -> None:
-        for item in items:
-            if item is not None:
-                self.messages.put_nowait(item)
-
-    def _on_message(self, msg: dict[str, Any]) -> None:
-        conv, seq = msg["conv"], msg["seq"]
-        offer = self.ordering.offer(conv, seq, msg, self.clock.monotonic())
-        if offer.duplicate:
-            self.stats.duplicates_dropped += 1
-        if offer.needs_sync:
-            self._send_nowait({"type": "sync", "cursors": {}})
-        self._release(offer.ready)
-        self._mark_ack(conv)
-
-    def _on_sent(self, frame: dict[str, Any]) -> None:
-        out = self._outbox.pop(frame["cmid"], None)
-        if out is not None and not out.future.done():
-            out.future.set_result(frame)
-        conv, seq = frame["conv"], frame["seq"]
-        if self.ordering.cursor(conv) is None:
-            self._send_nowait({"type": "sync", "cursors": {}})
-            return
-        offer = self.ordering.offer(
-            conv, seq, None, self.clock.monotonic()
-        )  # our own message: advances the cursor
-        self._release(offer.ready)
-        if any(item is not None for item in offer.ready):
-            # Only when our message released others' messages waiting behind it: the server never pushed our
-            # own message to this device, so acking it alone would be a frame (and a receipt) for nothing.
-            self._mark_ack(conv)
-
-    def _on_sync_batch(self, frame: dict[str, Any]) -> None:
-        conv = frame["conv"]
-        msgs = frame["messages"]
-        cursor = self.ordering.cursor(conv)
-        if cursor is None or cursor < 0:
-            start = msgs[0]["seq"] - 1 if msgs else frame["last_seq"]
-            self._release(self.ordering.set_cursor(conv, start))
-        now = self.clock.monotonic()
-        for m in msgs:
-            mine = m["from"] == (self.user or {}).get("id") and m["device"] == self.device
-            offer = self.ordering.offer(conv, m["seq"], None if mine else m, now)
-            if offer.duplicate:
-                self.stats.duplicates_dropped += 1
-            self._release(offer.ready)
-        if frame["more"]:
-            self._sync_more = True
-        self._mark_ack(conv)
-
-    def _on_error(self, frame: dict[str, Any]) -> None:
-        self.errors.append(frame)
-        out = self._outbox.get(frame.get("ref") or "")
-        if out is None:
-            self._put_event(frame)
-            return
-        if frame["code"] in ("unavailable", "rate_limited"):
-            delay = (frame.get("retry_after_ms") or 500) / 1000
-            self.clock.call_later(delay, self._resend_one, out.cmid)
-            return
-        del self._outbox[out.cmid]
-        if not out.future.done():
-            out.future.set_exception(SendError(frame["code"], frame["message"]))
-
-    def _mark_ack(self, conv: str) -> None:
-        if not self.auto_ack or self.ack_mode == "off":
-            return
-        self._ack_dirty.add(conv)
-        if not self._ack_flush_scheduled:
-            self._ack_flush_scheduled = True
-            self.clock.call_later(0.02, self._flush_acks)
-
-    def _flush_acks(self) -> None:
-        self._ack_flush_scheduled = False
-        dirty, self._ack_dirty = self._ack_dirty, set()
-        for conv in dirty:
-            cursor = self.ordering.cursor(conv)
-            if cursor is not None and cursor > 0:
-                self._send_nowait({"type": "message.ack", "conv": conv, "seq": cursor})
-
     # ================================================================ outbound
-    def _resend_outbox(self) -> None:
-        for cmid in list(self._outbox):
-            self._resend_one(cmid)
-
-    def _resend_one(self, cmid: str) -> None:
-        out = self._outbox.get(cmid)
-        if out is None or self._ws is None or not self.connected.is_set():
-            return
-        self.stats.resends += 1
-        out.attempts += 1
-        self._send_nowait(out.frame)
-
     async def send(
         self,
         conv: str,
@@ -571,7 +493,7 @@ class WsimClient:
         timeout: float | None = 30.0,
     ) -> dict[str, Any] | None:
         """Send and wait for the "sent" ack (the message is durably stored). With the server's ack policy
-        ``off`` there is no ack: returns None once the frame is written. ``reply_to``: the seq of a message of
+        ``off`` there is no ack: returns None once the frame is written (or queued while offline). ``reply_to``: the seq of a message of
         ``conv`` to quote; recipients get it as the message's ``quote`` (docs/protocol.md "Reply / quote")."""
         cmid = cmid or uuid.uuid4().hex
         frame: dict[str, Any] = {"type": "message.send", "cmid": cmid, "conv": conv, "kind": kind}
@@ -581,16 +503,15 @@ class WsimClient:
             frame["file"] = file
         if reply_to is not None:
             frame["reply_to"] = reply_to
-        if self.ack_mode == "off":
-            if self._ws is not None:
-                await self._send(self._ws, frame)
+        if self.session.ack_mode == "off":
+            self.session.send(cmid, frame, self.clock.monotonic(), None)
+            written = self._pump()
+            if written is not None:
+                await written
             return None
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        out = _Outgoing(cmid, frame, fut, self.clock.monotonic())
-        self._outbox[cmid] = out
-        if self._ws is not None and self.connected.is_set():
-            out.attempts = 1
-            await self._send(self._ws, frame)
+        self.session.send(cmid, frame, self.clock.monotonic(), fut)
+        self._pump()
         if timeout is None:
             return await fut
         try:
@@ -621,9 +542,9 @@ class WsimClient:
         self, ftype: str, timeout: float = 10.0, where: Callable[[dict[str, Any]], bool] | None = None
     ) -> dict[str, Any]:
         """Wait for the next event frame of ``ftype`` (skipping others) matching ``where``."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no {ftype} event within {timeout} s")
             ev = await asyncio.wait_for(self.events.get(), remaining)
@@ -635,5 +556,14 @@ class WsimClient:
             yield await self.messages.get()
 
     @property
+    def ordering(self) -> OrderingBuffer[dict[str, Any] | None]:
+        return self.session.ordering
+
+    @property
+    def ack_mode(self) -> str:
+        """The server's ack policy, from ``auth.ok``."""
+        return self.session.ack_mode
+
+    @property
     def pending_sends(self) -> int:
-        return len(self._outbox)
+        return self.session.in_flight

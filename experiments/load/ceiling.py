@@ -136,7 +136,7 @@ class _CeilingConn:
     def send(self) -> None:
         if self.proto is not None:
             head = self.tag + f"{time.time_ns()}:".encode()
-            self.proto.send((head + b"x" * max(0, self.load.text_bytes - len(head))).decode())
+            self.proto.send(head + b"x" * max(0, self.load.text_bytes - len(head)))
             self.load.sent += 1
             self.load.inflight += 1
 

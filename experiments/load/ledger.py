@@ -61,6 +61,21 @@ class SendRecord:
     duplicate: bool = False
     sent_twice: bool = False
 
+    def acked(self, sent: dict[str, Any], t_ack_ns: int, attempts: int) -> None:
+        """The server's ``message.sent`` for this send arrived at ``t_ack_ns``, after ``attempts`` writes."""
+        self.state = SendState.ACKED
+        self.t_ack_ns = t_ack_ns
+        self.seq = sent["seq"]
+        self.msg_id = sent["id"]
+        self.duplicate = bool(sent.get("duplicate"))
+        self.attempts = attempts
+
+    def failed(self, error: dict[str, Any], attempts: int) -> None:
+        """The server refused this send for good with ``error``."""
+        self.state = SendState.FAILED
+        self.error = error.get("code", "")
+        self.attempts = attempts
+
     def row(self) -> tuple[Any, ...]:
         return (
             self.client, self.user, self.device, self.cmid, self.conv, self.is_group, self.t_send_ns,

@@ -5,7 +5,8 @@ Run by :mod:`experiments.load.locust_driver` as ``locust -f experiments/load/loc
 ``WSIM_LOCUST_OUT`` the directory for the ledger. Each user: connects and authenticates, syncs from its cursors,
 heartbeats, sends 1:1 and group messages with the workload's mix and think time, acknowledges deliveries
 cumulatively, sends read marks, resends unacknowledged messages with the same cmid after reconnecting (with
-backoff and full jitter), and records everything in the same ledger the asyncio swarm keeps. Locust keeps its
+backoff and full jitter), and records everything in the same ledger the asyncio swarm keeps. The protocol is the
+SDK's :class:`core.sdk.session.ClientSession`; this module is its gevent driver. Locust keeps its
 own statistics too: ``message.send`` (send->ack), ``message.deliver`` (send->deliver), ``connect``.
 
 Locust costs 130-160 ms of its own latency at 10k msg/s on this machine (measured): use it for behaviour with
@@ -21,14 +22,15 @@ import random
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import gevent
 import orjson
 import websocket
 from locust import User, events, task
 
-from core.protocol.ordering import OrderingBuffer
+import core.sdk.session as cs
+from core.sdk.backoff import full_jitter
 from experiments.load.ledger import Ledger, SendRecord, SendState
 from experiments.load.spec import Workload
 from experiments.load.swarm import sent_time, text_for
@@ -40,6 +42,7 @@ WORKLOAD = Workload.model_validate(PLAN.get("workload") or {})
 LEDGER = Ledger()
 _NEXT = itertools.count()
 _STATE: dict[str, Any] = {"server_ack": "three_state"}
+_SESSIONS: list[cs.ClientSession[SendRecord]] = []  # of this process's users: their unacked sends at the end
 
 
 def _think() -> float:
@@ -52,6 +55,9 @@ def _think() -> float:
 def _write_ledger(environment: Any, **_: Any) -> None:
     out = os.environ.get("WSIM_LOCUST_OUT")
     if out:
+        for session in _SESSIONS:  # the session counts the writes of a send that was never acknowledged
+            for pending in session.outbox.values():
+                pending.record.attempts = pending.attempts
         LEDGER.finish(ack_off=_STATE["server_ack"] == "off")
         LEDGER.write(Path(out), f"locust{os.getpid()}")
 
@@ -60,7 +66,7 @@ events.quitting.add_listener(_write_ledger)  # type: ignore[no-untyped-call]
 
 
 class WsimUser(User):
-    """One device of one prepared user."""
+    """One device of one prepared user: drives a :class:`~core.sdk.session.ClientSession` over a ``websocket-client`` socket."""
 
     def wait_time(self) -> float:
         return _think()
@@ -69,10 +75,15 @@ class WsimUser(User):
         creds = PLAN["clients"]
         self.cred = creds[next(_NEXT) % len(creds)]
         self.idx: int = self.cred["idx"]
-        self.ordering: OrderingBuffer[dict[str, Any] | None] = OrderingBuffer(1.0)
-        self.outbox: dict[str, SendRecord] = {}
+        self.session: cs.ClientSession[SendRecord] = cs.ClientSession(
+            self.cred["device"],
+            user_id=self.cred["user_id"],
+            token=self.cred["token"],
+            ack_timeout_s=WORKLOAD.ack_timeout_s,
+            max_resends=WORKLOAD.max_resends,
+        )
+        _SESSIONS.append(self.session)
         self.ws: websocket.WebSocket | None = None
-        self.synced = False
         self.down_since = 0
         self.seq_no = 0
         self.read_counts: dict[str, int] = {}
@@ -106,11 +117,6 @@ class WsimUser(User):
             request_type="WS", name="connect", response_time=(time.perf_counter() - t) * 1000,
             response_length=0, exception=None, context={},
         )  # fmt: skip
-        ws.send(
-            orjson.dumps(
-                {"type": "auth", "token": self.cred["token"], "device": self.cred["device"]}
-            ).decode()
-        )
         return ws
 
     def _done(self) -> bool:
@@ -121,6 +127,8 @@ class WsimUser(User):
             try:
                 self.ws = self._connect()
                 self.attempt = 0
+                self.session.connection_opened()
+                self._pump()
                 while not self._done():
                     raw = self.ws.recv()
                     if not raw:
@@ -131,14 +139,12 @@ class WsimUser(User):
                     code = getattr(exc, "status_code", 0) or 1006
                     LEDGER.event(self.idx, time.time_ns(), "closed", code)
             self.ws = None
-            self.synced = False
+            self.session.connection_lost()
             if self._done():
                 return
             if not self.down_since:
                 self.down_since = time.time_ns()
-            delay = random.uniform(
-                0, min(WORKLOAD.reconnect_cap_s, WORKLOAD.reconnect_base_s * 2**self.attempt)
-            )
+            delay = full_jitter(self.attempt, WORKLOAD.reconnect_base_s, WORKLOAD.reconnect_cap_s)
             self.attempt += 1
             gevent.sleep(delay)
 
@@ -163,106 +169,70 @@ class WsimUser(User):
             pass
 
     def _maintenance(self) -> None:
+        """Every 50 ms: client faults, batched cumulative acks, heartbeats and the session's timers."""
         last_ping = time.monotonic()
-        last_ack: dict[str, int] = {}
         while not self.stopping:
             gevent.sleep(0.05)
             now = time.monotonic()
             if self.fault_times and time.time() >= self.fault_times[0]:
                 self.fault_times.pop(0)
                 self._drop()
-            if not self.synced:
+            if not self.session.synced:
                 continue
-            for conv, cursor in self.ordering.cursors().items():  # cumulative acks, batched
-                if cursor > 0 and last_ack.get(conv, 0) < cursor and _STATE["server_ack"] != "off":
-                    last_ack[conv] = cursor
-                    self._send({"type": "message.ack", "conv": conv, "seq": cursor})
+            if self.session.ack_due:
+                self.session.flush_acks()
             if now - last_ping > (WORKLOAD.heartbeat_s or 30.0):
                 last_ping = now
                 self._send({"type": "ping", "ts": int(time.time() * 1000)})
-            gaps = self.ordering.gaps(now)
-            if gaps:
-                cursors = self.ordering.cursors()
-                for g in gaps:
-                    self.ordering.mark_syncing(g, now)
-                self._send({"type": "sync", "cursors": {g: cursors[g] for g in gaps if cursors[g] >= 0}})
-            timeout_ns = int(WORKLOAD.ack_timeout_s * 1e9)
-            for rec in list(self.outbox.values()):
-                if (
-                    rec.attempts <= WORKLOAD.max_resends
-                    and time.time_ns() - rec.t_send_ns > timeout_ns * rec.attempts
-                ):
-                    rec.attempts += 1
-                    self._write(rec)
+            self.session.tick(now)
+            self._pump()
 
-    # ---------------------------------------------------------------- inbound
+    # ---------------------------------------------------------------- the session
     def _on_frame(self, frame: dict[str, Any]) -> None:
-        ftype = frame.get("type")
-        if ftype == "message.new":
+        if frame.get("type") == "message.new":  # raw arrival, before ordering and de-duplication
             msg = frame["msg"]
             LEDGER.arrival(self.idx, msg["conv"], msg["seq"], time.time_ns())
-            offer = self.ordering.offer(msg["conv"], msg["seq"], msg, time.monotonic())
-            if offer.needs_sync:
-                self._send({"type": "sync", "cursors": {}})
-            self._released(msg["conv"], offer.ready, "push")
-        elif ftype == "message.sent":
-            rec = self.outbox.pop(frame["cmid"], None)
-            if rec is not None:
-                rec.state, rec.t_ack_ns, rec.seq, rec.msg_id = (
-                    SendState.ACKED,
-                    time.time_ns(),
-                    frame["seq"],
-                    frame["id"],
-                )
-                rec.duplicate = bool(frame.get("duplicate"))
+        self.session.receive(frame, time.monotonic())
+        self._pump()
+
+    def _pump(self) -> None:
+        for event in self.session.events_received():
+            self._on_event(event)
+        for frame in self.session.frames_to_send():
+            self._send(frame)
+
+    def _on_event(self, event: cs.ClientEvent[SendRecord]) -> None:
+        match event:
+            case cs.Released(conv=conv, items=items, via=via):
+                self._released(conv, items, via)
+            case cs.SendAcked(out=out, frame=frame):
+                rec = out.record
+                rec.acked(frame, time.time_ns(), out.attempts)
                 self.environment.events.request.fire(
                     request_type="WS", name="message.send", response_time=(rec.t_ack_ns - rec.t_send_ns) / 1e6,
                     response_length=0, exception=None, context={},
                 )  # fmt: skip
-            if self.ordering.cursor(frame["conv"]) is not None:
-                offer = self.ordering.offer(frame["conv"], frame["seq"], None, time.monotonic())
-                self._released(frame["conv"], offer.ready, "push")
-        elif ftype == "sync.batch":
-            conv, msgs = frame["conv"], frame["messages"]
-            cursor = self.ordering.cursor(conv)
-            if cursor is None or cursor < 0:
-                start = msgs[0]["seq"] - 1 if msgs else frame["last_seq"]
-                self._released(conv, self.ordering.set_cursor(conv, start), "push")
-            for mm in msgs:
-                mine = mm["from"] == self.cred["user_id"] and mm["device"] == self.cred["device"]
-                offer = self.ordering.offer(conv, mm["seq"], None if mine else mm, time.monotonic())
-                self._released(conv, offer.ready, "sync")
-        elif ftype == "sync.done":
-            if frame["more"]:
-                self._send({"type": "sync", "cursors": self._cursors()})
-            elif not self.synced:
-                self.synced = True
+            case cs.SendFailed(out=out, frame=frame):
+                out.record.failed(frame, out.attempts)
+                self.environment.events.request.fire(
+                    request_type="WS", name="message.send", response_time=0, response_length=0,
+                    exception=RuntimeError(frame["code"]), context={},
+                )  # fmt: skip
+            case cs.SendWritten(out=out):
+                out.record.state = SendState.WRITTEN
+            case cs.Connected(frame=frame):
+                _STATE["server_ack"] = frame["ack"]
+            case cs.Synced():
                 now = time.time_ns()
                 if self.down_since:
                     LEDGER.event(self.idx, now, "reconnected", 0, str(now - self.down_since))
                     self.down_since = 0
                 else:
                     LEDGER.event(self.idx, now, "connected")
-                for rec in list(self.outbox.values()):
-                    rec.attempts += 1
-                    self._write(rec)
-        elif ftype == "auth.ok":
-            _STATE["server_ack"] = frame["ack"]
-            self._send({"type": "sync", "cursors": self._cursors()})
-        elif ftype == "error":
-            rec = self.outbox.get(frame.get("ref") or "")
-            if rec is not None and frame["code"] not in ("rate_limited", "unavailable"):
-                del self.outbox[rec.cmid]
-                rec.state, rec.error = SendState.FAILED, frame["code"]
-                self.environment.events.request.fire(
-                    request_type="WS", name="message.send", response_time=0, response_length=0,
-                    exception=RuntimeError(frame["code"]), context={},
-                )  # fmt: skip
-        elif ftype == "sync.required":
-            self._send({"type": "sync", "cursors": self._cursors()})
-
-    def _cursors(self) -> dict[str, int]:
-        return {c: s for c, s in self.ordering.cursors().items() if s >= 0}
+            case cs.DuplicateDropped() | cs.ErrorReceived() | cs.FrameReceived():
+                pass
+            case _:
+                assert_never(event)
 
     def _released(self, conv: str, items: list[dict[str, Any] | None], via: str) -> None:
         for msg in items:
@@ -279,26 +249,19 @@ class WsimUser(User):
                     request_type="WS", name="message.deliver", response_time=(now - t_sent) / 1e6,
                     response_length=0, exception=None, context={},
                 )  # fmt: skip
-        if items and WORKLOAD.read_every:
+        if WORKLOAD.read_every:
             n = self.read_counts.get(conv, 0) + len(items)
             if n >= WORKLOAD.read_every:
                 n = 0
-                self._send({"type": "message.read", "conv": conv, "seq": self.ordering.cursor(conv) or 0})
+                self._send(
+                    {"type": "message.read", "conv": conv, "seq": self.session.ordering.cursor(conv) or 0}
+                )
             self.read_counts[conv] = n
 
     # ---------------------------------------------------------------- outbound
-    def _write(self, rec: SendRecord) -> None:
-        frame = {
-            "type": "message.send", "cmid": rec.cmid, "conv": rec.conv, "kind": "text",
-            "text": text_for(rec.t_send_ns, rec.cmid, WORKLOAD.text_bytes),
-        }  # fmt: skip
-        self._send(frame)
-        if rec.sent_twice:
-            self._send(frame)
-
     @task
     def send_message(self) -> None:
-        if time.time_ns() < PLAN["start_ns"] or len(self.outbox) >= WORKLOAD.max_inflight:
+        if time.time_ns() < PLAN["start_ns"] or self.session.in_flight >= WORKLOAD.max_inflight:
             return
         directs, groups = self.cred["directs"], self.cred["groups"]
         if not directs and not groups:
@@ -310,19 +273,17 @@ class WsimUser(User):
                          is_group, time.time_ns())  # fmt: skip
         rec.sent_twice = random.random() < WORKLOAD.duplicate_fraction
         LEDGER.sends.append(rec)
-        if _STATE["server_ack"] == "off":
-            if self.synced:
-                self._write(rec)
-                rec.state = SendState.WRITTEN
-            return
-        self.outbox[rec.cmid] = rec
-        if self.synced:
-            self._write(rec)
+        frame = {
+            "type": "message.send", "cmid": rec.cmid, "conv": rec.conv, "kind": "text",
+            "text": text_for(rec.t_send_ns, rec.cmid, WORKLOAD.text_bytes),
+        }  # fmt: skip
+        self.session.send(rec.cmid, frame, time.monotonic(), rec, twice=rec.sent_twice)
+        self._pump()
 
     def on_stop(self) -> None:
         """Drain: wait for outstanding acks (up to the workload's drain time), then close."""
         deadline = time.monotonic() + WORKLOAD.drain_s
-        while self.outbox and time.monotonic() < deadline:
+        while self.session.outbox and time.monotonic() < deadline:
             gevent.sleep(0.1)
         gevent.sleep(WORKLOAD.drain_quiet_s)
         self.stopping = True

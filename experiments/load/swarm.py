@@ -6,10 +6,12 @@ would measure itself. Each connection here is an :class:`asyncio.Protocol` aroun
 ``websockets.client.ClientProtocol`` (the same library, no per-frame coroutine), and every timer (think time,
 heartbeats, ack timeouts, gap repair) is a ``call_later`` or one swarm-wide loop.
 
-What a client does is what a real device does: authenticate in the first frame, ``sync`` from its cursors after
-every (re)connect, release messages in ``seq`` order exactly once (:class:`core.protocol.ordering.OrderingBuffer`),
-acknowledge delivery cumulatively, send read marks, resend unacknowledged messages with the same ``cmid``, and
-reconnect with exponential backoff and full jitter. Everything is written to a :class:`Ledger`.
+What a client does is what a real device does, because it is the SDK's protocol code
+(:class:`core.sdk.session.ClientSession`): authenticate in the first frame, ``sync`` from its cursors after every
+(re)connect, release messages in ``seq`` order exactly once, acknowledge delivery cumulatively, resend
+unacknowledged messages with the same ``cmid``; this driver adds read marks, heartbeats and reconnects with
+exponential backoff and full jitter (:func:`core.sdk.backoff.full_jitter`). Everything is written to a
+:class:`Ledger`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import httpx
 import orjson
@@ -32,7 +34,8 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from core.protocol.ordering import OrderingBuffer
+import core.sdk.session as cs
+from core.sdk.backoff import full_jitter
 from experiments.load.ledger import Ledger, SendRecord, SendState
 from experiments.load.spec import ClientFault, DropFault, OfflineFault, StormFault, Workload
 
@@ -76,8 +79,6 @@ class SwarmCounters:
     pushes: int = 0
     push_duplicates: int = 0
     released: int = 0
-    resends: int = 0
-    gap_syncs: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     pongs: int = 0
 
@@ -136,9 +137,9 @@ class _WsProtocol(asyncio.Protocol):
         code = self.ws.close_rcvd.code if self.ws.close_rcvd is not None else 1006
         self.client.on_closed(self, code)
 
-    def send(self, text: str) -> None:
+    def send(self, data: bytes) -> None:
         if self.ws.state is State.OPEN and self.transport is not None and not self.transport.is_closing():
-            self.ws.send_text(text.encode())
+            self.ws.send_text(data)
             self._flush()
             self.client.counters.frames_out += 1
 
@@ -165,7 +166,27 @@ class _WsProtocol(asyncio.Protocol):
 
 
 class SwarmClient:
-    """One device: connection life cycle, ordering, acks, the outbox and its ledger entries."""
+    """One device: drives a :class:`~core.sdk.session.ClientSession` and keeps its connection, its timers and its ledger entries."""
+
+    __slots__ = (
+        "ack_queued",
+        "attempt",
+        "call_timers",
+        "connecting",
+        "counters",
+        "cred",
+        "down_since_ns",
+        "first_sync",
+        "idx",
+        "proto",
+        "read_counts",
+        "sender_timer",
+        "seq_no",
+        "session",
+        "source_addr",
+        "swarm",
+        "want_online",
+    )
 
     def __init__(self, swarm: Swarm, cred: Credential, source_addr: str | None) -> None:
         self.swarm = swarm
@@ -173,19 +194,22 @@ class SwarmClient:
         self.idx = cred.idx
         self.source_addr = source_addr
         self.counters = swarm.counters
+        w = swarm.workload
+        self.session: cs.ClientSession[SendRecord] = cs.ClientSession(
+            cred.device,
+            user_id=cred.user_id,
+            token=cred.token,
+            gap_timeout_s=swarm.gap_timeout_s,
+            ack_timeout_s=w.ack_timeout_s,
+            max_resends=w.max_resends,
+        )
         self.proto: _WsProtocol | None = None
         self.want_online = False
-        self.connected = False
-        self.synced = False
-        self.ordering: OrderingBuffer[dict[str, Any] | None] = OrderingBuffer(swarm.gap_timeout_s)
-        self.outbox: dict[str, SendRecord] = {}
-        self.unwritten: list[str] = []  # ack off: sends queued while disconnected
         self.attempt = 0
         self.down_since_ns = 0  # when the connection was lost (0: not reconnecting)
         self.first_sync: asyncio.Future[bool] | None = None
         self.read_counts: dict[str, int] = {}
-        self.ack_dirty = False
-        self.sync_more = False
+        self.ack_queued = False  # in the swarm's list of clients owing an ack
         self.seq_no = 0
         self.sender_timer: asyncio.TimerHandle | None = None
         self.call_timers: dict[str, asyncio.TimerHandle] = {}  # REST calls by kind (history, search, ...)
@@ -228,16 +252,15 @@ class SwarmClient:
 
     def on_open(self, proto: _WsProtocol) -> None:
         self.proto = proto
-        proto.send(
-            orjson.dumps({"type": "auth", "token": self.cred.token, "device": self.cred.device}).decode()
-        )
+        self.session.connection_opened()
+        self.pump()
 
     def on_closed(self, proto: _WsProtocol, code: int) -> None:
         if self.proto is not proto and self.proto is not None:
             return
         was_open = proto.opened
         self.proto = None
-        self.connected = self.synced = False
+        self.session.connection_lost()
         self.connecting = False
         now = time.time_ns()
         self.counters.closes[code] = self.counters.closes.get(code, 0) + 1
@@ -260,7 +283,7 @@ class SwarmClient:
         if not self.want_online:
             return
         w = self.swarm.workload
-        delay = random.uniform(0, min(w.reconnect_cap_s, w.reconnect_base_s * 2**self.attempt))
+        delay = full_jitter(self.attempt, w.reconnect_base_s, w.reconnect_cap_s)
         self.attempt += 1
         asyncio.get_running_loop().call_later(delay, self._open)
 
@@ -287,49 +310,72 @@ class SwarmClient:
 
     def send_frame(self, frame: dict[str, Any]) -> None:
         if self.proto is not None:
-            self.proto.send(orjson.dumps(frame).decode())
+            self.proto.send(orjson.dumps(frame))
 
-    # ------------------------------------------------------------- inbound
+    # ------------------------------------------------------------- the session
     def on_text(self, data: bytes | bytearray | memoryview) -> None:
         self.counters.frames_in += 1
         frame = orjson.loads(data)
-        ftype = frame.get("type")
-        if ftype == "message.new":
-            self._on_message(frame["msg"], "push")
-        elif ftype == "message.sent":
-            self._on_sent(frame)
-        elif ftype == "sync.batch":
-            self._on_sync_batch(frame)
-        elif ftype == "sync.done":
-            self._on_sync_done(frame)
-        elif ftype == "auth.ok":
-            self._on_auth_ok(frame)
-        elif ftype == "error":
-            self._on_error(frame)
-        elif ftype == "sync.required":
-            self.send_frame({"type": "sync", "cursors": self.known_cursors()})
-        elif ftype == "pong":
-            self.counters.pongs += 1
+        if frame.get("type") == "message.new":  # raw arrival, before ordering and de-duplication
+            self.counters.pushes += 1
+            msg = frame["msg"]
+            self.swarm.ledger.arrival(self.idx, msg["conv"], msg["seq"], time.time_ns())
+        self.session.receive(frame, time.monotonic())
+        self.pump()
 
-    def known_cursors(self) -> dict[str, int]:
-        return {c: s for c, s in self.ordering.cursors().items() if s >= 0}
+    def pump(self) -> None:
+        """Act on the session's events, queue an owed ack for the swarm's ack loop, write the session's frames."""
+        session = self.session
+        events = session.events_received()
+        if events:
+            for event in events:
+                if type(event) is cs.Released:  # the per-push event, without the match below
+                    self._released(event.conv, event.items, event.via)
+                else:
+                    self._on_event(event)
+        if session.ack_due and not self.ack_queued:
+            self.ack_queued = True
+            self.swarm.ack_dirty.append(self)
+        frames = session.frames_to_send()
+        if frames and self.proto is not None:
+            for frame in frames:
+                self.proto.send(orjson.dumps(frame))
 
-    def _on_auth_ok(self, frame: dict[str, Any]) -> None:
-        self.connected = True
-        self.counters.connects += 1
-        self.swarm.server_ack = frame["ack"]
-        if self.swarm.heartbeat_s is None:
-            self.swarm.heartbeat_s = float(frame["heartbeat_s"])
-        self.send_frame({"type": "sync", "cursors": self.known_cursors()})
+    def _on_event(self, event: cs.ClientEvent[SendRecord]) -> None:
+        match event:
+            case cs.Released(conv=conv, items=items, via=via):
+                self._released(conv, items, via)
+            case cs.SendAcked(out=out, frame=frame):
+                rec = out.record
+                rec.acked(frame, time.time_ns(), out.attempts)
+                self.swarm.ack_hist.record_value(
+                    max(1, min(HIST_MAX_US, (rec.t_ack_ns - rec.t_send_ns) // 1000))
+                )
+                self.swarm.on_acked(self)
+            case cs.SendFailed(out=out, frame=frame):
+                out.record.failed(frame, out.attempts)
+                self.swarm.on_acked(self)
+            case cs.SendWritten(out=out):
+                out.record.state = SendState.WRITTEN
+            case cs.DuplicateDropped(via=via):
+                if via == "push":
+                    self.counters.push_duplicates += 1
+            case cs.ErrorReceived(frame=frame):
+                self.counters.error(frame.get("code", ""))
+            case cs.Connected(frame=frame):
+                self.counters.connects += 1
+                self.swarm.server_ack = frame["ack"]
+                if self.swarm.heartbeat_s is None:
+                    self.swarm.heartbeat_s = float(frame["heartbeat_s"])
+            case cs.Synced():
+                self._on_synced()
+            case cs.FrameReceived(frame=frame):
+                if frame.get("type") == "pong":
+                    self.counters.pongs += 1
+            case _:
+                assert_never(event)
 
-    def _on_sync_done(self, frame: dict[str, Any]) -> None:
-        if frame["more"] or self.sync_more:
-            self.sync_more = False
-            self.send_frame({"type": "sync", "cursors": self.known_cursors()})
-            return
-        if self.synced:
-            return  # a gap-repair sync finished
-        self.synced = True
+    def _on_synced(self) -> None:
         now = time.time_ns()
         self.attempt = 0
         if self.down_since_ns:
@@ -342,20 +388,6 @@ class SwarmClient:
             self.swarm.ledger.event(self.idx, now, "connected")
         if self.first_sync is not None and not self.first_sync.done():
             self.first_sync.set_result(True)
-        self._flush_outbox()
-
-    def _flush_outbox(self) -> None:
-        """After a (re)connect: resend what was never acknowledged (same cmid), write what waited (ack off)."""
-        for cmid in self.unwritten:
-            rec = self.outbox.pop(cmid, None)
-            if rec is not None:
-                self._write_send(rec)
-                rec.state = SendState.WRITTEN
-        self.unwritten.clear()
-        for rec in list(self.outbox.values()):
-            rec.attempts += 1
-            self.counters.resends += 1
-            self._write_send(rec)
 
     def _record(self, msg: dict[str, Any], via: str) -> None:
         if msg.get("kind") != "text":
@@ -376,89 +408,25 @@ class SwarmClient:
         for item in items:
             if item is not None:
                 self._record(item, via)
-        if not items:
-            return
         every = self.swarm.workload.read_every
         if every:
             n = self.read_counts.get(conv, 0) + len(items)
             if n >= every:
                 n = 0
-                cursor = self.ordering.cursor(conv)
+                cursor = self.session.ordering.cursor(conv)
                 if cursor and cursor > 0:
                     self.send_frame({"type": "message.read", "conv": conv, "seq": cursor})
             self.read_counts[conv] = n
-        self._mark_ack()
-
-    def _on_message(self, msg: dict[str, Any], via: str) -> None:
-        self.counters.pushes += 1
-        conv = msg["conv"]
-        self.swarm.ledger.arrival(self.idx, conv, msg["seq"], time.time_ns())
-        offer = self.ordering.offer(conv, msg["seq"], msg, time.monotonic())
-        if offer.duplicate:
-            self.counters.push_duplicates += 1
-        if offer.needs_sync:
-            self.send_frame({"type": "sync", "cursors": {}})
-        self._released(conv, offer.ready, via)
-
-    def _on_sent(self, frame: dict[str, Any]) -> None:
-        rec = self.outbox.pop(frame["cmid"], None)
-        if rec is not None:
-            rec.state = SendState.ACKED
-            rec.t_ack_ns = time.time_ns()
-            rec.seq = frame["seq"]
-            rec.msg_id = frame["id"]
-            rec.duplicate = bool(frame.get("duplicate"))
-            self.swarm.ack_hist.record_value(max(1, min(HIST_MAX_US, (rec.t_ack_ns - rec.t_send_ns) // 1000)))
-            self.swarm.on_acked(self)
-        conv = frame["conv"]
-        if self.ordering.cursor(conv) is None:
-            self.send_frame({"type": "sync", "cursors": {}})
-            return
-        offer = self.ordering.offer(conv, frame["seq"], None, time.monotonic())
-        self._released(conv, offer.ready, "push")
-
-    def _on_sync_batch(self, frame: dict[str, Any]) -> None:
-        conv = frame["conv"]
-        msgs = frame["messages"]
-        cursor = self.ordering.cursor(conv)
-        if cursor is None or cursor < 0:
-            start = msgs[0]["seq"] - 1 if msgs else frame["last_seq"]
-            self._released(conv, self.ordering.set_cursor(conv, start), "push")
-        now = time.monotonic()
-        me, device = self.cred.user_id, self.cred.device
-        for m in msgs:
-            mine = m["from"] == me and m["device"] == device
-            offer = self.ordering.offer(conv, m["seq"], None if mine else m, now)
-            self._released(conv, offer.ready, "sync")
-        if frame["more"]:
-            self.sync_more = True
-
-    def _on_error(self, frame: dict[str, Any]) -> None:
-        code = frame.get("code", "")
-        self.counters.error(code)
-        rec = self.outbox.get(frame.get("ref") or "")
-        if rec is None:
-            return
-        if code in ("rate_limited", "unavailable"):
-            delay = (frame.get("retry_after_ms") or 500) / 1000
-            asyncio.get_running_loop().call_later(delay, self._resend, rec.cmid)
-            return
-        del self.outbox[rec.cmid]
-        rec.state = SendState.FAILED
-        rec.error = code
-        self.swarm.on_acked(self)
-
-    def _mark_ack(self) -> None:
-        if not self.ack_dirty and self.swarm.server_ack != "off":
-            self.ack_dirty = True
-            self.swarm.ack_dirty.append(self)
 
     def flush_acks(self) -> None:
-        self.ack_dirty = False
-        for conv, cursor in self.ordering.cursors().items():
-            if cursor > 0 and self.swarm.acked_cursor.get((self.idx, conv), 0) < cursor:
-                self.swarm.acked_cursor[(self.idx, conv)] = cursor
-                self.send_frame({"type": "message.ack", "conv": conv, "seq": cursor})
+        self.ack_queued = False
+        self.session.flush_acks()
+        self.pump()
+
+    def tick(self, now: float) -> None:
+        """The session's timers (gap repair, late acks, retries), from the swarm's maintenance loop."""
+        self.session.tick(now)
+        self.pump()
 
     # ------------------------------------------------------------- outbound
     def new_send(self, conv: str, is_group: bool) -> SendRecord:
@@ -477,52 +445,21 @@ class SwarmClient:
         )
         rec.sent_twice = w.duplicate_fraction > 0 and random.random() < w.duplicate_fraction
         self.swarm.ledger.sends.append(rec)
-        self.outbox[cmid] = rec
-        if self.swarm.server_ack == "off":
-            if self.synced:
-                self._write_send(rec)
-                del self.outbox[cmid]
-                rec.state = SendState.WRITTEN
-            else:
-                self.unwritten.append(cmid)
-            return rec
-        if self.synced:
-            self._write_send(rec)
+        frame = {
+            "type": "message.send",
+            "cmid": cmid,
+            "conv": conv,
+            "kind": "text",
+            "text": text_for(now, cmid, w.text_bytes),
+        }
+        self.session.send(cmid, frame, time.monotonic(), rec, twice=rec.sent_twice)
+        self.pump()
         return rec
 
-    def _write_send(self, rec: SendRecord) -> None:
-        frame = orjson.dumps(
-            {
-                "type": "message.send",
-                "cmid": rec.cmid,
-                "conv": rec.conv,
-                "kind": "text",
-                "text": text_for(rec.t_send_ns, rec.cmid, self.swarm.workload.text_bytes),
-            }
-        ).decode()
-        if self.proto is not None:
-            self.proto.send(frame)
-            if rec.sent_twice:
-                self.proto.send(frame)
-
-    def _resend(self, cmid: str) -> None:
-        rec = self.outbox.get(cmid)
-        if rec is None or not self.synced:
-            return
-        rec.attempts += 1
-        self.counters.resends += 1
-        self._write_send(rec)
-
-    def check_ack_timeouts(self, now_ns: int) -> None:
-        if not self.synced or not self.outbox:
-            return
-        w = self.swarm.workload
-        timeout_ns = int(w.ack_timeout_s * 1e9)
-        for rec in list(self.outbox.values()):
-            if rec.attempts <= w.max_resends and now_ns - rec.t_send_ns > timeout_ns * rec.attempts:
-                rec.attempts += 1
-                self.counters.resends += 1
-                self._write_send(rec)
+    def settle_attempts(self) -> None:
+        """Copy the write counts of sends never acknowledged into their ledger rows (the session counts them)."""
+        for out in self.session.outbox.values():
+            out.record.attempts = out.attempts
 
 
 class Swarm:
@@ -554,7 +491,6 @@ class Swarm:
         self.reconnect_hist = new_histogram()
         self.tasks: set[asyncio.Future[Any]] = set()
         self.ack_dirty: list[SwarmClient] = []
-        self.acked_cursor: dict[tuple[int, str], int] = {}
         self.rng = random.Random(seed)
         self.clients = [
             SwarmClient(self, c, source_addrs[i % len(source_addrs)] if source_addrs else None)
@@ -584,24 +520,13 @@ class Swarm:
                 c.flush_acks()
 
     async def _maintenance_loop(self) -> None:
-        """Gap repair (sync a conversation whose hole stays open) and client-side ack timeouts."""
+        """The sessions' timers: gap repair (sync a conversation whose hole stays open), late acks, retries."""
         while True:
             await asyncio.sleep(0.25)
             now = time.monotonic()
-            now_ns = time.time_ns()
             for c in self.clients:
-                if not c.synced:
-                    continue
-                gaps = c.ordering.gaps(now)
-                if gaps:
-                    self.counters.gap_syncs += len(gaps)
-                    cursors = c.ordering.cursors()
-                    for conv in gaps:
-                        c.ordering.mark_syncing(conv, now)
-                    c.send_frame(
-                        {"type": "sync", "cursors": {g: cursors[g] for g in gaps if cursors[g] >= 0}}
-                    )
-                c.check_ack_timeouts(now_ns)
+                if c.session.synced:
+                    c.tick(now)
 
     async def _heartbeat_loop(self) -> None:
         """Each connected client pings once per heartbeat interval, spread evenly over the interval."""
@@ -615,7 +540,7 @@ class Swarm:
             for _ in range(min(per_step, len(self.clients))):
                 c = self.clients[i % len(self.clients)]
                 i += 1
-                if c.connected:
+                if c.session.connected:
                     c.send_frame({"type": "ping", "ts": ts})
 
     async def stop_loops(self) -> None:
@@ -654,7 +579,7 @@ class Swarm:
         }
 
     def online_count(self) -> int:
-        return sum(1 for c in self.clients if c.synced)
+        return sum(1 for c in self.clients if c.session.synced)
 
     def on_acked(self, client: SwarmClient) -> None:
         if self._window_waiters is not None:
@@ -689,7 +614,7 @@ class Swarm:
 
             def refill(c: SwarmClient) -> None:
                 if self._sending and loop.time() < end:
-                    while len(c.outbox) < window:
+                    while c.session.in_flight < window:
                         self._send_one(c, rng)
 
             self._window_waiters = refill
@@ -744,7 +669,7 @@ class Swarm:
         def fire() -> None:
             if not self._sending:
                 return
-            if len(c.outbox) < w.max_inflight:
+            if c.session.in_flight < w.max_inflight:
                 self._send_one(c, rng)
             self._schedule_next(c, rng, end)
 
@@ -923,7 +848,7 @@ class Swarm:
         last = (-1, 0.0)
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            busy = any((c.want_online and not c.synced) or c.outbox or c.unwritten for c in self.clients)
+            busy = any((c.want_online and not c.session.synced) or c.session.in_flight for c in self.clients)
             n = self.counters.released + self.counters.pushes
             now = time.monotonic()
             if n != last[0]:
@@ -948,6 +873,8 @@ class Swarm:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        for c in self.clients:
+            c.settle_attempts()
         self.ledger.finish(ack_off=self.server_ack == "off")
 
     def reset_measurements(self) -> None:
@@ -958,6 +885,7 @@ class Swarm:
         self.counters = SwarmCounters()
         for c in self.clients:
             c.counters = self.counters
+            c.session.resends = c.session.gap_syncs = 0
 
     def histograms(self) -> dict[str, str]:
         """HDR histograms, encoded (mergeable across workers with HdrHistogram.decode + add)."""
@@ -981,8 +909,8 @@ class Swarm:
             "pushes": c.pushes,
             "push_duplicates": c.push_duplicates,
             "released": c.released,
-            "resends": c.resends,
-            "gap_syncs": c.gap_syncs,
+            "resends": sum(cl.session.resends for cl in self.clients),
+            "gap_syncs": sum(cl.session.gap_syncs for cl in self.clients),
             "errors": dict(c.errors),
             "sends": len(self.ledger.sends),
             "history_reads": len(self.ledger.history),
