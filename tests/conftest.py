@@ -22,6 +22,27 @@ hypothesis_settings.register_profile("wsim", deadline=None, print_blob=True)
 hypothesis_settings.load_profile("wsim")
 _counter = itertools.count()
 
+TESTS = Path(__file__).resolve().parent
+# Every test in these directories drives Chromium, real server processes or a fault campaign on clusters: seconds
+# to minutes each. They are the slow lane; the development lane is `python -m pytest -m "not slow"` (docs/testing.md).
+SLOW_DIRS = frozenset({"e2e", "campaign"})
+SHARED_SCOPES = frozenset({"module", "package", "class"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow lane by directory, so a new browser or campaign test is in it without a decorator; and keep the
+    tests that share a module-scoped fixture on one xdist worker, so its set-up runs once rather than per worker."""
+    for item in items:
+        if item.path.relative_to(TESTS).parts[0] in SLOW_DIRS:
+            item.add_marker(pytest.mark.slow)
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is not None and any(
+            d.scope in SHARED_SCOPES for defs in fixtures.name2fixturedefs.values() for d in defs
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(TESTS).as_posix()))
+
+
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 ClientFactory = Callable[..., Awaitable[WsimClient]]
 
