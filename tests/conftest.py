@@ -23,9 +23,10 @@ hypothesis_settings.load_profile("wsim")
 _counter = itertools.count()
 
 TESTS = Path(__file__).resolve().parent
-# Every test in these directories drives Chromium, real server processes or a fault campaign on clusters: seconds
-# to minutes each. They are the slow lane; the development lane is `python -m pytest -m "not slow"` (docs/testing.md).
-SLOW_DIRS = frozenset({"e2e", "campaign"})
+# Every test in these directories drives Chromium, real server processes, a fault campaign on clusters or hundreds of
+# generated inputs: seconds to minutes each. They are the slow lane, with the modules marked `pytestmark = slow`
+# (clusters, replicas); the development lane is `python -m pytest -m "not slow"` (docs/testing.md).
+SLOW_DIRS = frozenset({"e2e", "campaign", "fuzz"})
 SHARED_SCOPES = frozenset({"module", "package", "class"})
 
 
