@@ -27,21 +27,13 @@ TESTS = Path(__file__).resolve().parent
 # generated inputs: seconds to minutes each. They are the slow lane, with the modules marked `pytestmark = slow`
 # (clusters, replicas); the development lane is `python -m pytest -m "not slow"` (docs/testing.md).
 SLOW_DIRS = frozenset({"e2e", "campaign", "fuzz"})
-SHARED_SCOPES = frozenset({"module", "package", "class"})
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the slow lane by directory, so a new browser or campaign test is in it without a decorator; and keep the
-    tests that share a module-scoped fixture on one xdist worker, so its set-up runs once rather than per worker."""
+    """Mark the slow lane by directory, so a new browser, campaign or fuzz test is in it without a decorator."""
     for item in items:
-        if item.path.relative_to(TESTS).parts[0] in SLOW_DIRS:
+        if TESTS in item.path.parents and item.path.relative_to(TESTS).parts[0] in SLOW_DIRS:
             item.add_marker(pytest.mark.slow)
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures is not None and any(
-            d.scope in SHARED_SCOPES for defs in fixtures.name2fixturedefs.values() for d in defs
-        ):
-            item.add_marker(pytest.mark.xdist_group(item.path.relative_to(TESTS).as_posix()))
 
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
