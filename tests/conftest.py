@@ -23,6 +23,20 @@ hypothesis_settings.register_profile("wsim", deadline=None, print_blob=True)
 hypothesis_settings.load_profile("wsim")
 _counter = itertools.count()
 
+TESTS = Path(__file__).resolve().parent
+# Every test in these directories drives Chromium, real server processes, a fault campaign on clusters or hundreds of
+# generated inputs: seconds to minutes each. They are the slow lane, with the modules marked `pytestmark = slow`
+# (clusters, replicas); the development lane is `python -m pytest -m "not slow"` (docs/testing.md).
+SLOW_DIRS = frozenset({"e2e", "campaign", "fuzz"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow lane by directory, so a new browser, campaign or fuzz test is in it without a decorator."""
+    for item in items:
+        if TESTS in item.path.parents and item.path.relative_to(TESTS).parts[0] in SLOW_DIRS:
+            item.add_marker(pytest.mark.slow)
+
+
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 ClientFactory = Callable[..., Awaitable[WsimClient]]
 

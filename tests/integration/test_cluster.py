@@ -19,6 +19,8 @@ from tests.support.brokers import private_mosquitto, private_redis, rabbitmq_clo
 from tests.support.cluster import PASSWORD, Ledger, client, running_cluster, wait_until
 from tests.support.helpers import collect, texts
 
+pytestmark = pytest.mark.slow  # several nodes over a real bus per test
+
 BUSES = ["redis", "rabbitmq", "mqtt"]
 _names = itertools.count()
 

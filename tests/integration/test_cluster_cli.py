@@ -18,6 +18,8 @@ from core.config import load_settings
 from tests.support.brokers import free_port
 from tests.support.services import namespace, reachable, require_service
 
+pytestmark = pytest.mark.slow  # starts `wsim cluster` as a process tree
+
 
 def test_cluster_settings_replace_what_cannot_cross_processes() -> None:
     settings, notes = cluster_settings(load_settings())

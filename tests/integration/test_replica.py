@@ -27,6 +27,8 @@ from tests.support.server import RunningServer
 from tests.support.services import namespace, require_service
 from tests.support.stores import backend_config
 
+pytestmark = pytest.mark.slow  # a stand-in replica and a proxy per test: several seconds each
+
 READ_TIMEOUT_S = 0.5
 
 

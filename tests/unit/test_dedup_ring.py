@@ -165,6 +165,7 @@ async def test_records_that_do_not_fit_round_trip() -> None:
     assert await ring.lookup("1:dev:y") == record("1:dev:y", 5)
 
 
+@pytest.mark.slow  # fills a large window to count the collector's objects: seconds
 async def test_window_holds_no_gc_tracked_object_per_record() -> None:
     ring = make(FakeClock(), capacity=5000)
     gc.collect()
