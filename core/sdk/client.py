@@ -98,7 +98,6 @@ class WsimClient:
         self.clock: Clock = clock or SystemClock()
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self._url_index = 0
-        self.device = device or f"py-{uuid.uuid4().hex[:12]}"
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.auto_ack = auto_ack
@@ -112,7 +111,9 @@ class WsimClient:
         self.access_expires_ms = 0
         self.node: str | None = None
         self.heartbeat_s = 30.0
-        self.session: cs.ClientSession[_Pending] = cs.ClientSession(self.device, gap_timeout_s=gap_timeout_s)
+        self.session: cs.ClientSession[_Pending] = cs.ClientSession(
+            device or f"py-{uuid.uuid4().hex[:12]}", gap_timeout_s=gap_timeout_s
+        )
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100_000)
         self.errors: list[dict[str, Any]] = []
@@ -137,6 +138,16 @@ class WsimClient:
 
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
+
+    @property
+    def device(self) -> str:
+        """The device name; the session holds it, since it goes into every ``auth`` frame and decides which
+        synced messages are this device's own (the fault campaign logs one device in on two nodes by setting it)."""
+        return self.session.device
+
+    @device.setter
+    def device(self, name: str) -> None:
+        self.session.device = name
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the REST API; raise ClientError with the server's error code on failure."""

@@ -273,3 +273,19 @@ def test_full_jitter_is_uniform_below_the_capped_exponential() -> None:
     assert full_jitter(10, 0.5, 30.0, lambda: 0.5) == 15.0  # capped
     assert full_jitter(10_000, 0.5, 30.0, lambda: 1.0) == 30.0  # no overflow
     assert full_jitter(5, 0.5, 30.0, lambda: 0.0) == 0.0
+
+
+async def test_the_sdk_device_name_set_after_construction_goes_into_the_auth_frame() -> None:
+    """The fault campaign logs one device in on two nodes by renaming the second client's device: the name must
+    reach the session's ``auth`` frame, or the server sees two devices and stores the race's message twice."""
+    from core.sdk.client import WsimClient
+
+    sdk = WsimClient("http://127.0.0.1:1", device="first")
+    try:
+        sdk.device = "twin"
+        sdk.session.token = "t"
+        sdk.session.connection_opened()
+        auth = [f for f in sdk.session.frames_to_send() if f["type"] == "auth"]
+        assert auth == [{"type": "auth", "token": "t", "device": "twin"}]
+    finally:
+        await sdk.http.aclose()
