@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol, assert_never
 
 from core.clock import Clock
@@ -68,22 +69,16 @@ class TooManyConnectionsError(Exception):
     pass
 
 
+@dataclass(eq=False)
 class Hub:
-    def __init__(
-        self,
-        node: str,
-        clock: Clock,
-        metrics: Metrics,
-        max_per_user: int,
-        resync_spread_s: float = 2.0,
-        faults: FaultPoints = NO_FAULTS,
-    ) -> None:
-        self.node = node
-        self._faults = faults
-        self._clock = clock
-        self._metrics = metrics
-        self._max_per_user = max_per_user
-        self._resync_spread_s = resync_spread_s
+    node: str
+    clock: Clock
+    metrics: Metrics
+    max_per_user: int
+    resync_spread_s: float = 2.0
+    faults: FaultPoints = NO_FAULTS
+
+    def __post_init__(self) -> None:
         self._links: dict[int, dict[str, DeviceLink]] = {}
         self._count = 0
 
@@ -92,7 +87,7 @@ class Hub:
         """Add a link; returns the older link of the same device, which the caller closes as replaced."""
         devices = self._links.setdefault(link.user, {})
         old = devices.get(link.device)
-        if old is None and len(devices) >= self._max_per_user:
+        if old is None and len(devices) >= self.max_per_user:
             raise TooManyConnectionsError(f"user already has {len(devices)} connections")
         devices[link.device] = link
         if old is None:
@@ -129,7 +124,7 @@ class Hub:
 
     # ---------------------------------------------------------------- bus input
     async def on_envelope(self, payload: bytes) -> None:
-        self._metrics.bus_received.inc()
+        self.metrics.bus_received.inc()
         env = decode_envelope(payload)
         if isinstance(env, Deliver):
             if env.origin is None or env.origin != self.node:  # ours: the router delivered it here already
@@ -146,7 +141,7 @@ class Hub:
 
     def deliver(self, env: Deliver) -> None:
         links = self._links
-        faults = self._faults
+        faults = self.faults
         track = env.track
         for user in env.users:
             devices = links.get(user)
@@ -167,9 +162,9 @@ class Hub:
     def _request_syncs(self, links: list[DeviceLink], reason: str) -> None:
         """Ask many devices to sync, spread over ``resync_spread_s`` so 19k syncs do not hit the store at once.
         A few devices are asked at once: the spread only matters for storms."""
-        if len(links) <= 100 or self._resync_spread_s <= 0:
+        if len(links) <= 100 or self.resync_spread_s <= 0:
             for link in links:
                 link.request_sync(reason)
             return
         for link in links:
-            self._clock.call_later(random.uniform(0, self._resync_spread_s), link.request_sync, reason)
+            self.clock.call_later(random.uniform(0, self.resync_spread_s), link.request_sync, reason)

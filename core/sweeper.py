@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from core.clock import Clock
 from core.hub import DeviceLink, Hub
@@ -51,26 +52,19 @@ def behind(
     return out
 
 
+@dataclass(eq=False)
 class Sweeper:
-    def __init__(
-        self,
-        hub: Hub,
-        social: SocialService,
-        messages: MessageStore,
-        clock: Clock,
-        metrics: Metrics,
-        interval_s: float,
-        grace_s: float,
-        batch: int,
-    ) -> None:
-        self._hub = hub
-        self._social = social
-        self._messages = messages
-        self._clock = clock
-        self._metrics = metrics
-        self.interval_s = interval_s
-        self._grace_ms = int(grace_s * 1000)
-        self._batch = batch
+    hub: Hub
+    social: SocialService
+    messages: MessageStore
+    clock: Clock
+    metrics: Metrics
+    interval_s: float
+    grace_s: float
+    batch: int
+
+    def __post_init__(self) -> None:
+        self._grace_ms = int(self.grace_s * 1000)
         self._cursor = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -89,7 +83,7 @@ class Sweeper:
 
     async def _run(self) -> None:
         while True:
-            await self._clock.sleep(self.interval_s)
+            await self.clock.sleep(self.interval_s)
             try:
                 await self.sweep_once()
             except StoreUnavailable as exc:
@@ -98,13 +92,13 @@ class Sweeper:
                 log.exception("sweep failed")
 
     def _next_batch(self) -> list[DeviceLink]:
-        links = list(self._hub.all_links())
-        if len(links) <= self._batch:
+        links = list(self.hub.all_links())
+        if len(links) <= self.batch:
             self._cursor = 0
             return links
         start = self._cursor % len(links)
-        chosen = (links[start:] + links[:start])[: self._batch]
-        self._cursor = start + self._batch
+        chosen = (links[start:] + links[:start])[: self.batch]
+        self._cursor = start + self.batch
         return chosen
 
     async def sweep_once(self) -> int:
@@ -115,12 +109,12 @@ class Sweeper:
         convs_of: dict[int, list[str]] = {}
         for link in links:
             if link.user not in convs_of:
-                convs_of[link.user] = await self._social.user_conversations(link.user)
-        heads = await self._messages.heads({c for convs in convs_of.values() for c in convs})
-        now_ms = self._clock.wall_ms()
+                convs_of[link.user] = await self.social.user_conversations(link.user)
+        heads = await self.messages.heads({c for convs in convs_of.values() for c in convs})
+        now_ms = self.clock.wall_ms()
         asked = 0
         for link in links:
-            if not self._hub.is_current(link):
+            if not self.hub.is_current(link):
                 continue
             mine = {c: heads[c] for c in convs_of[link.user] if c in heads}
             stale = behind(link.held, mine, link.opened_ms, now_ms, self._grace_ms)
@@ -129,5 +123,5 @@ class Sweeper:
                 link.request_sync("sweep")
                 asked += 1
         if asked:
-            self._metrics.sweep_resyncs.inc(asked)
+            self.metrics.sweep_resyncs.inc(asked)
         return asked

@@ -1,13 +1,13 @@
-"""Shared request dependencies: the node, and the authenticated principal."""
+"""Shared pieces of the routers: the node and principal dependencies, path ids and the error responses."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from core.errors import ErrorCode, WsimError
+from core.errors import ErrorCode, ErrorOut, WsimError
 from core.models import Principal
 from core.node import Node
 from core.protocol.frames import CONV_PATTERN, ID_PATTERN
@@ -62,3 +62,8 @@ def ident(value: str, what: str = "object") -> int:
 
 def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the statuses a route answers with the error body (a WsimError as ErrorOut)."""
+    return {code: {"model": ErrorOut} for code in statuses}

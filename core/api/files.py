@@ -1,27 +1,21 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, Field
 
-from core.api.deps import FileIdPath, NodeDep, OptionalPrincipalDep, PrincipalDep, ident
+from core.api.deps import FileIdPath, NodeDep, OptionalPrincipalDep, PrincipalDep, error_responses, ident
 from core.api.multipart import MultipartFileStream
 from core.api.schemas import FileLinkOut, FileOut
 from core.errors import ErrorCode, ErrorOut, WsimError
-from core.models import FileMeta
+from core.models import FileMeta, Principal
 from core.node import Node
 from core.services.files import IMAGE_TYPES
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut},
-    404: {"model": ErrorOut},
-    413: {"model": ErrorOut},
-    415: {"model": ErrorOut},
-    422: {"model": ErrorOut},
-}
-router = APIRouter(prefix="/api/files", tags=["files"], responses=_ERRORS)
+router = APIRouter(prefix="/api/files", tags=["files"], responses=error_responses(401, 404, 413, 415, 422))
 
 # User files are never rendered as pages: no scripts, no plugins, no sniffing into HTML.
 USER_FILE_HEADERS = {
@@ -62,11 +56,18 @@ async def upload(request: Request, principal: PrincipalDep, node: NodeDep) -> Fi
     return _file_out(meta)
 
 
+class LinkQuery(BaseModel):
+    """The query of a signed link (FileService.signed_link); without both parts the bearer token decides."""
+
+    exp: int | None = Field(None, ge=0, le=2**53)
+    sig: str | None = Field(None, max_length=64)
+
+
 async def _authorized(
-    node: Node, file_id: int, variant: str, principal: Any, exp: int | None, sig: str | None
+    node: Node, file_id: int, variant: str, principal: Principal | None, link: LinkQuery
 ) -> FileMeta:
-    if sig is not None and exp is not None:
-        if not node.files.check_link(file_id, variant, exp, sig):
+    if link.sig is not None and link.exp is not None:
+        if not node.files.check_link(file_id, variant, link.exp, link.sig):
             raise WsimError(ErrorCode.FORBIDDEN, "link expired or invalid")
         return await node.files.get(file_id)
     if principal is None:
@@ -104,11 +105,10 @@ async def download(
     file_id: FileIdPath,
     node: NodeDep,
     principal: OptionalPrincipalDep,
-    exp: Annotated[int | None, Query(ge=0, le=2**53)] = None,
-    sig: Annotated[str | None, Query(max_length=64)] = None,
+    link: Annotated[LinkQuery, Query()],
 ) -> Response:
     """For the uploader and members of a conversation it was sent to (bearer token), or with a signed link."""
-    meta = await _authorized(node, ident(file_id, "file"), "file", principal, exp, sig)
+    meta = await _authorized(node, ident(file_id, "file"), "file", principal, link)
     return _serve(node, meta.storage_key, meta.mime, meta.name)
 
 
@@ -120,10 +120,9 @@ async def thumbnail(
     file_id: FileIdPath,
     node: NodeDep,
     principal: OptionalPrincipalDep,
-    exp: Annotated[int | None, Query(ge=0, le=2**53)] = None,
-    sig: Annotated[str | None, Query(max_length=64)] = None,
+    link: Annotated[LinkQuery, Query()],
 ) -> Response:
-    meta = await _authorized(node, ident(file_id, "file"), "thumbnail", principal, exp, sig)
+    meta = await _authorized(node, ident(file_id, "file"), "thumbnail", principal, link)
     if meta.thumb_key is None:
         raise WsimError(ErrorCode.NOT_FOUND, "this file has no thumbnail")
     mime = "image/png" if meta.mime in ("image/png", "image/gif", "image/webp") else "image/jpeg"

@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response, status
 
-from core.api.deps import GroupIdPath, NodeDep, PrincipalDep, UserIdPath, ident
+from core.api.deps import GroupIdPath, NodeDep, PrincipalDep, UserIdPath, error_responses, ident
 from core.api.schemas import (
     AddedOut,
     GroupIn,
@@ -17,20 +15,13 @@ from core.api.schemas import (
     RoleIn,
     UserOut,
 )
-from core.errors import ErrorOut
 from core.models import Group, Member, Role
 from core.node import Node
 from core.types import group_conversation
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut},
-    403: {"model": ErrorOut},
-    404: {"model": ErrorOut},
-    409: {"model": ErrorOut},
-    410: {"model": ErrorOut},
-    422: {"model": ErrorOut},
-}
-router = APIRouter(prefix="/api/groups", tags=["groups"], responses=_ERRORS)
+router = APIRouter(
+    prefix="/api/groups", tags=["groups"], responses=error_responses(401, 403, 404, 409, 410, 422)
+)
 NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from core.api.conversations import conversation
-from core.api.deps import NodeDep, PrincipalDep
+from core.api.deps import NodeDep, PrincipalDep, error_responses
 from core.api.schemas import SearchOut
-from core.errors import ErrorOut
 from core.protocol.frames import CONV_PATTERN, ID_PATTERN
 from core.services.history import SEARCH_QUERY_MAX
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut},
-    403: {"model": ErrorOut},
-    404: {"model": ErrorOut},
-    422: {"model": ErrorOut},
-}
-
-router = APIRouter(prefix="/api/search", tags=["search"], responses=_ERRORS)
+router = APIRouter(prefix="/api/search", tags=["search"], responses=error_responses(401, 403, 404, 422))
 
 
 @router.get("/messages", response_model=SearchOut)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from core.api.deps import NodeDep, PrincipalDep, RequestIdPath, UserIdPath, ident
+from core.api.deps import NodeDep, PrincipalDep, RequestIdPath, UserIdPath, error_responses, ident
 from core.api.schemas import (
     FriendOut,
     FriendRequestIn,
@@ -18,18 +18,12 @@ from core.api.schemas import (
     UserOut,
     UsersOut,
 )
-from core.errors import ErrorCode, ErrorOut, WsimError
+from core.errors import ErrorCode, WsimError
+from core.models import FriendRequest
 from core.node import Node
 from core.types import direct_conversation
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut},
-    403: {"model": ErrorOut},
-    404: {"model": ErrorOut},
-    409: {"model": ErrorOut},
-    422: {"model": ErrorOut},
-}
-router = APIRouter(prefix="/api", tags=["users"], responses=_ERRORS)
+router = APIRouter(prefix="/api", tags=["users"], responses=error_responses(401, 403, 404, 409, 422))
 NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 
@@ -47,6 +41,19 @@ async def _user_out(node: Node, viewer: int, uid: int) -> UserOut:
     if out is None:
         raise WsimError(ErrorCode.NOT_FOUND, "no such user")
     return out
+
+
+def _request_out(r: FriendRequest, sender: UserOut, recipient: UserOut) -> FriendRequestOut:
+    return FriendRequestOut.model_validate(
+        {
+            "id": str(r.id),
+            "status": r.status,
+            "message": r.message,
+            "created": r.created_ms,
+            "from": sender,
+            "to": recipient,
+        }
+    )
 
 
 @router.get("/users/me", response_model=UserOut)
@@ -117,16 +124,7 @@ async def list_requests(principal: PrincipalDep, node: NodeDep) -> FriendRequest
     for r in reqs:
         if r.from_user not in users or r.to_user not in users:
             continue
-        item = FriendRequestOut.model_validate(
-            {
-                "id": str(r.id),
-                "status": r.status,
-                "message": r.message,
-                "created": r.created_ms,
-                "from": users[r.from_user],
-                "to": users[r.to_user],
-            }
-        )
+        item = _request_out(r, users[r.from_user], users[r.to_user])
         (incoming if r.to_user == principal.user_id else outgoing).append(item)
     return FriendRequestsOut(incoming=incoming, outgoing=outgoing)
 
@@ -140,16 +138,9 @@ async def list_requests(principal: PrincipalDep, node: NodeDep) -> FriendRequest
 async def request_friend(body: FriendRequestIn, principal: PrincipalDep, node: NodeDep) -> FriendRequestOut:
     """Ask to be friends. If the other user already asked you, this accepts their request instead."""
     r = await node.social.request_friend(principal.user_id, ident(body.user_id, "user"), body.message)
-    return FriendRequestOut.model_validate(
-        {
-            "id": str(r.id),
-            "status": r.status,
-            "message": r.message,
-            "created": r.created_ms,
-            "from": await _user_out(node, principal.user_id, r.from_user),
-            "to": await _user_out(node, principal.user_id, r.to_user),
-        }
-    )
+    sender = await _user_out(node, principal.user_id, r.from_user)
+    recipient = await _user_out(node, principal.user_id, r.to_user)
+    return _request_out(r, sender, recipient)
 
 
 @router.post("/friends/requests/{request_id:id}/accept", status_code=NO_CONTENT, tags=["friends"])

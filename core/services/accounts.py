@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -71,24 +71,18 @@ def normalize_username(username: str) -> str:
     return username.strip().lower()
 
 
+@dataclass(eq=False)
 class AccountService:
-    def __init__(
-        self,
-        store: AccountStore,
-        ids: IdGenerator,
-        clock: Clock,
-        config: AuthConfig,
-        secret: bytes,
-        cache: Cache,
-        router: Router,
-    ) -> None:
-        self._store = store
-        self._ids = ids
-        self._clock = clock
-        self._cfg = config
-        self._secret = secret
-        self._cache = cache
-        self._router = router
+    store: AccountStore
+    ids: IdGenerator
+    clock: Clock
+    config: AuthConfig
+    secret: bytes = field(repr=False)
+    cache: Cache
+    router: Router
+
+    def __post_init__(self) -> None:
+        config = self.config
         self._hasher = PasswordHasher(
             time_cost=config.argon2_time_cost,
             memory_cost=config.argon2_memory_kib,
@@ -98,7 +92,9 @@ class AccountService:
         # Verified instead of a real hash when the username is unknown, so that both answers cost one verify.
         # Made now, not on the first unknown login: that one would otherwise take a hash *and* a verify.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
-        self._failures: TTLCache[str, TokenBucket] = TTLCache(maxsize=100_000, ttl=600, timer=clock.monotonic)
+        self._failures: TTLCache[str, TokenBucket] = TTLCache(
+            maxsize=100_000, ttl=600, timer=self.clock.monotonic
+        )
 
     # ---------------------------------------------------------------- hashing
     async def _hash(self, password: str) -> str:
@@ -114,8 +110,8 @@ class AccountService:
 
     # ---------------------------------------------------------------- tokens
     def _access_token(self, user_id: int, family: str) -> tuple[str, int]:
-        now_s = self._clock.wall_ms() // 1000
-        exp_s = now_s + self._cfg.access_ttl_s
+        now_s = self.clock.wall_ms() // 1000
+        exp_s = now_s + self.config.access_ttl_s
         claims = {
             "sub": str(user_id),
             "sid": family,
@@ -124,20 +120,20 @@ class AccountService:
             "exp": exp_s,
             "jti": secrets.token_hex(8),
         }
-        return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM), exp_s * 1000
+        return jwt.encode(claims, self.secret, algorithm=JWT_ALGORITHM), exp_s * 1000
 
     async def _issue(self, user: User, family: str, device: str | None) -> TokenPair:
         access, access_exp = self._access_token(user.id, family)
         refresh = secrets.token_urlsafe(32)
-        refresh_exp = self._clock.wall_ms() + self._cfg.refresh_ttl_s * 1000
-        await self._store.add_refresh_token(
+        refresh_exp = self.clock.wall_ms() + self.config.refresh_ttl_s * 1000
+        await self.store.add_refresh_token(
             RefreshToken(_hash_token(refresh), user.id, family, refresh_exp, device=device)
         )
         return TokenPair(user, access, access_exp, refresh, refresh_exp, family)
 
     async def _new_session(self, user: User, device: str | None) -> TokenPair:
         family = secrets.token_hex(16)
-        await self._store.create_session(family, user.id, device, self._clock.wall_ms())
+        await self.store.create_session(family, user.id, device, self.clock.wall_ms())
         return await self._issue(user, family, device)
 
     def decode_access(self, token: str) -> Principal:
@@ -145,7 +141,7 @@ class AccountService:
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                self.secret,
                 algorithms=[JWT_ALGORITHM],
                 options={
                     "require": ["exp", "iat", "sub", "sid", "typ"],
@@ -169,7 +165,7 @@ class AccountService:
         ):
             raise WsimError(ErrorCode.UNAUTHORIZED, "malformed token claims")
         user_id, exp_ms, iat_ms = int(sub), exp * 1000, iat * 1000
-        now = self._clock.wall_ms()
+        now = self.clock.wall_ms()
         if exp_ms <= now:
             raise WsimError(ErrorCode.TOKEN_EXPIRED, "access token expired")
         if iat_ms > now + 60_000:  # issued in the future beyond clock skew tolerance
@@ -186,7 +182,7 @@ class AccountService:
 
     async def session_user(self, family: str) -> int | None:
         """The user of an active login session (cached, invalidated on logout); None if revoked or unknown."""
-        user = await cached(self._cache, "session", family, lambda: self._store.session_user(family))
+        user = await cached(self.cache, "session", family, lambda: self.store.session_user(family))
         return int(user) if user else None
 
     async def session_active(self, family: str) -> bool:
@@ -195,7 +191,7 @@ class AccountService:
 
     # ---------------------------------------------------------------- throttling
     def _check_throttle(self, keys: list[str]) -> None:
-        now = self._clock.monotonic()
+        now = self.clock.monotonic()
         for key in keys:
             bucket = self._failures.get(key)
             if bucket is not None and bucket.retry_after_s(now) > 0:
@@ -206,8 +202,8 @@ class AccountService:
                 )
 
     def _record_failure(self, keys: list[str]) -> None:
-        now = self._clock.monotonic()
-        per_min = self._cfg.login_failures_per_minute
+        now = self.clock.monotonic()
+        per_min = self.config.login_failures_per_minute
         for key in keys:
             bucket = self._failures.get(key)
             if bucket is None:
@@ -228,17 +224,17 @@ class AccountService:
         shown = (display_name or name).strip()
         if not 1 <= len(shown) <= 64:
             raise WsimError(ErrorCode.INVALID, "display_name: 1 to 64 characters")
-        if await self._store.get_user_by_name(name) is not None:
+        if await self.store.get_user_by_name(name) is not None:
             raise WsimError(ErrorCode.ALREADY_EXISTS, "username is taken")
         user = User(
-            self._ids.next_id(self._clock.wall_ms()),
+            self.ids.next_id(self.clock.wall_ms()),
             name,
             shown,
             await self._hash(password),
-            self._clock.wall_ms(),
+            self.clock.wall_ms(),
         )
         try:
-            await self._store.create_user(user)
+            await self.store.create_user(user)
         except DuplicateError:
             raise WsimError(ErrorCode.ALREADY_EXISTS, "username is taken") from None
         return await self._new_session(user, device)
@@ -247,7 +243,7 @@ class AccountService:
         name = normalize_username(username)
         keys = [f"u:{name}", f"a:{client}"]
         self._check_throttle(keys)
-        user = await self._store.get_user_by_name(name)
+        user = await self.store.get_user_by_name(name)
         if user is None:
             # Same work and same answer as a wrong password, so usernames cannot be probed by timing.
             await self._verify(self._dummy_hash, password)
@@ -262,8 +258,8 @@ class AccountService:
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Everything the answer needs (token, session, user) is read in the one primary transaction that spends
         the token, and only a refresh that will succeed spends it: a replica outage or lag cannot log anyone out."""
-        now_ms = self._clock.wall_ms()
-        token, first_use, user = await self._store.claim_refresh_token(_hash_token(refresh_token), now_ms)
+        now_ms = self.clock.wall_ms()
+        token, first_use, user = await self.store.claim_refresh_token(_hash_token(refresh_token), now_ms)
         if token is None:
             raise WsimError(ErrorCode.UNAUTHORIZED, "unknown refresh token")
         if token.revoked:
@@ -272,7 +268,7 @@ class AccountService:
             raise WsimError(ErrorCode.UNAUTHORIZED, "user no longer exists")
         if not token.used and token.expires_ms <= now_ms:
             raise WsimError(ErrorCode.TOKEN_EXPIRED, "refresh token expired; log in again")
-        if not first_use and 0 <= now_ms - token.used_ms <= self._cfg.refresh_reuse_grace_s * 1000:
+        if not first_use and 0 <= now_ms - token.used_ms <= self.config.refresh_reuse_grace_s * 1000:
             first_use = True  # a concurrent refresh of the same session (module docstring), not a replay
         if not first_use:
             await self.logout(token.family, reason="refresh token reused")
@@ -282,23 +278,23 @@ class AccountService:
         return await self._issue(user, token.family, token.device)
 
     async def logout(self, family: str, reason: str = "logged out") -> None:
-        user_id = await self._store.revoke_session(family)
-        await self._cache.delete("session", family)
+        user_id = await self.store.revoke_session(family)
+        await self.cache.delete("session", family)
         if user_id is not None:
-            await self._router.close_sessions(user_id, family, CloseCode.SESSION_REVOKED, reason)
+            await self.router.close_sessions(user_id, family, CloseCode.SESSION_REVOKED, reason)
 
     async def get_user(self, user_id: int) -> User:
-        user = await self._store.get_user(user_id)
+        user = await self.store.get_user(user_id)
         if user is None:
             raise WsimError(ErrorCode.NOT_FOUND, "no such user")
         return user
 
     async def profile(self, user_id: int) -> dict[str, Any]:
         async def load() -> dict[str, Any] | None:
-            user = await self._store.get_user(user_id)
+            user = await self.store.get_user(user_id)
             return None if user is None else user.public()
 
-        prof = await cached(self._cache, "profile", str(user_id), load)
+        prof = await cached(self.cache, "profile", str(user_id), load)
         if prof is None:
             raise WsimError(ErrorCode.NOT_FOUND, "no such user")
         result: dict[str, Any] = prof
@@ -320,13 +316,13 @@ class AccountService:
             raise WsimError(ErrorCode.INVALID, "display_name: 1 to 64 characters")
         if bio is not None and len(bio) > 500:
             raise WsimError(ErrorCode.INVALID, "bio: at most 500 characters")
-        user = await self._store.update_user(
+        user = await self.store.update_user(
             user_id,
             display_name=None if display_name is None else display_name.strip(),
             bio=bio,
             avatar_file=avatar_file,
         )
-        await self._cache.delete("profile", str(user_id))
+        await self.cache.delete("profile", str(user_id))
         if user is None:
             raise WsimError(ErrorCode.NOT_FOUND, "no such user")
         return user
@@ -335,4 +331,4 @@ class AccountService:
         q = query.strip()
         if not q:
             return []
-        return await self._store.search_users(q[:64], limit)
+        return await self.store.search_users(q[:64], limit)

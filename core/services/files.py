@@ -16,7 +16,7 @@ import io
 import secrets
 import unicodedata
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 import filetype
 from PIL import Image, UnidentifiedImageError
@@ -81,37 +81,31 @@ class FileLink:
     expires_ms: int
 
 
+@dataclass(eq=False)
 class FileService:
-    def __init__(
-        self,
-        users: FileCatalog,
-        storage: FileStorage,
-        social: SocialService,
-        ids: IdGenerator,
-        clock: Clock,
-        limits: LimitsConfig,
-        secret: bytes,
-    ) -> None:
-        self._users = users
-        self._storage = storage
-        self._social = social
-        self._ids = ids
-        self._clock = clock
-        self._limits = limits
+    users: FileCatalog
+    storage: FileStorage
+    social: SocialService
+    ids: IdGenerator
+    clock: Clock
+    limits: LimitsConfig
+    secret: InitVar[bytes]
+
+    def __post_init__(self, secret: bytes) -> None:
         self._link_key = hashlib.sha256(b"wsim-file-link:" + secret).digest()
 
     async def upload(self, owner: int, filename: str, chunks: AsyncIterator[bytes]) -> FileMeta:
         key = secrets.token_hex(16)
-        writer = await self._storage.writer(key)
+        writer = await self.storage.writer(key)
         total = 0
         head = bytearray()
         committed = False
         try:
             async for chunk in chunks:
                 total += len(chunk)
-                if total > self._limits.upload_max_bytes:
+                if total > self.limits.upload_max_bytes:
                     raise WsimError(
-                        ErrorCode.TOO_LARGE, f"file larger than {self._limits.upload_max_bytes} bytes"
+                        ErrorCode.TOO_LARGE, f"file larger than {self.limits.upload_max_bytes} bytes"
                     )
                 if len(head) < SNIFF_BYTES:
                     head += chunk[: SNIFF_BYTES - len(head)]
@@ -129,13 +123,13 @@ class FileService:
                 width, height, thumb_key = await self._image(key)
         except BaseException:
             if committed:
-                await self._storage.delete(key)
+                await self.storage.delete(key)
             else:
                 await writer.abort()
             raise
-        now = self._clock.wall_ms()
+        now = self.clock.wall_ms()
         meta = FileMeta(
-            self._ids.next_id(now),
+            self.ids.next_id(now),
             owner,
             clean_filename(filename),
             total,
@@ -146,20 +140,20 @@ class FileService:
             height,
             thumb_key,
         )
-        await self._users.add_file(meta)
+        await self.users.add_file(meta)
         return meta
 
     async def _image(self, key: str) -> tuple[int, int, str | None]:
-        path = self._storage.local_path(key)
+        path = self.storage.local_path(key)
         if path is not None:
             source: io.BytesIO | str = str(path)
         else:
             buf = io.BytesIO()
-            async for chunk in self._storage.read(key):
+            async for chunk in self.storage.read(key):
                 buf.write(chunk)
             buf.seek(0)
             source = buf
-        limit = self._limits.image_max_pixels
+        limit = self.limits.image_max_pixels
 
         def probe_and_thumbnail() -> tuple[int, int, bytes | None]:
             try:
@@ -184,21 +178,21 @@ class FileService:
         thumb_key = None
         if thumb is not None:
             thumb_key = f"{key}_t"
-            writer = await self._storage.writer(thumb_key)
+            writer = await self.storage.writer(thumb_key)
             await writer.write(thumb)
             await writer.commit()
         return w, h, thumb_key
 
     async def authorize(self, user: int, file_id: int) -> FileMeta:
         """The file, if ``user`` uploaded it or is a member of a conversation where it was sent."""
-        meta = await self._users.get_file(file_id)
+        meta = await self.users.get_file(file_id)
         if meta is None:
             raise WsimError(ErrorCode.NOT_FOUND, "no such file")
         if meta.owner == user:
             return meta
-        for conv in await self._users.file_convs(file_id):
+        for conv in await self.users.file_convs(file_id):
             try:
-                await self._social.first_readable_seq(user, conv)
+                await self.social.first_readable_seq(user, conv)
             except WsimError:
                 continue
             return meta
@@ -206,7 +200,7 @@ class FileService:
         raise WsimError(ErrorCode.NOT_FOUND, "no such file")
 
     async def get(self, file_id: int) -> FileMeta:
-        meta = await self._users.get_file(file_id)
+        meta = await self.users.get_file(file_id)
         if meta is None:
             raise WsimError(ErrorCode.NOT_FOUND, "no such file")
         return meta
@@ -217,20 +211,20 @@ class FileService:
         return hmac.new(self._link_key, msg, hashlib.sha256).hexdigest()[:32]
 
     def signed_link(self, file_id: int, variant: str) -> FileLink:
-        expires = self._clock.wall_ms() + LINK_TTL_MS
+        expires = self.clock.wall_ms() + LINK_TTL_MS
         suffix = "/thumbnail" if variant == "thumbnail" else ""
         return FileLink(
             f"/api/files/{file_id}{suffix}?exp={expires}&sig={self._sign(file_id, variant, expires)}", expires
         )
 
     def check_link(self, file_id: int, variant: str, exp: int, sig: str) -> bool:
-        if exp < self._clock.wall_ms():
+        if exp < self.clock.wall_ms():
             return False
         return hmac.compare_digest(self._sign(file_id, variant, exp).encode(), sig.encode())
 
     def open(self, key: str) -> AsyncIterator[bytes]:
-        return self._storage.read(key)
+        return self.storage.read(key)
 
     def local_path(self, key: str) -> str | None:
-        p = self._storage.local_path(key)
+        p = self.storage.local_path(key)
         return None if p is None else str(p)

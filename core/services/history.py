@@ -8,6 +8,7 @@ a reply's quote, so a quote reads the same whether it is pushed or paged in.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from core.clock import Clock
@@ -51,37 +52,28 @@ async def message_at(messages: MessageStore, conv: str, seq: int) -> Message | N
     return page[0] if page and page[0].seq == seq else None
 
 
+@dataclass(eq=False)
 class HistoryService:
     """Pages of messages for one reader; metered in ``history_seconds``."""
 
-    def __init__(
-        self,
-        messages: MessageStore,
-        timeline: Timeline,
-        social: SocialService,
-        clock: Clock,
-        metrics: Metrics,
-        limits: LimitsConfig,
-        sync: SyncConfig,
-    ) -> None:
-        self._messages = messages
-        self._timeline = timeline
-        self._social = social
-        self._clock = clock
-        self._metrics = metrics
-        self._limits = limits
-        self._sync = sync
+    messages: MessageStore
+    timeline: Timeline
+    social: SocialService
+    clock: Clock
+    metrics: Metrics
+    limits: LimitsConfig
+    sync_config: SyncConfig
 
     async def sync(self, user: int, frame: Sync) -> list[ServerFrame]:
-        start = self._clock.monotonic()
+        start = self.clock.monotonic()
         if frame.inbox is not None:
-            page = await self._timeline.inbox_after(user, frame.inbox, frame.limit)
+            page = await self.timeline.inbox_after(user, frame.inbox, frame.limit)
             if page is not None:
                 inbox_frames = await self._inbox_frames(user, page.messages, page.cursor, page.more)
-                self._metrics.history_seconds.observe(self._clock.monotonic() - start)
+                self.metrics.history_seconds.observe(self.clock.monotonic() - start)
                 return inbox_frames
-        convs = await self._social.user_conversations(user)
-        heads = await self._messages.heads(convs)
+        convs = await self.social.user_conversations(user)
+        heads = await self.messages.heads(convs)
         frames: list[ServerFrame] = []
         budget = MAX_SYNC_MESSAGES
         more_any = False
@@ -91,11 +83,11 @@ class HistoryService:
                 break
             head = heads.get(conv)
             last = head.last_seq if head else 0
-            first = await self._social.first_readable_seq(user, conv)
+            first = await self.social.first_readable_seq(user, conv)
             cursor = frame.cursors.get(conv)
             if cursor is None:
-                recent = self._sync.recent_messages
-                msgs = await self._messages.messages_before(conv, last + 1, recent) if recent and last else []
+                recent = self.sync_config.recent_messages
+                msgs = await self.messages.messages_before(conv, last + 1, recent) if recent and last else []
                 msgs = [m for m in msgs if m.seq >= first]
                 more = False
             else:
@@ -110,7 +102,7 @@ class HistoryService:
                 if after >= last:
                     continue
                 limit = min(frame.limit, budget)
-                msgs = await self._messages.messages_after(conv, after, limit + 1)
+                msgs = await self.messages.messages_after(conv, after, limit + 1)
                 more = len(msgs) > limit
                 msgs = msgs[:limit]
                 more_any |= more
@@ -125,7 +117,7 @@ class HistoryService:
                 )
             )
         frames.append(SyncDone(more=more_any))
-        self._metrics.history_seconds.observe(self._clock.monotonic() - start)
+        self.metrics.history_seconds.observe(self.clock.monotonic() - start)
         return frames
 
     async def _inbox_frames(
@@ -139,7 +131,7 @@ class HistoryService:
         frames: list[ServerFrame] = []
         for conv, items in by_conv.items():
             try:
-                first = await self._social.first_readable_seq(user, conv)
+                first = await self.social.first_readable_seq(user, conv)
             except WsimError:
                 first = 1  # no longer a member: what the inbox holds was readable when it was written
             items.sort(key=lambda m: m.seq)
@@ -165,38 +157,38 @@ class HistoryService:
         limit: int,
         around: int | None = None,
     ) -> dict[str, Any]:
-        start = self._clock.monotonic()
+        start = self.clock.monotonic()
         if sum(x is not None for x in (before, after, around)) > 1:
             raise WsimError(ErrorCode.INVALID, "before, after, around: give one of them at most")
-        first = await self._social.first_readable_seq(user, conv)
-        limit = max(1, min(limit, self._limits.history_page_max))
+        first = await self.social.first_readable_seq(user, conv)
+        limit = max(1, min(limit, self.limits.history_page_max))
         # has_older: readable messages exist below this page; has_newer: messages exist above it (issue 14,
         # gap 6: it was always false on before= pages).
         if around is not None:  # a page centred on one message (jump to a search result or a quote)
             newer_n = limit // 2
             older_n = limit - newer_n  # including ``around`` itself
-            low = await self._messages.messages_before(conv, around + 1, older_n + 1)
+            low = await self.messages.messages_before(conv, around + 1, older_n + 1)
             low = [m for m in low if m.seq >= first]
             older = len(low) > older_n
-            high = await self._messages.messages_after(conv, max(around, first - 1), newer_n + 1)
+            high = await self.messages.messages_after(conv, max(around, first - 1), newer_n + 1)
             has_more = len(high) > newer_n
             msgs = low[-older_n:] + high[:newer_n]
         elif after is not None:
-            msgs = await self._messages.messages_after(conv, max(after, first - 1), limit + 1)
+            msgs = await self.messages.messages_after(conv, max(after, first - 1), limit + 1)
             has_more = len(msgs) > limit
             msgs = msgs[:limit]
             older = bool(msgs) and msgs[0].seq > first
         else:
             upper = before if before is not None else 2**53
-            msgs = await self._messages.messages_before(conv, upper, limit + 1)
+            msgs = await self.messages.messages_before(conv, upper, limit + 1)
             msgs = [m for m in msgs if m.seq >= first]
             older = len(msgs) > limit
             msgs = msgs[-limit:]
             has_more = False
             if before is not None:
-                heads = await self._messages.heads([conv])
+                heads = await self.messages.heads([conv])
                 has_more = conv in heads and heads[conv].last_seq >= before
-        self._metrics.history_seconds.observe(self._clock.monotonic() - start)
+        self.metrics.history_seconds.observe(self.clock.monotonic() - start)
         return {
             "conv": conv,
             "messages": await self._wire(msgs, {conv: first}),
@@ -206,15 +198,15 @@ class HistoryService:
         }
 
     async def conversations(self, user: int) -> list[dict[str, Any]]:
-        convs = await self._social.user_conversations(user)
-        heads = await self._messages.heads(convs)
-        marks = await self._messages.user_marks(user, convs)
+        convs = await self.social.user_conversations(user)
+        heads = await self.messages.heads(convs)
+        marks = await self.messages.user_marks(user, convs)
         out: list[dict[str, Any]] = []
-        remarks = {f.user_id: f.remark for f in await self._social.list_friends(user)}
+        remarks = {f.user_id: f.remark for f in await self.social.list_friends(user)}
         for conv in convs:
             kind, parts = parse_conversation(conv)
             head = heads.get(conv)
-            first = await self._social.first_readable_seq(user, conv)
+            first = await self.social.first_readable_seq(user, conv)
             last = head.last_seq if head else 0
             read = marks[conv].read if conv in marks else 0
             unread = max(0, last - max(read, first - 1))
@@ -233,7 +225,7 @@ class HistoryService:
                 entry["peer"] = str(peer)
                 entry["remark"] = remarks.get(peer, "")
             else:
-                info = await self._social.group_info(parts[0])
+                info = await self.social.group_info(parts[0])
                 entry["group"] = str(parts[0])
                 entry["name"] = info["name"] if info else ""
                 entry["dissolved"] = bool(info and info["dissolved"])
@@ -255,18 +247,18 @@ class HistoryService:
             before_id = parse_id(before) if before is not None else None
         except ValueError:
             raise WsimError(ErrorCode.INVALID, "before: not a cursor from a previous page") from None
-        limit = max(1, min(limit, self._limits.history_page_max))
+        limit = max(1, min(limit, self.limits.history_page_max))
         windows: dict[str, int] = {}
         if conv is not None:
-            windows[conv] = await self._social.first_readable_seq(user, conv)
+            windows[conv] = await self.social.first_readable_seq(user, conv)
         else:
-            for c in await self._social.user_conversations(user):
+            for c in await self.social.user_conversations(user):
                 try:
-                    windows[c] = await self._social.first_readable_seq(user, c)
+                    windows[c] = await self.social.first_readable_seq(user, c)
                 except WsimError:
                     continue  # left or dissolved since the list was cached
         try:
-            msgs = await self._messages.search_messages(windows, q, before_id, limit + 1)
+            msgs = await self.messages.search_messages(windows, q, before_id, limit + 1)
         except StoreUnavailable:
             raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; try again") from None
         more = len(msgs) > limit
@@ -288,7 +280,7 @@ class HistoryService:
         if wanted:
             page = {(m.conv, m.seq): m for m in msgs}
             for (conv, seq), wires in wanted.items():
-                original = page.get((conv, seq)) or await message_at(self._messages, conv, seq)
+                original = page.get((conv, seq)) or await message_at(self.messages, conv, seq)
                 quote = quote_of(original, seq, seq >= firsts.get(conv, 1))
                 for wire in wires:
                     wire["quote"] = quote

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -45,52 +46,41 @@ def fingerprint(conv: str, kind: str, body: dict[str, Any]) -> str:
     ).hexdigest()
 
 
+@dataclass(eq=False)
 class MessagingService:
     """The send path of one node; concurrent sends of one durable key on this node share one append."""
 
-    def __init__(
-        self,
-        writer: MessageWriter,
-        messages: MessageStore,
-        users: UserStore,
-        social: SocialService,
-        ids: IdGenerator,
-        dedup: Deduplicator,
-        ack: AckPolicy,
-        clock: Clock,
-        metrics: Metrics,
-        limits: LimitsConfig,
-        faults: FaultPoints,
-    ) -> None:
-        self._writer = writer
-        self._messages = messages
-        self._users = users
-        self._social = social
-        self._ids = ids
-        self._dedup = dedup
-        self._ack = ack
-        self._clock = clock
-        self._metrics = metrics
-        self._acks_sent = metrics.acks.labels("sent")
-        self._limits = limits
-        self._faults = faults
+    writer: MessageWriter
+    messages: MessageStore
+    users: UserStore
+    social: SocialService
+    ids: IdGenerator
+    dedup: Deduplicator
+    ack: AckPolicy
+    clock: Clock
+    metrics: Metrics
+    limits: LimitsConfig
+    faults: FaultPoints
+
+    def __post_init__(self) -> None:
+        self._acks_sent = self.metrics.acks.labels("sent")
         self._inflight: dict[str, asyncio.Future[Message]] = {}
-        self._notices = writer.notices
+        self._notices = self.writer.notices
 
     async def _content(self, user: int, frame: MessageSend) -> tuple[MessageKind, dict[str, Any]]:
         if frame.kind == "text":
             text = frame.text
             if text is None or not text.strip():
                 raise WsimError(ErrorCode.INVALID, "text: a text message needs non-empty text")
-            if len(text) > self._limits.max_text_chars:
-                raise WsimError(ErrorCode.TOO_LONG, f"text: at most {self._limits.max_text_chars} characters")
+            if len(text) > self.limits.max_text_chars:
+                raise WsimError(ErrorCode.TOO_LONG, f"text: at most {self.limits.max_text_chars} characters")
             if frame.file is not None:
                 raise WsimError(ErrorCode.INVALID, "file: not allowed on a text message")
             return MessageKind.TEXT, {"text": text}
         if frame.file is None:
             raise WsimError(ErrorCode.INVALID, f"file: a {frame.kind} message needs an uploaded file id")
         try:
-            meta = await self._users.get_file(parse_id(frame.file))
+            meta = await self.users.get_file(parse_id(frame.file))
         except ValueError:
             meta = None
         if meta is None or meta.owner != user:
@@ -102,8 +92,8 @@ class MessagingService:
             body["width"] = meta.width
             body["height"] = meta.height
         if frame.text:
-            if len(frame.text) > self._limits.max_text_chars:
-                raise WsimError(ErrorCode.TOO_LONG, f"text: at most {self._limits.max_text_chars} characters")
+            if len(frame.text) > self.limits.max_text_chars:
+                raise WsimError(ErrorCode.TOO_LONG, f"text: at most {self.limits.max_text_chars} characters")
             body["text"] = frame.text
         return MessageKind(frame.kind), body
 
@@ -111,21 +101,21 @@ class MessagingService:
         self, link: DeviceLink, cmid: str, msg_id: int, conv: str, seq: int, ts_ms: int, duplicate: bool
     ) -> None:
         link.note_held(conv, seq)
-        for frame in self._ack.sent_ack(message_sent_json(cmid, msg_id, conv, seq, ts_ms, duplicate)):
+        for frame in self.ack.sent_ack(message_sent_json(cmid, msg_id, conv, seq, ts_ms, duplicate)):
             link.push(frame)
             self._acks_sent.inc()
 
     # ---------------------------------------------------------------- send
     async def send(self, link: DeviceLink, frame: MessageSend, received_at: float) -> None:
         user = link.user
-        members = await self._social.authorize_send(user, frame.conv)
+        members = await self.social.authorize_send(user, frame.conv)
         kind, body = await self._content(user, frame)
         quote: dict[str, Any] | None = None
         if frame.reply_to is not None:
             quote = await self._reply_quote(user, frame.conv, frame.reply_to)
             body["reply_to"] = frame.reply_to
         fp = fingerprint(frame.conv, kind.value, body)
-        key = self._dedup.durable_key(user, link.device, frame.cmid)
+        key = self.dedup.durable_key(user, link.device, frame.cmid)
         if key is not None:
             original = await self._dedup_hit(key)
             # A window record with another fingerprint is not trusted to refuse the message: the window may key by a
@@ -134,19 +124,19 @@ class MessagingService:
                 original = None
             if original is not None:
                 self._answer_duplicate(link, original, frame.cmid, fp)
-                self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
+                self.metrics.send_ack_seconds.observe(self.clock.monotonic() - received_at)
                 return
-        now_ms = self._clock.wall_ms()
+        now_ms = self.clock.wall_ms()
         draft = MessageDraft(
-            self._ids.next_id(now_ms), frame.conv, user, link.device, frame.cmid, kind, body, now_ms, key
+            self.ids.next_id(now_ms), frame.conv, user, link.device, frame.cmid, kind, body, now_ms, key
         )
         future: asyncio.Future[Message] | None = None
         if key is not None:
             future = asyncio.get_running_loop().create_future()
             self._inflight[key] = future
-        self._faults.reached("before_store", frame.cmid)
+        self.faults.reached("before_store", frame.cmid)
         try:
-            msg, created = await self._writer.append(draft)
+            msg, created = await self.writer.append(draft)
         except BaseException as exc:
             if future is not None:
                 future.set_exception(exc)
@@ -158,46 +148,46 @@ class MessagingService:
             del self._inflight[key]  # type: ignore[arg-type]
         if not created and fingerprint(msg.conv, msg.kind.value, msg.body) != fp and not msg.recalled:
             raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
-        self._faults.reached("after_store", msg)
+        self.faults.reached("after_store", msg)
         if msg.conv.startswith("g:"):  # a membership change stored before this message: its list is stale
             removed = self._notices.before(msg.conv, msg.seq)
             if removed is not None:
-                current = await self._social.group_members(int(msg.conv[2:]))
+                current = await self.social.group_members(int(msg.conv[2:]))
                 members = recipients_at(msg.seq, members, current, removed)
-        await self._writer.inbox(msg, members)
+        await self.writer.inbox(msg, members)
         if created:
-            queue_marks(self._messages, msg.conv, user, delivered=msg.seq, read=msg.seq)
+            queue_marks(self.messages, msg.conv, user, delivered=msg.seq, read=msg.seq)
             if "file" in body:  # before the fan-out: a recipient may download the file at once
-                await self._users.add_file_ref(int(body["file"]), msg.conv)
+                await self.users.add_file_ref(int(body["file"]), msg.conv)
         else:
-            self._metrics.dedup_hits.inc()
+            self.metrics.dedup_hits.inc()
         # A durable duplicate means the window missed it (node restart, other node): the original's fan-out may
         # have been lost with that node, so fan out again; devices drop the duplicate by message id.
         # Fan out before remembering and acknowledging: a node killed in between leaves the sender without an
         # ack, so it resends (to another node), which meets the durable key and fans out again. Remembering first
         # would let a shared window (dedup redis) answer that resend without the fan-out ever happening.
-        await self._writer.fanout(msg, members, exclude_user=user, exclude_device=link.device, quote=quote)
-        self._faults.reached("after_fanout", msg)
+        await self.writer.fanout(msg, members, exclude_user=user, exclude_device=link.device, quote=quote)
+        self.faults.reached("after_fanout", msg)
         if key is not None:
             # A message created by this send has this send's body, so its fingerprint is already known.
             stored_fp = fp if created else fingerprint(msg.conv, msg.kind.value, msg.body)
-            await self._dedup.remember(key, DedupRecord(msg.id, msg.conv, msg.seq, msg.ts_ms, stored_fp))
+            await self.dedup.remember(key, DedupRecord(msg.id, msg.conv, msg.seq, msg.ts_ms, stored_fp))
         self._push_ack(link, frame.cmid, msg.id, msg.conv, msg.seq, msg.ts_ms, not created)
-        self._faults.reached("after_ack", msg)
-        self._metrics.send_ack_seconds.observe(self._clock.monotonic() - received_at)
+        self.faults.reached("after_ack", msg)
+        self.metrics.send_ack_seconds.observe(self.clock.monotonic() - received_at)
 
     async def _reply_quote(self, user: int, conv: str, seq: int) -> dict[str, Any]:
         """Check that ``user`` may quote message ``seq`` of ``conv``; the quote every recipient of the fan-out
         may see (one frame for all: a member who joined after the original gets "unavailable")."""
-        first = await self._social.first_readable_seq(user, conv)
-        original = await message_at(self._messages, conv, seq) if seq >= first else None
+        first = await self.social.first_readable_seq(user, conv)
+        original = await message_at(self.messages, conv, seq) if seq >= first else None
         if original is None or original.kind not in CLIENT_KINDS:
             raise WsimError(ErrorCode.NOT_FOUND, "reply_to: no message with this seq that you can read here")
         # A recalled original is accepted (its quote says "recalled"): a resend of a reply whose original was
         # recalled after the first copy was stored must still get its ack, not an error.
         readable = True
         if conv.startswith("g:"):
-            windows = await self._social.group_members(int(conv[2:]))
+            windows = await self.social.group_members(int(conv[2:]))
             readable = all(int(v[1]) <= seq for v in windows.values())
         return quote_of(original, seq, readable)
 
@@ -208,7 +198,7 @@ class MessagingService:
                 return await asyncio.shield(pending)
             except WsimError:
                 return None  # the first copy failed; this one tries again
-        return await self._dedup.lookup(key)
+        return await self.dedup.lookup(key)
 
     def _answer_duplicate(
         self, link: DeviceLink, original: Message | DedupRecord, cmid: str, fp: str
@@ -221,37 +211,37 @@ class MessagingService:
             msg_id, conv, seq, ts = original.msg_id, original.conv, original.seq, original.ts_ms
         if stored_fp != fp:
             raise WsimError(ErrorCode.CONFLICT, "this cmid was already used for a different message")
-        self._metrics.dedup_hits.inc()
+        self.metrics.dedup_hits.inc()
         self._push_ack(link, cmid, msg_id, conv, seq, ts, True)
 
     # ---------------------------------------------------------------- recall
     async def recall(self, link: DeviceLink, msg_id: str) -> None:
         user = link.user
         try:
-            msg = await self._messages.get_message(parse_id(msg_id))
+            msg = await self.messages.get_message(parse_id(msg_id))
         except ValueError:
             msg = None
         if msg is None:
             raise WsimError(ErrorCode.NOT_FOUND, "no such message")
-        first = await self._social.first_readable_seq(user, msg.conv)
+        first = await self.social.first_readable_seq(user, msg.conv)
         if msg.seq < first:
             raise WsimError(ErrorCode.NOT_FOUND, "no such message")
         if msg.sender != user or msg.kind not in CLIENT_KINDS:
             raise WsimError(ErrorCode.FORBIDDEN, "you can only recall your own messages")
         if msg.recalled:
             return
-        age_s = (self._clock.wall_ms() - msg.ts_ms) / 1000
-        if age_s > self._limits.recall_window_s:
+        age_s = (self.clock.wall_ms() - msg.ts_ms) / 1000
+        if age_s > self.limits.recall_window_s:
             raise WsimError(
                 ErrorCode.RECALL_WINDOW,
-                f"messages can be recalled within {self._limits.recall_window_s:g} s of sending",
+                f"messages can be recalled within {self.limits.recall_window_s:g} s of sending",
             )
         try:
-            await self._messages.mark_recalled(msg.id)
+            await self.messages.mark_recalled(msg.id)
         except StoreUnavailable:
             raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; try again") from None
-        now_ms = self._clock.wall_ms()
-        event_id = self._ids.next_id(now_ms)
+        now_ms = self.clock.wall_ms()
+        event_id = self.ids.next_id(now_ms)
         # The recall is itself a message in the conversation, so offline devices learn it in order on sync.
         draft = MessageDraft(
             event_id,
@@ -264,16 +254,16 @@ class MessagingService:
             now_ms,
             f"recall:{msg.id}",
         )
-        event, _ = await self._writer.append(draft)
-        members = await self._social.conversation_members(msg.conv)
-        await self._writer.inbox(event, members)
-        await self._writer.fanout(event, members)
+        event, _ = await self.writer.append(draft)
+        members = await self.social.conversation_members(msg.conv)
+        await self.writer.inbox(event, members)
+        await self.writer.fanout(event, members)
 
     async def dead_letter(self, link: DeviceLink, pending: Pending) -> None:
-        self._metrics.dead_letters.inc()
-        now_ms = self._clock.wall_ms()
+        self.metrics.dead_letters.inc()
+        now_ms = self.clock.wall_ms()
         letter = DeadLetter(
-            self._ids.next_id(now_ms),
+            self.ids.next_id(now_ms),
             pending.msg_id,
             pending.conv,
             pending.seq,
@@ -284,7 +274,7 @@ class MessagingService:
             now_ms,
         )
         try:
-            await self._messages.add_dead_letter(letter)
+            await self.messages.add_dead_letter(letter)
         except StoreUnavailable:
             log.warning(
                 "dead letter for message %s to %s/%s not recorded: store unavailable",

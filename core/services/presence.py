@@ -4,6 +4,7 @@ flips, once per change, not once per device."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from core.hub import DeviceLink
 from core.protocol.codec import encode
@@ -13,31 +14,31 @@ from core.services.social import SocialService
 from strategies.presence.base import PresenceRegistry, PresenceUnavailable
 
 
+@dataclass(eq=False)
 class PresenceService:
-    def __init__(self, registry: PresenceRegistry, social: SocialService, router: Router, node: str) -> None:
-        self._registry = registry
-        self._social = social
-        self._router = router
-        self._node = node
+    registry: PresenceRegistry
+    social: SocialService
+    router: Router
+    node: str
 
     async def _announce(self, user: int, online: bool) -> None:
-        friends = await self._social.presence_audience(user)
+        friends = await self.social.presence_audience(user)
         if not friends:
             return
         try:
-            devices = (await self._registry.online_devices([user])).get(user, 0)
+            devices = (await self.registry.online_devices([user])).get(user, 0)
         except PresenceUnavailable:
             devices = 1 if online else 0  # the flip itself is known; the exact count is not
-        await self._router.deliver(
+        await self.router.deliver(
             friends, encode(PresenceFrame(user=str(user), online=online, devices=devices))
         )
 
     async def connected(self, link: DeviceLink) -> None:
-        if await self._registry.device_online(link.user, link.device, self._node):
+        if await self.registry.device_online(link.user, link.device, self.node):
             await self._announce(link.user, True)
 
     async def disconnected(self, link: DeviceLink) -> None:
-        if await self._registry.device_offline(link.user, link.device, self._node):
+        if await self.registry.device_offline(link.user, link.device, self.node):
             await self._announce(link.user, False)
 
     async def changed(self, users: list[int], online: bool) -> None:
@@ -47,7 +48,7 @@ class PresenceService:
             await self._announce(user, online)
 
     async def heartbeat(self, link: DeviceLink) -> None:
-        await self._registry.refresh(link.user, link.device, self._node)
+        await self.registry.refresh(link.user, link.device, self.node)
 
     async def online(self, users: Iterable[int]) -> dict[int, int]:
-        return await self._registry.online_devices(users)
+        return await self.registry.online_devices(users)

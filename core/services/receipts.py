@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from core.clock import Clock, Timer
@@ -29,27 +30,21 @@ from strategies.store.base import MessageStore, StoreUnavailable
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class ReceiptService:
     """Marks and receipts of one node; holds the coalescer and its one flush timer (closed with the node)."""
 
-    def __init__(
-        self,
-        messages: MessageStore,
-        social: SocialService,
-        router: Router,
-        ack: AckPolicy,
-        clock: Clock,
-        metrics: Metrics,
-        limits: LimitsConfig,
-    ) -> None:
-        self._messages = messages
-        self._social = social
-        self._router = router
-        self._ack = ack
-        self._clock = clock
-        self._metrics = metrics
-        self._acks_delivered = metrics.acks.labels("delivered")
-        self._receipts = ReceiptCoalescer(limits.receipt_window_s)
+    messages: MessageStore
+    social: SocialService
+    router: Router
+    ack: AckPolicy
+    clock: Clock
+    metrics: Metrics
+    limits: LimitsConfig
+
+    def __post_init__(self) -> None:
+        self._acks_delivered = self.metrics.acks.labels("delivered")
+        self._receipts = ReceiptCoalescer(self.limits.receipt_window_s)
         self._receipt_timer: Timer | None = None
         self._receipt_timer_at: float | None = None
         self._receipt_tasks: set[asyncio.Task[None]] = set()
@@ -60,44 +55,44 @@ class ReceiptService:
         A device acks what it was given, so a seq at or below what it holds needs no store read."""
         if seq <= link.held.get(conv, 0):
             return seq
-        heads = await self._messages.heads([conv])
+        heads = await self.messages.heads([conv])
         return min(seq, heads[conv].last_seq if conv in heads else 0)
 
     async def mark_delivered(self, link: DeviceLink, conv: str, seq: int) -> None:
         """Cumulative: the device holds ``conv`` up to ``seq``."""
         user = link.user
-        await self._social.first_readable_seq(user, conv)
+        await self.social.first_readable_seq(user, conv)
         seq = await self._clamp_to_head(link, conv, seq)
         if seq <= 0:
             return
         link.note_held(conv, seq)
         self._acks_delivered.inc()
-        queue_marks(self._messages, conv, user, delivered=seq)
+        queue_marks(self.messages, conv, user, delivered=seq)
         # Groups get read counts, not per-member delivered receipts (200x the traffic).
         if conv.startswith("d:"):
             await self._offer_receipt(conv, user, delivered=seq)
 
     async def mark_read(self, link: DeviceLink, conv: str, seq: int) -> None:
         user = link.user
-        await self._social.first_readable_seq(user, conv)
-        heads = await self._messages.heads([conv])
+        await self.social.first_readable_seq(user, conv)
+        heads = await self.messages.heads([conv])
         last = heads[conv].last_seq if conv in heads else 0
         seq = min(seq, last)
         if seq <= 0:
             return
         try:
-            await self._messages.set_marks(conv, user, delivered=seq, read=seq)
+            await self.messages.set_marks(conv, user, delivered=seq, read=seq)
         except StoreUnavailable:
             raise WsimError(ErrorCode.UNAVAILABLE, "message store unavailable; try again") from None
         link.note_held(conv, seq)
-        self._metrics.acks.labels("read").inc()
+        self.metrics.acks.labels("read").inc()
         await self._offer_receipt(conv, user, read=seq, device=link.device)
 
     # ---------------------------------------------------------------- receipts (coalesced)
     async def _offer_receipt(
         self, conv: str, user: int, *, delivered: int = 0, read: int = 0, device: str | None = None
     ) -> None:
-        now = self._clock.monotonic()
+        now = self.clock.monotonic()
         for due in self._receipts.offer(conv, user, now, delivered=delivered, read=read, device=device):
             await self._send_receipt(due)
         self._arm_receipt_flush(self._receipts.next_due())
@@ -107,12 +102,12 @@ class ReceiptService:
         if due.read is None:  # delivered only: the peer of a direct chat
             _, parts = parse_conversation(due.conv)
             targets = [parts[0] if parts[1] == due.user else parts[1]]
-            for r in self._ack.receipts(frame):
-                await self._router.deliver(targets, r)
+            for r in self.ack.receipts(frame):
+                await self.router.deliver(targets, r)
             return
-        members = await self._social.conversation_members(due.conv)
-        for r in self._ack.receipts(frame):
-            await self._router.deliver(members, r, exclude_user=due.user, exclude_device=due.device)
+        members = await self.social.conversation_members(due.conv)
+        for r in self.ack.receipts(frame):
+            await self.router.deliver(members, r, exclude_user=due.user, exclude_device=due.device)
 
     def _arm_receipt_flush(self, due: float | None) -> None:
         """The one place that schedules the coalesced-receipt flush, on the node's clock (fake time in tests)."""
@@ -121,11 +116,11 @@ class ReceiptService:
         if self._receipt_timer is not None:
             self._receipt_timer.cancel()
         self._receipt_timer_at = due
-        self._receipt_timer = self._clock.call_at(due, self._on_receipt_timer)
+        self._receipt_timer = self.clock.call_at(due, self._on_receipt_timer)
 
     def _on_receipt_timer(self) -> None:
         self._receipt_timer = self._receipt_timer_at = None
-        dues, next_due = self._receipts.flush(self._clock.monotonic())
+        dues, next_due = self._receipts.flush(self.clock.monotonic())
         if dues:
             task = asyncio.ensure_future(self._send_receipts(dues))
             self._receipt_tasks.add(task)
@@ -148,14 +143,14 @@ class ReceiptService:
             task.cancel()
 
     async def typing(self, link: DeviceLink, conv: str) -> None:
-        members = await self._social.authorize_send(link.user, conv)
+        members = await self.social.authorize_send(link.user, conv)
         others = [m for m in members if m != link.user]
-        await self._router.deliver(others, encode(TypingEvent(conv=conv, user=str(link.user))))
+        await self.router.deliver(others, encode(TypingEvent(conv=conv, user=str(link.user))))
 
     async def receipts(self, user: int, conv: str) -> dict[str, Any]:
         """Every member's marks in ``conv`` (group read counts are computed from these by clients)."""
-        await self._social.first_readable_seq(user, conv)
-        marks = await self._messages.get_marks(conv)
+        await self.social.first_readable_seq(user, conv)
+        marks = await self.messages.get_marks(conv)
         return {
             "conv": conv,
             "marks": {str(u): {"delivered": m.delivered, "read": m.read} for u, m in marks.items()},

@@ -9,6 +9,7 @@ members through the same ordered, synced stream as chat messages.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from core.clock import Clock
@@ -32,52 +33,42 @@ def _check_name(name: str) -> str:
     return name
 
 
+@dataclass(eq=False)
 class SocialService:
-    def __init__(
-        self,
-        users: SocialStore,
-        messages: MessageStore,
-        ids: IdGenerator,
-        clock: Clock,
-        cache: Cache,
-        router: Router,
-        limits: LimitsConfig,
-        system: SystemPoster,
-    ) -> None:
-        self._users = users
-        self._messages = messages
-        self._ids = ids
-        self._clock = clock
-        self._cache = cache
-        self._router = router
-        self._limits = limits
-        self._system = system
+    users: SocialStore
+    messages: MessageStore
+    ids: IdGenerator
+    clock: Clock
+    cache: Cache
+    router: Router
+    limits: LimitsConfig
+    system: SystemPoster
 
     async def _notify(self, users: Sequence[int], event: str, data: dict[str, Any]) -> None:
-        await self._router.deliver(users, encode(Notify(event=event, data=data)))
+        await self.router.deliver(users, encode(Notify(event=event, data=data)))
 
     async def _post(self, conv: str, actor: int, body: dict[str, Any], extra: Sequence[int] = ()) -> None:
         """Announce a change in ``conv`` to its members as they are now, plus ``extra`` (a removed member)."""
         members = await self.conversation_members(conv)
-        await self._system.post_system(conv, actor, body, list(dict.fromkeys([*members, *extra])))
+        await self.system.post_system(conv, actor, body, list(dict.fromkeys([*members, *extra])))
 
     async def _require_user(self, user_id: int) -> None:
-        if await self._users.get_user(user_id) is None:
+        if await self.users.get_user(user_id) is None:
             raise WsimError(ErrorCode.NOT_FOUND, f"no user {user_id}")
 
     # ================================================================ cached reads
     async def friend_ids(self, user_id: int) -> list[int]:
         async def load() -> list[int]:
-            return [f.user_id for f in await self._users.list_friends(user_id)]
+            return [f.user_id for f in await self.users.list_friends(user_id)]
 
-        result: list[int] = await cached(self._cache, "friends", str(user_id), load)
+        result: list[int] = await cached(self.cache, "friends", str(user_id), load)
         return result
 
     async def blocked_ids(self, user_id: int) -> list[int]:
         async def load() -> list[int]:
-            return await self._users.list_blocked(user_id)
+            return await self.users.list_blocked(user_id)
 
-        result: list[int] = await cached(self._cache, "blocks", str(user_id), load)
+        result: list[int] = await cached(self.cache, "blocks", str(user_id), load)
         return result
 
     # ================================================================ presence visibility
@@ -104,12 +95,12 @@ class SocialService:
 
     async def group_info(self, group_id: int) -> dict[str, Any] | None:
         async def load() -> dict[str, Any] | None:
-            g = await self._users.get_group(group_id)
+            g = await self.users.get_group(group_id)
             if g is None:
                 return None
             return {"id": g.id, "name": g.name, "owner": g.owner, "dissolved": g.dissolved}
 
-        result: dict[str, Any] | None = await cached(self._cache, "group", str(group_id), load)
+        result: dict[str, Any] | None = await cached(self.cache, "group", str(group_id), load)
         return result
 
     async def group_members(self, group_id: int) -> dict[str, list[Any]]:
@@ -117,31 +108,31 @@ class SocialService:
 
         async def load() -> dict[str, list[Any]]:
             return {
-                str(m.user_id): [m.role.value, m.joined_seq] for m in await self._users.get_members(group_id)
+                str(m.user_id): [m.role.value, m.joined_seq] for m in await self.users.get_members(group_id)
             }
 
-        result: dict[str, list[Any]] = await cached(self._cache, "members", str(group_id), load)
+        result: dict[str, list[Any]] = await cached(self.cache, "members", str(group_id), load)
         return result
 
     async def user_conversations(self, user_id: int) -> list[str]:
         async def load() -> list[str]:
             convs: list[str] = [direct_conversation(user_id, f) for f in await self.friend_ids(user_id)]
-            convs += [group_conversation(g.id) for g in await self._users.list_user_groups(user_id)]
+            convs += [group_conversation(g.id) for g in await self.users.list_user_groups(user_id)]
             return convs
 
-        result: list[str] = await cached(self._cache, "convs", str(user_id), load)
+        result: list[str] = await cached(self.cache, "convs", str(user_id), load)
         return result
 
     async def _invalidate_friendship(self, *users: int) -> None:
         for u in users:
-            await self._cache.delete("friends", str(u))
-            await self._cache.delete("convs", str(u))
+            await self.cache.delete("friends", str(u))
+            await self.cache.delete("convs", str(u))
 
     async def _invalidate_group(self, group_id: int, users: Sequence[int] = ()) -> None:
-        await self._cache.delete("group", str(group_id))
-        await self._cache.delete("members", str(group_id))
+        await self.cache.delete("group", str(group_id))
+        await self.cache.delete("members", str(group_id))
         for u in users:
-            await self._cache.delete("convs", str(u))
+            await self.cache.delete("convs", str(u))
 
     # ================================================================ authorization
     def _parse(self, conv: str) -> tuple[str, tuple[int, ...]]:
@@ -203,7 +194,7 @@ class SocialService:
             raise WsimError(ErrorCode.ALREADY_EXISTS, "already friends")
         if user_id in await self.blocked_ids(target):
             raise WsimError(ErrorCode.BLOCKED, "this user has blocked you")
-        reverse = await self._users.pending_request(target, user_id)
+        reverse = await self.users.pending_request(target, user_id)
         if reverse is not None:  # they already asked us: asking back accepts
             await self.accept_request(user_id, reverse.id)
             return FriendRequest(
@@ -214,20 +205,20 @@ class SocialService:
                 "accepted",
                 reverse.created_ms,
             )
-        existing = await self._users.pending_request(user_id, target)
+        existing = await self.users.pending_request(user_id, target)
         if existing is not None:
             return existing
-        now = self._clock.wall_ms()
-        req = FriendRequest(self._ids.next_id(now), user_id, target, message, "pending", now)
-        await self._users.add_friend_request(req)
+        now = self.clock.wall_ms()
+        req = FriendRequest(self.ids.next_id(now), user_id, target, message, "pending", now)
+        await self.users.add_friend_request(req)
         await self._notify([target], "friend.request", request_wire(req))
         return req
 
     async def list_requests(self, user_id: int) -> list[FriendRequest]:
-        return await self._users.list_friend_requests(user_id)
+        return await self.users.list_friend_requests(user_id)
 
     async def _pending_for(self, user_id: int, request_id: int) -> FriendRequest:
-        req = await self._users.get_friend_request(request_id)
+        req = await self.users.get_friend_request(request_id)
         if req is None or req.to_user != user_id:
             raise WsimError(ErrorCode.NOT_FOUND, "no such friend request")
         if req.status != "pending":
@@ -236,8 +227,8 @@ class SocialService:
 
     async def accept_request(self, user_id: int, request_id: int) -> None:
         req = await self._pending_for(user_id, request_id)
-        await self._users.set_friend_request_status(req.id, "accepted")
-        await self._users.add_friendship(req.from_user, req.to_user, self._clock.wall_ms())
+        await self.users.set_friend_request_status(req.id, "accepted")
+        await self.users.add_friendship(req.from_user, req.to_user, self.clock.wall_ms())
         await self._invalidate_friendship(req.from_user, req.to_user)
         conv = direct_conversation(req.from_user, req.to_user)
         await self._post(
@@ -251,35 +242,35 @@ class SocialService:
 
     async def decline_request(self, user_id: int, request_id: int) -> None:
         req = await self._pending_for(user_id, request_id)
-        await self._users.set_friend_request_status(req.id, "declined")
+        await self.users.set_friend_request_status(req.id, "declined")
         await self._notify([req.from_user], "friend.declined", {"request": str(req.id), "by": str(user_id)})
 
     async def remove_friend(self, user_id: int, friend: int) -> None:
-        if not await self._users.remove_friendship(user_id, friend):
+        if not await self.users.remove_friendship(user_id, friend):
             raise WsimError(ErrorCode.NOT_FOUND, "not friends")
         await self._invalidate_friendship(user_id, friend)
         await self._notify([user_id, friend], "friend.removed", {"users": [str(user_id), str(friend)]})
 
     async def list_friends(self, user_id: int) -> list[Friend]:
-        return await self._users.list_friends(user_id)
+        return await self.users.list_friends(user_id)
 
     async def set_remark(self, user_id: int, friend: int, remark: str) -> None:
         if len(remark) > 64:
             raise WsimError(ErrorCode.INVALID, "remark: at most 64 characters")
-        if not await self._users.set_remark(user_id, friend, remark.strip()):
+        if not await self.users.set_remark(user_id, friend, remark.strip()):
             raise WsimError(ErrorCode.NOT_FOUND, "not friends")
 
     async def block(self, user_id: int, target: int) -> None:
         if target == user_id:
             raise WsimError(ErrorCode.INVALID, "you cannot block yourself")
         await self._require_user(target)
-        await self._users.block(user_id, target, self._clock.wall_ms())
-        await self._cache.delete("blocks", str(user_id))
+        await self.users.block(user_id, target, self.clock.wall_ms())
+        await self.cache.delete("blocks", str(user_id))
 
     async def unblock(self, user_id: int, target: int) -> None:
-        if not await self._users.unblock(user_id, target):
+        if not await self.users.unblock(user_id, target):
             raise WsimError(ErrorCode.NOT_FOUND, "not blocked")
-        await self._cache.delete("blocks", str(user_id))
+        await self.cache.delete("blocks", str(user_id))
 
     async def list_blocked(self, user_id: int) -> list[int]:
         return await self.blocked_ids(user_id)
@@ -320,14 +311,14 @@ class SocialService:
     async def create_group(self, owner: int, name: str, member_ids: Sequence[int]) -> Group:
         name = _check_name(name)
         invitees = await self._check_invitees(owner, member_ids)
-        if len(invitees) + 1 > self._limits.max_group_members:
+        if len(invitees) + 1 > self.limits.max_group_members:
             raise WsimError(
-                ErrorCode.GROUP_FULL, f"a group holds at most {self._limits.max_group_members} members"
+                ErrorCode.GROUP_FULL, f"a group holds at most {self.limits.max_group_members} members"
             )
-        now = self._clock.wall_ms()
-        group = Group(self._ids.next_id(now), name, owner, now, False, len(invitees) + 1)
+        now = self.clock.wall_ms()
+        group = Group(self.ids.next_id(now), name, owner, now, False, len(invitees) + 1)
         members = [Member(owner, Role.OWNER, now, 1)] + [Member(u, Role.MEMBER, now, 1) for u in invitees]
-        await self._users.create_group(group, members)
+        await self.users.create_group(group, members)
         await self._invalidate_group(group.id, [owner, *invitees])
         await self._post(
             group_conversation(group.id),
@@ -343,18 +334,18 @@ class SocialService:
 
     async def get_group(self, user_id: int, group_id: int) -> tuple[Group, list[Member]]:
         await self._role_of(group_id, user_id)
-        group = await self._users.get_group(group_id)
+        group = await self.users.get_group(group_id)
         if group is None:
             raise WsimError(ErrorCode.NOT_FOUND, "no such group")
-        return group, await self._users.get_members(group_id)
+        return group, await self.users.get_members(group_id)
 
     async def list_groups(self, user_id: int) -> list[Group]:
-        return await self._users.list_user_groups(user_id)
+        return await self.users.list_user_groups(user_id)
 
     async def rename_group(self, actor: int, group_id: int, name: str) -> None:
         name = _check_name(name)
         await self._require_manager(group_id, actor)
-        await self._users.rename_group(group_id, name)
+        await self.users.rename_group(group_id, name)
         await self._invalidate_group(group_id)
         await self._post(group_conversation(group_id), actor, {"event": "group.renamed", "name": name})
 
@@ -365,18 +356,16 @@ class SocialService:
         new = [u for u in invitees if str(u) not in current]
         if not new:
             return []
-        if len(current) + len(new) > self._limits.max_group_members:
+        if len(current) + len(new) > self.limits.max_group_members:
             raise WsimError(
-                ErrorCode.GROUP_FULL, f"a group holds at most {self._limits.max_group_members} members"
+                ErrorCode.GROUP_FULL, f"a group holds at most {self.limits.max_group_members} members"
             )
         conv = group_conversation(group_id)
-        heads = await self._messages.heads([conv])
+        heads = await self.messages.heads([conv])
         # New members read from the message announcing them onward (history limited to membership time).
         joined_seq = (heads[conv].last_seq if conv in heads else 0) + 1
-        now = self._clock.wall_ms()
-        added = await self._users.add_members(
-            group_id, [Member(u, Role.MEMBER, now, joined_seq) for u in new]
-        )
+        now = self.clock.wall_ms()
+        added = await self.users.add_members(group_id, [Member(u, Role.MEMBER, now, joined_seq) for u in new])
         await self._invalidate_group(group_id, added)
         if added:
             await self._post(conv, actor, {"event": "group.members_added", "users": [str(u) for u in added]})
@@ -397,7 +386,7 @@ class SocialService:
         # Remove, then announce (to the removed member too, as an extra recipient): announcing first let messages
         # stored between the notice and the removal reach the removed member after its notice (found by the
         # fault campaign, member_removed).
-        await self._users.remove_member(group_id, user_id)
+        await self.users.remove_member(group_id, user_id)
         await self._invalidate_group(group_id, [user_id])
         await self._post(conv, actor, {"event": "group.member_removed", "users": [str(user_id)]}, [user_id])
         await self._notify([user_id], "group.removed", {"group": str(group_id), "conv": conv})
@@ -410,8 +399,8 @@ class SocialService:
             raise WsimError(ErrorCode.INVALID, "transfer ownership by making another member the owner")
         await self._role_of(group_id, user_id)
         if role is Role.OWNER:  # ownership transfer: the old owner becomes an admin
-            await self._users.set_role(group_id, actor, Role.ADMIN)
-        await self._users.set_role(group_id, user_id, role)
+            await self.users.set_role(group_id, actor, Role.ADMIN)
+        await self.users.set_role(group_id, user_id, role)
         await self._invalidate_group(group_id)
         await self._post(
             group_conversation(group_id),
@@ -427,7 +416,7 @@ class SocialService:
             )
         conv = group_conversation(group_id)
         await self._post(conv, user_id, {"event": "group.member_left", "users": [str(user_id)]})
-        await self._users.remove_member(group_id, user_id)
+        await self.users.remove_member(group_id, user_id)
         await self._invalidate_group(group_id, [user_id])
 
     async def dissolve_group(self, actor: int, group_id: int) -> None:
@@ -437,12 +426,12 @@ class SocialService:
         if await self._role_of(group_id, actor) is not Role.OWNER:
             raise WsimError(ErrorCode.FORBIDDEN, "only the owner can dissolve the group")
         await self._post(group_conversation(group_id), actor, {"event": "group.dissolved"})
-        await self._users.dissolve_group(group_id)
+        await self.users.dissolve_group(group_id)
         await self._invalidate_group(group_id)
 
     async def members(self, user_id: int, group_id: int) -> list[Member]:
         await self._role_of(group_id, user_id)
-        return await self._users.get_members(group_id)
+        return await self.users.get_members(group_id)
 
 
 def request_wire(req: FriendRequest) -> dict[str, Any]:

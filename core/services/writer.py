@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.clock import Clock
@@ -44,45 +45,39 @@ def queue_marks(messages: MessageStore, conv: str, user: int, *, delivered: int 
         log.warning("mark %s/%s not queued: %s", conv, user, exc)
 
 
+@dataclass(eq=False)
 class MessageWriter:
     """Append, inbox and fan-out for one node; also the :class:`SystemPoster` the social service is built with.
 
     ``notices`` remembers the membership notices this node stored, so a send that read the member list before a
     notice and got a later seq fans out to the members as of its seq (core/services/membership.py)."""
 
-    def __init__(
-        self,
-        messages: MessageStore,
-        timeline: Timeline,
-        router: Router,
-        ids: IdGenerator,
-        clock: Clock,
-        metrics: Metrics,
-    ) -> None:
-        self._messages = messages
-        self._timeline = timeline
-        self._router = router
-        self._ids = ids
-        self._clock = clock
-        self._metrics = metrics
-        self.notices = MembershipNotices(clock)
+    messages: MessageStore
+    timeline: Timeline
+    router: Router
+    ids: IdGenerator
+    clock: Clock
+    metrics: Metrics
+
+    def __post_init__(self) -> None:
+        self.notices = MembershipNotices(self.clock)
 
     async def append(self, draft: MessageDraft) -> tuple[Message, bool]:
         """Durably store ``draft``; the message and whether this call created it (False: the durable key existed)."""
         try:
-            result = await self._messages.append(draft)
+            result = await self.messages.append(draft)
         except StoreUnavailable as exc:
             raise WsimError(
                 ErrorCode.UNAVAILABLE, "message store unavailable; resend with the same cmid", detail=str(exc)
             ) from None
         if result.created:
-            self._metrics.messages_stored.inc()
+            self.metrics.messages_stored.inc()
         return result.message, result.created
 
     async def inbox(self, msg: Message, members: Sequence[int]) -> None:
         """Write fan-out inbox copies: part of "sent" (idempotent, so a duplicate repairs an interrupted one)."""
         try:
-            await self._timeline.on_append(msg, members)
+            await self.timeline.on_append(msg, members)
         except StoreUnavailable as exc:
             raise WsimError(
                 ErrorCode.UNAVAILABLE, "message store unavailable; resend with the same cmid", detail=str(exc)
@@ -100,7 +95,7 @@ class MessageWriter:
         if quote is not None:
             wire["quote"] = quote
         frame = message_new_json(wire)
-        await self._router.deliver(
+        await self.router.deliver(
             members,
             frame,
             exclude_user=exclude_user,
@@ -114,8 +109,8 @@ class MessageWriter:
     ) -> Message:
         """Append a server-authored message (group events) and push it to ``recipients`` (the members as the
         caller, who changed them, knows them)."""
-        now_ms = self._clock.wall_ms()
-        msg_id = self._ids.next_id(now_ms)
+        now_ms = self.clock.wall_ms()
+        msg_id = self.ids.next_id(now_ms)
         draft = MessageDraft(
             msg_id,
             conv,
@@ -130,7 +125,7 @@ class MessageWriter:
         msg, _ = await self.append(draft)
         self.notices.record(conv, msg.seq, body)
         # The actor caused this notice: it is not unread for them (as their own messages are not).
-        queue_marks(self._messages, conv, actor, delivered=msg.seq, read=msg.seq)
+        queue_marks(self.messages, conv, actor, delivered=msg.seq, read=msg.seq)
         await self.inbox(msg, recipients)
         await self.fanout(msg, recipients)
         return msg

@@ -423,7 +423,7 @@ async def test_member_removed_after_a_message_was_stored_still_gets_it(
     """Stored before the removal notice, fanned out after it: the message is inside the member's window."""
     owner, victim = await make_client(), await make_client()
     conv, gid = await _group_of(owner, victim)
-    reached, release = _hold(monkeypatch, server.node.messaging._writer, "append", "after")
+    reached, release = _hold(monkeypatch, server.node.messaging.writer, "append", "after")
     sending = asyncio.create_task(owner.send(conv, "held"))
     await reached.wait()
     await owner.request("DELETE", f"/api/groups/{gid}/members/{victim.user_id}")
@@ -447,14 +447,14 @@ async def test_member_added_while_a_send_is_in_flight_gets_it(
     await owner.request("POST", f"/api/groups/{gid}/members", json={"user_ids": [newbie.user_id]})
     assert (await _next_in(newbie, conv))["body"]["event"] == "group.members_added"
     fanned: list[Sequence[int]] = []
-    fanout = server.node.messaging._writer.fanout
+    fanout = server.node.messaging.writer.fanout
 
     async def watch(msg: Message, members: Sequence[int], **kw: Any) -> None:
         if msg.body.get("text") == "held":
             fanned.append(members)
         await fanout(msg, members, **kw)
 
-    monkeypatch.setattr(server.node.messaging._writer, "fanout", watch)
+    monkeypatch.setattr(server.node.messaging.writer, "fanout", watch)
     release.set()
     ack = await sending
     pushed = await _next_in(newbie, conv)
