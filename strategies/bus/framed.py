@@ -26,11 +26,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import secrets
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from core.metrics import Metrics
+from strategies._aio import cancel_and_wait
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import _NetworkBusConfig
 from strategies.bus.endpoint import (
@@ -198,16 +201,35 @@ class FramedBus:
     # ---------------------------------------------------------------- closing
     async def close(self) -> None:
         self._closing = True
-        if self._gap_task is not None:
-            self._gap_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._gap_task
-            self._gap_task = None
+        await cancel_and_wait(self._gap_task)
+        self._gap_task = None
         self._handler = None
         self._on_gap = None
         self._send = None
         self._sequencer = None
         self._detector = None
+
+
+def not_connected(reason: str) -> asyncio.Future[None]:
+    """What ``send`` returns while the broker connection is down: an awaitable that fails (a gap notice follows)."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_exception(ConnectionError(reason))
+    return fut
+
+
+async def all_confirmed(publishes: Sequence[asyncio.Future[Any]], failure: str) -> None:
+    """Wait for every publish started by one ``send``; fail (``failure``: the first error) if any was not
+    confirmed, so the whole batch is owed a gap notice."""
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise ConnectionError(f"{failure}: {r!r}")
+
+
+def reconnect_delay_s(config: _NetworkBusConfig, attempt: int) -> float:
+    """Full-jitter backoff before reconnect number ``attempt`` (0 for the first), so nodes that lost the broker
+    together do not come back together."""
+    return random.uniform(0, min(config.reconnect_max_s, config.reconnect_min_s * 2**attempt))
 
 
 async def wait_ready(

@@ -1,20 +1,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-from collections.abc import Awaitable, Collection, Sequence
-from typing import Any
+from collections.abc import Awaitable, Collection
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from strategies._aio import cancel_and_wait
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import MqttBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame
-from strategies.bus.framed import FramedBus, wait_ready
+from strategies.bus.framed import FramedBus, all_confirmed, not_connected, reconnect_delay_s, wait_ready
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
@@ -70,9 +68,7 @@ class MqttBus:
         start in creation order); wait for the PUBACKs."""
         client = self._client
         if client is None:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            fut.set_exception(ConnectionError("mqtt bus is not connected"))
-            return fut
+            return not_connected("mqtt bus is not connected")
         tasks = [
             asyncio.ensure_future(
                 client.publish(
@@ -84,14 +80,7 @@ class MqttBus:
             )
             for f in frames
         ]
-        return self._confirmed(tasks)
-
-    @staticmethod
-    async def _confirmed(tasks: Sequence[asyncio.Future[Any]]) -> None:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise ConnectionError(f"mqtt publish not acknowledged: {r!r}")
+        return all_confirmed(tasks, "mqtt publish not acknowledged")
 
     # ---------------------------------------------------------------- connection and subscription
     def _new_client(self, node: str, clean_start: bool) -> aiomqtt.Client:
@@ -144,15 +133,12 @@ class MqttBus:
                     log.warning("mqtt bus connection of %s lost (%r); reconnecting", node, exc)
             finally:
                 self._client = None
-            delay = random.uniform(0, min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2**attempt))
+            delay = reconnect_delay_s(cfg, attempt)
             attempt += 1
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
         self._closing = True
         await self._framed.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

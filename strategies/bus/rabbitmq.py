@@ -3,8 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import Awaitable, Collection, Sequence
+from collections.abc import Awaitable, Collection
 from typing import Any
 
 import aio_pika
@@ -18,10 +17,11 @@ from aio_pika.abc import (
 )
 from yarl import URL
 
+from strategies._aio import cancel_and_wait
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import RabbitmqBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame
-from strategies.bus.framed import FramedBus, wait_ready
+from strategies.bus.framed import FramedBus, all_confirmed, not_connected, reconnect_delay_s, wait_ready
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,7 @@ class RabbitmqBus:
         """Start the publishes now, in order (they queue on the channel's FIFO lock); wait for the confirms."""
         exchange = self._exchange
         if exchange is None:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            fut.set_exception(ConnectionError("rabbitmq bus is not connected"))
-            return fut
+            return not_connected("rabbitmq bus is not connected")
         tasks = [
             asyncio.ensure_future(
                 exchange.publish(
@@ -102,14 +100,7 @@ class RabbitmqBus:
             )
             for f in frames
         ]
-        return self._confirmed(tasks)
-
-    @staticmethod
-    async def _confirmed(tasks: Sequence[asyncio.Future[Any]]) -> None:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise ConnectionError(f"rabbitmq publish not confirmed: {r!r}")
+        return all_confirmed(tasks, "rabbitmq publish not confirmed")
 
     # ---------------------------------------------------------------- connection and consumer
     async def _declare(self, node: str, conn: AbstractConnection, first: bool) -> aio_pika.abc.AbstractQueue:
@@ -184,9 +175,7 @@ class RabbitmqBus:
                 done, _ = await asyncio.wait({consumer, closed}, return_when=asyncio.FIRST_COMPLETED)
                 for t in (consumer, closed):
                     if t not in done:
-                        t.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await t
+                        await cancel_and_wait(t)
                 if consumer in done and consumer.exception() is not None:
                     raise consumer.exception()  # type: ignore[misc]
                 raise ConnectionError("connection closed")
@@ -201,7 +190,7 @@ class RabbitmqBus:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()
-            delay = random.uniform(0, min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2**attempt))
+            delay = reconnect_delay_s(cfg, attempt)
             attempt += 1
             await asyncio.sleep(delay)
 
@@ -214,8 +203,5 @@ class RabbitmqBus:
             ):  # TimeoutError included: a silent broker must not hold a shutdown
                 async with asyncio.timeout(self._cfg.publish_timeout_s):
                     await self._conn.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

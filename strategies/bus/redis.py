@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Collection
 
 import redis.asyncio as aioredis
@@ -11,10 +10,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from strategies import _redis
+from strategies._aio import cancel_and_wait
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import RedisBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame
-from strategies.bus.framed import FramedBus, wait_ready
+from strategies.bus.framed import FramedBus, reconnect_delay_s, wait_ready
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class RedisBus:
                 with contextlib.suppress(Exception):
                     await ps.aclose()  # type: ignore[no-untyped-call]
                     await client.aclose()
-            delay = random.uniform(0, min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2**attempt))
+            delay = reconnect_delay_s(cfg, attempt)
             attempt += 1
             await asyncio.sleep(delay)
 
@@ -167,19 +168,12 @@ class RedisBus:
         self._closing = True
         await self._framed.close()
         for task in (self._reader, self._writer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(task)
         self._reader = self._writer = None
         while not self._queue.empty():
             _, fut = self._queue.get_nowait()
             if not fut.done():
                 fut.set_exception(ConnectionError("bus closed"))
         if self._pub is not None:
-            with contextlib.suppress(
-                RedisError, OSError
-            ):  # OSError covers TimeoutError: a silent Redis must not hold a shutdown
-                async with asyncio.timeout(self._cfg.publish_timeout_s):
-                    await self._pub.aclose()
+            await _redis.close(self._pub, self._cfg.publish_timeout_s)
             self._pub = None
