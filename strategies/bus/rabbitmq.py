@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable
 from typing import Any
 
 import aio_pika
@@ -18,10 +18,9 @@ from aio_pika.abc import (
 from yarl import URL
 
 from strategies._aio import cancel_and_wait
-from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import RabbitmqBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame
-from strategies.bus.framed import FramedBus, all_confirmed, not_connected, reconnect_delay_s, wait_ready
+from strategies.bus.framed import BrokerBus, all_confirmed, not_connected, reconnect_delay_s
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ _ACK_EVERY = 64
 _CONNECTION_ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, OSError, TimeoutError)
 
 
-class RabbitmqBus:
+class RabbitmqBus(BrokerBus):
     """RabbitMQ: a durable direct exchange ``<prefix>.bus``; each node consumes its own durable queue
     ``<prefix>.node.<node>``, bound with the node's name and with ``*`` (broadcast).
 
@@ -52,12 +51,10 @@ class RabbitmqBus:
     """
 
     def __init__(self, config: RabbitmqBusConfig, ctx: StrategyContext) -> None:
+        super().__init__("rabbitmq", config, ctx)
         self._cfg = config
-        self._framed = FramedBus("rabbitmq", ctx.metrics, config, ctx.data_dir)
         self._exchange: AbstractExchange | None = None
-        self._task: asyncio.Task[None] | None = None
         self._conn: AbstractConnection | None = None
-        self._closing = False
         self._delivery_mode = DeliveryMode.PERSISTENT if config.persistent else DeliveryMode.NOT_PERSISTENT
         self._exchange_name = f"{config.prefix}.bus"
 
@@ -71,17 +68,9 @@ class RabbitmqBus:
             url = url.update_query(heartbeat=self._cfg.heartbeat_s)
         return url
 
-    async def start(self, node: str, handler: BusHandler, on_gap: GapHandler) -> None:
-        self._closing = False
-        self._framed.bind(node, handler, on_gap, self._send)
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(node, ready), name="rabbitmq-bus")
-        await wait_ready(
-            ready, self._cfg.start_timeout_s, self.close, f"rabbitmq bus: cannot reach {self._cfg.url}"
-        )
-
-    async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
-        await self._framed.publish(payload, nodes)
+    @property
+    def _unreachable(self) -> str:
+        return f"rabbitmq bus: cannot reach {self._cfg.url}"
 
     # ---------------------------------------------------------------- publishing
     def _send(self, frames: list[BusFrame]) -> Awaitable[None]:
@@ -195,13 +184,11 @@ class RabbitmqBus:
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
-        self._closing = True
-        await self._framed.close()
+        self._closing = True  # before the connection goes: _run must not take it for a loss
         if self._conn is not None:
             with contextlib.suppress(
                 Exception
             ):  # TimeoutError included: a silent broker must not hold a shutdown
                 async with asyncio.timeout(self._cfg.publish_timeout_s):
                     await self._conn.close()
-        await cancel_and_wait(self._task)
-        self._task = None
+        await super().close()
