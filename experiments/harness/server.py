@@ -27,6 +27,28 @@ class ServerStartError(RuntimeError):
     pass
 
 
+async def wait_healthy(
+    proc: asyncio.subprocess.Process, url: str, name: str, log_path: Path, timeout_s: float
+) -> None:
+    """Return once ``<url>/healthz`` answers 200; ``ServerStartError`` if the process exits first (with the tail
+    of its log) or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while True:
+            if proc.returncode is not None:
+                tail = (await asyncio.to_thread(log_path.read_text, errors="replace"))[-2000:]
+                raise ServerStartError(f"{name} exited with {proc.returncode}:\n{tail}")
+            try:
+                resp = await http.get(url + "/healthz")
+                if resp.status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"{name} not ready on {url} within {timeout_s} s (see {log_path})")
+            await asyncio.sleep(0.05)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -103,21 +125,7 @@ class ServerProcess:
 
     async def wait_ready(self, timeout_s: float) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(timeout=2.0) as http:
-            while True:
-                if self.proc.returncode is not None:
-                    tail = self.log_path.read_text(errors="replace")[-2000:]
-                    raise ServerStartError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
-                try:
-                    resp = await http.get(self.url + "/healthz")
-                    if resp.status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ServerStartError(f"{self.name} not ready on {self.url} within {timeout_s} s")
-                await asyncio.sleep(0.05)
+        await wait_healthy(self.proc, self.url, self.name, self.log_path, timeout_s)
 
     async def _sample_loop(self, interval_s: float = 0.5) -> None:
         while True:

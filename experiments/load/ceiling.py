@@ -256,7 +256,7 @@ class CeilingServer:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     async def start(self, timeout_s: float = 30.0) -> None:
-        import httpx
+        from experiments.harness.server import wait_healthy
 
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
@@ -268,19 +268,9 @@ class CeilingServer:
                 stdout=log,
                 stderr=log,
             )
-        deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(timeout=2.0) as http:
-            while True:
-                if self.proc.returncode is not None:
-                    raise RuntimeError(
-                        f"ceiling server exited with {self.proc.returncode} (see {self.log_path})"
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"http://127.0.0.1:{self.port}/healthz")).status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"ceiling server not ready within {timeout_s} s (see {self.log_path})")
-                await asyncio.sleep(0.05)
+        await wait_healthy(
+            self.proc, f"http://127.0.0.1:{self.port}", "ceiling server", self.log_path, timeout_s
+        )
 
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:
