@@ -27,6 +27,14 @@ class ServerStartError(RuntimeError):
     pass
 
 
+async def spawn_python(args: list[str], log_path: Path, **options: Any) -> asyncio.subprocess.Process:
+    """``python -m <args>`` with this interpreter, its output appended to ``log_path``."""
+    with log_path.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", *args, stdout=log, stderr=log, **options
+        )
+
+
 async def wait_healthy(
     proc: asyncio.subprocess.Process, url: str, name: str, log_path: Path, timeout_s: float
 ) -> None:
@@ -105,18 +113,11 @@ class ServerProcess:
         return self.proc.pid if self.proc is not None else None
 
     async def start(self, timeout_s: float = 60.0) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "core.cli",
-                "serve",
-                "--config",
-                str(self.config_path),
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        self.proc = await spawn_python(
+            ["core.cli", "serve", "--config", str(self.config_path)],
+            self.log_path,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         await self.wait_ready(timeout_s)
         self._ps = psutil.Process(self.proc.pid)
         self._ps.cpu_percent(None)

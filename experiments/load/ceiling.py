@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -256,18 +255,9 @@ class CeilingServer:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     async def start(self, timeout_s: float = 30.0) -> None:
-        from experiments.harness.server import wait_healthy
+        from experiments.harness.server import spawn_python, wait_healthy
 
-        with self.log_path.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "experiments.load.ceiling",
-                "--port",
-                str(self.port),
-                stdout=log,
-                stderr=log,
-            )
+        self.proc = await spawn_python(["experiments.load.ceiling", "--port", str(self.port)], self.log_path)
         await wait_healthy(
             self.proc, f"http://127.0.0.1:{self.port}", "ceiling server", self.log_path, timeout_s
         )
