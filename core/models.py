@@ -137,6 +137,23 @@ class Message:
             "recalled": self.recalled,
         }
 
+    @classmethod
+    def from_wire(cls, w: dict[str, Any]) -> Message:
+        """The inverse of :meth:`wire`, for stores that keep messages in their wire form (inbox copies, cold
+        archive objects); ids are read from strings or integers alike."""
+        return cls(
+            int(w["id"]),
+            w["conv"],
+            int(w["seq"]),
+            int(w["from"]),
+            w["device"],
+            w["cmid"],
+            MessageKind(w["kind"]),
+            w["body"],
+            int(w["ts"]),
+            bool(w["recalled"]),
+        )
+
 
 @dataclass(slots=True)
 class AppendResult:

@@ -547,24 +547,15 @@ async def bench(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                     f"p99 {_fmt(phase['send_deliver_ms']['p99'], ' ms')}"
                 )
 
-            direct = Workload(
-                duration_s=args.duration_s,
-                window=args.window,
-                group_fraction=0.0,
-                text_bytes=args.text_bytes,
-                read_every=0,
-                drain_s=args.drain_s,
-                drain_quiet_s=args.drain_quiet_s,
-            )
-            group = Workload(
-                duration_s=args.duration_s,
-                window=args.group_window,
-                group_fraction=1.0,
-                text_bytes=args.text_bytes,
-                read_every=0,
-                drain_s=args.drain_s,
-                drain_quiet_s=args.drain_quiet_s,
-            )
+            closed_loop: dict[str, Any] = {
+                "duration_s": args.duration_s,
+                "text_bytes": args.text_bytes,
+                "read_every": 0,
+                "drain_s": args.drain_s,
+                "drain_quiet_s": args.drain_quiet_s,
+            }
+            direct = Workload(window=args.window, group_fraction=0.0, **closed_loop)
+            group = Workload(window=args.group_window, group_fraction=1.0, **closed_loop)
             pair_senders = list(range(pair_users))
             group_senders = list(range(min(args.group_senders, group_size)))
             rounds: dict[str, list[dict[str, Any]]] = {

@@ -444,21 +444,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _p50_p99(q: dict[str, float], digits: int = 2) -> str:
+    return f"p50 {q['p50_ms']:.{digits}f} ms  p99 {q['p99_ms']:.{digits}f} ms"
+
+
 def print_table(m: dict[str, Any]) -> None:
     print("\nwrites (persisted, durable before the ack)")
     for kind, r in m["writes"].items():
-        print(
-            f"  {kind:7s} {r['persisted_per_s']:9.0f} msg/s   append p50 {r['append']['p50_ms']:.2f} ms  p99 {r['append']['p99_ms']:.2f} ms"
-        )
+        print(f"  {kind:7s} {r['persisted_per_s']:9.0f} msg/s   append {_p50_p99(r['append'])}")
     print("history page")
     for kind, r in m["history"].items():
-        print(
-            f"  {kind:7s} {r['stored']:>9} stored   p50 {r['page']['p50_ms']:.2f} ms  p99 {r['page']['p99_ms']:.2f} ms"
-        )
+        print(f"  {kind:7s} {r['stored']:>9} stored   {_p50_p99(r['page'])}")
     print("cache (Zipf reads, 2 nodes, 1 % invalidations)")
     for tier, r in m["cache"].items():
+        ceiling = r.get("cold_miss_ceiling", 0)
         print(
-            f"  {tier:7s} hit rate {r['hit_rate'] * 100:5.1f} % (ceiling {r.get('cold_miss_ceiling', 0) * 100:5.1f} %)   read p50 {r['read']['p50_ms']:.3f} ms  p99 {r['read']['p99_ms']:.3f} ms"
+            f"  {tier:7s} hit rate {r['hit_rate'] * 100:5.1f} % (ceiling {ceiling * 100:5.1f} %)   "
+            f"read {_p50_p99(r['read'], 3)}"
         )
     print("timeline (group size: send p50 / sync ms / sync queries)")
     for model, sizes in m["timeline"].items():

@@ -30,7 +30,7 @@ from typing import Any
 
 from core.clock import SystemClock
 from core.metrics import Metrics
-from experiments.cluster_bench import git_sha
+from experiments.cluster_bench import add_broker_args, git_sha
 from strategies import bus as buses
 from strategies.bus.base import Bus
 from strategies.bus.config import LocalBusConfig, MqttBusConfig, RabbitmqBusConfig, RedisBusConfig
@@ -181,12 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", type=int, default=20_000, help="envelopes in the throughput phase")
     p.add_argument("--window", type=int, default=256, help="unconfirmed publishes at once (throughput phase)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--redis-url", default=os.environ.get("WSIM_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
-    p.add_argument(
-        "--amqp-url", default=os.environ.get("WSIM_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
-    )
-    p.add_argument("--mqtt-host", default=os.environ.get("WSIM_BENCH_MQTT_HOST", "127.0.0.1"))
-    p.add_argument("--mqtt-port", type=int, default=int(os.environ.get("WSIM_BENCH_MQTT_PORT", "1883")))
+    add_broker_args(p)
     p.add_argument("--out", default="reports")
     return p
 

@@ -334,6 +334,16 @@ def _fmt(v: float | None, width: int = 8, digits: int = 1) -> str:
 
 
 # ---------------------------------------------------------------- main
+def add_broker_args(p: argparse.ArgumentParser) -> None:
+    """Where the brokers of the bus arms are (this benchmark's and bus_transit's), from WSIM_BENCH_* by default."""
+    p.add_argument("--redis-url", default=os.environ.get("WSIM_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
+    p.add_argument(
+        "--amqp-url", default=os.environ.get("WSIM_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+    )
+    p.add_argument("--mqtt-host", default=os.environ.get("WSIM_BENCH_MQTT_HOST", "127.0.0.1"))
+    p.add_argument("--mqtt-port", type=int, default=int(os.environ.get("WSIM_BENCH_MQTT_PORT", "1883")))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cluster_bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -351,12 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds per cell")
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--redis-url", default=os.environ.get("WSIM_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
-    p.add_argument(
-        "--amqp-url", default=os.environ.get("WSIM_BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
-    )
-    p.add_argument("--mqtt-host", default=os.environ.get("WSIM_BENCH_MQTT_HOST", "127.0.0.1"))
-    p.add_argument("--mqtt-port", type=int, default=int(os.environ.get("WSIM_BENCH_MQTT_PORT", "1883")))
+    add_broker_args(p)
     p.add_argument("--out", default="reports")
     return p
 

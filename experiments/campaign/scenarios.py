@@ -30,7 +30,7 @@ from core.config import Settings, deep_merge, load_settings
 from core.sdk import WsimClient
 from experiments.campaign.checker import Verdict, check, resources_back
 from experiments.campaign.ledger import Book, Device, member, read_store
-from experiments.faults.backends import PrivateMariaDB, PrivateRedis
+from experiments.faults.backends import PrivateBackend, PrivateMariaDB, PrivateRedis
 from experiments.faults.proxy import FaultProxy
 from experiments.load.spec import ProxyConfig
 
@@ -501,27 +501,26 @@ async def _bus_outages(
 
 
 @contextlib.asynccontextmanager
-async def private_redis_bus(opts: Options) -> AsyncIterator[dict[str, Any]]:
-    broker = PrivateRedis(opts.workdir / "bus-redis")
-    await broker.start()
+async def _pending_backend(backend: PrivateBackend, key: str) -> AsyncIterator[str]:
+    """Run ``backend`` for one stage and hand it to the stage's fault as ``key``; yields its URL."""
+    await backend.start()
     try:
-        _PENDING["_broker"] = broker
-        yield {"strategies": {"bus": {"kind": "redis", "url": broker.url}}}
+        _PENDING[key] = backend
+        yield backend.url
     finally:
-        await broker.stop()
+        await backend.stop()
+
+
+@contextlib.asynccontextmanager
+async def private_redis_bus(opts: Options) -> AsyncIterator[dict[str, Any]]:
+    async with _pending_backend(PrivateRedis(opts.workdir / "bus-redis"), "_broker") as url:
+        yield {"strategies": {"bus": {"kind": "redis", "url": url}}}
 
 
 @contextlib.asynccontextmanager
 async def private_mariadb(opts: Options) -> AsyncIterator[dict[str, Any]]:
-    db = PrivateMariaDB(opts.workdir / "mariadb")
-    await db.start()
-    try:
-        _PENDING["_db"] = db
-        yield {
-            "strategies": {"store": {"messages": {"kind": "mysql", "dsn": db.url, "connect_timeout_s": 1}}}
-        }
-    finally:
-        await db.stop()
+    async with _pending_backend(PrivateMariaDB(opts.workdir / "mariadb"), "_db") as dsn:
+        yield {"strategies": {"store": {"messages": {"kind": "mysql", "dsn": dsn, "connect_timeout_s": 1}}}}
 
 
 _PENDING: dict[str, Any] = {}  # private backends a prepare() made, handed to their fault through its notes

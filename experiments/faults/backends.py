@@ -17,7 +17,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -66,9 +66,12 @@ class PrivateBackend(Protocol):
 
 
 class _OneProcess(ABC):
-    """A backend of one server process: one part (``primary``), one URL."""
+    """A backend of one server process: one part (``primary``), one URL, a port of its own."""
 
-    proc: asyncio.subprocess.Process | None
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
 
     @property
     @abstractmethod
@@ -88,8 +91,20 @@ class _OneProcess(ABC):
     @abstractmethod
     async def start(self) -> None: ...
 
-    @abstractmethod
-    async def stop(self) -> None: ...
+    async def _spawn(self, cmd: list[str], log_name: str, start_timeout_s: float, **options: Any) -> None:
+        """Run ``cmd`` with its output appended to ``<workdir>/<log_name>``; return once it listens on the port."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / log_name).open("ab")
+        self.proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log, **options)
+        log.close()
+        await _wait_port(self.port, self.proc, start_timeout_s, f"private {Path(cmd[0]).name}")
+
+    async def stop(self) -> None:
+        """Kill the server (a crash, not a shutdown)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        self.proc = None
 
     def _check(self, part: str) -> None:
         if part != "primary":
@@ -133,11 +148,6 @@ class PrivateRedis(_OneProcess):
 
     name = "redis"
 
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: asyncio.subprocess.Process | None = None
-
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
@@ -146,20 +156,11 @@ class PrivateRedis(_OneProcess):
         exe = shutil.which("redis-server")
         if exe is None:
             raise BackendError("redis-server is not installed (apt-get install redis-server)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = (self.workdir / "redis.log").open("ab")
-        self.proc = await asyncio.create_subprocess_exec(
-            exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(self.workdir), stdout=log, stderr=log,
+        await self._spawn(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            "redis.log", 20,
         )  # fmt: skip
-        log.close()
-        await _wait_port(self.port, self.proc, 20, "private redis-server")
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        self.proc = None
 
 
 class _Mariadbd:
@@ -325,11 +326,9 @@ class PrivateRabbitMQ(_OneProcess):
     name = "rabbitmq"
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
+        super().__init__(workdir)
         self.dist_port = free_port()
         self.node = f"wsim{self.port}@localhost"
-        self.proc: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
@@ -358,13 +357,10 @@ class PrivateRabbitMQ(_OneProcess):
         exe = shutil.which("rabbitmq-server", path=_RABBITMQ_SCRIPT_DIR) or shutil.which("rabbitmq-server")
         if exe is None:
             raise BackendError("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = (self.workdir / "rabbitmq.out").open("ab")
-        self.proc = await asyncio.create_subprocess_exec(
-            exe, stdout=log, stderr=log, env=self._env(), start_new_session=True, cwd=self.workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)  # _env writes into it
+        await self._spawn(
+            [exe], "rabbitmq.out", 90, env=self._env(), start_new_session=True, cwd=self.workdir
         )
-        log.close()
-        await _wait_port(self.port, self.proc, 90, "private rabbitmq-server")
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -385,11 +381,6 @@ class PrivateMongo(_OneProcess):
 
     name = "mongo"
 
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: asyncio.subprocess.Process | None = None
-
     @property
     def url(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
@@ -398,21 +389,11 @@ class PrivateMongo(_OneProcess):
         exe = shutil.which("nx-27017") or shutil.which("nx-27017", path=str(Path(sys.executable).parent))
         if exe is None:
             raise BackendError("nx-27017 is not installed (pip install -e '.[test]')")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = (self.workdir / "nx.log").open("ab")
-        self.proc = await asyncio.create_subprocess_exec(
-            exe, "--data-dir", str(self.workdir / "db"), "--host", "127.0.0.1", "-p", str(self.port),
-            "--log-file", str(self.workdir / "nx-daemon.log"), "--pid-file", str(self.workdir / "nx.pid"),
-            stdout=log, stderr=log,
+        await self._spawn(
+            [exe, "--data-dir", str(self.workdir / "db"), "--host", "127.0.0.1", "-p", str(self.port),
+             "--log-file", str(self.workdir / "nx-daemon.log"), "--pid-file", str(self.workdir / "nx.pid")],
+            "nx.log", 30,
         )  # fmt: skip
-        log.close()
-        await _wait_port(self.port, self.proc, 30, "nx-27017")
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        self.proc = None
 
 
 PRIVATE_BACKENDS: dict[

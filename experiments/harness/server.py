@@ -27,6 +27,36 @@ class ServerStartError(RuntimeError):
     pass
 
 
+async def spawn_python(args: list[str], log_path: Path, **options: Any) -> asyncio.subprocess.Process:
+    """``python -m <args>`` with this interpreter, its output appended to ``log_path``."""
+    with log_path.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", *args, stdout=log, stderr=log, **options
+        )
+
+
+async def wait_healthy(
+    proc: asyncio.subprocess.Process, url: str, name: str, log_path: Path, timeout_s: float
+) -> None:
+    """Return once ``<url>/healthz`` answers 200; ``ServerStartError`` if the process exits first (with the tail
+    of its log) or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while True:
+            if proc.returncode is not None:
+                tail = (await asyncio.to_thread(log_path.read_text, errors="replace"))[-2000:]
+                raise ServerStartError(f"{name} exited with {proc.returncode}:\n{tail}")
+            try:
+                resp = await http.get(url + "/healthz")
+                if resp.status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"{name} not ready on {url} within {timeout_s} s (see {log_path})")
+            await asyncio.sleep(0.05)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -83,18 +113,11 @@ class ServerProcess:
         return self.proc.pid if self.proc is not None else None
 
     async def start(self, timeout_s: float = 60.0) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "core.cli",
-                "serve",
-                "--config",
-                str(self.config_path),
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        self.proc = await spawn_python(
+            ["core.cli", "serve", "--config", str(self.config_path)],
+            self.log_path,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         await self.wait_ready(timeout_s)
         self._ps = psutil.Process(self.proc.pid)
         self._ps.cpu_percent(None)
@@ -103,21 +126,7 @@ class ServerProcess:
 
     async def wait_ready(self, timeout_s: float) -> None:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(timeout=2.0) as http:
-            while True:
-                if self.proc.returncode is not None:
-                    tail = self.log_path.read_text(errors="replace")[-2000:]
-                    raise ServerStartError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
-                try:
-                    resp = await http.get(self.url + "/healthz")
-                    if resp.status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise ServerStartError(f"{self.name} not ready on {self.url} within {timeout_s} s")
-                await asyncio.sleep(0.05)
+        await wait_healthy(self.proc, self.url, self.name, self.log_path, timeout_s)
 
     async def _sample_loop(self, interval_s: float = 0.5) -> None:
         while True:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -256,31 +255,12 @@ class CeilingServer:
         return f"ws://127.0.0.1:{self.port}{path}"
 
     async def start(self, timeout_s: float = 30.0) -> None:
-        import httpx
+        from experiments.harness.server import spawn_python, wait_healthy
 
-        with self.log_path.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "experiments.load.ceiling",
-                "--port",
-                str(self.port),
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(timeout=2.0) as http:
-            while True:
-                if self.proc.returncode is not None:
-                    raise RuntimeError(
-                        f"ceiling server exited with {self.proc.returncode} (see {self.log_path})"
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"http://127.0.0.1:{self.port}/healthz")).status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"ceiling server not ready within {timeout_s} s (see {self.log_path})")
-                await asyncio.sleep(0.05)
+        self.proc = await spawn_python(["experiments.load.ceiling", "--port", str(self.port)], self.log_path)
+        await wait_healthy(
+            self.proc, f"http://127.0.0.1:{self.port}", "ceiling server", self.log_path, timeout_s
+        )
 
     async def stop(self) -> None:
         if self.proc is None or self.proc.returncode is not None:

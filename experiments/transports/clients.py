@@ -24,6 +24,7 @@ from typing import Any
 import httpcore
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from core.protocol import stomp
 from core.protocol.mqtt_auth import DownlinkRefusedError, DownlinkVerifier, signed_payload
@@ -289,23 +290,49 @@ def _ws_base(base_url: str) -> str:
     return "ws" + base_url[len("http") :] if base_url.startswith("http") else base_url
 
 
-class NativeWsDevice(Device):
-    kind = "websocket"
+class _WebSocketDevice(Device):
+    """A device on one WebSocket connection to ``path``, counted on the wire, read by one task."""
+
     path = "/ws"
+    subprotocols: tuple[Subprotocol, ...] | None = None
 
     def __init__(self, base_url: str, account: Account, **kw: Any) -> None:
         super().__init__(base_url, account, **kw)
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    async def open(self) -> None:
+    async def _connect(self) -> None:
         self._ws = await connect(
             _ws_base(self.base_url) + self.path,
+            subprotocols=self.subprotocols,
             create_connection=counting_connection(self.stats),
             ping_interval=None,
             max_size=2**20,
         )
         self._reader = asyncio.create_task(self._read())
+
+    @abstractmethod
+    async def _read(self) -> None: ...
+
+    async def _goodbye(self) -> None:
+        """What the protocol sends before the WebSocket closes (nothing, natively)."""
+
+    async def close(self) -> None:
+        await self._cancel_tasks()
+        if self._ws is not None:
+            await self._goodbye()
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(BaseException):
+                await self._reader
+        self._opened.clear()
+
+
+class NativeWsDevice(_WebSocketDevice):
+    kind = "websocket"
+
+    async def open(self) -> None:
+        await self._connect()
         await self._uplink({"type": "auth", "token": self.account.token, "device": self.account.device})
         await asyncio.wait_for(self._opened.wait(), 15)
 
@@ -321,32 +348,22 @@ class NativeWsDevice(Device):
         self.stats.up_units += 1
         await self._ws.send(orjson.dumps(frame).decode())
 
-    async def close(self) -> None:
-        await self._cancel_tasks()
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            with contextlib.suppress(BaseException):
-                await self._reader
-        self._opened.clear()
-
 
 # ---------------------------------------------------------------------------------------------- STOMP
 
 
-class StompDevice(Device):
+class StompDevice(_WebSocketDevice):
     """STOMP 1.2 with this repository's codec; subscribes to the user queue with ``client-individual`` acks."""
 
     kind = "stomp"
     path = "/stomp"
+    subprotocols = (Subprotocol("v12.stomp"),)
 
     def __init__(
         self, base_url: str, account: Account, *, ack_mode: str = "client-individual", **kw: Any
     ) -> None:
         super().__init__(base_url, account, **kw)
         self.ack_mode = ack_mode
-        self._ws: ClientConnection | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._parser = stomp.StompParser(max_frame_bytes=2**20)
         self._ack_ids: dict[tuple[str, int], str] = {}
         self._receipts: dict[str, asyncio.Future[None]] = {}
@@ -355,14 +372,7 @@ class StompDevice(Device):
         self.stomp_errors: list[stomp.StompFrame] = []
 
     async def open(self) -> None:
-        self._ws = await connect(
-            _ws_base(self.base_url) + self.path,
-            subprotocols=["v12.stomp"],  # type: ignore[list-item]
-            create_connection=counting_connection(self.stats),
-            ping_interval=None,
-            max_size=2**20,
-        )
-        self._reader = asyncio.create_task(self._read())
+        await self._connect()
         await self._frame(
             "CONNECT",
             {
@@ -450,16 +460,9 @@ class StompDevice(Device):
             orjson.dumps(body),
         )
 
-    async def close(self) -> None:
-        await self._cancel_tasks()
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self.request_receipt("DISCONNECT", {})
-            await self._ws.close()
-        if self._reader is not None:
-            with contextlib.suppress(BaseException):
-                await self._reader
-        self._opened.clear()
+    async def _goodbye(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.request_receipt("DISCONNECT", {})
 
 
 # ---------------------------------------------------------------------------------------------- HTTP polling

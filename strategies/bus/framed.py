@@ -1,7 +1,9 @@
-"""The part every network bus shares, by composition: in-process self-delivery, framing, gap notices.
+"""The part every network bus shares: in-process self-delivery, framing, gap notices (:class:`FramedBus`), and
+the start/stop lifecycle around the broker's I/O (:class:`BrokerBus`).
 
 A bus implementation supplies one coroutine, ``send(frames)``, that hands frames to its broker in order and raises
-when the broker did not take them. :class:`FramedBus` does the rest the same way for every broker:
+when the broker did not take them, and one task, ``_run``, that stays subscribed. :class:`FramedBus` does the rest
+the same way for every broker:
 
 * envelopes addressed to this node are handed to the handler in the caller's task (exactly once, in order,
   without a broker round trip);
@@ -26,11 +28,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import secrets
-from collections.abc import Awaitable, Callable, Collection
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 from core.metrics import Metrics
+from strategies._aio import cancel_and_wait
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import _NetworkBusConfig
 from strategies.bus.endpoint import (
@@ -45,6 +51,7 @@ from strategies.bus.endpoint import (
     frame_key,
     new_publisher_id,
 )
+from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
 
@@ -198,16 +205,77 @@ class FramedBus:
     # ---------------------------------------------------------------- closing
     async def close(self) -> None:
         self._closing = True
-        if self._gap_task is not None:
-            self._gap_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._gap_task
-            self._gap_task = None
+        await cancel_and_wait(self._gap_task)
+        self._gap_task = None
         self._handler = None
         self._on_gap = None
         self._send = None
         self._sequencer = None
         self._detector = None
+
+
+class BrokerBus(ABC):
+    """The lifecycle every network bus shares around its broker I/O: ``start`` binds the framing, runs ``_run``
+    in a task (connect, subscribe, receive, reconnect with :func:`reconnect_delay_s`; it sets ``ready`` once the
+    node receives) and waits for it; ``close`` stops it. A bus supplies ``_send``, ``_run`` and ``_unreachable``,
+    and extends ``start``/``close`` with what else it runs (a writer task, a connection to close first)."""
+
+    def __init__(self, kind: str, config: _NetworkBusConfig, ctx: StrategyContext) -> None:
+        self._framed = FramedBus(kind, ctx.metrics, config, ctx.data_dir)
+        self._start_timeout_s = config.start_timeout_s
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    @abstractmethod
+    def _unreachable(self) -> str:
+        """Why ``start`` failed when the first subscription never came: the broker it could not reach."""
+
+    @abstractmethod
+    def _send(self, frames: list[BusFrame]) -> Awaitable[None]:
+        """:data:`SendFrames` for this broker."""
+
+    @abstractmethod
+    async def _run(self, node: str, ready: asyncio.Future[None]) -> None:
+        """Stay subscribed until the bus closes; set ``ready`` the first time frames can arrive."""
+
+    async def start(self, node: str, handler: BusHandler, on_gap: GapHandler) -> None:
+        self._closing = False
+        self._framed.bind(node, handler, on_gap, self._send)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(node, ready), name=f"{self._framed.kind}-bus")
+        await wait_ready(ready, self._start_timeout_s, self.close, self._unreachable)
+
+    async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
+        await self._framed.publish(payload, nodes)
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._framed.close()
+        await cancel_and_wait(self._task)
+        self._task = None
+
+
+def not_connected(reason: str) -> asyncio.Future[None]:
+    """What ``send`` returns while the broker connection is down: an awaitable that fails (a gap notice follows)."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_exception(ConnectionError(reason))
+    return fut
+
+
+async def all_confirmed(publishes: Sequence[asyncio.Future[Any]], failure: str) -> None:
+    """Wait for every publish started by one ``send``; fail (``failure``: the first error) if any was not
+    confirmed, so the whole batch is owed a gap notice."""
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise ConnectionError(f"{failure}: {r!r}")
+
+
+def reconnect_delay_s(config: _NetworkBusConfig, attempt: int) -> float:
+    """Full-jitter backoff before reconnect number ``attempt`` (0 for the first), so nodes that lost the broker
+    together do not come back together."""
+    return random.uniform(0, min(config.reconnect_max_s, config.reconnect_min_s * 2**attempt))
 
 
 async def wait_ready(

@@ -1,26 +1,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-from collections.abc import Awaitable, Collection, Sequence
-from typing import Any
+from collections.abc import Awaitable
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import MqttBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame
-from strategies.bus.framed import FramedBus, wait_ready
+from strategies.bus.framed import BrokerBus, all_confirmed, not_connected, reconnect_delay_s
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
 
 
-class MqttBus:
+class MqttBus(BrokerBus):
     """MQTT 5 (aiomqtt, e.g. Mosquitto): topic ``<prefix>/node/<node>`` per node and ``<prefix>/all``, QoS 1.
 
     * delivery: **at least once** while the broker keeps the node's session. A publish returns after the
@@ -38,31 +34,18 @@ class MqttBus:
     """
 
     def __init__(self, config: MqttBusConfig, ctx: StrategyContext) -> None:
+        super().__init__("mqtt", config, ctx)
         self._cfg = config
-        self._framed = FramedBus("mqtt", ctx.metrics, config, ctx.data_dir)
         self._client: aiomqtt.Client | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
+
+    @property
+    def _unreachable(self) -> str:
+        return f"mqtt bus: cannot reach {self._cfg.host}:{self._cfg.port}"
 
     def _topic(self, stream: str) -> str:
         if stream == BROADCAST:
             return f"{self._cfg.prefix}/all"
         return f"{self._cfg.prefix}/node/{stream}"
-
-    async def start(self, node: str, handler: BusHandler, on_gap: GapHandler) -> None:
-        self._closing = False
-        self._framed.bind(node, handler, on_gap, self._send)
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(node, ready), name="mqtt-bus")
-        await wait_ready(
-            ready,
-            self._cfg.start_timeout_s,
-            self.close,
-            f"mqtt bus: cannot reach {self._cfg.host}:{self._cfg.port}",
-        )
-
-    async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
-        await self._framed.publish(payload, nodes)
 
     # ---------------------------------------------------------------- publishing
     def _send(self, frames: list[BusFrame]) -> Awaitable[None]:
@@ -70,9 +53,7 @@ class MqttBus:
         start in creation order); wait for the PUBACKs."""
         client = self._client
         if client is None:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            fut.set_exception(ConnectionError("mqtt bus is not connected"))
-            return fut
+            return not_connected("mqtt bus is not connected")
         tasks = [
             asyncio.ensure_future(
                 client.publish(
@@ -84,14 +65,7 @@ class MqttBus:
             )
             for f in frames
         ]
-        return self._confirmed(tasks)
-
-    @staticmethod
-    async def _confirmed(tasks: Sequence[asyncio.Future[Any]]) -> None:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise ConnectionError(f"mqtt publish not acknowledged: {r!r}")
+        return all_confirmed(tasks, "mqtt publish not acknowledged")
 
     # ---------------------------------------------------------------- connection and subscription
     def _new_client(self, node: str, clean_start: bool) -> aiomqtt.Client:
@@ -144,15 +118,6 @@ class MqttBus:
                     log.warning("mqtt bus connection of %s lost (%r); reconnecting", node, exc)
             finally:
                 self._client = None
-            delay = random.uniform(0, min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2**attempt))
+            delay = reconnect_delay_s(cfg, attempt)
             attempt += 1
             await asyncio.sleep(delay)
-
-    async def close(self) -> None:
-        self._closing = True
-        await self._framed.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None

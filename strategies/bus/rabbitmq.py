@@ -3,8 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import Awaitable, Collection, Sequence
+from collections.abc import Awaitable
 from typing import Any
 
 import aio_pika
@@ -18,10 +17,10 @@ from aio_pika.abc import (
 )
 from yarl import URL
 
-from strategies.bus.base import BusHandler, GapHandler
+from strategies._aio import cancel_and_wait
 from strategies.bus.config import RabbitmqBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame
-from strategies.bus.framed import FramedBus, wait_ready
+from strategies.bus.framed import BrokerBus, all_confirmed, not_connected, reconnect_delay_s
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ _ACK_EVERY = 64
 _CONNECTION_ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, OSError, TimeoutError)
 
 
-class RabbitmqBus:
+class RabbitmqBus(BrokerBus):
     """RabbitMQ: a durable direct exchange ``<prefix>.bus``; each node consumes its own durable queue
     ``<prefix>.node.<node>``, bound with the node's name and with ``*`` (broadcast).
 
@@ -52,12 +51,10 @@ class RabbitmqBus:
     """
 
     def __init__(self, config: RabbitmqBusConfig, ctx: StrategyContext) -> None:
+        super().__init__("rabbitmq", config, ctx)
         self._cfg = config
-        self._framed = FramedBus("rabbitmq", ctx.metrics, config, ctx.data_dir)
         self._exchange: AbstractExchange | None = None
-        self._task: asyncio.Task[None] | None = None
         self._conn: AbstractConnection | None = None
-        self._closing = False
         self._delivery_mode = DeliveryMode.PERSISTENT if config.persistent else DeliveryMode.NOT_PERSISTENT
         self._exchange_name = f"{config.prefix}.bus"
 
@@ -71,26 +68,16 @@ class RabbitmqBus:
             url = url.update_query(heartbeat=self._cfg.heartbeat_s)
         return url
 
-    async def start(self, node: str, handler: BusHandler, on_gap: GapHandler) -> None:
-        self._closing = False
-        self._framed.bind(node, handler, on_gap, self._send)
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(node, ready), name="rabbitmq-bus")
-        await wait_ready(
-            ready, self._cfg.start_timeout_s, self.close, f"rabbitmq bus: cannot reach {self._cfg.url}"
-        )
-
-    async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
-        await self._framed.publish(payload, nodes)
+    @property
+    def _unreachable(self) -> str:
+        return f"rabbitmq bus: cannot reach {self._cfg.url}"
 
     # ---------------------------------------------------------------- publishing
     def _send(self, frames: list[BusFrame]) -> Awaitable[None]:
         """Start the publishes now, in order (they queue on the channel's FIFO lock); wait for the confirms."""
         exchange = self._exchange
         if exchange is None:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            fut.set_exception(ConnectionError("rabbitmq bus is not connected"))
-            return fut
+            return not_connected("rabbitmq bus is not connected")
         tasks = [
             asyncio.ensure_future(
                 exchange.publish(
@@ -102,14 +89,7 @@ class RabbitmqBus:
             )
             for f in frames
         ]
-        return self._confirmed(tasks)
-
-    @staticmethod
-    async def _confirmed(tasks: Sequence[asyncio.Future[Any]]) -> None:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise ConnectionError(f"rabbitmq publish not confirmed: {r!r}")
+        return all_confirmed(tasks, "rabbitmq publish not confirmed")
 
     # ---------------------------------------------------------------- connection and consumer
     async def _declare(self, node: str, conn: AbstractConnection, first: bool) -> aio_pika.abc.AbstractQueue:
@@ -184,9 +164,7 @@ class RabbitmqBus:
                 done, _ = await asyncio.wait({consumer, closed}, return_when=asyncio.FIRST_COMPLETED)
                 for t in (consumer, closed):
                     if t not in done:
-                        t.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, Exception):
-                            await t
+                        await cancel_and_wait(t)
                 if consumer in done and consumer.exception() is not None:
                     raise consumer.exception()  # type: ignore[misc]
                 raise ConnectionError("connection closed")
@@ -201,21 +179,16 @@ class RabbitmqBus:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()
-            delay = random.uniform(0, min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2**attempt))
+            delay = reconnect_delay_s(cfg, attempt)
             attempt += 1
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
-        self._closing = True
-        await self._framed.close()
+        self._closing = True  # before the connection goes: _run must not take it for a loss
         if self._conn is not None:
             with contextlib.suppress(
                 Exception
             ):  # TimeoutError included: a silent broker must not hold a shutdown
                 async with asyncio.timeout(self._cfg.publish_timeout_s):
                     await self._conn.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await super().close()

@@ -3,18 +3,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from strategies import _redis
+from strategies._aio import cancel_and_wait
 from strategies.bus.base import BusHandler, GapHandler
 from strategies.bus.config import RedisBusConfig
 from strategies.bus.endpoint import BROADCAST, BusFrame
-from strategies.bus.framed import FramedBus, wait_ready
+from strategies.bus.framed import BrokerBus, reconnect_delay_s
 from strategies.context import StrategyContext
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 _HEALTH_PING = "wsim-bus-health"
 
 
-class RedisBus:
+class RedisBus(BrokerBus):
     """Redis pub/sub: one channel per node (``<prefix>:bus:<node>``) and one broadcast channel.
 
     * delivery: **at most once** per frame. Pub/sub stores nothing: a node that is disconnected, or that Redis
@@ -41,13 +42,15 @@ class RedisBus:
     """
 
     def __init__(self, config: RedisBusConfig, ctx: StrategyContext) -> None:
+        super().__init__("redis", config, ctx)
         self._cfg = config
-        self._framed = FramedBus("redis", ctx.metrics, config, ctx.data_dir)
         self._pub: aioredis.Redis | None = None
         self._queue: asyncio.Queue[tuple[list[BusFrame], asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._closing = False
+
+    @property
+    def _unreachable(self) -> str:
+        return f"redis bus: cannot subscribe at {self._cfg.url}"
 
     def _channel(self, stream: str) -> str:
         if stream == BROADCAST:
@@ -65,18 +68,10 @@ class RedisBus:
         )
 
     async def start(self, node: str, handler: BusHandler, on_gap: GapHandler) -> None:
-        self._closing = False
-        self._framed.bind(node, handler, on_gap, self._send)
+        """The subscriber is the base's task (``_run``); publishes go through a writer task of their own."""
         self._pub = self._client()
         self._writer = asyncio.create_task(self._write_loop(), name="redis-bus-writer")
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.create_task(self._read_loop(node, ready), name="redis-bus-reader")
-        await wait_ready(
-            ready, self._cfg.start_timeout_s, self.close, f"redis bus: cannot subscribe at {self._cfg.url}"
-        )
-
-    async def publish(self, payload: bytes, nodes: Collection[str] | None = None) -> None:
-        await self._framed.publish(payload, nodes)
+        await super().start(node, handler, on_gap)
 
     # ---------------------------------------------------------------- publishing
     def _send(self, frames: list[BusFrame]) -> Awaitable[None]:
@@ -114,7 +109,7 @@ class RedisBus:
                     fut.set_result(None)
 
     # ---------------------------------------------------------------- subscribing
-    async def _read_loop(self, node: str, ready: asyncio.Future[None]) -> None:
+    async def _run(self, node: str, ready: asyncio.Future[None]) -> None:
         cfg = self._cfg
         channels = [self._channel(node), self._channel(BROADCAST)]
         attempt = 0
@@ -159,27 +154,18 @@ class RedisBus:
                 with contextlib.suppress(Exception):
                     await ps.aclose()  # type: ignore[no-untyped-call]
                     await client.aclose()
-            delay = random.uniform(0, min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2**attempt))
+            delay = reconnect_delay_s(cfg, attempt)
             attempt += 1
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
-        self._closing = True
-        await self._framed.close()
-        for task in (self._reader, self._writer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        self._reader = self._writer = None
+        await super().close()
+        await cancel_and_wait(self._writer)
+        self._writer = None
         while not self._queue.empty():
             _, fut = self._queue.get_nowait()
             if not fut.done():
                 fut.set_exception(ConnectionError("bus closed"))
         if self._pub is not None:
-            with contextlib.suppress(
-                RedisError, OSError
-            ):  # OSError covers TimeoutError: a silent Redis must not hold a shutdown
-                async with asyncio.timeout(self._cfg.publish_timeout_s):
-                    await self._pub.aclose()
+            await _redis.close(self._pub, self._cfg.publish_timeout_s)
             self._pub = None

@@ -16,8 +16,6 @@ Evictions under ``maxmemory`` are Redis's own (server-wide ``evicted_keys`` in I
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
 from typing import Any
@@ -27,6 +25,7 @@ import redis.asyncio as aioredis
 from cachetools import LRUCache
 from redis.exceptions import RedisError
 
+from strategies import _redis
 from strategies.cache.base import MISS
 from strategies.cache.config import L2CacheConfig
 from strategies.context import StrategyContext
@@ -81,27 +80,13 @@ class RedisCache:
         return self._cfg.prefix
 
     async def start(self) -> None:
-        self.redis = aioredis.Redis.from_url(
-            self._cfg.url,
-            socket_timeout=self._cfg.socket_timeout_s,
-            socket_connect_timeout=self._cfg.socket_timeout_s,
-        )
-        try:
-            await self.redis.ping()
-        except RedisError as exc:
-            await self.redis.aclose()
-            self.redis = None
-            raise RuntimeError(f"cache {self._tier}: cannot reach Redis at {self._cfg.url}: {exc}") from exc
+        self.redis = await _redis.connect(self._cfg.url, self._cfg.socket_timeout_s, f"cache {self._tier}")
         self._get_script = self.redis.register_script(_GET_OR_LEASE)
         self._fill_script = self.redis.register_script(_FILL)
 
     async def close(self) -> None:
         if self.redis is not None:
-            with contextlib.suppress(
-                RedisError, OSError
-            ):  # OSError covers TimeoutError: a silent Redis must not hold a shutdown
-                async with asyncio.timeout(self._cfg.socket_timeout_s):
-                    await self.redis.aclose()
+            await _redis.close(self.redis, self._cfg.socket_timeout_s)
             self.redis = None
 
     async def _flush_pending_deletes(self, r: aioredis.Redis) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
+from strategies._aio import cancel_and_wait
 from strategies.cache.base import MISS
 from strategies.cache.config import TwoTierCacheConfig
 from strategies.cache.l1 import L1Cache
@@ -126,10 +127,7 @@ class TwoTierCache:
         self.l1.evict(str(msg["n"]), str(msg["k"]))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.l1.close()
         await self.l2.close()

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from strategies import _redis
 from strategies.context import StrategyContext
 from strategies.dedup.base import DedupRecord
 from strategies.dedup.config import RedisDedupConfig
@@ -65,23 +64,9 @@ class RedisDeduplicator:
             log.debug("dedup remember failed (the store's unique index still applies): %r", exc)
 
     async def start(self) -> None:
-        self._redis = aioredis.Redis.from_url(
-            self._cfg.url,
-            socket_timeout=self._cfg.socket_timeout_s,
-            socket_connect_timeout=self._cfg.socket_timeout_s,
-        )
-        try:
-            await self._redis.ping()
-        except RedisError as exc:
-            await self._redis.aclose()
-            self._redis = None
-            raise RuntimeError(f"dedup redis: cannot reach Redis at {self._cfg.url}: {exc}") from exc
+        self._redis = await _redis.connect(self._cfg.url, self._cfg.socket_timeout_s, "dedup redis")
 
     async def close(self) -> None:
         if self._redis is not None:
-            with contextlib.suppress(
-                RedisError, OSError
-            ):  # OSError covers TimeoutError: a silent Redis must not hold a shutdown
-                async with asyncio.timeout(self._cfg.socket_timeout_s):
-                    await self._redis.aclose()
+            await _redis.close(self._redis, self._cfg.socket_timeout_s)
             self._redis = None

@@ -58,6 +58,8 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from strategies import _redis
+from strategies._aio import cancel_and_wait
 from strategies.context import StrategyContext
 from strategies.presence.base import ChangeHandler, GapHandler, NodeIdHandler, PresenceUnavailable
 from strategies.presence.config import RedisPresenceConfig
@@ -238,11 +240,8 @@ class RedisPresence:
         return int(self._cfg.node_lease_s * 1000)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._r is None:
             return
         # Leave nothing half-alive: make the registration due now, so the next sweep (any node) removes whatever
@@ -258,9 +257,7 @@ class RedisPresence:
                             keys=[self._k_id(self._node_id)], args=[self._boot], client=pipe
                         )
                     await pipe.execute()
-        with contextlib.suppress(*_ERRORS):
-            async with asyncio.timeout(self._cfg.timeout_s):
-                await self._r.aclose()
+        await _redis.close(self._r, self._cfg.timeout_s)
         self._r = None
         self._held.clear()
 

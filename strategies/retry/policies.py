@@ -30,11 +30,8 @@ class NoRetry(_Stateless):
 
     def __init__(self, config: NoRetryConfig, ctx: StrategyContext) -> None:
         del ctx
+        self.max_retries = 0
         self._timeout = config.ack_timeout_s
-
-    @property
-    def max_retries(self) -> int:
-        return 0
 
     def wait_s(self, attempt: int) -> float:
         return self._timeout
@@ -45,12 +42,8 @@ class FixedRetry(_Stateless):
 
     def __init__(self, config: FixedRetryConfig, ctx: StrategyContext) -> None:
         del ctx
+        self.max_retries = config.max_retries
         self._interval = config.interval_s
-        self._max = config.max_retries
-
-    @property
-    def max_retries(self) -> int:
-        return self._max
 
     def wait_s(self, attempt: int) -> float:
         return self._interval
@@ -61,14 +54,10 @@ class ExponentialRetry(_Stateless):
 
     def __init__(self, config: ExponentialRetryConfig, ctx: StrategyContext) -> None:
         del ctx
+        self.max_retries = config.max_retries
         self._base = config.base_s
         self._factor = config.factor
-        self._max = config.max_retries
         self._cap = config.cap_s
-
-    @property
-    def max_retries(self) -> int:
-        return self._max
 
     def wait_s(self, attempt: int) -> float:
         return float(min(self._cap, self._base * self._factor**attempt))
@@ -89,11 +78,8 @@ class AdaptiveRetry:
 
     def __init__(self, config: AdaptiveRetryConfig, ctx: StrategyContext) -> None:
         del ctx
+        self.max_retries = config.max_retries
         self._config = config
-
-    @property
-    def max_retries(self) -> int:
-        return self._config.max_retries
 
     def wait_s(self, attempt: int) -> float:
         c = self._config
@@ -112,20 +98,16 @@ class AdaptiveRetry:
 class RttRetry:
     """One device's round-trip estimate and the retry schedule derived from it (see :class:`AdaptiveRetry`)."""
 
-    __slots__ = ("_cap", "_factor", "_floor", "_max", "_rto", "rttvar", "srtt")
+    __slots__ = ("_cap", "_factor", "_floor", "_rto", "max_retries", "rttvar", "srtt")
 
     def __init__(self, config: AdaptiveRetryConfig) -> None:
         self._floor = config.floor_s
         self._cap = config.cap_s
         self._factor = config.factor
-        self._max = config.max_retries
+        self.max_retries = config.max_retries
         self._rto = min(self._cap, max(self._floor, config.initial_s))
         self.srtt: float | None = None
         self.rttvar = 0.0
-
-    @property
-    def max_retries(self) -> int:
-        return self._max
 
     def wait_s(self, attempt: int) -> float:
         return float(min(self._cap, self._rto * self._factor**attempt))

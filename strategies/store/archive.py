@@ -13,7 +13,8 @@ Cold files: one gzip-compressed JSON-lines object per (conversation, run of mess
 ``cold/<2 hex of the conversation hash>/<conversation>/<first seq>-<last seq>-<digest>.jsonl.gz``. The seq range in the
 name lets a reader open only the objects that overlap a page; the digest of the ids makes two different runs over
 the same range two different objects (the tier job never overwrites). gzip from the standard library keeps the
-archive readable with ``zcat`` anywhere; compression ratio on chat text is ~4-6x.
+archive readable with ``zcat`` anywhere; compression ratio on chat text is ~4-6x. A line is one message in its
+wire form (``Message.wire``, as devices receive it); objects written with integer ids read the same.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 from cachetools import LRUCache
 
-from core.models import Message, MessageKind
+from core.models import Message
 from strategies.context import StrategyContext
 from strategies.store.config import LocalArchiveConfig
 
@@ -151,47 +152,17 @@ def _hide(m: Message) -> Message:
     return dataclasses.replace(m, recalled=True, body={})
 
 
-def _record(m: Message) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "conv": m.conv,
-        "seq": m.seq,
-        "from": m.sender,
-        "device": m.device,
-        "cmid": m.cmid,
-        "kind": m.kind.value,
-        "body": {} if m.recalled else m.body,
-        "ts": m.ts_ms,
-        "recalled": m.recalled,
-    }
-
-
-def _from_record(r: dict[str, Any]) -> Message:
-    return Message(
-        int(r["id"]),
-        r["conv"],
-        int(r["seq"]),
-        int(r["from"]),
-        r["device"],
-        r["cmid"],
-        MessageKind(r["kind"]),
-        r["body"],
-        int(r["ts"]),
-        bool(r["recalled"]),
-    )
-
-
 def encode_cold(messages: Sequence[Message]) -> tuple[str, bytes]:
     """(object name, gzip bytes) for one conversation's messages, in seq order."""
     ordered = sorted(messages, key=lambda m: m.seq)
     digest = hashlib.blake2b(b",".join(str(m.id).encode() for m in ordered), digest_size=8).hexdigest()
     name = f"{ordered[0].seq:012d}-{ordered[-1].seq:012d}-{digest}.jsonl.gz"
-    body = b"".join(orjson.dumps(_record(m)) + b"\n" for m in ordered)
+    body = b"".join(orjson.dumps(m.wire()) + b"\n" for m in ordered)
     return name, gzip.compress(body, compresslevel=6, mtime=0)
 
 
 def decode_cold(data: bytes) -> list[Message]:
-    return [_from_record(orjson.loads(line)) for line in gzip.decompress(data).splitlines() if line]
+    return [Message.from_wire(orjson.loads(line)) for line in gzip.decompress(data).splitlines() if line]
 
 
 def encode_index(messages: Sequence[Message]) -> tuple[str, bytes]:

@@ -28,13 +28,13 @@ The hot store keeps each conversation's counter when its messages leave, so new 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.models import AppendResult, ConversationHead, DeadLetter, Marks, Message, MessageDraft
+from strategies._aio import cancel_and_wait
 from strategies.context import StrategyContext
 from strategies.store.archive import Archive, ColdTier, conv_prefix, encode_cold, encode_index
 from strategies.store.base import TierableStore
@@ -170,11 +170,8 @@ class TieredMessageStore:
             self._task = asyncio.create_task(self._schedule(), name="tier-job")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.archive.close()
         await self.warm.close()
         await self.hot.close()

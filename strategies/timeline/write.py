@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from core.models import Message, MessageDraft, MessageKind
+from core.models import Message, MessageDraft
 from strategies.timeline.base import InboxPage, TimelineContext
 from strategies.timeline.config import WriteTimelineConfig
 
@@ -64,21 +64,5 @@ class WriteTimeline:
             copies = await self._messages.messages_after(inbox_conv(user_id), after, limit + 1)
         more = len(copies) > limit
         copies = copies[:limit]
-        out = [_original(c) for c in copies]
+        out = [Message.from_wire(c.body["m"]) for c in copies]
         return InboxPage(out, copies[-1].seq if copies else after, more)
-
-
-def _original(copy: Message) -> Message:
-    w = copy.body["m"]
-    return Message(
-        int(w["id"]),
-        w["conv"],
-        int(w["seq"]),
-        int(w["from"]),
-        w["device"],
-        w["cmid"],
-        MessageKind(w["kind"]),
-        w["body"],
-        int(w["ts"]),
-        bool(w["recalled"]),
-    )

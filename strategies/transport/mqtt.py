@@ -50,6 +50,7 @@ from core.protocol.mqtt_auth import (
     issue_credential,
     signed_payload,
 )
+from strategies._aio import cancel_and_wait
 from strategies.transport.base import NodePort, Wire
 from strategies.transport.config import MqttTransportConfig
 
@@ -488,9 +489,7 @@ class MqttBridgeTransport:
         if ready not in done:
             ready.cancel()
             self._stopping = True
-            self._task.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait(self._task)
             raise RuntimeError(
                 f"MQTT transport: broker at {self.config.host}:{self.config.port} not reachable within 15 s"
             )
@@ -502,8 +501,5 @@ class MqttBridgeTransport:
             with suppress(Exception):
                 await link.link.wait_closed(2.0)
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
         self._client = None

@@ -26,7 +26,11 @@ KERNEL = frozenset(
         "core.protocol.mqtt_auth",
     }
 )
-STRATEGY_SHARED = frozenset({"strategies._registry", "strategies.context"})
+# Shared by every kind; _aio and _redis are plumbing (task shutdown, Redis connect/close) several kinds' backends
+# use alike, and import nothing of ours (docs/architecture.md, "Layers").
+STRATEGY_SHARED = frozenset(
+    {"strategies._registry", "strategies.context", "strategies._aio", "strategies._redis"}
+)
 
 
 def _module_name(path: Path) -> str:

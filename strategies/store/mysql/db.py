@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 import aiomysql
 import pymysql
 
+from strategies._aio import cancel_and_wait
 from strategies.context import StrategyContext
 from strategies.store.base import DuplicateError, StoreUnavailable
 from strategies.store.config import MysqlStoreConfig
@@ -304,11 +305,8 @@ class Mysql:
                 await cur.execute("SELECT RELEASE_LOCK(%s)", (lock,))
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        await cancel_and_wait(self._watcher)
+        self._watcher = None
         for pool in (self.pool, self.replica.pool):
             if pool is not None:
                 await _close_pool(pool)

@@ -12,13 +12,13 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from core.models import AppendResult, Message, MessageDraft
+from strategies._aio import cancel_and_wait
 from strategies.context import StrategyContext
 from strategies.store.base import DuplicateError, StoreUnavailable, TierableStore
 from strategies.store.config import SqliteStoreConfig
@@ -143,11 +143,8 @@ class SqliteMessageStore(SqlMessageStore):
         self._indexer = asyncio.create_task(self._index_loop(), name="sqlite-search-index")
 
     async def close(self) -> None:
-        if self._indexer is not None:
-            self._indexer.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._indexer
-            self._indexer = None
+        await cancel_and_wait(self._indexer)
+        self._indexer = None
         await self._gc.close()
         await self._db.close()
 
