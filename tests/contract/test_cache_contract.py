@@ -20,7 +20,7 @@ from strategies._registry import StrategyConfig
 from strategies.cache.base import MISS, Cache, cached
 from strategies.context import StrategyContext
 from tests.support.contract import contract_config, require_backend
-from tests.support.services import namespace
+from tests.support.services import delete_redis_keys, namespace
 from tests.support.stores import private_redis
 
 # A new tier gets the whole contract: it is taken to store what is set unless listed here, and to be shared by the
@@ -61,13 +61,7 @@ async def make_cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     for c in made:
         await c.close()
     if kind in SHARED:
-        import redis.asyncio as aioredis
-
-        r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
-        keys = [k async for k in r.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
+        await delete_redis_keys(prefix)
 
 
 def kind_of(make: MakeCache) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from strategies._registry import StrategyConfig
 from strategies.context import StrategyContext
 from strategies.dedup.base import Deduplicator, DedupRecord
 from tests.support.contract import contract_config, require_backend
-from tests.support.services import namespace
+from tests.support.services import delete_redis_keys, namespace
 from tests.support.stores import private_redis
 
 # A new kind gets the whole contract: a window unless listed here, shared by the nodes when its driver is a
@@ -28,11 +29,11 @@ def config_for(kind: str, prefix: str, url: str, window_s: float) -> StrategyCon
     return contract_config(dedup.REGISTRY, kind, url=url, prefix=prefix, window_s=window_s)
 
 
+@dataclass(frozen=True)
 class Made:
-    def __init__(self, kind: str, clock: FakeClock, make: Callable[..., Awaitable[Deduplicator]]) -> None:
-        self.kind = kind
-        self.clock = clock
-        self.make = make
+    kind: str
+    clock: FakeClock
+    make: Callable[..., Awaitable[Deduplicator]]
 
 
 @pytest.fixture(params=dedup.REGISTRY.names())
@@ -54,13 +55,7 @@ async def made(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     for d in opened:
         await d.close()
     if kind in SHARED:
-        import redis.asyncio as aioredis
-
-        r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
-        keys = [k async for k in r.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
+        await delete_redis_keys(prefix)
 
 
 RECORD = DedupRecord(42, "d:1:2", 7, 1_700_000_000_000, "f" * 32)
