@@ -19,7 +19,7 @@ from strategies.store import MESSAGE_STORES
 from tests.conftest import ServerFactory
 from tests.support.helpers import collect, make_friends, texts
 from tests.support.services import namespace, require_service
-from tests.support.stores import backend_config, private_redis
+from tests.support.stores import param_backend_config, private_redis
 
 
 @contextlib.asynccontextmanager
@@ -40,8 +40,7 @@ async def clients(url: str, n: int) -> AsyncIterator[list[WsimClient]]:
 async def store_overrides(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     """Store settings with the message store of this parameter; MySQL also holds the users when it is the
     message store (the plan's hybrid: MySQL for users and groups, MongoDB for messages, uses SQLite users here)."""
-    uri = request.getfixturevalue("mongo_uri") if request.param == "mongo" else None
-    async with backend_config(request.param, tmp_path, uri) as cfg:
+    async with param_backend_config(request, tmp_path) as cfg:
         store: dict[str, Any] = {"messages": cfg}
         if request.param == "mysql":
             store["users"] = cfg

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.clock import Clock, SystemClock
 from core.metrics import Metrics
 from strategies.context import StrategyContext
@@ -136,6 +138,18 @@ async def backend_config(
             await drop_mongo_database(mongo_uri, db)
     else:  # pragma: no cover - a new backend must be added here to be tested
         raise AssertionError(f"no test backend for store kind {kind!r}: add it to tests/support/stores.py")
+
+
+@contextlib.asynccontextmanager
+async def param_backend_config(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """:func:`backend_config` for ``kind`` (by default the kind a fixture is parametrized with), starting the
+    session's MongoDB stand-in only when the kind needs it."""
+    kind = kind or request.param
+    uri = request.getfixturevalue("mongo_uri") if kind == "mongo" else None
+    async with backend_config(kind, tmp_path, uri) as cfg:
+        yield cfg
 
 
 class PrivateRedis:
