@@ -15,9 +15,9 @@ from strategies import dedup
 from strategies._registry import StrategyConfig
 from strategies.context import StrategyContext
 from strategies.dedup.base import Deduplicator, DedupRecord
+from tests.support.brokers import private_redis
 from tests.support.contract import contract_config, require_backend
 from tests.support.services import delete_redis_keys, namespace
-from tests.support.stores import private_redis
 
 # A new kind gets the whole contract: a window unless listed here, shared by the nodes when its driver is a
 # network one (a pip extra).
@@ -110,13 +110,14 @@ async def test_window_is_shared_between_nodes(made: Made) -> None:
 
 @pytest.mark.parametrize("made", sorted(SHARED), indirect=True)
 async def test_unreachable_redis_answers_unknown_and_never_raises(made: Made, tmp_path: Path) -> None:
-    with private_redis(tmp_path / "redis") as r:
+    async with private_redis(tmp_path) as r:
         d = await made.make(url=r.url)
         await d.remember("1:dev:c1", RECORD)
-        r.stop()
+        await r.kill()
         assert await d.lookup("1:dev:c1") is None
         await d.remember("1:dev:c2", RECORD)
-        r.start()  # restarted empty (no persistence): the window is gone, the store's unique index remains
+        # restarted empty (no persistence): the window is gone, the store's unique index remains
+        await r.start()
         assert await d.lookup("1:dev:c1") is None
         await d.remember("1:dev:c3", RECORD)
         assert await d.lookup("1:dev:c3") == RECORD

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.processes import free_port
 from tests.support.server import RunningServer, running_server, settings_for_test
 from tests.support.services import unavailable
 
@@ -50,13 +50,6 @@ SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "e2e"
 PASSWORD = "password-123"
 
 expect.set_options(timeout=15_000)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
