@@ -21,8 +21,15 @@ from tests.support.services import namespace, require_service
 from tests.support.stores import drop_mysql_database
 
 
-async def _root() -> aiomysql.Connection:
-    return await aiomysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+@contextlib.asynccontextmanager
+async def _root_cursor() -> AsyncIterator[aiomysql.Cursor]:
+    """MariaDB's root account, for what the replica's SELECT-only account may not do."""
+    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    try:
+        async with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
 
 
 class StandInReplica:
@@ -33,22 +40,14 @@ class StandInReplica:
         self.password = secrets.token_hex(8)
 
     async def create(self) -> None:
-        conn = await _root()
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.db}` CHARACTER SET utf8mb4")
-                await cur.execute(f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'")
-                await cur.execute(f"GRANT SELECT ON `{self.db}`.* TO '{self.user}'@'127.0.0.1'")
-        finally:
-            conn.close()
+        async with _root_cursor() as cur:
+            await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.db}` CHARACTER SET utf8mb4")
+            await cur.execute(f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'")
+            await cur.execute(f"GRANT SELECT ON `{self.db}`.* TO '{self.user}'@'127.0.0.1'")
 
     async def drop(self) -> None:
-        conn = await _root()
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(f"DROP USER IF EXISTS '{self.user}'@'127.0.0.1'")
-        finally:
-            conn.close()
+        async with _root_cursor() as cur:
+            await cur.execute(f"DROP USER IF EXISTS '{self.user}'@'127.0.0.1'")
         await drop_mysql_database(self.db)
 
     def dsn(self, port: int = 3306) -> str:
@@ -56,28 +55,24 @@ class StandInReplica:
 
     async def catch_up(self) -> None:
         """Copy every table of the primary (replication catching up at once)."""
-        conn = await _root()
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                    (self.primary_db,),
-                )
-                tables = [r[0] for r in await cur.fetchall()]
-                await cur.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (self.db,)
-                )
-                present = {r[0] for r in await cur.fetchall()}
-                for t in tables:
-                    src, dst = f"`{self.primary_db}`.`{t}`", f"`{self.db}`.`{t}`"
-                    if t not in present:
-                        await cur.execute(f"CREATE TABLE {dst} LIKE {src}")
-                    await cur.execute("START TRANSACTION")
-                    await cur.execute(f"DELETE FROM {dst}")
-                    await cur.execute(f"INSERT INTO {dst} SELECT * FROM {src}")
-                    await cur.execute("COMMIT")
-        finally:
-            conn.close()
+        async with _root_cursor() as cur:
+            await cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (self.primary_db,),
+            )
+            tables = [r[0] for r in await cur.fetchall()]
+            await cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (self.db,)
+            )
+            present = {r[0] for r in await cur.fetchall()}
+            for t in tables:
+                src, dst = f"`{self.primary_db}`.`{t}`", f"`{self.db}`.`{t}`"
+                if t not in present:
+                    await cur.execute(f"CREATE TABLE {dst} LIKE {src}")
+                await cur.execute("START TRANSACTION")
+                await cur.execute(f"DELETE FROM {dst}")
+                await cur.execute(f"INSERT INTO {dst} SELECT * FROM {src}")
+                await cur.execute("COMMIT")
 
 
 @contextlib.asynccontextmanager
