@@ -22,7 +22,7 @@ from core.config import deep_merge
 from core.node import Node
 from tests.conftest import ServerFactory
 from tests.support.helpers import eventually
-from tests.support.replica import StandInReplica, SwitchProxy, stand_in_replica, switch_proxy
+from tests.support.replica import StandInReplica, SwitchProxy
 from tests.support.server import RunningServer
 from tests.support.services import namespace, require_service
 from tests.support.stores import backend_config
@@ -40,14 +40,14 @@ async def mysql_db(tmp_path: Path) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def replica(mysql_db: str) -> AsyncIterator[StandInReplica]:
-    async with stand_in_replica(mysql_db.rsplit("/", 1)[1]) as r:
+    async with StandInReplica(mysql_db.rsplit("/", 1)[1]) as r:
         yield r
 
 
 # Fixtures in the order they are set up: the server (set up last) stops before the databases are dropped.
 @pytest.fixture
 async def proxy() -> AsyncIterator[SwitchProxy]:
-    async with switch_proxy(3306) as p:
+    async with SwitchProxy(3306) as p:
         yield p
 
 

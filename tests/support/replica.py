@@ -33,11 +33,21 @@ async def _root_cursor() -> AsyncIterator[aiomysql.Cursor]:
 
 
 class StandInReplica:
+    """``async with StandInReplica(primary_db)``: created on entry, dropped (database and account) on exit."""
+
     def __init__(self, primary_db: str) -> None:
         self.primary_db = primary_db
         self.db = f"{primary_db}_r"
         self.user = namespace("ro")[:32]
         self.password = secrets.token_hex(8)
+
+    async def __aenter__(self) -> StandInReplica:
+        require_service("mariadb")
+        await self.create()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.drop()
 
     async def create(self) -> None:
         async with _root_cursor() as cur:
@@ -75,22 +85,12 @@ class StandInReplica:
                 await cur.execute("COMMIT")
 
 
-@contextlib.asynccontextmanager
-async def stand_in_replica(primary_db: str) -> AsyncIterator[StandInReplica]:
-    require_service("mariadb")
-    replica = StandInReplica(primary_db)
-    await replica.create()
-    try:
-        yield replica
-    finally:
-        await replica.drop()
-
-
 Mode = Literal["forward", "hang", "refuse"]
 
 
 class SwitchProxy:
-    """127.0.0.1:<port> -> target, in one of three modes the test switches at will."""
+    """127.0.0.1:<port> -> target, in one of three modes the test switches at will; listening inside
+    ``async with``."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -149,19 +149,16 @@ class SwitchProxy:
             await w.drain()
         w.transport.abort()
 
+    async def __aenter__(self) -> SwitchProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         self._flowing.set()
         await self._stop_listening()
         for w in list(self._writers):
             w.transport.abort()
         self._writers.clear()
-
-
-@contextlib.asynccontextmanager
-async def switch_proxy(target_port: int = 3306) -> AsyncIterator[SwitchProxy]:
-    proxy = SwitchProxy(target_port)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()
