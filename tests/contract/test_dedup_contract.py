@@ -113,7 +113,7 @@ async def test_unreachable_redis_answers_unknown_and_never_raises(made: Made, tm
     async with private_redis(tmp_path) as r:
         d = await made.make(url=r.url)
         await d.remember("1:dev:c1", RECORD)
-        await r.kill()
+        r.crash()
         assert await d.lookup("1:dev:c1") is None
         await d.remember("1:dev:c2", RECORD)
         # restarted empty (no persistence): the window is gone, the store's unique index remains

@@ -167,7 +167,7 @@ async def test_redis_restart_during_traffic_loses_nothing_and_repeats_no_seq(
 
             first = [asyncio.create_task(send(i)) for i in range(40)]
             await asyncio.sleep(0.05)
-            await r.kill()
+            r.crash()
             second = [asyncio.create_task(send(i)) for i in range(40, 80)]
             await asyncio.gather(*first)
             await r.start()

@@ -66,6 +66,14 @@ class PrivateBroker:
         log.close()
         await wait_port(self.port)
 
+    def crash(self) -> None:
+        """SIGKILL and reap without yielding to the event loop: the clients under test find out only when they
+        next use the broker, not from a background task that saw the connection drop in between."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
     async def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
