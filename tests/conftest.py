@@ -39,6 +39,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 ServerFactory = Callable[..., Awaitable[RunningServer]]
 ClientFactory = Callable[..., Awaitable[WsimClient]]
+UrlClientFactory = Callable[..., Awaitable[WsimClient]]
 
 
 @pytest.fixture
@@ -80,18 +81,19 @@ async def clients() -> AsyncIterator[list[WsimClient]]:
 
 
 @pytest.fixture
-async def make_client(server: RunningServer, clients: list[WsimClient]) -> ClientFactory:
-    """Registered (and by default connected) SDK clients against ``server``; closed at teardown."""
+def client_on(clients: list[WsimClient]) -> UrlClientFactory:
+    """Registered (and by default connected) SDK clients against any server, e.g. one ``start_server`` started
+    with its own settings or clock; closed at teardown."""
 
     async def make(
+        url: str | list[str],
         name: str | None = None,
         *,
         connect: bool = True,
-        url: str | list[str] | None = None,
         login_as: WsimClient | None = None,
         **kwargs: Any,
     ) -> WsimClient:
-        c = WsimClient(url or server.url, **kwargs)
+        c = WsimClient(url, **kwargs)
         clients.append(c)
         if login_as is not None:  # another device of an existing user
             assert login_as.user is not None
@@ -102,6 +104,18 @@ async def make_client(server: RunningServer, clients: list[WsimClient]) -> Clien
         if connect:
             await c.connect()
         return c
+
+    return make
+
+
+@pytest.fixture
+def make_client(server: RunningServer, client_on: UrlClientFactory) -> ClientFactory:
+    """``client_on`` against the default ``server`` unless ``url=`` names another."""
+
+    async def make(
+        name: str | None = None, *, url: str | list[str] | None = None, **kwargs: Any
+    ) -> WsimClient:
+        return await client_on(url or server.url, name, **kwargs)
 
     return make
 

@@ -19,9 +19,9 @@ from strategies import cache
 from strategies._registry import StrategyConfig
 from strategies.cache.base import MISS, Cache, cached
 from strategies.context import StrategyContext
+from tests.support.brokers import private_redis
 from tests.support.contract import contract_config, require_backend
-from tests.support.services import namespace
-from tests.support.stores import private_redis
+from tests.support.services import delete_redis_keys, namespace
 
 # A new tier gets the whole contract: it is taken to store what is set unless listed here, and to be shared by the
 # nodes when its driver is a network one (a pip extra: Redis today).
@@ -61,13 +61,7 @@ async def make_cache(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     for c in made:
         await c.close()
     if kind in SHARED:
-        import redis.asyncio as aioredis
-
-        r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
-        keys = [k async for k in r.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
+        await delete_redis_keys(prefix)
 
 
 def kind_of(make: MakeCache) -> str:
@@ -150,16 +144,16 @@ async def test_warm_up_copies_hot_keys_into_l1(make_cache: MakeCache) -> None:
 async def test_redis_outage_degrades_to_misses_and_keeps_invalidations(
     make_cache: MakeCache, tmp_path: Path
 ) -> None:
-    with private_redis(tmp_path / "redis") as r:
+    async with private_redis(tmp_path) as r:
         c = await make_cache(url=r.url)
         await c.set("group", "1", {"name": "old"})
-        r.stop()
+        r.crash()
         # L1 (l1+l2) still holds the value; L2 alone reads as a miss instead of failing the request
         expected = {"name": "old"} if kind_of(make_cache) == "l1+l2" else MISS
         assert await c.get("group", "1") == expected
         await c.delete("group", "1")  # cannot reach Redis: kept and retried, never raised
         assert await c.get("group", "1") is MISS
-        r.start()
+        await r.start()
         assert await cached(c, "group", "1", _const({"name": "new"})) == {"name": "new"}
 
 

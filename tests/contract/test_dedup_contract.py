@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,9 @@ from strategies import dedup
 from strategies._registry import StrategyConfig
 from strategies.context import StrategyContext
 from strategies.dedup.base import Deduplicator, DedupRecord
+from tests.support.brokers import private_redis
 from tests.support.contract import contract_config, require_backend
-from tests.support.services import namespace
-from tests.support.stores import private_redis
+from tests.support.services import delete_redis_keys, namespace
 
 # A new kind gets the whole contract: a window unless listed here, shared by the nodes when its driver is a
 # network one (a pip extra).
@@ -28,11 +29,11 @@ def config_for(kind: str, prefix: str, url: str, window_s: float) -> StrategyCon
     return contract_config(dedup.REGISTRY, kind, url=url, prefix=prefix, window_s=window_s)
 
 
+@dataclass(frozen=True)
 class Made:
-    def __init__(self, kind: str, clock: FakeClock, make: Callable[..., Awaitable[Deduplicator]]) -> None:
-        self.kind = kind
-        self.clock = clock
-        self.make = make
+    kind: str
+    clock: FakeClock
+    make: Callable[..., Awaitable[Deduplicator]]
 
 
 @pytest.fixture(params=dedup.REGISTRY.names())
@@ -54,13 +55,7 @@ async def made(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     for d in opened:
         await d.close()
     if kind in SHARED:
-        import redis.asyncio as aioredis
-
-        r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
-        keys = [k async for k in r.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
+        await delete_redis_keys(prefix)
 
 
 RECORD = DedupRecord(42, "d:1:2", 7, 1_700_000_000_000, "f" * 32)
@@ -115,13 +110,14 @@ async def test_window_is_shared_between_nodes(made: Made) -> None:
 
 @pytest.mark.parametrize("made", sorted(SHARED), indirect=True)
 async def test_unreachable_redis_answers_unknown_and_never_raises(made: Made, tmp_path: Path) -> None:
-    with private_redis(tmp_path / "redis") as r:
+    async with private_redis(tmp_path) as r:
         d = await made.make(url=r.url)
         await d.remember("1:dev:c1", RECORD)
-        r.stop()
+        r.crash()
         assert await d.lookup("1:dev:c1") is None
         await d.remember("1:dev:c2", RECORD)
-        r.start()  # restarted empty (no persistence): the window is gone, the store's unique index remains
+        # restarted empty (no persistence): the window is gone, the store's unique index remains
+        await r.start()
         assert await d.lookup("1:dev:c1") is None
         await d.remember("1:dev:c3", RECORD)
         assert await d.lookup("1:dev:c3") == RECORD

@@ -251,7 +251,7 @@ async def test_redis_lost_and_back_empty_nothing_is_lost(
 
 
 async def _redis_outage(start: Start, broker: PrivateBroker) -> None:
-    url = f"redis://127.0.0.1:{broker.port}/0"
+    url = broker.url
     a, b = await start("a", url=url, timeout_s=0.5), await start("b", url=url, timeout_s=0.5)
     await a.registry.device_online(41, "phone", "a")
     await broker.kill()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from core.models import (
 from strategies.store import MESSAGE_STORES, USER_STORES
 from strategies.store.base import DuplicateError, TierableStore, UserStore
 from strategies.store.config import MessageStoreConfig, UserStoreConfig
-from tests.support.stores import backend_config, context
+from tests.support.stores import context, param_backend_config
 
 _ids = itertools.count(1_000_000)
 
@@ -47,13 +48,21 @@ def draft(
     return MessageDraft(i, conv, sender, "dev", cmid, MessageKind.TEXT, {"text": text}, ts, dk)
 
 
+@dataclass
 class Backend:
-    """Builds store instances on one namespace; several instances act as several nodes or a restart."""
+    """Builds store instances on one namespace; several instances act as several nodes or a restart. Closes
+    what is still open on exit."""
 
-    def __init__(self, cfg: dict[str, Any], tmp_path: Path) -> None:
-        self.cfg = cfg
-        self.tmp_path = tmp_path
-        self.opened: list[Any] = []
+    cfg: dict[str, Any]
+    tmp_path: Path
+    opened: list[Any] = field(default_factory=list)
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for s in list(self.opened):
+            await s.close()
 
     async def messages(self) -> TierableStore:
         config = TypeAdapter(MessageStoreConfig).validate_python(self.cfg)
@@ -76,25 +85,14 @@ class Backend:
 
 @pytest.fixture(params=MESSAGE_STORES.names())
 async def mbackend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    uri = request.getfixturevalue("mongo_uri") if request.param == "mongo" else None
-    async with backend_config(request.param, tmp_path, uri) as cfg:
-        b = Backend(cfg, tmp_path)
-        try:
-            yield b
-        finally:
-            for s in list(b.opened):
-                await s.close()
+    async with param_backend_config(request, tmp_path) as cfg, Backend(cfg, tmp_path) as b:
+        yield b
 
 
 @pytest.fixture(params=USER_STORES.names())
 async def ubackend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    async with backend_config(request.param, tmp_path, None) as cfg:
-        b = Backend(cfg, tmp_path)
-        try:
-            yield b
-        finally:
-            for s in list(b.opened):
-                await s.close()
+    async with param_backend_config(request, tmp_path) as cfg, Backend(cfg, tmp_path) as b:
+        yield b
 
 
 # =========================================================================== messages

@@ -27,7 +27,7 @@ from strategies.store.archive import LocalArchive
 from strategies.store.base import TierableStore
 from strategies.store.config import ArchiveConfig, LocalArchiveConfig, MessageStoreConfig, TieringConfig
 from strategies.store.tiered import DAY_MS, TieredMessageStore
-from tests.support.stores import backend_config
+from tests.support.stores import param_backend_config
 
 _ids = itertools.count(5_000_000)
 NOW = 1_800_000_000_000
@@ -66,17 +66,18 @@ class Tiers:
         await self.store.start()
         return self.store
 
+    async def __aenter__(self) -> Tiers:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.store is not None:  # warm tables/collections live in the same namespace, dropped with it
+            await self.store.close()
+
 
 @pytest.fixture(params=MESSAGE_STORES.names())
 async def tiers(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Tiers]:
-    uri = request.getfixturevalue("mongo_uri") if request.param == "mongo" else None
-    async with backend_config(request.param, tmp_path, uri) as cfg:
-        t = Tiers(cfg, tmp_path)
-        try:
-            yield t
-        finally:
-            if t.store is not None:  # warm tables/collections live in the same namespace, dropped with it
-                await t.store.close()
+    async with param_backend_config(request, tmp_path) as cfg, Tiers(cfg, tmp_path) as t:
+        yield t
 
 
 def draft(conv: str, age_days: float, text: str) -> MessageDraft:
@@ -222,6 +223,11 @@ async def test_interrupted_job_resumes_without_loss_or_duplicates(
     assert (report.to_warm, report.to_cold) == (0, 0)
 
 
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` as a user runs it, for the exit code and output."""
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, check=False)
+
+
 def test_wsim_tier_command(tmp_path: Path) -> None:
     """The CLI runs the job on a configured deployment (embedded SQLite here) and reports what it moved."""
     cfg = tmp_path / "wsim.yaml"
@@ -233,22 +239,12 @@ def test_wsim_tier_command(tmp_path: Path) -> None:
             }
         )
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "core.cli", "tier", "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_module("core.cli", "tier", "-c", str(cfg))
     assert done.returncode == 0, done.stderr
     assert '"to_warm": 0' in done.stdout
     off = tmp_path / "off.yaml"
     off.write_text(yaml.safe_dump({"server": {"data_dir": str(tmp_path / "data")}}))
-    done = subprocess.run(
-        [sys.executable, "-m", "core.cli", "tier", "-c", str(off)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_module("core.cli", "tier", "-c", str(off))
     assert done.returncode == 2 and "tiering.enabled is false" in done.stderr
 
 
@@ -263,16 +259,10 @@ def test_seeded_old_messages_are_tiered_by_the_command(tmp_path: Path) -> None:
             }
         )
     )
-    seed = [sys.executable, "-m", "experiments.seed_old_messages", "-c", str(cfg), "-n", "200"]
     # ages k * 0.9995 days for k = 1..200: no message sits on a tier boundary
-    done = subprocess.run([*seed, "--oldest-days", "199.9"], capture_output=True, text=True, check=False)
+    done = run_module("experiments.seed_old_messages", "-c", str(cfg), "-n", "200", "--oldest-days", "199.9")
     assert done.returncode == 0 and "stored 200 messages" in done.stdout, done.stderr
-    done = subprocess.run(
-        [sys.executable, "-m", "core.cli", "tier", "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_module("core.cli", "tier", "-c", str(cfg))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     # 7 are younger than hot_days, 90 younger than warm_days: the rest moves on

@@ -21,7 +21,7 @@ from strategies.store import MESSAGE_STORES
 from strategies.store.base import MessageStore
 from strategies.store.config import MessageStoreConfig
 from strategies.timeline.base import Timeline, TimelineContext
-from tests.support.stores import backend_config
+from tests.support.stores import param_backend_config
 
 INBOX = {"write"}  # models that keep a per-user inbox
 _ids = itertools.count(9_000_000)
@@ -37,8 +37,7 @@ class Setup:
 @pytest.fixture(params=[(t, s) for t in timeline.REGISTRY.names() for s in MESSAGE_STORES.names()], ids=str)
 async def setup(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Setup]:
     tkind, skind = request.param
-    uri = request.getfixturevalue("mongo_uri") if skind == "mongo" else None
-    async with backend_config(skind, tmp_path, uri) as cfg:
+    async with param_backend_config(request, tmp_path, skind) as cfg:
         ctx = StrategyContext(FakeClock(start_wall_ms=1_800_000_000_000), Metrics(), tmp_path, "test")
         store = MESSAGE_STORES.create(TypeAdapter(MessageStoreConfig).validate_python(cfg), ctx)
         await store.start()

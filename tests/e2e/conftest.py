@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from core.sdk import WsimClient
+from tests.support.processes import free_port
 from tests.support.server import RunningServer, running_server, settings_for_test
 from tests.support.services import unavailable
 
@@ -50,13 +51,6 @@ SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "e2e"
 PASSWORD = "password-123"
 
 expect.set_options(timeout=15_000)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -147,6 +141,23 @@ async def shot(page: Page, name: str) -> None:
 
 def stream_msgs(page: Page) -> Locator:
     return page.get_by_test_id("stream").get_by_test_id("msg")
+
+
+async def user_id(page: Page) -> str:
+    """The id of the user logged in on ``page``."""
+    uid = await page.evaluate("JSON.parse(localStorage.getItem('wsim.auth')).user.id")
+    return str(uid)
+
+
+async def befriend_sdk(page: Page, sdk: WsimClient, username: str, display_name: str) -> None:
+    """``sdk`` registers, connects and asks the page's user to be friends; the page accepts in its requests list."""
+    await sdk.register(username, PASSWORD, display_name)
+    await sdk.connect()
+    req = await sdk.request("POST", "/api/friends/requests", json={"user_id": await user_id(page)})
+    assert req["status"] == "pending"
+    await page.get_by_test_id("nav-contacts").click()
+    await page.get_by_test_id("sub-requests").click()
+    await page.get_by_test_id("request").get_by_test_id("accept").click()
 
 
 async def befriend(a: Page, b: Page, b_username: str) -> None:

@@ -6,14 +6,14 @@ import io
 import re
 
 from PIL import Image
-from playwright.async_api import Browser, FilePayload, Page, expect
+from playwright.async_api import Browser, FilePayload, expect
 
 from core.sdk import WsimClient
 from tests.e2e.conftest import (
-    PASSWORD,
     PageErrors,
     WebServer,
     befriend,
+    befriend_sdk,
     new_page,
     register,
     send_text,
@@ -127,13 +127,7 @@ async def test_two_people_chat(browser: Browser, web: WebServer) -> None:
     # A group of three: Carol (an SDK client) is a friend of Alice; Alice creates the group in the browser.
     carol = WsimClient(web.url)
     try:
-        await carol.register("carol", PASSWORD, "Carol 张")
-        await carol.connect()
-        req = await carol.request("POST", "/api/friends/requests", json={"user_id": await user_id(alice)})
-        await alice.get_by_test_id("nav-contacts").click()
-        await alice.get_by_test_id("sub-requests").click()
-        await alice.get_by_test_id("request").get_by_test_id("accept").click()
-        assert req["status"] == "pending"
+        await befriend_sdk(alice, carol, "carol", "Carol 张")
         await alice.get_by_test_id("sub-friends").click()
         await expect(alice.get_by_test_id("friend")).to_have_count(2)
         await alice.get_by_test_id("new-group").click()
@@ -186,11 +180,6 @@ async def test_two_people_chat(browser: Browser, web: WebServer) -> None:
     await expect(alice.get_by_test_id("group-panel")).to_have_count(0)
     await shot(alice, "02-conversations")
     assert errors == [], errors
-
-
-async def user_id(page: Page) -> str:
-    auth = await page.evaluate("JSON.parse(localStorage.getItem('wsim.auth')).user.id")
-    return str(auth)
 
 
 async def next_text(client: WsimClient, text: str) -> dict:  # type: ignore[type-arg]

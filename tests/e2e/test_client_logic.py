@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, Page
 
 from tests.e2e.conftest import PageErrors, WebServer, new_page
@@ -15,10 +16,17 @@ async def run(page: Page, module: str, body: str) -> Any:
     return await page.evaluate(f"async () => {{ const m = await import('/app/js/{module}'); {body} }}")
 
 
-async def test_ordering_buffer(browser: Browser, web: WebServer) -> None:
+@pytest.fixture
+async def app(browser: Browser, web: WebServer) -> tuple[Page, PageErrors]:
+    """The app's page, loaded so that its modules can be imported, and the errors it reports."""
     errors = PageErrors()
     page = await new_page(browser, errors)
     await page.goto(web.url + "/")
+    return page, errors
+
+
+async def test_ordering_buffer(app: tuple[Page, PageErrors]) -> None:
+    page, errors = app
     result = await run(
         page,
         "ordering.js",
@@ -58,10 +66,8 @@ async def test_ordering_buffer(browser: Browser, web: WebServer) -> None:
     assert errors == []
 
 
-async def test_backoff_and_links(browser: Browser, web: WebServer) -> None:
-    errors = PageErrors()
-    page = await new_page(browser, errors)
-    await page.goto(web.url + "/")
+async def test_backoff_and_links(app: tuple[Page, PageErrors]) -> None:
+    page, errors = app
     delays = await run(
         page,
         "backoff.js",

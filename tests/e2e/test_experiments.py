@@ -20,7 +20,7 @@ from core.config import deep_merge
 from experiments.analysis import reports
 from experiments.analysis.notebooks import COMPARISONS, run_notebooks
 from experiments.harness.config import base_server
-from experiments.harness.server import free_port
+from tests.support.processes import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
@@ -216,12 +216,7 @@ def external_node(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, 20)
         log.close()
 
 

@@ -7,15 +7,16 @@ from playwright.async_api import Browser, Page, WebSocket, expect
 
 from core.sdk import WsimClient
 from tests.e2e.conftest import (
-    PASSWORD,
     PageErrors,
     WebServer,
+    befriend_sdk,
     changes,
     new_page,
     register,
     send_text,
     shot,
     stream_msgs,
+    user_id,
 )
 
 
@@ -44,13 +45,7 @@ async def test_two_tabs_silent_refresh_and_logout(browser: Browser, web: WebServ
 
     bob = WsimClient(web.url)
     try:
-        await bob.register("bob", PASSWORD, "Bob")
-        await bob.connect()
-        req = await bob.request("POST", "/api/friends/requests", json={"user_id": await user_id(tab1)})
-        await tab1.get_by_test_id("nav-contacts").click()
-        await tab1.get_by_test_id("sub-requests").click()
-        await tab1.get_by_test_id("request").get_by_test_id("accept").click()
-        assert req["status"] == "pending"
+        await befriend_sdk(tab1, bob, "bob", "Bob")
 
         # Tokens are refreshed in the background (one refresh shared by both tabs through a lock) ...
         first = await access_token(tab1)
@@ -95,12 +90,7 @@ async def test_language_switch_and_phone_layout(browser: Browser, web: WebServer
 
     bob = WsimClient(web.url)
     try:
-        await bob.register("bob", PASSWORD, "Bob")
-        await bob.connect()
-        await bob.request("POST", "/api/friends/requests", json={"user_id": await user_id(page)})
-        await page.get_by_test_id("nav-contacts").click()
-        await page.get_by_test_id("sub-requests").click()
-        await page.get_by_test_id("request").get_by_test_id("accept").click()
+        await befriend_sdk(page, bob, "bob", "Bob")
         await page.get_by_test_id("nav-chats").click()
         conv = bob.direct_conv(bob.user_id, await user_id(page))
         for text in ("在吗？", "晚上一起吃饭吧", "七点，老地方"):
@@ -131,8 +121,3 @@ async def test_language_switch_and_phone_layout(browser: Browser, web: WebServer
     finally:
         await bob.close()
     assert errors == [], errors
-
-
-async def user_id(page: Page) -> str:
-    uid: str = await page.evaluate("JSON.parse(localStorage.getItem('wsim.auth')).user.id")
-    return uid

@@ -152,6 +152,38 @@ async def traffic(
     return sum(counts)
 
 
+class GroupTraffic:
+    """Every member sending to the group while a ledger collects what each member's device releases."""
+
+    def __init__(self, members: list[WsimClient], gconv: str) -> None:
+        self.ledger = Ledger()
+        self.devices = {m.device: (m, [gconv]) for m in members}
+        self._stop = asyncio.Event()
+        self._collected = asyncio.Event()
+        self._collectors = [asyncio.create_task(self.ledger.collect(m, self._collected)) for m in members]
+        self._sending = asyncio.create_task(traffic([(m, gconv) for m in members], self.ledger, self._stop))
+
+    def acked(self) -> int:
+        return sum(len(v) for v in self.ledger.acked.values())
+
+    async def stop_and_check(self) -> int:
+        """Stop sending, wait for every acknowledged message, and check each device got each exactly once, in
+        order; return how many were sent."""
+        self._stop.set()
+        sent = await self._sending
+        await wait_until(
+            lambda: self.ledger.missing(self.devices) == 0,
+            60,
+            "every acknowledged message delivered",
+            lambda: self.ledger.report(self.devices),
+        )
+        await asyncio.sleep(0.5)  # anything extra (a duplicate) would arrive by now
+        self._collected.set()
+        await asyncio.gather(*self._collectors)
+        self.ledger.check(self.devices)
+        return sent
+
+
 async def group_setup(
     clients: list[WsimClient], urls: list[str], per_node: int = 2
 ) -> tuple[str, list[WsimClient]]:
@@ -180,35 +212,16 @@ async def test_kill_9_of_a_node_during_traffic_loses_and_duplicates_nothing(
         await befriend(watcher, lonely)
         await lonely.connect()
         await watcher.next_event("presence", where=lambda e: e["user"] == lonely.user_id and e["online"])
-        ledger = Ledger()
-        devices = {m.device: (m, [gconv]) for m in members}
-        stop = asyncio.Event()
-        collected = asyncio.Event()
-        collectors = [asyncio.create_task(ledger.collect(m, collected)) for m in members]
-        senders = [(m, gconv) for m in members]
-        sending = asyncio.create_task(traffic(senders, ledger, stop))
-        await wait_until(lambda: sum(len(v) for v in ledger.acked.values()) >= 30, 30, "traffic started")
+        run = GroupTraffic(members, gconv)
+        await wait_until(lambda: run.acked() >= 30, 30, "traffic started")
         victims = [m for m in members if m.node == "node-2"]
         assert victims
         await cluster.kill(1)  # kill -9 node-2 mid-traffic
         await wait_until(
             lambda: all(v.connected.is_set() and v.node != "node-2" for v in victims), 30, "failover"
         )
-        await wait_until(
-            lambda: sum(len(v) for v in ledger.acked.values()) >= 120, 60, "traffic after failover"
-        )
-        stop.set()
-        sent = await sending
-        await wait_until(
-            lambda: ledger.missing(devices) == 0,
-            60,
-            "every acknowledged message delivered",
-            lambda: ledger.report(devices),
-        )
-        await asyncio.sleep(0.5)  # anything extra (a duplicate) would arrive by now
-        collected.set()
-        await asyncio.gather(*collectors)
-        ledger.check(devices)
+        await wait_until(lambda: run.acked() >= 120, 60, "traffic after failover")
+        sent = await run.stop_and_check()
         assert sent >= 120
         # the killed node's lonely device expires: its friend is told, and REST agrees
         ev = await watcher.next_event(
@@ -235,35 +248,17 @@ async def test_bus_outage_during_traffic_is_repaired_by_resync(
         )
         urls = cluster.urls
         gconv, members = await group_setup(clients, urls)
-        ledger = Ledger()
-        devices = {m.device: (m, [gconv]) for m in members}
-        stop = asyncio.Event()
-        collected = asyncio.Event()
-        collectors = [asyncio.create_task(ledger.collect(m, collected)) for m in members]
-        sending = asyncio.create_task(traffic([(m, gconv) for m in members], ledger, stop))
-        await wait_until(lambda: sum(len(v) for v in ledger.acked.values()) >= 30, 30, "traffic started")
+        run = GroupTraffic(members, gconv)
+        await wait_until(lambda: run.acked() >= 30, 30, "traffic started")
         if broker is not None:
             await broker.restart(down_s=0.5)  # the broker crashes and comes back empty
         else:
             prefix = cluster.settings.strategies.bus.prefix  # type: ignore[union-attr]
             # the broker drops every node's connection at once
             assert await asyncio.to_thread(rabbitmq_close_connections, f"wsim-bus:{prefix}:") == len(urls)
-        before = sum(len(v) for v in ledger.acked.values())
-        await wait_until(
-            lambda: sum(len(v) for v in ledger.acked.values()) >= before + 90, 60, "traffic after the outage"
-        )
-        stop.set()
-        await sending
-        await wait_until(
-            lambda: ledger.missing(devices) == 0,
-            60,
-            "every acknowledged message delivered",
-            lambda: ledger.report(devices),
-        )
-        await asyncio.sleep(0.5)  # anything extra (a duplicate) would arrive by now
-        collected.set()
-        await asyncio.gather(*collectors)
-        ledger.check(devices)
+        before = run.acked()
+        await wait_until(lambda: run.acked() >= before + 90, 60, "traffic after the outage")
+        await run.stop_and_check()
         gaps = await _metric(urls, "wsim_bus_gaps_total")
         assert gaps > 0  # the outage was noticed and repaired by resync, not by luck
 

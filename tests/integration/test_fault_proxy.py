@@ -68,25 +68,24 @@ async def test_delay_applies_each_way(echo_port: int) -> None:
     await done(proxy, w)
 
 
-async def test_reset_aborts_the_connection(echo_port: int) -> None:
-    proxy, r, w = await through(ProxyConfig(reset_rate_per_s=1000.0), echo_port)
-    await asyncio.sleep(0.05)  # the first reset is due within ~1 ms
-    w.write(b"hello")
-    await w.drain()
-    with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
-        await asyncio.wait_for(r.readexactly(5), 5)
-    assert proxy.stats.resets == 1
-    await done(proxy, w)
-
-
-async def test_truncation_forwards_a_prefix_then_aborts(echo_port: int) -> None:
-    proxy, r, w = await through(ProxyConfig(truncate_rate_per_s=1000.0), echo_port)
-    await asyncio.sleep(0.05)
+@pytest.mark.parametrize(
+    ("cfg", "counter"),
+    [
+        (ProxyConfig(reset_rate_per_s=1000.0), "resets"),
+        (ProxyConfig(truncate_rate_per_s=1000.0), "truncations"),  # forwards a prefix, then aborts
+    ],
+    ids=["reset", "truncation"],
+)
+async def test_resets_and_truncations_abort_the_connection(
+    cfg: ProxyConfig, counter: str, echo_port: int
+) -> None:
+    proxy, r, w = await through(cfg, echo_port)
+    await asyncio.sleep(0.05)  # the first fault is due within ~1 ms
     w.write(b"x" * 1000)
     await w.drain()
     with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
         await asyncio.wait_for(r.readexactly(1000), 5)
-    assert proxy.stats.truncations == 1
+    assert getattr(proxy.stats, counter) == 1
     await done(proxy, w)
 
 

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 
 from core.models import Message
 from core.sdk import SendError, WsimClient
-from tests.conftest import ClientFactory, ServerFactory
+from tests.conftest import ClientFactory, ServerFactory, UrlClientFactory
 from tests.support.helpers import collect, eventually, make_friends, texts
 from tests.support.server import RunningServer, node_fake_clock
 
@@ -171,14 +171,10 @@ async def test_recall_reaches_online_and_offline_devices(make_client: ClientFact
     assert err["code"] == "forbidden"
 
 
-async def test_recall_window(start_server: ServerFactory, clients: list[WsimClient]) -> None:
+async def test_recall_window(start_server: ServerFactory, client_on: UrlClientFactory) -> None:
     clock = node_fake_clock()
     srv = await start_server({"limits": {"recall_window_s": 20}}, clock=clock)
-    alice, bob = WsimClient(srv.url), WsimClient(srv.url)
-    clients += [alice, bob]
-    await alice.register("rw_alice", "password-123")
-    await bob.register("rw_bob", "password-123")
-    await alice.connect()
+    alice, bob = await client_on(srv.url), await client_on(srv.url, connect=False)
     conv = await make_friends(alice, bob)
     ack = await alice.send(conv, "too late")
     assert ack is not None
@@ -223,18 +219,14 @@ async def test_resend_after_dropped_connection_no_loss_no_duplicate(make_client:
 
 
 async def test_server_retries_unacked_push_then_dead_letters(
-    start_server: ServerFactory, clients: list[WsimClient]
+    start_server: ServerFactory, client_on: UrlClientFactory
 ) -> None:
     clock = node_fake_clock()  # retries 1 s and 2 s after the push, then the dead letter 4 s later
     srv = await start_server(
         {"strategies": {"retry": {"kind": "exponential", "base_s": 1, "max_retries": 2}}}, clock=clock
     )
-    admin, alice, bob = WsimClient(srv.url), WsimClient(srv.url), WsimClient(srv.url)
-    clients += [admin, alice, bob]
-    await admin.register("admin", "password-123")
-    await alice.register("dl_alice", "password-123")
-    await bob.register("dl_bob", "password-123")
-    await alice.connect()
+    admin = await client_on(srv.url, "admin", connect=False)
+    alice, bob = await client_on(srv.url), await client_on(srv.url, connect=False)
     conv = await make_friends(alice, bob)
     # alice acks the friendship message on the real clock: before fake time moves, or it is dead-lettered too
     alice_links = srv.node.hub.links(int(alice.user_id))

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,30 @@ async def settled(ws: ClientConnection) -> None:
     await next_of(ws, "pong")
 
 
+RawSocket = Callable[[WsimClient], Awaitable[ClientConnection]]
+
+
+@pytest.fixture
+async def raw_socket(server: RunningServer) -> AsyncIterator[RawSocket]:
+    """``await raw_socket(client)``: a raw socket past ``auth.ok`` as the client's user, for frames the SDK would
+    never send; closed at teardown."""
+    opened: list[ClientConnection] = []
+
+    async def open_as(client: WsimClient) -> ClientConnection:
+        ws = await authed(server, client.access_token)
+        opened.append(ws)
+        return ws
+
+    yield open_as
+    for ws in opened:
+        await ws.close()
+
+
 # --------------------------------------------------------------------------------- M1 receipt amplification
 
 
 async def test_reads_and_acks_that_do_not_advance_send_no_receipts(
-    server: RunningServer, make_client: ClientFactory
+    raw_socket: RawSocket, make_client: ClientFactory
 ) -> None:
     owner, reader, watcher = await make_client(), await make_client(), await make_client()
     await owner.befriend(reader)
@@ -52,37 +71,33 @@ async def test_reads_and_acks_that_do_not_advance_send_no_receipts(
         sent = await owner.send(conv, f"m{i}")
         assert sent is not None
         last = sent["seq"]
-    rws = await authed(server, reader.access_token)
-    wws = await authed(server, watcher.access_token)
-    try:
-        await send(rws, {"type": "message.read", "conv": conv, "seq": last})
+    rws = await raw_socket(reader)
+    wws = await raw_socket(watcher)
+    await send(rws, {"type": "message.read", "conv": conv, "seq": last})
+    first = await next_of(wws, "receipt")
+    while first["conv"] != conv:
         first = await next_of(wws, "receipt")
-        while first["conv"] != conv:
-            first = await next_of(wws, "receipt")
-        assert first["read"] == last and first["user"] == reader.user_id
-        for _ in range(40):  # none of these moves a mark
-            await send(rws, {"type": "message.read", "conv": conv, "seq": 1})
-            await send(rws, {"type": "message.ack", "conv": conv, "seq": 1})
-        await settled(rws)
-        more = await owner.send(conv, "one more")
-        assert more is not None
-        await send(rws, {"type": "message.read", "conv": conv, "seq": more["seq"]})
-        receipts: list[dict[str, Any]] = []
-        while True:  # everything the watcher got about the group, up to the receipt of the real advance
-            frame = await next_of(wws, "receipt")
-            if frame["conv"] != conv:
-                continue  # the SDK clients' own acks of their direct chats (friend.accepted notices)
-            receipts.append(frame)
-            if frame.get("read") == more["seq"]:
-                break
-        assert receipts == [{"type": "receipt", "conv": conv, "user": reader.user_id, "read": more["seq"]}]
-    finally:
-        await rws.close()
-        await wws.close()
+    assert first["read"] == last and first["user"] == reader.user_id
+    for _ in range(40):  # none of these moves a mark
+        await send(rws, {"type": "message.read", "conv": conv, "seq": 1})
+        await send(rws, {"type": "message.ack", "conv": conv, "seq": 1})
+    await settled(rws)
+    more = await owner.send(conv, "one more")
+    assert more is not None
+    await send(rws, {"type": "message.read", "conv": conv, "seq": more["seq"]})
+    receipts: list[dict[str, Any]] = []
+    while True:  # everything the watcher got about the group, up to the receipt of the real advance
+        frame = await next_of(wws, "receipt")
+        if frame["conv"] != conv:
+            continue  # the SDK clients' own acks of their direct chats (friend.accepted notices)
+        receipts.append(frame)
+        if frame.get("read") == more["seq"]:
+            break
+    assert receipts == [{"type": "receipt", "conv": conv, "user": reader.user_id, "read": more["seq"]}]
 
 
 async def test_a_burst_of_acks_leaves_as_few_coalesced_receipts(
-    server: RunningServer, make_client: ClientFactory
+    raw_socket: RawSocket, make_client: ClientFactory
 ) -> None:
     """Issue 11: one receipt per conversation per window, carrying the highest mark, not one per ack."""
     alice, bob = await make_client(), await make_client(connect=False)
@@ -92,38 +107,33 @@ async def test_a_burst_of_acks_leaves_as_few_coalesced_receipts(
         sent = await alice.send(conv, f"m{i}")
         assert sent is not None
         seqs.append(sent["seq"])
-    bws = await authed(server, bob.access_token)
-    try:
-        for seq in seqs:  # one ack per message, as fast as the socket takes them
-            await send(bws, {"type": "message.ack", "conv": conv, "seq": seq})
-        got: list[int] = []
-        while not got or got[-1] != seqs[-1]:
-            ev = await alice.next_event("receipt", timeout=10, where=lambda e: e["conv"] == conv)
-            if ev.get("delivered") is not None:
-                got.append(ev["delivered"])
-        assert got == sorted(set(got)) and len(got) < len(seqs)
-    finally:
-        await bws.close()
+    bws = await raw_socket(bob)
+    for seq in seqs:  # one ack per message, as fast as the socket takes them
+        await send(bws, {"type": "message.ack", "conv": conv, "seq": seq})
+    got: list[int] = []
+    while not got or got[-1] != seqs[-1]:
+        ev = await alice.next_event("receipt", timeout=10, where=lambda e: e["conv"] == conv)
+        if ev.get("delivered") is not None:
+            got.append(ev["delivered"])
+    assert got == sorted(set(got)) and len(got) < len(seqs)
 
 
 # --------------------------------------------------------------------------------- M2 forged delivered mark
 
 
 async def test_an_ack_beyond_the_newest_message_is_clamped(
-    server: RunningServer, make_client: ClientFactory
+    raw_socket: RawSocket, make_client: ClientFactory
 ) -> None:
     alice, bob = await make_client(), await make_client(connect=False)
     conv = await make_friends(alice, bob)
     sent = await alice.send(conv, "only one")
     assert sent is not None
-    bws = await authed(server, bob.access_token)
-    try:
-        await send(bws, {"type": "message.ack", "conv": conv, "seq": 10**9})
-        await settled(bws)
-        receipt = await alice.next_event("receipt", timeout=10, where=lambda e: e["conv"] == conv)
-        assert receipt["delivered"] == sent["seq"]
-    finally:
-        await bws.close()
+    bws = await raw_socket(bob)
+    await send(bws, {"type": "message.ack", "conv": conv, "seq": 10**9})
+    await settled(bws)
+    receipt = await alice.next_event("receipt", timeout=10, where=lambda e: e["conv"] == conv)
+    assert receipt["delivered"] == sent["seq"]
+    await bws.close()
 
     async def bob_delivered() -> int:
         marks = (await alice.request("GET", f"/api/conversations/{conv}/receipts"))["marks"]
@@ -204,25 +214,22 @@ async def test_every_token_claim_is_type_checked(start_server: ServerFactory) ->
 
 
 async def test_a_missing_group_and_someone_elses_answer_alike(
-    server: RunningServer, make_client: ClientFactory
+    raw_socket: RawSocket, make_client: ClientFactory
 ) -> None:
     owner, friend, outsider = await make_client(), await make_client(), await make_client()
     await owner.befriend(friend)
     conv = (await owner.create_group("closed", [friend.user_id]))["conv"]
-    ws = await authed(server, outsider.access_token)
+    ws = await raw_socket(outsider)
     answers = []
-    try:
-        for target in (conv, "g:999999999999"):
-            for frame in (
-                {"type": "message.send", "cmid": f"c{len(answers)}", "conv": target, "text": "hi"},
-                {"type": "typing", "conv": target},
-                {"type": "message.read", "conv": target, "seq": 1},
-            ):
-                await send(ws, frame)
-                err = await next_of(ws, "error")
-                answers.append((err["code"], err["message"]))
-    finally:
-        await ws.close()
+    for target in (conv, "g:999999999999"):
+        for frame in (
+            {"type": "message.send", "cmid": f"c{len(answers)}", "conv": target, "text": "hi"},
+            {"type": "typing", "conv": target},
+            {"type": "message.read", "conv": target, "seq": 1},
+        ):
+            await send(ws, frame)
+            err = await next_of(ws, "error")
+            answers.append((err["code"], err["message"]))
     assert answers[:3] == answers[3:], answers
     assert {code for code, _ in answers} == {"not_member"}
 
@@ -230,19 +237,16 @@ async def test_a_missing_group_and_someone_elses_answer_alike(
 # --------------------------------------------------------------------------------- L5 strict types and edges
 
 
-async def test_frames_have_strict_types(server: RunningServer, make_client: ClientFactory) -> None:
+async def test_frames_have_strict_types(raw_socket: RawSocket, make_client: ClientFactory) -> None:
     alice, bob = await make_client(), await make_client(connect=False)
     conv = await make_friends(alice, bob)
-    ws = await authed(server, bob.access_token)
-    try:
-        for bad in ("3", True, 3.0):
-            await send(ws, {"type": "message.ack", "conv": conv, "seq": bad})
-            err = await next_of(ws, "error")
-            assert err["code"] == "invalid" and "seq" in err["message"], (bad, err)
-        await send(ws, {"type": "sync", "cursors": {conv: "1"}})
-        assert (await next_of(ws, "error"))["code"] == "invalid"
-    finally:
-        await ws.close()
+    ws = await raw_socket(bob)
+    for bad in ("3", True, 3.0):
+        await send(ws, {"type": "message.ack", "conv": conv, "seq": bad})
+        err = await next_of(ws, "error")
+        assert err["code"] == "invalid" and "seq" in err["message"], (bad, err)
+    await send(ws, {"type": "sync", "cursors": {conv: "1"}})
+    assert (await next_of(ws, "error"))["code"] == "invalid"
 
 
 async def test_whitespace_password_is_refused(server: RunningServer) -> None:
@@ -256,21 +260,18 @@ async def test_whitespace_password_is_refused(server: RunningServer) -> None:
 
 
 async def test_a_sync_cursor_beyond_the_newest_message_gets_the_head(
-    server: RunningServer, make_client: ClientFactory
+    raw_socket: RawSocket, make_client: ClientFactory
 ) -> None:
     alice, bob = await make_client(), await make_client(connect=False)
     conv = await make_friends(alice, bob)
     sent = await alice.send(conv, "hello")
     assert sent is not None
-    ws = await authed(server, bob.access_token)
-    try:
-        await send(ws, {"type": "sync", "cursors": {conv: 500}})
-        batch = await next_of(ws, "sync.batch")
-        assert batch["conv"] == conv and batch["messages"] == [] and batch["last_seq"] == sent["seq"]
-        assert batch["more"] is False
-        await next_of(ws, "sync.done")
-    finally:
-        await ws.close()
+    ws = await raw_socket(bob)
+    await send(ws, {"type": "sync", "cursors": {conv: 500}})
+    batch = await next_of(ws, "sync.batch")
+    assert batch["conv"] == conv and batch["messages"] == [] and batch["last_seq"] == sent["seq"]
+    assert batch["more"] is False
+    await next_of(ws, "sync.done")
 
 
 # --------------------------------------------------------------------------------- L1 client faults in the log
@@ -403,22 +404,19 @@ async def test_metrics_can_require_a_bearer_token(start_server: ServerFactory) -
 
 
 async def test_request_ids_are_echoed_by_errors_pongs_and_sync_done(
-    server: RunningServer, make_client: ClientFactory
+    raw_socket: RawSocket, make_client: ClientFactory
 ) -> None:
     alice = await make_client(connect=False)
-    ws = await authed(server, alice.access_token)
-    try:
-        await send(ws, {"type": "message.recall", "id": "123456", "req": "r-1"})
-        await send(ws, {"type": "message.recall", "id": "654321", "req": "r-2"})
-        errs = [await next_of(ws, "error"), await next_of(ws, "error")]
-        assert [(e["req"], e["ref"]) for e in errs] == [("r-1", "message.recall"), ("r-2", "message.recall")]
-        await send(ws, {"type": "message.ack", "conv": "d:1:2", "seq": "x", "req": "r-3"})  # invalid frame
-        assert (await next_of(ws, "error"))["req"] == "r-3"
-        await send(ws, {"type": "ping", "req": "r-4"})
-        assert (await next_of(ws, "pong"))["req"] == "r-4"
-        await send(ws, {"type": "sync", "cursors": {}, "req": "r-5"})
-        assert (await next_of(ws, "sync.done"))["req"] == "r-5"
-        await send(ws, {"type": "ping"})
-        assert "req" not in await next_of(ws, "pong")
-    finally:
-        await ws.close()
+    ws = await raw_socket(alice)
+    await send(ws, {"type": "message.recall", "id": "123456", "req": "r-1"})
+    await send(ws, {"type": "message.recall", "id": "654321", "req": "r-2"})
+    errs = [await next_of(ws, "error"), await next_of(ws, "error")]
+    assert [(e["req"], e["ref"]) for e in errs] == [("r-1", "message.recall"), ("r-2", "message.recall")]
+    await send(ws, {"type": "message.ack", "conv": "d:1:2", "seq": "x", "req": "r-3"})  # invalid frame
+    assert (await next_of(ws, "error"))["req"] == "r-3"
+    await send(ws, {"type": "ping", "req": "r-4"})
+    assert (await next_of(ws, "pong"))["req"] == "r-4"
+    await send(ws, {"type": "sync", "cursors": {}, "req": "r-5"})
+    assert (await next_of(ws, "sync.done"))["req"] == "r-5"
+    await send(ws, {"type": "ping"})
+    assert "req" not in await next_of(ws, "pong")

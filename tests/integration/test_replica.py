@@ -22,7 +22,7 @@ from core.config import deep_merge
 from core.node import Node
 from tests.conftest import ServerFactory
 from tests.support.helpers import eventually
-from tests.support.replica import StandInReplica, SwitchProxy, stand_in_replica, switch_proxy
+from tests.support.replica import StandInReplica, SwitchProxy
 from tests.support.server import RunningServer
 from tests.support.services import namespace, require_service
 from tests.support.stores import backend_config
@@ -40,14 +40,14 @@ async def mysql_db(tmp_path: Path) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def replica(mysql_db: str) -> AsyncIterator[StandInReplica]:
-    async with stand_in_replica(mysql_db.rsplit("/", 1)[1]) as r:
+    async with StandInReplica(mysql_db.rsplit("/", 1)[1]) as r:
         yield r
 
 
 # Fixtures in the order they are set up: the server (set up last) stops before the databases are dropped.
 @pytest.fixture
 async def proxy() -> AsyncIterator[SwitchProxy]:
-    async with switch_proxy(3306) as p:
+    async with SwitchProxy(3306) as p:
         yield p
 
 
@@ -107,50 +107,55 @@ def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
-async def test_a_profile_update_reads_back_fresh_while_the_replica_lags(
+@pytest.fixture
+async def lagging(
     mysql_db: str, replica: StandInReplica, cache: dict[str, Any], start_server: ServerFactory
-) -> None:
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Any]]]:
+    """REST on a node with ``cache`` whose replica was attached after alice (returned with it) registered, and
+    then lags until the test calls ``replica.catch_up()``."""
     srv = await start_server(deep_merge(overrides(mysql_db, replica.dsn()), {"strategies": {"cache": cache}}))
     async with httpx.AsyncClient(base_url=srv.url, timeout=10) as http:
         alice = await register(http, namespace("al"))
         await attached(srv, replica)
-        assert (await http.get("/api/users/me", headers=bearer(alice))).json()["display_name"] == alice[
-            "user"
-        ]["display_name"]
-        r = await http.patch("/api/users/me", json={"display_name": "Alice New"}, headers=bearer(alice))
-        assert r.status_code == 200 and r.json()["display_name"] == "Alice New"
-        me = await http.get("/api/users/me", headers=bearer(alice))
-        assert me.json()["display_name"] == "Alice New"
-        card = await http.get(f"/api/users/{alice['user']['id']}", headers=bearer(alice))
-        assert card.json()["display_name"] == "Alice New"
-        await replica.catch_up()
-        assert (await http.get("/api/users/me", headers=bearer(alice))).json()["display_name"] == "Alice New"
+        yield http, alice
+
+
+async def test_a_profile_update_reads_back_fresh_while_the_replica_lags(
+    lagging: tuple[httpx.AsyncClient, dict[str, Any]], replica: StandInReplica
+) -> None:
+    http, alice = lagging
+    assert (await http.get("/api/users/me", headers=bearer(alice))).json()["display_name"] == alice["user"][
+        "display_name"
+    ]
+    r = await http.patch("/api/users/me", json={"display_name": "Alice New"}, headers=bearer(alice))
+    assert r.status_code == 200 and r.json()["display_name"] == "Alice New"
+    me = await http.get("/api/users/me", headers=bearer(alice))
+    assert me.json()["display_name"] == "Alice New"
+    card = await http.get(f"/api/users/{alice['user']['id']}", headers=bearer(alice))
+    assert card.json()["display_name"] == "Alice New"
+    await replica.catch_up()
+    assert (await http.get("/api/users/me", headers=bearer(alice))).json()["display_name"] == "Alice New"
 
 
 async def test_a_new_user_and_a_friend_request_to_them_work_while_the_replica_lags(
-    mysql_db: str, replica: StandInReplica, cache: dict[str, Any], start_server: ServerFactory
+    lagging: tuple[httpx.AsyncClient, dict[str, Any]], replica: StandInReplica
 ) -> None:
-    srv = await start_server(deep_merge(overrides(mysql_db, replica.dsn()), {"strategies": {"cache": cache}}))
-    async with httpx.AsyncClient(base_url=srv.url, timeout=10) as http:
-        alice = await register(http, namespace("al"))
-        await attached(srv, replica)
-        bob = await register(http, namespace("bo"))  # not on the replica
-        for _ in range(2):  # the second read is served by the cache the first one filled
-            me = await http.get("/api/users/me", headers=bearer(bob))
-            assert me.status_code == 200 and me.json()["id"] == bob["user"]["id"]
-        r = await http.post(
-            "/api/friends/requests", json={"user_id": bob["user"]["id"]}, headers=bearer(alice)
-        )
-        assert r.status_code == 201, r.text
-        assert r.json()["to"]["id"] == bob["user"]["id"]
-        incoming = (await http.get("/api/friends/requests", headers=bearer(bob))).json()["incoming"]
-        assert [i["id"] for i in incoming] == [r.json()["id"]]
-        outgoing = (await http.get("/api/friends/requests", headers=bearer(alice))).json()["outgoing"]
-        assert [o["id"] for o in outgoing] == [r.json()["id"]]
-        accept = await http.post(f"/api/friends/requests/{r.json()['id']}/accept", headers=bearer(bob))
-        assert accept.status_code == 204
-        await replica.catch_up()
-        assert (await http.get("/api/users/me", headers=bearer(bob))).status_code == 200
+    http, alice = lagging
+    bob = await register(http, namespace("bo"))  # not on the replica
+    for _ in range(2):  # the second read is served by the cache the first one filled
+        me = await http.get("/api/users/me", headers=bearer(bob))
+        assert me.status_code == 200 and me.json()["id"] == bob["user"]["id"]
+    r = await http.post("/api/friends/requests", json={"user_id": bob["user"]["id"]}, headers=bearer(alice))
+    assert r.status_code == 201, r.text
+    assert r.json()["to"]["id"] == bob["user"]["id"]
+    incoming = (await http.get("/api/friends/requests", headers=bearer(bob))).json()["incoming"]
+    assert [i["id"] for i in incoming] == [r.json()["id"]]
+    outgoing = (await http.get("/api/friends/requests", headers=bearer(alice))).json()["outgoing"]
+    assert [o["id"] for o in outgoing] == [r.json()["id"]]
+    accept = await http.post(f"/api/friends/requests/{r.json()['id']}/accept", headers=bearer(bob))
+    assert accept.status_code == 204
+    await replica.catch_up()
+    assert (await http.get("/api/users/me", headers=bearer(bob))).status_code == 200
 
 
 async def test_refresh_keeps_the_session_through_replica_lag_hang_and_refusal(

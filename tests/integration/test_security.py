@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from core.sdk import ClientError, SendError, WsimClient
-from tests.conftest import ClientFactory, ServerFactory
+from tests.conftest import ClientFactory, ServerFactory, UrlClientFactory
 from tests.support.helpers import eventually, make_friends
 from tests.support.server import RunningServer
 
@@ -158,13 +158,10 @@ async def test_slowloris_headers_are_cut_and_huge_headers_get_431(start_server: 
 
 
 async def test_frame_and_text_limits_over_a_socket(
-    start_server: ServerFactory, clients: list[WsimClient]
+    start_server: ServerFactory, client_on: UrlClientFactory
 ) -> None:
     srv = await start_server({"limits": {"max_frame_bytes": 4096, "max_text_chars": 100}})
-    alice, bob = WsimClient(srv.url), WsimClient(srv.url)
-    clients += [alice, bob]
-    await alice.register("limits_a", "password-123")
-    await bob.register("limits_b", "password-123")
+    alice, bob = await client_on(srv.url, connect=False), await client_on(srv.url, connect=False)
     await alice.befriend(bob)
     conv = alice.direct_conv(alice.user_id, bob.user_id)
     ws = await authed(srv, alice.access_token)

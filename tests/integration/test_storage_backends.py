@@ -17,9 +17,10 @@ from websockets.asyncio.client import connect
 from core.sdk import SendError, WsimClient
 from strategies.store import MESSAGE_STORES
 from tests.conftest import ServerFactory
+from tests.support.brokers import private_redis
 from tests.support.helpers import collect, make_friends, texts
 from tests.support.services import namespace, require_service
-from tests.support.stores import backend_config, private_redis
+from tests.support.stores import param_backend_config
 
 
 @contextlib.asynccontextmanager
@@ -40,8 +41,7 @@ async def clients(url: str, n: int) -> AsyncIterator[list[WsimClient]]:
 async def store_overrides(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     """Store settings with the message store of this parameter; MySQL also holds the users when it is the
     message store (the plan's hybrid: MySQL for users and groups, MongoDB for messages, uses SQLite users here)."""
-    uri = request.getfixturevalue("mongo_uri") if request.param == "mongo" else None
-    async with backend_config(request.param, tmp_path, uri) as cfg:
+    async with param_backend_config(request, tmp_path) as cfg:
         store: dict[str, Any] = {"messages": cfg}
         if request.param == "mysql":
             store["users"] = cfg
@@ -131,7 +131,7 @@ async def test_redis_restart_during_traffic_loses_nothing_and_repeats_no_seq(
     """Dedup window and cache tiers in a private Redis that is killed and restarted (empty) while clients send and
     resend: every message is stored once, every seq once, and every resend gets the original seq."""
     require_service("redis")
-    with private_redis(tmp_path / "redis") as r:
+    async with private_redis(tmp_path) as r:
         prefix = namespace("wsimt") + ":"
         l2 = {"kind": "l2", "url": r.url, "prefix": prefix}
         srv = await start_server(
@@ -167,10 +167,10 @@ async def test_redis_restart_during_traffic_loses_nothing_and_repeats_no_seq(
 
             first = [asyncio.create_task(send(i)) for i in range(40)]
             await asyncio.sleep(0.05)
-            r.stop()
+            r.crash()
             second = [asyncio.create_task(send(i)) for i in range(40, 80)]
             await asyncio.gather(*first)
-            r.start()
+            await r.start()
             third = [asyncio.create_task(send(i)) for i in range(80, 120)]
             await asyncio.gather(*second, *third)
             seqs = sorted(acks.values())

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from core.models import MessageDraft, MessageKind
 from core.node import Node
-from core.sdk import WsimClient
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, UrlClientFactory
 from tests.support.helpers import collect, eventually, make_friends
 from tests.support.server import node_fake_clock
 
@@ -36,17 +35,12 @@ def count_sweeps(node: Node) -> list[int]:
 
 
 async def test_the_sweeper_delivers_a_stored_message_that_was_never_fanned_out(
-    start_server: ServerFactory, clients: list[WsimClient]
+    start_server: ServerFactory, client_on: UrlClientFactory
 ) -> None:
     clock = node_fake_clock()
     server = await start_server({"sync": {"sweep_interval_s": 10, "sweep_grace_s": 5}}, clock=clock)
     sweeps = count_sweeps(server.node)
-    alice, bob = WsimClient(server.url), WsimClient(server.url)
-    clients += [alice, bob]
-    await alice.register("sweepa", "password-123")
-    await bob.register("sweepb", "password-123")
-    await alice.connect()
-    await bob.connect()
+    alice, bob = await client_on(server.url), await client_on(server.url)
     conv = await make_friends(alice, bob)
     await alice.send(conv, "pushed")
     assert [m["body"]["text"] for m in await collect(bob, 1)] == ["pushed"]
@@ -65,15 +59,12 @@ async def test_the_sweeper_delivers_a_stored_message_that_was_never_fanned_out(
     assert server.node.metrics.sweep_resyncs.value() == resyncs + 2
 
 
-async def test_the_sweeper_can_be_turned_off(start_server: ServerFactory, clients: list[WsimClient]) -> None:
+async def test_the_sweeper_can_be_turned_off(
+    start_server: ServerFactory, client_on: UrlClientFactory
+) -> None:
     clock = node_fake_clock()
     server = await start_server({"sync": {"sweep_interval_s": 0}}, clock=clock)
-    alice, bob = WsimClient(server.url), WsimClient(server.url)
-    clients += [alice, bob]
-    await alice.register("sweepc", "password-123")
-    await bob.register("sweepd", "password-123")
-    await alice.connect()
-    await bob.connect()
+    alice, bob = await client_on(server.url), await client_on(server.url)
     conv = await make_friends(alice, bob)
     await _stored_without_fanout(server.node, conv, int(alice.user_id), "stays in the store")
     # ten default sweep intervals; less than the heartbeat's 60 s, which reaps sockets silent on fake time

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,6 +16,7 @@ from core.protocol import stomp
 from core.sdk import WsimClient
 from experiments.transports.clients import Account, Device, StompDevice, make_device
 from tests.conftest import ServerFactory, unique_name
+from tests.integration.conftest import AccountFactory
 from tests.support.helpers import eventually
 from tests.support.server import RunningServer, node_fake_clock
 
@@ -37,33 +38,16 @@ async def srv(start_server: ServerFactory) -> RunningServer:
 
 
 @pytest.fixture
-async def people(srv: RunningServer) -> AsyncIterator[People]:
-    made: list[WsimClient] = []
+def people(srv: RunningServer, register_accounts: AccountFactory) -> People:
+    """n users, the first a friend of each of the others."""
 
     async def make(n: int) -> list[tuple[WsimClient, Account]]:
-        out = []
-        for _ in range(n):
-            c = WsimClient(srv.url)
-            made.append(c)
-            name = unique_name("edge")
-            await c.register(name, "password-123", name)
-            assert c.access_token is not None
-            out.append((c, Account(c.user_id, c.access_token)))
+        out = await register_accounts(srv.url, n, "edge")
         for c, _ in out[1:]:
             await out[0][0].befriend(c)
         return out
 
-    yield make
-    for c in made:
-        await c.close()
-
-
-@pytest.fixture
-async def devices() -> AsyncIterator[list[Device]]:
-    made: list[Device] = []
-    yield made
-    for d in made:
-        await d.close()
+    return make
 
 
 async def _poll(http: httpx.AsyncClient, acc: Account, path: str, **body: Any) -> dict[str, Any]:

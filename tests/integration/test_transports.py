@@ -5,7 +5,6 @@ users on different transports talk to each other."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,9 @@ import pytest
 from core.sdk import WsimClient
 from experiments.transports.clients import TRANSPORT_KINDS, Account, Device, make_device, server_transports
 from strategies import transport
-from tests.conftest import ServerFactory, unique_name
+from tests.conftest import ServerFactory
+from tests.integration.conftest import AccountFactory
+from tests.support.helpers import texts
 from tests.support.server import RunningServer
 from tests.support.services import namespace, require_service
 
@@ -25,35 +26,18 @@ async def all_transports_server(start_server: ServerFactory) -> RunningServer:
 
 
 @pytest.fixture
-async def accounts(all_transports_server: RunningServer) -> AsyncIterator[Any]:
-    made: list[WsimClient] = []
-    devices: list[Device] = []
-
-    async def make(n: int) -> list[tuple[WsimClient, Account]]:
-        out = []
-        for _ in range(n):
-            c = WsimClient(all_transports_server.url)
-            made.append(c)
-            name = unique_name("tr")
-            await c.register(name, "password-123", name)
-            assert c.access_token is not None
-            out.append((c, Account(c.user_id, c.access_token)))
-        return out
-
+def accounts(
+    all_transports_server: RunningServer, register_accounts: AccountFactory, devices: list[Device]
+) -> Any:
     def device(kind: str, account: Account, **kw: Any) -> Device:
         d = make_device(kind, all_transports_server.url, account, short_interval_s=0.05, **kw)
         devices.append(d)
         return d
 
-    yield make, device
-    for d in devices:
-        await d.close()
-    for c in made:
-        await c.close()
+    async def make(n: int) -> list[tuple[WsimClient, Account]]:
+        return await register_accounts(all_transports_server.url, n, "tr")
 
-
-def _texts(msgs: list[dict[str, Any]]) -> list[str]:
-    return [m["body"].get("text", "") for m in msgs]
+    return make, device
 
 
 @pytest.mark.parametrize("kind", transport.REGISTRY.names())  # a newly registered transport is tested at once
@@ -96,11 +80,11 @@ async def test_conversation_scenario(kind: str, accounts: Any) -> None:
     again = device(kind, bob_acc)
     await again.open()
     synced = await again.sync({conv: cursor})
-    assert _texts(synced) == [f"while away {i}" for i in range(3)]
+    assert texts(synced) == [f"while away {i}" for i in range(3)]
     assert [m["seq"] for m in synced] == [cursor + 1, cursor + 2, cursor + 3]
     await alice.send(conv, "marker")  # a wrongly repeated push would reach the device before it
     released = [await again.next_message() for _ in range(4)]
-    assert _texts(released) == [*(f"while away {i}" for i in range(3)), "marker"]
+    assert texts(released) == [*(f"while away {i}" for i in range(3)), "marker"]
     marks = (await bob_c.request("GET", f"/api/conversations/{conv}/receipts"))["marks"]
     assert marks[bob_acc.user_id]["read"] >= sent["seq"]
 
@@ -119,7 +103,7 @@ async def test_every_transport_in_one_group(accounts: Any) -> None:
         await d.send(conv, f"from {kind}")
     for d, kind in zip(devices, TRANSPORT_KINDS, strict=True):
         got = [await d.next_message(timeout=15) for _ in range(len(TRANSPORT_KINDS) - 1)]
-        assert sorted(_texts(got)) == sorted(f"from {k}" for k in TRANSPORT_KINDS if k != kind)
+        assert sorted(texts(got)) == sorted(f"from {k}" for k in TRANSPORT_KINDS if k != kind)
         seqs = [m["seq"] for m in got]
         assert seqs == sorted(seqs)
 

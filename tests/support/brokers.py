@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,14 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import free_port, stop_process
 from tests.support.services import IN_CI, reachable, unavailable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _need_binary(name: str) -> str:
@@ -56,14 +49,30 @@ class PrivateBroker:
     argv: list[str]
     port: int
     workdir: Path
+    url: str = ""  # the address its clients are given, where they need more than the port
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = field(default=0)
+
+    async def __aenter__(self) -> PrivateBroker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     async def start(self) -> None:
         log = (self.workdir / f"{self.name}.log").open("ab")
         self.proc = subprocess.Popen(self.argv, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         await wait_port(self.port)
+
+    def crash(self) -> None:
+        """SIGKILL and reap without yielding to the event loop: the clients under test find out only when they
+        next use the broker, not from a background task that saw the connection drop in between."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
 
     async def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -81,26 +90,19 @@ class PrivateBroker:
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                await asyncio.to_thread(self.proc.wait, 10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            await asyncio.to_thread(stop_process, self.proc)
         self.proc = None
 
 
 @contextlib.asynccontextmanager
 async def private_redis(workdir: Path) -> AsyncIterator[PrivateBroker]:
+    """No persistence: a restart empties it, the harshest case for a cache, a dedup window or presence."""
     binary = _need_binary("redis-server")
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     argv += ["--dir", str(workdir)]
-    broker = PrivateBroker("redis", argv, port, workdir)
-    await broker.start()
-    try:
+    async with PrivateBroker("redis", argv, port, workdir, url=f"redis://127.0.0.1:{port}/0") as broker:
         yield broker
-    finally:
-        await broker.stop()
 
 
 @contextlib.asynccontextmanager
@@ -109,12 +111,8 @@ async def private_mosquitto(workdir: Path) -> AsyncIterator[PrivateBroker]:
     port = free_port()
     conf = workdir / f"mosquitto-{port}.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    broker = PrivateBroker("mosquitto", [binary, "-c", str(conf)], port, workdir)
-    await broker.start()
-    try:
+    async with PrivateBroker("mosquitto", [binary, "-c", str(conf)], port, workdir) as broker:
         yield broker
-    finally:
-        await broker.stop()
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,12 +147,10 @@ async def private_mosquitto_acl(workdir: Path) -> AsyncIterator[PrivateBroker]:
         conf_text = conf_text.replace(old, new)
     conf = workdir / f"mosquitto-acl-{port}.conf"
     conf.write_text(conf_text)
-    broker = PrivateBroker("mosquitto-acl", [binary, "-c", str(conf)], port, workdir)
-    await broker.start()
     try:
-        yield broker
+        async with PrivateBroker("mosquitto-acl", [binary, "-c", str(conf)], port, workdir) as broker:
+            yield broker
     finally:
-        await broker.stop()
         shutil.rmtree(store_dir, ignore_errors=True)
 
 

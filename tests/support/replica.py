@@ -21,34 +21,43 @@ from tests.support.services import namespace, require_service
 from tests.support.stores import drop_mysql_database
 
 
-async def _root() -> aiomysql.Connection:
-    return await aiomysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+@contextlib.asynccontextmanager
+async def _root_cursor() -> AsyncIterator[aiomysql.Cursor]:
+    """MariaDB's root account, for what the replica's SELECT-only account may not do."""
+    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    try:
+        async with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
 
 
 class StandInReplica:
+    """``async with StandInReplica(primary_db)``: created on entry, dropped (database and account) on exit."""
+
     def __init__(self, primary_db: str) -> None:
         self.primary_db = primary_db
         self.db = f"{primary_db}_r"
         self.user = namespace("ro")[:32]
         self.password = secrets.token_hex(8)
 
+    async def __aenter__(self) -> StandInReplica:
+        require_service("mariadb")
+        await self.create()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.drop()
+
     async def create(self) -> None:
-        conn = await _root()
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.db}` CHARACTER SET utf8mb4")
-                await cur.execute(f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'")
-                await cur.execute(f"GRANT SELECT ON `{self.db}`.* TO '{self.user}'@'127.0.0.1'")
-        finally:
-            conn.close()
+        async with _root_cursor() as cur:
+            await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{self.db}` CHARACTER SET utf8mb4")
+            await cur.execute(f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'")
+            await cur.execute(f"GRANT SELECT ON `{self.db}`.* TO '{self.user}'@'127.0.0.1'")
 
     async def drop(self) -> None:
-        conn = await _root()
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(f"DROP USER IF EXISTS '{self.user}'@'127.0.0.1'")
-        finally:
-            conn.close()
+        async with _root_cursor() as cur:
+            await cur.execute(f"DROP USER IF EXISTS '{self.user}'@'127.0.0.1'")
         await drop_mysql_database(self.db)
 
     def dsn(self, port: int = 3306) -> str:
@@ -56,46 +65,32 @@ class StandInReplica:
 
     async def catch_up(self) -> None:
         """Copy every table of the primary (replication catching up at once)."""
-        conn = await _root()
-        try:
-            async with conn.cursor() as cur:
-                await cur.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
-                    (self.primary_db,),
-                )
-                tables = [r[0] for r in await cur.fetchall()]
-                await cur.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (self.db,)
-                )
-                present = {r[0] for r in await cur.fetchall()}
-                for t in tables:
-                    src, dst = f"`{self.primary_db}`.`{t}`", f"`{self.db}`.`{t}`"
-                    if t not in present:
-                        await cur.execute(f"CREATE TABLE {dst} LIKE {src}")
-                    await cur.execute("START TRANSACTION")
-                    await cur.execute(f"DELETE FROM {dst}")
-                    await cur.execute(f"INSERT INTO {dst} SELECT * FROM {src}")
-                    await cur.execute("COMMIT")
-        finally:
-            conn.close()
-
-
-@contextlib.asynccontextmanager
-async def stand_in_replica(primary_db: str) -> AsyncIterator[StandInReplica]:
-    require_service("mariadb")
-    replica = StandInReplica(primary_db)
-    await replica.create()
-    try:
-        yield replica
-    finally:
-        await replica.drop()
+        async with _root_cursor() as cur:
+            await cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (self.primary_db,),
+            )
+            tables = [r[0] for r in await cur.fetchall()]
+            await cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (self.db,)
+            )
+            present = {r[0] for r in await cur.fetchall()}
+            for t in tables:
+                src, dst = f"`{self.primary_db}`.`{t}`", f"`{self.db}`.`{t}`"
+                if t not in present:
+                    await cur.execute(f"CREATE TABLE {dst} LIKE {src}")
+                await cur.execute("START TRANSACTION")
+                await cur.execute(f"DELETE FROM {dst}")
+                await cur.execute(f"INSERT INTO {dst} SELECT * FROM {src}")
+                await cur.execute("COMMIT")
 
 
 Mode = Literal["forward", "hang", "refuse"]
 
 
 class SwitchProxy:
-    """127.0.0.1:<port> -> target, in one of three modes the test switches at will."""
+    """127.0.0.1:<port> -> target, in one of three modes the test switches at will; listening inside
+    ``async with``."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -154,19 +149,16 @@ class SwitchProxy:
             await w.drain()
         w.transport.abort()
 
+    async def __aenter__(self) -> SwitchProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         self._flowing.set()
         await self._stop_listening()
         for w in list(self._writers):
             w.transport.abort()
         self._writers.clear()
-
-
-@contextlib.asynccontextmanager
-async def switch_proxy(target_port: int = 3306) -> AsyncIterator[SwitchProxy]:
-    proxy = SwitchProxy(target_port)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.close()

@@ -52,3 +52,16 @@ def require_service(name: str, host: str | None = None, port: int | None = None)
 def namespace(prefix: str = "wsimt") -> str:
     """A fresh name for this test's database / key prefix / exchange."""
     return f"{prefix}_{secrets.token_hex(4)}"
+
+
+async def delete_redis_keys(prefix: str, url: str = "redis://127.0.0.1:6379/0") -> None:
+    """Drop a test's key namespace from the shared Redis, which outlives the test run."""
+    import redis.asyncio as aioredis  # an optional extra: imported only by tests that reached Redis
+
+    r = aioredis.Redis.from_url(url)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await r.delete(*keys)
+    finally:
+        await r.aclose()

@@ -18,18 +18,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.clock import Clock, SystemClock
 from core.metrics import Metrics
 from strategies.context import StrategyContext
+from tests.support.processes import free_port, stop_process
 from tests.support.services import namespace, require_service, unavailable
 
 MARIADB_DSN = "mysql://root@127.0.0.1:3306/{db}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -77,12 +74,7 @@ def nx_27017(data_dir: Path) -> Iterator[str]:
         wait_port(port, proc)
         yield f"mongodb://127.0.0.1:{port}/?directConnection=true"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
@@ -138,57 +130,13 @@ async def backend_config(
         raise AssertionError(f"no test backend for store kind {kind!r}: add it to tests/support/stores.py")
 
 
-class PrivateRedis:
-    """A redis-server of this test's own on a free port, which the test may stop and start again (never the
-    shared one). No persistence: a restart empties it, the harshest case for a cache or a dedup window."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            unavailable("redis-server is not installed")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-                "--logfile",
-                str(self.workdir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(self.port, self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-@contextlib.contextmanager
-def private_redis(workdir: Path) -> Iterator[PrivateRedis]:
-    r = PrivateRedis(workdir)
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
+@contextlib.asynccontextmanager
+async def param_backend_config(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """:func:`backend_config` for ``kind`` (by default the kind a fixture is parametrized with), starting the
+    session's MongoDB stand-in only when the kind needs it."""
+    kind = kind or request.param
+    uri = request.getfixturevalue("mongo_uri") if kind == "mongo" else None
+    async with backend_config(kind, tmp_path, uri) as cfg:
+        yield cfg

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from strategies.ack.tracking import GiveUp, Resend, RetryingTracker
+from strategies.ack.tracking import Resend, RetryingTracker
 from strategies.retry import REGISTRY
 from strategies.retry.policies import RttRetry
 from tests.support import policies
@@ -98,14 +98,3 @@ def test_due_push_waits_once_more_while_inbound_frames_wait() -> None:
     assert t.next_deadline() == 14.0  # attempt 1 waits 2 s
     assert t.due(14.0, inbound_waiting=True) == []
     assert [type(e) for e in t.due(16.0)] == [Resend]
-
-
-def test_adaptive_gives_up_after_max_retries() -> None:
-    t = RetryingTracker(policies.adaptive(retries=2))
-    t.track(1, "c", 1, "f", 0.0)
-    kinds = []
-    while t.pending_count():
-        dl = t.next_deadline()
-        assert dl is not None
-        kinds += [type(e) for e in t.due(dl)]
-    assert kinds == [Resend, Resend, GiveUp]
