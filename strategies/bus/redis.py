@@ -152,7 +152,7 @@ class RedisBus(BrokerBus):
                 log.warning("redis bus subscriber for %s lost (%r); reconnecting", node, exc)
             finally:
                 with contextlib.suppress(Exception):
-                    await ps.aclose()  # type: ignore[no-untyped-call]
+                    await ps.aclose()
                     await client.aclose()
             delay = reconnect_delay_s(cfg, attempt)
             attempt += 1

@@ -114,7 +114,7 @@ class TwoTierCache:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     def _on_invalidation(self, data: bytes) -> None:
         try:
