@@ -7,6 +7,8 @@ experiment gets its notebook from :func:`write_notebooks`; notebooks read only `
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -165,22 +167,24 @@ def run_notebooks(
     parameters: dict[str, str] | None = None,
     runs: dict[str, Path] | None = None,
     timeout_s: int = 600,
+    jobs: int | None = None,
 ) -> list[Path]:
     """Execute every notebook headless (papermill) into ``output_dir`` (the tracked notebooks are never
     rewritten); skip comparisons that have no results yet, with a note.
 
     ``runs`` pins the run folder each comparison reads (and the summary's panels); without it each reads the
-    latest run. ``parameters`` override each template notebook's."""
+    latest run. ``parameters`` override each template notebook's. The notebooks are independent (each reads
+    runs and writes its own figure files), so ``jobs`` of them run at once (default: one per CPU, at most 4):
+    most of a notebook's time is its kernel starting and importing pandas and matplotlib."""
     import json
+    import os
     import tempfile
-
-    import papermill as pm
 
     figures = figures or reports.parent / "thesis_figures"
     if output_dir is None:
         output_dir = Path(tempfile.mkdtemp(prefix="wsim-notebooks-"))
     output_dir.mkdir(parents=True, exist_ok=True)
-    done: list[Path] = []
+    todo: list[tuple[Path, Path, dict[str, str]]] = []
     for path in sorted(directory.glob("*.ipynb")):
         exp = experiment_of(path)
         out = output_dir / path.name
@@ -200,11 +204,7 @@ def run_notebooks(
                     f"skipping {path.name}: not a template notebook, or no pinned run or reports/{exp}/ results"
                 )
                 continue
-            pm.execute_notebook(
-                str(path), str(out), parameters=own, cwd=str(directory),
-                kernel_name="python3", progress_bar=False, execution_timeout=timeout_s,
-            )  # fmt: skip
-            done.append(out)
+            todo.append((path, out, own))
             continue
         params: dict[str, str] = {"reports_dir": str(reports), "figures_dir": str(figures)}
         if exp is not None:
@@ -228,9 +228,26 @@ def run_notebooks(
                 except NoResultsError as exc:
                     print(f"skipping {path.name}: {exc}")
                     continue
-        pm.execute_notebook(
-            str(path), str(out), parameters=params, cwd=str(directory), kernel_name="python3",
-            progress_bar=False, execution_timeout=timeout_s,
-        )  # fmt: skip
-        done.append(out)
-    return done
+        todo.append((path, out, params))
+    workers = max(1, min(jobs or min(os.cpu_count() or 1, 4), len(todo)))
+    if workers == 1:
+        for path, out, params in todo:
+            _execute(path, out, params, timeout_s)
+    else:
+        # Processes, not threads: papermill's kernel clients share zmq and event-loop state per process. Spawned,
+        # not forked: the caller may have threads (pytest-xdist's, a server's writer).
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_execute, path, out, params, timeout_s) for path, out, params in todo]
+            for fut in futures:
+                fut.result()  # the first failure is raised, in notebook order
+    return [out for _, out, _ in todo]
+
+
+def _execute(path: Path, out: Path, params: dict[str, str], timeout_s: int) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(
+        str(path), str(out), parameters=params, cwd=str(path.parent), kernel_name="python3",
+        progress_bar=False, execution_timeout=timeout_s,
+    )  # fmt: skip

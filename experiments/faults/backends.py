@@ -180,17 +180,21 @@ class _Mariadbd:
         if server is None or install is None or shutil.which("mariadb") is None:
             raise BackendError("MariaDB server tools are not installed (apt-get install mariadb-server)")
         first = not self.datadir.exists()
+        # Its own temporary directory: in the shared /tmp, two bootstraps at once (parallel tests, other
+        # sessions) collided on mariadbd's temporary tables ("unknown table mysql.tmp_user_sys").
+        tmpdir = self.workdir / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
         if first:
             self.datadir.mkdir(parents=True)
             await _run(
                 install, "--no-defaults", f"--datadir={self.datadir}", "--user=root", "--skip-test-db",
-                "--auth-root-authentication-method=normal",
+                "--auth-root-authentication-method=normal", f"--tmpdir={tmpdir}",
             )  # fmt: skip
         log = (self.workdir / "mariadb.log").open("ab")
         self.proc = await asyncio.create_subprocess_exec(
             server, "--no-defaults", f"--datadir={self.datadir}", f"--port={self.port}", "--bind-address=127.0.0.1",
             f"--socket={self.workdir / 'mysqld.sock'}", f"--pid-file={self.workdir / 'mysqld.pid'}", "--user=root",
-            "--innodb-buffer-pool-size=64M", *self.args, stdout=log, stderr=log,
+            f"--tmpdir={tmpdir}", "--innodb-buffer-pool-size=64M", *self.args, stdout=log, stderr=log,
         )  # fmt: skip
         log.close()
         await _wait_port(self.port, self.proc, 60, f"private mariadbd ({self.workdir.name})")

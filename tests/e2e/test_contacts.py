@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -141,9 +143,11 @@ async def test_history_pages_in_when_scrolling_up(browser: Browser, web: WebServ
         texts = stream_msgs(page).locator(".text")
         await expect(texts.last).to_have_text(f"message {total:03d}")
         stream = page.get_by_test_id("stream")
-        for _ in range(20):
-            if await page.get_by_test_id("stream").get_by_text("message 001", exact=True).count():
-                break
+        # Scroll to the top until the first message is in: bounded by time, not by a count of scrolls (20
+        # scrolls 150 ms apart were 3 s, which a loaded machine's page fetches and layout could exceed).
+        deadline = time.monotonic() + 30
+        while not await stream.get_by_text("message 001", exact=True).count():
+            assert time.monotonic() < deadline, f"the first message never paged in; history requests: {pages}"
             await stream.evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
             await page.wait_for_timeout(150)
         await expect(texts.first).to_have_text("message 001")

@@ -3,7 +3,10 @@ notebook executed headless on its results."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -41,11 +44,29 @@ QUICK = [
 
 @pytest.fixture(scope="module")
 def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reports")
-    code = run_experiment.main(
-        [str(ROOT / "experiments" / "quickstart.yaml"), "--reports", str(out), "--no-progress", *QUICK]
-    )
-    assert code == 0
+    """One small quickstart run (~30 s) for the whole session: under pytest-xdist the two tests that read it may
+    land on different workers, which share the base temp directory's parent, so the first makes it under a file
+    lock and the other waits for it and reads it."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    out = base / "quickstart-reports"
+    with (base / "quickstart-reports.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = base / "quickstart-reports.done"
+        if not done.is_file():
+            shutil.rmtree(out, ignore_errors=True)  # a worker that died half-way
+            code = run_experiment.main(
+                [
+                    str(ROOT / "experiments" / "quickstart.yaml"),
+                    "--reports",
+                    str(out),
+                    "--no-progress",
+                    *QUICK,
+                ]
+            )
+            assert code == 0
+            done.touch()
     return reports.latest_run(out, "quickstart")
 
 
