@@ -157,6 +157,7 @@ def test_locust_driver_end_to_end(tmp_path: Path) -> None:
     assert metrics["send_ack_p50_ms"]["mean"] > 0
     stats = (run / "cells" / "default" / "rep0" / "locust_stats.csv").read_text()
     assert "message.send" in stats and "message.deliver" in stats
+    assert not (run / "cells" / "default" / "rep0" / "locust_plan.json").exists()  # tokens are not kept
     # Locust's own statistics sit beside the ledger's, per repetition
     assert metrics["locust_send_p99_ms"]["mean"] > 0 and metrics["locust_send_p99_ms"]["n"][0] > 0
     assert metrics["locust_deliver_p99_ms"]["mean"] > 0
