@@ -276,6 +276,14 @@ class Device(ABC):
             if not self._query.done.done():
                 self._query.done.set_result(bool(frame["more"]))
             return
+        elif (
+            ftype == "error"
+            and self._query is not None
+            and frame.get("req") == self._query.req
+            and not self._query.done.done()
+        ):
+            # Refused (a rate limit, ...): the query fails at once; the session still hears the error.
+            self._query.done.set_exception(DeviceError(frame))
         self.session.receive(frame, self.clock.monotonic())
         self._flush(self._pump())
 
