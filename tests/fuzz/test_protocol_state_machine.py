@@ -43,7 +43,7 @@ from core.app import build_node, start_node, stop_node
 from core.errors import CloseCode
 from core.models import Track
 from core.node import Node
-from core.sdk.session import ClientSession, Released, SendAcked
+from core.sdk.session import ClientSession, Outgoing, Released, SendAcked
 from core.transport.link import SessionLink
 from tests.support.server import settings_for_test
 
@@ -90,7 +90,8 @@ class Device:
     closes: list[int] = field(default_factory=list)
 
     @property
-    def outbox(self) -> dict[str, Any]:
+    def outbox(self) -> dict[str, Outgoing[None]]:
+        """Sends not acknowledged yet (the session's)."""
         return self.session.outbox
 
 
