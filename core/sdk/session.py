@@ -2,7 +2,9 @@
 
 Why one class: the SDK, the asyncio swarm, the Locust user and the transport clients each used to rewrite the
 handshake, the outbox, the acks and the gap repair, and drifted apart (ack-off sends lost while offline in one,
-duplicate pushes never re-acked in another). Here the protocol is plain code fed with decoded frames and ``now``
+duplicate pushes never re-acked in another). Its drivers now: the SDK (``core/sdk/client.py``), the swarm
+(``experiments/load/swarm.py``), the Locust user (``experiments/load/locust_wsim.py``), one device per transport
+(``experiments/transports/clients.py``) and the model devices of ``tests/fuzz/test_protocol_state_machine.py``. Here the protocol is plain code fed with decoded frames and ``now``
 (monotonic seconds); it queues frames to write and events for the application. Drivers own the socket, the
 timers and their records (a future, a ledger row), and after every call drain :meth:`ClientSession.frames_to_send`
 and :meth:`ClientSession.events_received` (the websockets ``ClientProtocol`` pattern).

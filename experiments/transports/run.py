@@ -267,10 +267,8 @@ async def run_cell(cell: Cell, args: argparse.Namespace, out_dir: Path) -> CellR
             try:
                 for chunk in range(0, len(devices), 50):
                     await asyncio.gather(*(d.open() for d in devices[chunk : chunk + 50]))
-                for d in devices:
-                    await d.sync({})
-                    while not d.messages.empty():
-                        d.messages.get_nowait()
+                for d in devices:  # open() returns synced: drop the history its first sync released
+                    d.discard_messages()
                 return await _measure(cell, args, devices, accounts, proc, broker)
             finally:
                 await asyncio.gather(*(d.close() for d in devices), return_exceptions=True)

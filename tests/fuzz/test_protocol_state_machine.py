@@ -5,7 +5,11 @@ wrote until the model client reads it, so frames can be lost on a disconnect.
 Four devices (alice on two, bob, carol) in a group and a direct chat do random interleavings of: connect (auth,
 then sync from the device's cursors, then resend of unacknowledged sends with the same cmid), send, resend of an
 earlier cmid, read some of what arrived, ack, read mark, recall, disconnect (with or without losing what was in
-flight). The model client is the SDK's logic (core/protocol/ordering.py drops repeats and releases in order).
+flight). Each model device is the real client: a :class:`core.sdk.session.ClientSession` (hello, sync and its
+paging, outbox and resends, ordering and de-duplication, cumulative acks) driven as the SDK drives it, so the
+machine checks the real client logic against the real server. Only the deliberate faults bypass it: a resend of
+an earlier cmid is a raw frame, and a disconnect may lose what was on the wire. The sessions ask for sync pages of
+5 (``limit``, added on the wire) so that paging is exercised.
 
 Invariants, after every step: no message shown twice on a device, per-conversation order (strictly increasing,
 contiguous seqs), a resend acknowledged with the original id and seq, nothing shown that nobody sent. At the end
@@ -39,7 +43,7 @@ from core.app import build_node, start_node, stop_node
 from core.errors import CloseCode
 from core.models import Track
 from core.node import Node
-from core.protocol.ordering import OrderingBuffer
+from core.sdk.session import ClientSession, Outgoing, Released, SendAcked
 from core.transport.link import SessionLink
 from tests.support.server import settings_for_test
 
@@ -65,24 +69,30 @@ class ModelWire(SessionLink):
         self.model.closes.append(int(code))
 
 
+# The model's clock never moves: no gap repair or resend timer fires mid-run (Hypothesis replays must see the
+# same frames); holes are filled by the reconnect syncs and the final sync.
+NOW = 0.0
+SYNC_PAGE = 5
+
+
 @dataclass
 class Device:
     user: int
     name: str
     token: str
+    session: ClientSession[None]
     link: ModelWire | None = None
     inbox: list[dict[str, Any]] = field(default_factory=list)
-    ordering: OrderingBuffer[dict[str, Any]] = field(
-        default_factory=lambda: OrderingBuffer(gap_timeout_s=3600)
-    )
     shown: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    outbox: dict[str, dict[str, Any]] = field(default_factory=dict)  # cmid -> frame, not yet acknowledged
     acked: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # cmid -> (id, conv, seq)
-    sync_more: bool = False
+    # Our own messages by (conv, seq), from message.sent and sync batches: the session releases them as None.
+    own: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     closes: list[int] = field(default_factory=list)
 
-    def release(self, conv: str, items: list[dict[str, Any]]) -> None:
-        self.shown.setdefault(conv, []).extend(items)
+    @property
+    def outbox(self) -> dict[str, Outgoing[None]]:
+        """Sends not acknowledged yet (the session's)."""
+        return self.session.outbox
 
 
 class ProtocolMachine(RuleBasedStateMachine):
@@ -121,7 +131,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.members = {gconv: {alice, bob, carol}, direct: {alice, bob}}
         tokens = {p.user.id: p.access_token for p in users}
         for user, name in ((alice, "phone"), (alice, "laptop"), (bob, "phone"), (carol, "phone")):
-            self.devices.append(Device(user, name, tokens[user]))
+            session: ClientSession[None] = ClientSession(
+                name, user_id=str(user), token=tokens[user], gap_timeout_s=3600
+            )
+            self.devices.append(Device(user, name, tokens[user], session))
 
     async def _settle(self) -> None:
         """Let every writer drain its queue onto the model wires."""
@@ -144,7 +157,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     def _convs_of(self, d: Device) -> list[str]:
         return [c for c in self.convs if d.user in self.members[c]]
 
-    # ------------------------------------------------------------------ the model client (the SDK's logic)
+    # ------------------------------------------------------------------ the model client: a ClientSession's driver
     async def _process(self, d: Device, n: int | None = None) -> None:
         count = 0
         while d.inbox and (n is None or count < n):
@@ -154,59 +167,64 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     async def _on_frame(self, d: Device, frame: dict[str, Any]) -> None:
         ftype = frame["type"]
-        if ftype == "auth.ok":
-            await self._send_sync(d)
-        elif ftype == "message.new":
-            msg = frame["msg"]
-            offer = d.ordering.offer(msg["conv"], msg["seq"], msg, 0.0)
-            d.release(msg["conv"], offer.ready)
-            if offer.needs_sync:
-                await self._send_sync(d)
-        elif ftype == "message.sent":
+        if ftype == "message.sent":
             self._on_sent(d, frame)
-            conv, seq = frame["conv"], frame["seq"]
-            if d.ordering.cursor(conv) is None:
-                await self._send_sync(d)
-            else:
-                own = {"id": frame["id"], "conv": conv, "seq": seq, "cmid": frame["cmid"], "kind": "text"}
-                d.release(conv, d.ordering.offer(conv, seq, own, 0.0).ready)
         elif ftype == "sync.batch":
-            conv, msgs = frame["conv"], frame["messages"]
-            cursor = d.ordering.cursor(conv)
-            if cursor is None or cursor < 0:
-                start = msgs[0]["seq"] - 1 if msgs else frame["last_seq"]
-                d.release(conv, d.ordering.set_cursor(conv, start))
-            for m in msgs:
-                d.release(conv, d.ordering.offer(conv, m["seq"], m, 0.0).ready)
-            d.sync_more |= frame["more"]
-        elif ftype == "sync.done":
-            if frame["more"] or d.sync_more:
-                d.sync_more = False
-                await self._send_sync(d)
-            else:
-                for out in list(d.outbox.values()):  # resend everything unacknowledged, same cmid
-                    await self._feed(d, out)
-        elif ftype == "error":
-            if frame.get("ref") in d.outbox and frame["code"] not in ("unavailable", "rate_limited"):
-                del d.outbox[frame["ref"]]
-        elif ftype == "sync.required":
-            await self._send_sync(d)
+            for m in frame["messages"]:
+                if m["from"] == d.session.user_id and m["device"] == d.name:
+                    d.own[(frame["conv"], m["seq"])] = m
+        d.session.receive(frame, NOW)
+        self._released(d)
+        await self._pump(d)
 
     def _on_sent(self, d: Device, frame: dict[str, Any]) -> None:
-        cmid = frame["cmid"]
-        d.outbox.pop(cmid, None)
-        got = (frame["id"], frame["conv"], frame["seq"])
+        """Every ``message.sent`` (the session's sends and the raw resends): a resend is acknowledged as the first."""
+        cmid, conv, seq = frame["cmid"], frame["conv"], frame["seq"]
+        got = (frame["id"], conv, seq)
         first = d.acked.setdefault(cmid, got)
         assert first == got, f"resend of {cmid} acknowledged as {got}, first as {first}"
+        d.own[(conv, seq)] = {"id": frame["id"], "conv": conv, "seq": seq, "cmid": cmid, "kind": "text"}
+
+    def _released(self, d: Device) -> None:
+        """Show what the session released. Its items for our own messages are None; each ``Released`` is a run of
+        consecutive seqs and the runs of one call end at the conversation's cursor, so they are numbered from
+        there backwards and looked up in ``own``."""
+        runs: dict[str, list[list[dict[str, Any] | None]]] = {}
+        for event in d.session.events_received():
+            match event:
+                case Released(conv=conv, items=items):
+                    runs.setdefault(conv, []).append(items)
+                case SendAcked(out=out):
+                    assert out.cmid in d.acked  # its message.sent went through _on_sent
+                case _:
+                    pass  # errors drop or keep sends inside the session; receipts etc. are not modelled
+        for conv, conv_runs in runs.items():
+            end = d.session.ordering.cursor(conv)
+            assert end is not None
+            numbered: list[list[dict[str, Any]]] = []
+            for items in reversed(conv_runs):
+                first = end - len(items) + 1
+                numbered.append([d.own[(conv, first + i)] if m is None else m for i, m in enumerate(items)])
+                for i, m in enumerate(items):
+                    assert m is None or m["seq"] == first + i, (d.name, conv, first + i, m["seq"])
+                end = first - 1
+            for items in reversed(numbered):
+                d.shown.setdefault(conv, []).extend(items)
+
+    async def _pump(self, d: Device) -> None:
+        """Write what the session queued (dropped while offline: the session writes it again after the hello)."""
+        for frame in d.session.frames_to_send():
+            await self._feed(d, {**frame, "limit": SYNC_PAGE} if frame["type"] == "sync" else frame)
 
     async def _send_sync(self, d: Device) -> None:
-        cursors = {c: s for c, s in d.ordering.cursors().items() if s >= 0}
-        await self._feed(d, {"type": "sync", "cursors": cursors, "limit": 5})
+        """A sync the driver asks for (not the session): its batches still go through the session."""
+        await self._feed(d, {"type": "sync", "cursors": d.session.known_cursors(), "limit": SYNC_PAGE})
 
     async def _connect(self, d: Device) -> None:
         d.link = ModelWire(self.node, d)
         d.link.start_writer()
-        await self._feed(d, {"type": "auth", "token": d.token, "device": d.name})
+        d.session.connection_opened()
+        await self._pump(d)
 
     async def _disconnect(self, d: Device, lose_in_flight: bool) -> None:
         link, d.link = d.link, None
@@ -215,7 +233,8 @@ class ProtocolMachine(RuleBasedStateMachine):
             d.inbox.clear()
         await link.cleanup()
         if not lose_in_flight:
-            await self._process(d)
+            await self._process(d)  # what arrived before the close, as a reader would (its replies are lost)
+        d.session.connection_lost()
 
     # ------------------------------------------------------------------ rules
     def _online(self) -> list[Device]:
@@ -255,9 +274,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         cmid = f"{d.name}.{next(self._cmids)}"
         frame = {"type": "message.send", "cmid": cmid, "conv": conv, "text": text}
         self.sent_texts[cmid] = text
-        if text.strip():  # a blank text is refused (invalid): the model does not expect it acknowledged
-            d.outbox[cmid] = frame
-        self.run(self._feed(d, frame))
+        # A blank text is refused (invalid): the session drops it from the outbox on that error.
+        d.session.send(cmid, frame, NOW, None)
+        self.run(self._pump(d))
 
     @precondition(lambda self: any(d.acked or d.outbox for d in self._online()))
     @rule(pick=picks, which=picks)
@@ -266,9 +285,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         d = candidates[pick % len(candidates)]
         cmids = sorted(d.acked) + sorted(d.outbox)
         cmid = cmids[which % len(cmids)]
-        conv = d.acked[cmid][1] if cmid in d.acked else d.outbox[cmid]["conv"]
+        conv = d.acked[cmid][1] if cmid in d.acked else d.outbox[cmid].frame["conv"]
         frame = {"type": "message.send", "cmid": cmid, "conv": conv, "text": self.sent_texts[cmid]}
-        self.run(self._feed(d, frame))
+        self.run(self._feed(d, frame))  # raw: a faulty client, past the session
 
     @precondition(lambda self: any(d.inbox for d in self._online()))
     @rule(pick=picks, n=st.integers(1, 8))
@@ -279,12 +298,16 @@ class ProtocolMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self._online()))
     @rule(pick=picks, read=st.booleans())
     def ack_or_read(self, pick: int, read: bool) -> None:
+        """The session's cumulative acks, flushed when this rule fires (the driver's timer); or read marks."""
         d = self._pick_online(pick)
+        if not read:
+            d.session.flush_acks()
+            self.run(self._pump(d))
+            return
         for conv in self._convs_of(d):
-            cursor = d.ordering.cursor(conv)
+            cursor = d.session.ordering.cursor(conv)
             if cursor is not None and cursor > 0:
-                ftype = "message.read" if read else "message.ack"
-                self.run(self._feed(d, {"type": ftype, "conv": conv, "seq": cursor}))
+                self.run(self._feed(d, {"type": "message.read", "conv": conv, "seq": cursor}))
 
     @precondition(lambda self: any(d.acked for d in self._online()))
     @rule(pick=picks, which=picks)

@@ -92,6 +92,8 @@ async def test_h1_a_device_reads_only_its_own_downlink_and_chats(
     await alice_ws.open()
     try:
         await bob_mqtt.open()
+        alice_ws.discard_messages()  # friend.accepted, released by the first sync
+        bob_mqtt.discard_messages()
         sent = await alice_ws.send(conv, "over an access-controlled broker")
         got = await bob_mqtt.next_message()
         assert got["seq"] == sent["seq"] and got["body"]["text"] == "over an access-controlled broker"

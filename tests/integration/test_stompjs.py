@@ -51,6 +51,7 @@ async def test_stompjs_client(start_server: ServerFactory) -> None:
     assert a.access_token is not None and b.access_token is not None
     alice = make_device("websocket", srv.url, Account(a.user_id, a.access_token))
     await alice.open()
+    alice.discard_messages()  # friend.accepted, released by the first sync
     node = await asyncio.create_subprocess_exec(
         "node", "client.mjs", srv.url.replace("http", "ws") + "/stomp", b.access_token, conv,
         cwd=cache, stdout=asyncio.subprocess.PIPE,

@@ -213,9 +213,7 @@ async def test_stomp_recoverable_errors_group_topics_and_nack(
     devices += [sender, dev]
     await sender.open()
     await dev.open()
-    await dev.sync({})
-    while not dev.messages.empty():
-        dev.messages.get_nowait()
+    dev.discard_messages()
     gid = conv.split(":")[1]
     await dev.request_receipt("SUBSCRIBE", {"id": "g", "destination": f"/topic/group.{gid}", "ack": "client"})
     sent = await sender.send(conv, "to the topic")
