@@ -67,8 +67,8 @@ def test_cell_option_reaches_the_run(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 
 # The committed results' size budget (docs/experiments.md, "Results"): raw ledgers are zstd-compressed Parquet
-# and only the runs the figure manifest pins are committed.
-REPORTS_BUDGET_BYTES = 60 * 2**20
+# and only the runs the figure manifest pins are committed. 96 MiB since the full-scale runs (2026-12-04: 82.5 MiB).
+REPORTS_BUDGET_BYTES = 96 * 2**20
 
 
 def test_committed_results_stay_within_their_budget() -> None:
