@@ -167,14 +167,13 @@ def run_notebooks(
     parameters: dict[str, str] | None = None,
     runs: dict[str, Path] | None = None,
     timeout_s: int = 600,
-    jobs: int | None = None,
 ) -> list[Path]:
     """Execute every notebook headless (papermill) into ``output_dir`` (the tracked notebooks are never
     rewritten); skip comparisons that have no results yet, with a note.
 
     ``runs`` pins the run folder each comparison reads (and the summary's panels); without it each reads the
     latest run. ``parameters`` override each template notebook's. The notebooks are independent (each reads
-    runs and writes its own figure files), so ``jobs`` of them run at once (default: one per CPU, at most 4):
+    runs and writes its own figure files), so they run one per CPU at a time (at most 4):
     most of a notebook's time is its kernel starting and importing pandas and matplotlib."""
     import json
     import os
@@ -229,7 +228,7 @@ def run_notebooks(
                     print(f"skipping {path.name}: {exc}")
                     continue
         todo.append((path, out, params))
-    workers = max(1, min(jobs or min(os.cpu_count() or 1, 4), len(todo)))
+    workers = max(1, min(os.cpu_count() or 1, 4, len(todo)))
     if workers == 1:
         for path, out, params in todo:
             _execute(path, out, params, timeout_s)

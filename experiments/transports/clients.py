@@ -360,9 +360,8 @@ class Device(ABC):
             self._spawn(self._write_quietly(frames))
 
     async def _write_quietly(self, frames: list[dict[str, Any]]) -> None:
-        with contextlib.suppress(
-            Exception
-        ):  # a closed wire: the reader sees it; the session resends on reopen
+        # A closed wire: the reader sees it, and the session resends on reopen.
+        with contextlib.suppress(Exception):
             await self._write(frames)
 
     def _spawn(self, coro: Any) -> None:
@@ -523,7 +522,7 @@ class StompDevice(_WebSocketDevice):
         self.ack_mode = ack_mode
         self._parser = stomp.StompParser(max_frame_bytes=2**20)
         self._ack_ids: dict[tuple[str, int], str] = {}  # (conv, seq) -> the ack id of its latest MESSAGE
-        self._plain: dict[str, int] = {}  # conv -> highest seq released without an ack id (from a sync)
+        self._plain: set[str] = set()  # convs with a message released without an ack id (from a sync)
         self._receipts: dict[str, asyncio.Future[None]] = {}
         self._receipt_ids = itertools.count(1)
         self._stomp_connected = asyncio.Event()
@@ -613,7 +612,7 @@ class StompDevice(_WebSocketDevice):
     def _released(self, conv: str, items: list[cs.Item]) -> None:
         for item in items:
             if item is not None and (conv, item["seq"]) not in self._ack_ids:
-                self._plain[conv] = max(self._plain.get(conv, 0), item["seq"])
+                self._plain.add(conv)
         super()._released(conv, items)
 
     async def _ack_upto(self, conv: str, seq: int) -> None:
@@ -622,9 +621,9 @@ class StompDevice(_WebSocketDevice):
         for s, ack_id in ids:
             del self._ack_ids[(conv, s)]
             await self._frame("ACK", {"id": ack_id})
-        plain = self._plain.pop(conv, None)
-        if plain is not None:
-            await self._send_json({"type": "message.ack", "conv": conv, "seq": seq})
+        if conv in self._plain:
+            self._plain.discard(conv)
+            await self._uplink({"type": "message.ack", "conv": conv, "seq": seq})
 
     async def ack(self, conv: str, seq: int) -> None:
         ack_id = self._ack_ids.pop((conv, seq), None)
@@ -649,9 +648,6 @@ class StompDevice(_WebSocketDevice):
                     await self._uplink(frame)
 
     async def _uplink(self, frame: dict[str, Any]) -> None:
-        await self._send_json(frame)
-
-    async def _send_json(self, frame: dict[str, Any]) -> None:
         body = {k: v for k, v in frame.items() if k != "type"}
         await self._frame(
             "SEND",
